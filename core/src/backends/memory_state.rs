@@ -1,0 +1,377 @@
+//! In-memory `StateStore` for tests: the same semantics as SQL, behind one mutex.
+
+use crate::ids::{DatasetId, ExperimentId, JobId};
+use crate::ports::{JobFilter, StateStore};
+use crate::types::{
+    DatasetRecord, Experiment, ExperimentState, Job, ModelVersion, NewModelVersion, Trial,
+    TrialState,
+};
+use crate::{Error, Result};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+#[derive(Default)]
+pub struct MemoryStateStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    jobs: HashMap<JobId, Job>,
+    experiments: HashMap<ExperimentId, Experiment>,
+    trials: BTreeMap<(ExperimentId, u64), Trial>,
+    models: BTreeMap<(String, u32), ModelVersion>,
+    datasets: BTreeMap<DatasetId, DatasetRecord>,
+}
+
+impl MemoryStateStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every mutation below is complete before it can panic, so a poisoned
+        // lock never guards a half-written record.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl StateStore for MemoryStateStore {
+    async fn insert_job(&self, job: &Job) -> Result<()> {
+        let mut g = self.lock();
+        if g.jobs.contains_key(&job.id) {
+            return Err(Error::Conflict(format!("job {} already exists", job.id)));
+        }
+        g.jobs.insert(job.id, job.clone());
+        Ok(())
+    }
+
+    async fn get_job(&self, id: JobId) -> Result<Job> {
+        self.lock()
+            .jobs
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("job {id}")))
+    }
+
+    async fn update_job(&self, job: &Job) -> Result<bool> {
+        let mut g = self.lock();
+        let stored = g
+            .jobs
+            .get_mut(&job.id)
+            .ok_or_else(|| Error::not_found(format!("job {}", job.id)))?;
+        if stored.version != job.version {
+            return Ok(false);
+        }
+        *stored = job.clone();
+        stored.version += 1;
+        Ok(true)
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
+        let g = self.lock();
+        let mut jobs: Vec<Job> = g
+            .jobs
+            .values()
+            .filter(|j| filter.experiment_id.is_none() || j.experiment_id == filter.experiment_id)
+            .filter(|j| filter.states.is_empty() || filter.states.contains(&j.state))
+            .cloned()
+            .collect();
+        jobs.sort_by_key(|j| (j.created_at, j.id));
+        if let Some(limit) = filter.limit {
+            jobs.truncate(limit as usize);
+        }
+        Ok(jobs)
+    }
+
+    async fn due_jobs(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Job>> {
+        let g = self.lock();
+        let mut jobs: Vec<Job> = g
+            .jobs
+            .values()
+            .filter(|j| is_due(j, now))
+            .cloned()
+            .collect();
+        jobs.sort_by_key(|j| (j.created_at, j.id));
+        jobs.truncate(limit as usize);
+        Ok(jobs)
+    }
+
+    async fn insert_experiment(&self, exp: &Experiment) -> Result<()> {
+        let mut g = self.lock();
+        if g.experiments.contains_key(&exp.id) {
+            return Err(Error::Conflict(format!(
+                "experiment {} already exists",
+                exp.id
+            )));
+        }
+        g.experiments.insert(exp.id, exp.clone());
+        Ok(())
+    }
+
+    async fn get_experiment(&self, id: ExperimentId) -> Result<Experiment> {
+        self.lock()
+            .experiments
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("experiment {id}")))
+    }
+
+    async fn list_experiments(&self, state: Option<ExperimentState>) -> Result<Vec<Experiment>> {
+        let g = self.lock();
+        let mut out: Vec<Experiment> = g
+            .experiments
+            .values()
+            .filter(|e| state.is_none_or(|s| e.state == s))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| b.id.cmp(&a.id));
+        Ok(out)
+    }
+
+    async fn update_experiment(&self, exp: &Experiment, expected: ExperimentState) -> Result<bool> {
+        let mut g = self.lock();
+        let stored = g
+            .experiments
+            .get_mut(&exp.id)
+            .ok_or_else(|| Error::not_found(format!("experiment {}", exp.id)))?;
+        if stored.state != expected {
+            return Ok(false);
+        }
+        *stored = exp.clone();
+        Ok(true)
+    }
+
+    async fn create_trial(
+        &self,
+        experiment: ExperimentId,
+        params: Map<String, Value>,
+        job: Option<Job>,
+        now: DateTime<Utc>,
+    ) -> Result<Trial> {
+        let mut g = self.lock();
+        if !g.experiments.contains_key(&experiment) {
+            return Err(Error::not_found(format!("experiment {experiment}")));
+        }
+        let number = g
+            .trials
+            .range((experiment, 0)..=(experiment, u64::MAX))
+            .count() as u64;
+        let trial = Trial {
+            experiment_id: experiment,
+            number,
+            params,
+            state: TrialState::Running,
+            value: None,
+            intermediate: BTreeMap::new(),
+            job_id: job.as_ref().map(|j| j.id),
+            detail: None,
+            created_at: now,
+            finished_at: None,
+        };
+        if let Some(mut job) = job {
+            if g.jobs.contains_key(&job.id) {
+                return Err(Error::Conflict(format!("job {} already exists", job.id)));
+            }
+            job.trial_number = Some(number);
+            g.jobs.insert(job.id, job);
+        }
+        g.trials.insert((experiment, number), trial.clone());
+        Ok(trial)
+    }
+
+    async fn get_trial(&self, experiment: ExperimentId, number: u64) -> Result<Trial> {
+        self.lock()
+            .trials
+            .get(&(experiment, number))
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("trial {number} of experiment {experiment}")))
+    }
+
+    async fn list_trials(&self, experiment: ExperimentId) -> Result<Vec<Trial>> {
+        let g = self.lock();
+        Ok(g.trials
+            .range((experiment, 0)..=(experiment, u64::MAX))
+            .map(|(_, t)| t.clone())
+            .collect())
+    }
+
+    async fn record_intermediate(
+        &self,
+        experiment: ExperimentId,
+        number: u64,
+        step: u32,
+        value: f64,
+    ) -> Result<Trial> {
+        let mut g = self.lock();
+        let t = g.trials.get_mut(&(experiment, number)).ok_or_else(|| {
+            Error::not_found(format!("trial {number} of experiment {experiment}"))
+        })?;
+        if t.state != TrialState::Running {
+            return Err(Error::Conflict(format!(
+                "trial {number} is already {}",
+                t.state
+            )));
+        }
+        t.intermediate.insert(step, value);
+        Ok(t.clone())
+    }
+
+    async fn finish_trial(
+        &self,
+        experiment: ExperimentId,
+        number: u64,
+        state: TrialState,
+        value: Option<f64>,
+        detail: Option<Value>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut g = self.lock();
+        let t = g.trials.get_mut(&(experiment, number)).ok_or_else(|| {
+            Error::not_found(format!("trial {number} of experiment {experiment}"))
+        })?;
+        if t.state != TrialState::Running {
+            return Ok(false);
+        }
+        t.state = state;
+        t.value = value;
+        t.detail = detail;
+        t.finished_at = Some(now);
+        Ok(true)
+    }
+
+    async fn register_model_version(
+        &self,
+        new: NewModelVersion,
+        now: DateTime<Utc>,
+    ) -> Result<ModelVersion> {
+        let mut g = self.lock();
+        if let Some(job) = new.job_id {
+            if let Some(v) = g.models.values().find(|v| v.job_id == Some(job)) {
+                return Ok(v.clone());
+            }
+        }
+        let key = (new.name.clone(), new.version);
+        if g.models.contains_key(&key) {
+            return Err(version_taken(&new.name, new.version));
+        }
+        let mv = new.into_version(now);
+        g.models.insert(key, mv.clone());
+        Ok(mv)
+    }
+
+    async fn next_model_version(&self, name: &str) -> Result<u32> {
+        Ok(next_version(&self.lock().models, name))
+    }
+
+    async fn find_model_version_by_job(&self, job: JobId) -> Result<Option<ModelVersion>> {
+        Ok(self
+            .lock()
+            .models
+            .values()
+            .find(|v| v.job_id == Some(job))
+            .cloned())
+    }
+
+    async fn get_model_version(&self, name: &str, version: Option<u32>) -> Result<ModelVersion> {
+        let g = self.lock();
+        let found = match version {
+            Some(v) => g.models.get(&(name.to_string(), v)).cloned(),
+            None => g
+                .models
+                .values()
+                .filter(|m| m.name == name)
+                .max_by_key(|m| m.version)
+                .cloned(),
+        };
+        found.ok_or_else(|| model_not_found(name, version))
+    }
+
+    async fn list_model_versions(&self, name: Option<&str>) -> Result<Vec<ModelVersion>> {
+        let g = self.lock();
+        Ok(g.models
+            .values()
+            .filter(|m| name.is_none_or(|n| m.name == n))
+            .cloned()
+            .collect())
+    }
+
+    async fn insert_dataset(&self, ds: &DatasetRecord) -> Result<()> {
+        let mut g = self.lock();
+        if g.datasets.contains_key(&ds.id) {
+            return Err(Error::Conflict(format!("dataset {} already exists", ds.id)));
+        }
+        g.datasets.insert(ds.id, ds.clone());
+        Ok(())
+    }
+
+    async fn get_dataset(&self, id: DatasetId) -> Result<DatasetRecord> {
+        self.lock()
+            .datasets
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("dataset {id}")))
+    }
+
+    async fn list_datasets(&self) -> Result<Vec<DatasetRecord>> {
+        let mut out: Vec<DatasetRecord> = self.lock().datasets.values().cloned().collect();
+        out.sort_by(|a, b| b.id.cmp(&a.id));
+        Ok(out)
+    }
+}
+
+fn next_version(models: &BTreeMap<(String, u32), ModelVersion>, name: &str) -> u32 {
+    models
+        .keys()
+        .filter(|(n, _)| n == name)
+        .map(|(_, v)| *v)
+        .max()
+        .unwrap_or(0)
+        + 1
+}
+
+/// The due-ness rule shared by every backend's `due_jobs` (SQL backends
+/// express the same predicate in their WHERE clause).
+pub fn is_due(j: &Job, now: DateTime<Utc>) -> bool {
+    use crate::types::JobState::*;
+    match j.state {
+        Leased | Running => {
+            j.lease_expires_at.is_some_and(|t| t <= now) || j.deadline_at.is_some_and(|t| t <= now)
+        }
+        Failed => j.retry_at.is_some_and(|t| t <= now),
+        _ => false,
+    }
+}
+
+pub(crate) fn version_taken(name: &str, version: u32) -> Error {
+    Error::Conflict(format!("model '{name}' version {version} already exists"))
+}
+
+pub(crate) fn model_not_found(name: &str, version: Option<u32>) -> Error {
+    match version {
+        Some(v) => Error::NotFound(format!("model '{name}' has no version {v}")),
+        None => Error::NotFound(format!("model '{name}' not found")),
+    }
+}
+
+impl NewModelVersion {
+    pub fn into_version(self, now: DateTime<Utc>) -> ModelVersion {
+        ModelVersion {
+            name: self.name,
+            version: self.version,
+            job_id: self.job_id,
+            family: self.family,
+            experiment_id: self.experiment_id,
+            artifact_path: self.artifact_path,
+            sha256: self.sha256,
+            metrics: self.metrics,
+            params: self.params,
+            target: self.target,
+            created_at: now,
+        }
+    }
+}

@@ -1,0 +1,543 @@
+//! Embedded `StateStore` on SQLite through sqlx, migrated at start.
+//!
+//! SQLite allows one writer at a time; instead of letting concurrent writers
+//! fail with SQLITE_BUSY, every write goes through a one-connection pool
+//! (queued in-process), while reads use a separate pool that WAL lets run
+//! beside the writer.
+
+use crate::backends::memory_state::{model_not_found, version_taken};
+use crate::ids::{DatasetId, ExperimentId, JobId};
+use crate::ports::{JobFilter, StateStore};
+use crate::types::{
+    DatasetRecord, Experiment, ExperimentState, Job, ModelVersion, NewModelVersion, Trial,
+    TrialState,
+};
+use crate::{Error, Result};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+pub struct SqliteStateStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn opt_ms(t: Option<DateTime<Utc>>) -> Option<i64> {
+    t.map(ms)
+}
+
+fn decode<T: DeserializeOwned>(body: &str) -> Result<T> {
+    Ok(serde_json::from_str(body)?)
+}
+
+impl SqliteStateStore {
+    /// Opens (creating if needed) the database file and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        Self::connect(opts).await
+    }
+
+    /// A private in-memory database (tests): one shared-cache connection set.
+    pub async fn in_memory() -> Result<Self> {
+        let name = format!(
+            "file:tracseq-{}?mode=memory&cache=shared",
+            uuid::Uuid::new_v4()
+        );
+        let opts = SqliteConnectOptions::from_str(&name)?.foreign_keys(true);
+        Self::connect(opts).await
+    }
+
+    async fn connect(opts: SqliteConnectOptions) -> Result<Self> {
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts.clone())
+            .await?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(|e| Error::Internal(format!("sqlite migration failed: {e}")))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts)
+            .await?;
+        Ok(SqliteStateStore { writer, reader })
+    }
+
+    async fn get_body<T: DeserializeOwned>(&self, sql: &str, key: &str, what: String) -> Result<T> {
+        let row = sqlx::query(sql)
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await?;
+        match row {
+            Some(r) => decode(r.get::<&str, _>("body")),
+            None => Err(Error::not_found(what)),
+        }
+    }
+}
+
+async fn insert_job_on<'e, E>(exec: E, job: &Job) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, experiment_id, trial_number, state, priority, lease_expires_at,
+                           deadline_at, retry_at, created_at, version, body)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(job.id.to_string())
+    .bind(job.kind.as_str())
+    .bind(job.experiment_id.map(|e| e.to_string()))
+    .bind(job.trial_number.map(|n| n as i64))
+    .bind(job.state.as_str())
+    .bind(job.priority as i64)
+    .bind(opt_ms(job.lease_expires_at))
+    .bind(opt_ms(job.deadline_at))
+    .bind(opt_ms(job.retry_at))
+    .bind(ms(job.created_at))
+    .bind(job.version)
+    .bind(serde_json::to_string(job)?)
+    .execute(exec)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl StateStore for SqliteStateStore {
+    async fn insert_job(&self, job: &Job) -> Result<()> {
+        insert_job_on(&self.writer, job).await
+    }
+
+    async fn get_job(&self, id: JobId) -> Result<Job> {
+        self.get_body(
+            "SELECT body FROM jobs WHERE id = ?",
+            &id.to_string(),
+            format!("job {id}"),
+        )
+        .await
+    }
+
+    async fn update_job(&self, job: &Job) -> Result<bool> {
+        let mut stored = job.clone();
+        stored.version += 1;
+        let res = sqlx::query(
+            "UPDATE jobs SET state = ?, priority = ?, trial_number = ?, lease_expires_at = ?,
+                 deadline_at = ?, retry_at = ?, version = ?, body = ?
+             WHERE id = ? AND version = ?",
+        )
+        .bind(stored.state.as_str())
+        .bind(stored.priority as i64)
+        .bind(stored.trial_number.map(|n| n as i64))
+        .bind(opt_ms(stored.lease_expires_at))
+        .bind(opt_ms(stored.deadline_at))
+        .bind(opt_ms(stored.retry_at))
+        .bind(stored.version)
+        .bind(serde_json::to_string(&stored)?)
+        .bind(job.id.to_string())
+        .bind(job.version)
+        .execute(&self.writer)
+        .await?;
+        if res.rows_affected() == 1 {
+            return Ok(true);
+        }
+        // Distinguish a lost race from a missing job.
+        self.get_job(job.id).await?;
+        Ok(false)
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
+        let mut sql = String::from("SELECT body FROM jobs WHERE 1 = 1");
+        if filter.experiment_id.is_some() {
+            sql.push_str(" AND experiment_id = ?");
+        }
+        if !filter.states.is_empty() {
+            let marks = vec!["?"; filter.states.len()].join(", ");
+            sql.push_str(&format!(" AND state IN ({marks})"));
+        }
+        sql.push_str(" ORDER BY created_at, id");
+        if filter.limit.is_some() {
+            sql.push_str(" LIMIT ?");
+        }
+        let mut q = sqlx::query(&sql);
+        if let Some(e) = filter.experiment_id {
+            q = q.bind(e.to_string());
+        }
+        for s in &filter.states {
+            q = q.bind(s.as_str());
+        }
+        if let Some(l) = filter.limit {
+            q = q.bind(l as i64);
+        }
+        let rows = q.fetch_all(&self.reader).await?;
+        rows.iter()
+            .map(|r| decode(r.get::<&str, _>("body")))
+            .collect()
+    }
+
+    async fn due_jobs(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Job>> {
+        let rows = sqlx::query(
+            "SELECT body FROM jobs
+             WHERE (state IN ('leased', 'running') AND (lease_expires_at <= ?1 OR deadline_at <= ?1))
+                OR (state = 'failed' AND retry_at <= ?1)
+             ORDER BY created_at, id LIMIT ?2",
+        )
+        .bind(ms(now))
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| decode(r.get::<&str, _>("body")))
+            .collect()
+    }
+
+    async fn insert_experiment(&self, exp: &Experiment) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO experiments (id, name, kind, state, created_at, body) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(exp.id.to_string())
+        .bind(&exp.name)
+        .bind(exp.kind.as_str())
+        .bind(exp.state.as_str())
+        .bind(ms(exp.created_at))
+        .bind(serde_json::to_string(exp)?)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_experiment(&self, id: ExperimentId) -> Result<Experiment> {
+        self.get_body(
+            "SELECT body FROM experiments WHERE id = ?",
+            &id.to_string(),
+            format!("experiment {id}"),
+        )
+        .await
+    }
+
+    async fn list_experiments(&self, state: Option<ExperimentState>) -> Result<Vec<Experiment>> {
+        let rows = match state {
+            Some(s) => {
+                sqlx::query("SELECT body FROM experiments WHERE state = ? ORDER BY id DESC")
+                    .bind(s.as_str())
+                    .fetch_all(&self.reader)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT body FROM experiments ORDER BY id DESC")
+                    .fetch_all(&self.reader)
+                    .await?
+            }
+        };
+        rows.iter()
+            .map(|r| decode(r.get::<&str, _>("body")))
+            .collect()
+    }
+
+    async fn update_experiment(&self, exp: &Experiment, expected: ExperimentState) -> Result<bool> {
+        let res =
+            sqlx::query("UPDATE experiments SET state = ?, body = ? WHERE id = ? AND state = ?")
+                .bind(exp.state.as_str())
+                .bind(serde_json::to_string(exp)?)
+                .bind(exp.id.to_string())
+                .bind(expected.as_str())
+                .execute(&self.writer)
+                .await?;
+        if res.rows_affected() == 1 {
+            return Ok(true);
+        }
+        self.get_experiment(exp.id).await?;
+        Ok(false)
+    }
+
+    async fn create_trial(
+        &self,
+        experiment: ExperimentId,
+        params: Map<String, Value>,
+        job: Option<Job>,
+        now: DateTime<Utc>,
+    ) -> Result<Trial> {
+        let mut tx = self.writer.begin().await?;
+        let exists = sqlx::query("SELECT 1 FROM experiments WHERE id = ?")
+            .bind(experiment.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(Error::not_found(format!("experiment {experiment}")));
+        }
+        let number: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE experiment_id = ?",
+        )
+        .bind(experiment.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+        let number = number as u64;
+        let trial = Trial {
+            experiment_id: experiment,
+            number,
+            params,
+            state: TrialState::Running,
+            value: None,
+            intermediate: BTreeMap::new(),
+            job_id: job.as_ref().map(|j| j.id),
+            detail: None,
+            created_at: now,
+            finished_at: None,
+        };
+        if let Some(mut job) = job {
+            job.trial_number = Some(number);
+            insert_job_on(&mut *tx, &job).await?;
+        }
+        sqlx::query("INSERT INTO trials (experiment_id, number, state, job_id, body) VALUES (?, ?, ?, ?, ?)")
+            .bind(experiment.to_string())
+            .bind(number as i64)
+            .bind(trial.state.as_str())
+            .bind(trial.job_id.map(|j| j.to_string()))
+            .bind(serde_json::to_string(&trial)?)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(trial)
+    }
+
+    async fn get_trial(&self, experiment: ExperimentId, number: u64) -> Result<Trial> {
+        let row = sqlx::query("SELECT body FROM trials WHERE experiment_id = ? AND number = ?")
+            .bind(experiment.to_string())
+            .bind(number as i64)
+            .fetch_optional(&self.reader)
+            .await?;
+        match row {
+            Some(r) => decode(r.get::<&str, _>("body")),
+            None => Err(Error::not_found(format!(
+                "trial {number} of experiment {experiment}"
+            ))),
+        }
+    }
+
+    async fn list_trials(&self, experiment: ExperimentId) -> Result<Vec<Trial>> {
+        let rows = sqlx::query("SELECT body FROM trials WHERE experiment_id = ? ORDER BY number")
+            .bind(experiment.to_string())
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| decode(r.get::<&str, _>("body")))
+            .collect()
+    }
+
+    async fn record_intermediate(
+        &self,
+        experiment: ExperimentId,
+        number: u64,
+        step: u32,
+        value: f64,
+    ) -> Result<Trial> {
+        let mut tx = self.writer.begin().await?;
+        let mut trial = trial_in_tx(&mut tx, experiment, number).await?;
+        if trial.state != TrialState::Running {
+            return Err(Error::Conflict(format!(
+                "trial {number} is already {}",
+                trial.state
+            )));
+        }
+        trial.intermediate.insert(step, value);
+        write_trial(&mut tx, &trial).await?;
+        tx.commit().await?;
+        Ok(trial)
+    }
+
+    async fn finish_trial(
+        &self,
+        experiment: ExperimentId,
+        number: u64,
+        state: TrialState,
+        value: Option<f64>,
+        detail: Option<Value>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let mut trial = trial_in_tx(&mut tx, experiment, number).await?;
+        if trial.state != TrialState::Running {
+            return Ok(false);
+        }
+        trial.state = state;
+        trial.value = value;
+        trial.detail = detail;
+        trial.finished_at = Some(now);
+        write_trial(&mut tx, &trial).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn register_model_version(
+        &self,
+        new: NewModelVersion,
+        now: DateTime<Utc>,
+    ) -> Result<ModelVersion> {
+        let mut tx = self.writer.begin().await?;
+        if let Some(job) = new.job_id {
+            let row = sqlx::query("SELECT body FROM model_versions WHERE job_id = ?")
+                .bind(job.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(r) = row {
+                return decode(r.get::<&str, _>("body"));
+            }
+        }
+        let taken = sqlx::query("SELECT 1 FROM model_versions WHERE name = ? AND version = ?")
+            .bind(&new.name)
+            .bind(new.version as i64)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if taken.is_some() {
+            return Err(version_taken(&new.name, new.version));
+        }
+        let mv = new.into_version(now);
+        sqlx::query("INSERT INTO model_versions (name, version, job_id, created_at, body) VALUES (?, ?, ?, ?, ?)")
+            .bind(&mv.name)
+            .bind(mv.version as i64)
+            .bind(mv.job_id.map(|j| j.to_string()))
+            .bind(ms(mv.created_at))
+            .bind(serde_json::to_string(&mv)?)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(mv)
+    }
+
+    async fn next_model_version(&self, name: &str) -> Result<u32> {
+        let v: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(v as u32)
+    }
+
+    async fn find_model_version_by_job(&self, job: JobId) -> Result<Option<ModelVersion>> {
+        let row = sqlx::query("SELECT body FROM model_versions WHERE job_id = ?")
+            .bind(job.to_string())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| decode(r.get::<&str, _>("body"))).transpose()
+    }
+
+    async fn get_model_version(&self, name: &str, version: Option<u32>) -> Result<ModelVersion> {
+        let row =
+            match version {
+                Some(v) => {
+                    sqlx::query("SELECT body FROM model_versions WHERE name = ? AND version = ?")
+                        .bind(name)
+                        .bind(v as i64)
+                        .fetch_optional(&self.reader)
+                        .await?
+                }
+                None => sqlx::query(
+                    "SELECT body FROM model_versions WHERE name = ? ORDER BY version DESC LIMIT 1",
+                )
+                .bind(name)
+                .fetch_optional(&self.reader)
+                .await?,
+            };
+        match row {
+            Some(r) => decode(r.get::<&str, _>("body")),
+            None => Err(model_not_found(name, version)),
+        }
+    }
+
+    async fn list_model_versions(&self, name: Option<&str>) -> Result<Vec<ModelVersion>> {
+        let rows = match name {
+            Some(n) => {
+                sqlx::query("SELECT body FROM model_versions WHERE name = ? ORDER BY version")
+                    .bind(n)
+                    .fetch_all(&self.reader)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT body FROM model_versions ORDER BY name, version")
+                    .fetch_all(&self.reader)
+                    .await?
+            }
+        };
+        rows.iter()
+            .map(|r| decode(r.get::<&str, _>("body")))
+            .collect()
+    }
+
+    async fn insert_dataset(&self, ds: &DatasetRecord) -> Result<()> {
+        sqlx::query("INSERT INTO datasets (id, name, created_at, body) VALUES (?, ?, ?, ?)")
+            .bind(ds.id.to_string())
+            .bind(&ds.name)
+            .bind(ms(ds.created_at))
+            .bind(serde_json::to_string(ds)?)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_dataset(&self, id: DatasetId) -> Result<DatasetRecord> {
+        self.get_body(
+            "SELECT body FROM datasets WHERE id = ?",
+            &id.to_string(),
+            format!("dataset {id}"),
+        )
+        .await
+    }
+
+    async fn list_datasets(&self) -> Result<Vec<DatasetRecord>> {
+        let rows = sqlx::query("SELECT body FROM datasets ORDER BY id DESC")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| decode(r.get::<&str, _>("body")))
+            .collect()
+    }
+}
+
+async fn trial_in_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    experiment: ExperimentId,
+    number: u64,
+) -> Result<Trial> {
+    let row = sqlx::query("SELECT body FROM trials WHERE experiment_id = ? AND number = ?")
+        .bind(experiment.to_string())
+        .bind(number as i64)
+        .fetch_optional(&mut **tx)
+        .await?;
+    match row {
+        Some(r) => decode(r.get::<&str, _>("body")),
+        None => Err(Error::not_found(format!(
+            "trial {number} of experiment {experiment}"
+        ))),
+    }
+}
+
+async fn write_trial(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, trial: &Trial) -> Result<()> {
+    sqlx::query("UPDATE trials SET state = ?, body = ? WHERE experiment_id = ? AND number = ?")
+        .bind(trial.state.as_str())
+        .bind(serde_json::to_string(trial)?)
+        .bind(trial.experiment_id.to_string())
+        .bind(trial.number as i64)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

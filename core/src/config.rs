@@ -1,0 +1,323 @@
+//! Configuration: one options struct per component, layered as defaults <
+//! `tracseq.toml` < `TRACSEQ_*` environment < command-line flags.
+
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where embedded mode keeps `state.db` and `artifacts/`.
+    pub data_dir: PathBuf,
+    pub api: ApiConfig,
+    pub scheduler: SchedulerConfig,
+    pub worker: WorkerConfig,
+    pub limits: LimitsConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    pub host: IpAddr,
+    pub port: u16,
+    /// Largest accepted request body (data set uploads included).
+    pub max_body_bytes: u64,
+    /// Most records in one `/predict` or `/batch_predict` body.
+    pub max_predict_records: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// How often the dispatch loop wakes up when nothing notifies it.
+    pub tick_ms: u64,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Workers started inside `tracseq-ml up`.
+    pub count: usize,
+    /// Jobs one worker runs at once.
+    pub slots: u16,
+    /// A job's lease length; a worker that stops heartbeating loses the job after it.
+    pub lease_secs: u64,
+    /// How often a worker renews its leases (well under `lease_secs`).
+    pub heartbeat_ms: u64,
+    /// Resource class this worker consumes (`cpu`, `gpu`).
+    pub resource_class: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub dataset_max_bytes: usize,
+    pub dataset_max_rows: usize,
+    pub dataset_max_columns: usize,
+    pub max_trials: u64,
+    pub max_parallelism: u32,
+    pub max_budget_seconds: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from(".tracseq"),
+            api: ApiConfig::default(),
+            scheduler: SchedulerConfig::default(),
+            worker: WorkerConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 8094,
+            max_body_bytes: 64 * 1024 * 1024,
+            max_predict_records: 10_000,
+        }
+    }
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            tick_ms: 250,
+            backoff_base_ms: 1_000,
+            backoff_max_ms: 60_000,
+        }
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            count: 2,
+            slots: 1,
+            lease_secs: 30,
+            heartbeat_ms: 5_000,
+            resource_class: "cpu".into(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            dataset_max_bytes: 64 * 1024 * 1024,
+            dataset_max_rows: 1_000_000,
+            dataset_max_columns: 1_000,
+            max_trials: 10_000,
+            max_parallelism: 64,
+            max_budget_seconds: 7 * 24 * 3600,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the file (if given, or `tracseq.toml` if present), then `TRACSEQ_*`.
+    pub fn load(file: Option<&Path>) -> Result<Config> {
+        let mut value = toml::Value::try_from(Config::default())
+            .map_err(|e| Error::Internal(format!("default config: {e}")))?;
+        let default_file = Path::new("tracseq.toml");
+        let file = match file {
+            Some(f) => Some(f),
+            None if default_file.exists() => Some(default_file),
+            None => None,
+        };
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::Invalid(format!("cannot read config {}: {e}", path.display()))
+            })?;
+            let overlay: toml::Value = toml::from_str(&text)
+                .map_err(|e| Error::Invalid(format!("config {}: {e}", path.display())))?;
+            merge(&mut value, overlay);
+        }
+        apply_env(&mut value, std::env::vars())?;
+        let cfg: Config = value
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::Invalid(format!("config: {}", e.message())))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, why: &str| Err(Error::Invalid(format!("config key '{key}': {why}")));
+        if self.worker.slots == 0 {
+            return bad("worker.slots", "must be at least 1");
+        }
+        if self.worker.lease_secs < 2 {
+            return bad("worker.lease_secs", "must be at least 2");
+        }
+        if self.worker.heartbeat_ms == 0
+            || self.worker.heartbeat_ms >= self.worker.lease_secs * 1000
+        {
+            return bad(
+                "worker.heartbeat_ms",
+                "must be above 0 and below worker.lease_secs",
+            );
+        }
+        if self.scheduler.tick_ms == 0 {
+            return bad("scheduler.tick_ms", "must be above 0");
+        }
+        if self.scheduler.backoff_base_ms > self.scheduler.backoff_max_ms {
+            return bad(
+                "scheduler.backoff_base_ms",
+                "must not exceed scheduler.backoff_max_ms",
+            );
+        }
+        if self.limits.max_parallelism == 0 || self.limits.max_trials == 0 {
+            return bad("limits", "max_parallelism and max_trials must be above 0");
+        }
+        crate::types::validate_name("worker.resource_class", &self.worker.resource_class)
+    }
+
+    pub fn retry_policy(&self) -> crate::lifecycle::RetryPolicy {
+        crate::lifecycle::RetryPolicy {
+            backoff_base_ms: self.scheduler.backoff_base_ms,
+            backoff_max_ms: self.scheduler.backoff_max_ms,
+        }
+    }
+}
+
+fn merge(base: &mut toml::Value, overlay: toml::Value) {
+    match (base, overlay) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+/// Every leaf key `a.b_c` can be set as `TRACSEQ_A_B_C`. The variable's text
+/// is read as a TOML value when it parses as one of the key's type, else as a string.
+fn apply_env(value: &mut toml::Value, vars: impl Iterator<Item = (String, String)>) -> Result<()> {
+    let mut leaves = Vec::new();
+    collect_leaves(value, String::new(), &mut leaves);
+    for (name, raw) in vars {
+        let Some(rest) = name.strip_prefix("TRACSEQ_") else {
+            continue;
+        };
+        let Some(key) = leaves
+            .iter()
+            .find(|k| k.replace('.', "_").eq_ignore_ascii_case(rest))
+        else {
+            continue;
+        };
+        let parsed = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(raw.clone()));
+        let mut slot = &mut *value;
+        for part in key.split('.') {
+            slot = slot
+                .get_mut(part)
+                .ok_or_else(|| Error::Internal(format!("config key {key} vanished")))?;
+        }
+        *slot = match (&*slot, parsed) {
+            (toml::Value::String(_), _) => toml::Value::String(raw),
+            (toml::Value::Float(_), toml::Value::Integer(i)) => toml::Value::Float(i as f64),
+            (current, parsed)
+                if std::mem::discriminant(current) == std::mem::discriminant(&parsed) =>
+            {
+                parsed
+            }
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "environment {name}: '{raw}' is not a valid value for config key '{key}'"
+                )))
+            }
+        };
+    }
+    Ok(())
+}
+
+fn collect_leaves(v: &toml::Value, prefix: String, out: &mut Vec<String>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, child) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                collect_leaves(child, key, out);
+            }
+        }
+        _ => out.push(prefix),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Result<Config> {
+        let mut v = toml::Value::try_from(Config::default()).unwrap();
+        apply_env(
+            &mut v,
+            pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())),
+        )?;
+        v.try_into()
+            .map_err(|e: toml::de::Error| Error::Invalid(e.message().to_string()))
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        let c = env(&[("TRACSEQ_API_PORT", "9000"), ("TRACSEQ_DATA_DIR", "/tmp/x")]).unwrap();
+        assert_eq!(c.api.port, 9000);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn a_bad_value_names_the_key() {
+        let err = env(&[("TRACSEQ_API_PORT", "lots")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("port"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let mut c = Config::default();
+        c.worker.slots = 0;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("worker.slots"));
+        let mut c = Config::default();
+        c.worker.heartbeat_ms = 60_000;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("worker.heartbeat_ms"));
+    }
+
+    #[test]
+    fn file_layer_rejects_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "[api]\nprot = 1\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("prot"), "{err}");
+        std::fs::write(&path, "[api]\nport = 9100\n[worker]\ncount = 3\n").unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!((c.api.port, c.worker.count), (9100, 3));
+    }
+}

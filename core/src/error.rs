@@ -1,0 +1,90 @@
+//! The one error type of the core crate, with meaning-level variants.
+
+/// Errors surfaced by ports and domain logic. The variant says what a caller
+/// can do about it: fix the input, retry later, or report a bug.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The thing asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is valid but conflicts with the current state
+    /// (a lost compare-and-set, a duplicate name, a job already claimed).
+    #[error("{0}")]
+    Conflict(String),
+    /// The input is wrong; the message says what and where.
+    #[error("{0}")]
+    Invalid(String),
+    /// A backend is unreachable or overloaded; retrying may succeed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or a corrupt record; retrying will not help.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Whether retrying the same call later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Unavailable(_) | Error::Conflict(_))
+    }
+
+    /// Stable machine-readable code used in API problem bodies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::NotFound(_) => "not_found",
+            Error::Conflict(_) => "conflict",
+            Error::Invalid(_) => "invalid",
+            Error::Unavailable(_) => "unavailable",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        Error::NotFound(format!("{what} not found"))
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::RowNotFound => Error::NotFound("row not found".into()),
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                Error::Conflict(format!("duplicate record: {db}"))
+            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => Error::Unavailable(e.to_string()),
+            // SQLite reports a busy database as a database error with code 5/6.
+            sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("5") | Some("6")) => {
+                Error::Unavailable(e.to_string())
+            }
+            _ => Error::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::Internal(format!("corrupt record: {e}"))
+    }
+}
+
+impl From<object_store::Error> for Error {
+    fn from(e: object_store::Error) -> Self {
+        match e {
+            object_store::Error::NotFound { path, .. } => {
+                Error::NotFound(format!("artifact '{path}' not found"))
+            }
+            object_store::Error::AlreadyExists { path, .. } => {
+                Error::Conflict(format!("artifact '{path}' already exists"))
+            }
+            object_store::Error::InvalidPath { source } => {
+                Error::Invalid(format!("invalid artifact path: {source}"))
+            }
+            other => Error::Unavailable(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! `ArtifactStore`: content-addressed-by-path blobs (data sets, trial results, models).
+
+use crate::{Error, Result};
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+pub const DIGEST_SUFFIX: &str = ".sha256";
+
+/// A validated relative key such as `models/sample-quality/3/model.json`.
+/// Validation happens here, once, so no backend ever sees `..` or an absolute path.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ArtifactPath(String);
+
+impl ArtifactPath {
+    pub const MAX_LEN: usize = 512;
+
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = |why: &str| Err(Error::Invalid(format!("artifact path '{s}' {why}")));
+        if s.is_empty() || s.len() > Self::MAX_LEN {
+            return bad("must be 1-512 characters");
+        }
+        for seg in s.split('/') {
+            if seg.is_empty() || seg == "." || seg == ".." {
+                return bad("must not have empty, '.' or '..' segments");
+            }
+            if !seg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.=".contains(c))
+            {
+                return bad("may only use [A-Za-z0-9-_.=] in segments");
+            }
+        }
+        if s.ends_with(DIGEST_SUFFIX) {
+            return bad("must not end with '.sha256' (reserved for digests)");
+        }
+        Ok(ArtifactPath(s.to_string()))
+    }
+
+    /// Where the digest of this artifact is kept, beside it.
+    pub fn digest_key(&self) -> String {
+        format!("{}{DIGEST_SUFFIX}", self.0)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `experiments/{id}/trials/{n}/{file}`
+    pub fn trial(experiment: crate::ExperimentId, number: u64, file: &str) -> Result<Self> {
+        Self::parse(&format!("experiments/{experiment}/trials/{number}/{file}"))
+    }
+
+    /// `models/{name}/{version}/{file}`
+    pub fn model(name: &str, version: u32, file: &str) -> Result<Self> {
+        Self::parse(&format!("models/{name}/{version}/{file}"))
+    }
+
+    /// `datasets/{id}/{file}`
+    pub fn dataset(id: crate::DatasetId, file: &str) -> Result<Self> {
+        Self::parse(&format!("datasets/{id}/{file}"))
+    }
+
+    /// `jobs/{id}/{file}` (batch prediction outputs)
+    pub fn job(id: crate::JobId, file: &str) -> Result<Self> {
+        Self::parse(&format!("jobs/{id}/{file}"))
+    }
+}
+
+impl TryFrom<String> for ArtifactPath {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        Self::parse(&s)
+    }
+}
+
+impl From<ArtifactPath> for String {
+    fn from(p: ArtifactPath) -> String {
+        p.0
+    }
+}
+
+impl fmt::Display for ArtifactPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactMeta {
+    pub path: String,
+    pub size: u64,
+    /// SHA-256 of the content, hex; recorded at upload.
+    pub sha256: Option<String>,
+    pub modified: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait ArtifactStore: Send + Sync {
+    /// Stores the bytes (replacing any previous object) and returns their metadata
+    /// including the SHA-256 digest. Returns only once the object is durable.
+    async fn put(&self, path: &ArtifactPath, bytes: Bytes) -> Result<ArtifactMeta>;
+    async fn get(&self, path: &ArtifactPath) -> Result<Bytes>;
+    async fn head(&self, path: &ArtifactPath) -> Result<ArtifactMeta>;
+    /// Objects under a prefix (a path prefix ending at a segment boundary), sorted by path.
+    async fn list(&self, prefix: Option<&ArtifactPath>) -> Result<Vec<ArtifactMeta>>;
+    async fn delete(&self, path: &ArtifactPath) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_validated() {
+        assert!(ArtifactPath::parse("models/m/1/model.json").is_ok());
+        for bad in [
+            "",
+            "/abs",
+            "a//b",
+            "a/../b",
+            "a/./b",
+            "a b",
+            "trailing/",
+            "x\\y",
+        ] {
+            assert!(ArtifactPath::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(ArtifactPath::parse(&"a".repeat(513)).is_err());
+        assert_eq!(
+            ArtifactPath::model("m", 3, "model.json").unwrap().as_str(),
+            "models/m/3/model.json"
+        );
+    }
+}

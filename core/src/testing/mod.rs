@@ -1,0 +1,52 @@
+//! Conformance suites (one per port) and builders, shared by every backend's
+//! tests: a backend is correct when it passes the same suite as the others.
+
+mod artifacts;
+mod queue;
+mod state;
+
+pub use artifacts::artifact_store_suite;
+pub use queue::job_queue_suite;
+pub use state::state_store_suite;
+
+use crate::ids::ExperimentId;
+use crate::types::{Experiment, ExperimentKind, ExperimentState, Job, JobKind, NewJob};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+/// A fixed instant so suites never depend on the wall clock.
+pub fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
+}
+
+pub fn new_job(experiment: Option<ExperimentId>, max_attempts: u32) -> Job {
+    NewJob {
+        kind: JobKind::Trial,
+        experiment_id: experiment,
+        payload: json!({"objective": "noop"}),
+        resource_class: "cpu".into(),
+        priority: 0,
+        max_attempts,
+        timeout_secs: 60,
+    }
+    .into_job(t0(), None)
+}
+
+pub fn new_experiment(name: &str) -> Experiment {
+    Experiment {
+        id: ExperimentId::new(),
+        name: name.into(),
+        kind: ExperimentKind::AskTell,
+        spec: json!({"direction": "minimize"}),
+        state: ExperimentState::Running,
+        priority: 0,
+        error: None,
+        model_name: None,
+        model_version: None,
+        created_at: t0(),
+        updated_at: t0(),
+        finished_at: None,
+    }
+}

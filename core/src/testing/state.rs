@@ -1,0 +1,369 @@
+//! The `StateStore` conformance suite.
+
+use super::{new_experiment, new_job, t0};
+use crate::ids::{DatasetId, JobId, WorkerId};
+use crate::lifecycle::{Event, RetryPolicy};
+use crate::ports::{transition, JobFilter, StateStore, TransitionOutcome};
+use crate::types::{DatasetRecord, ExperimentState, JobState, NewModelVersion, TrialState};
+use crate::Error;
+use chrono::Duration;
+use serde_json::{json, Map};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Runs every check against a fresh, empty store.
+pub async fn state_store_suite(store: Arc<dyn StateStore>) {
+    jobs_round_trip_and_cas(store.as_ref()).await;
+    claims_race_exactly_one_winner(store.clone()).await;
+    due_jobs_and_retry_cycle(store.as_ref()).await;
+    experiments_and_conditional_update(store.as_ref()).await;
+    trials_numbering_jobs_and_final_state(store.clone()).await;
+    model_registry(store.as_ref()).await;
+    datasets(store.as_ref()).await;
+}
+
+async fn jobs_round_trip_and_cas(s: &dyn StateStore) {
+    let job = new_job(None, 3);
+    s.insert_job(&job).await.unwrap();
+    assert!(
+        matches!(s.insert_job(&job).await, Err(Error::Conflict(_))),
+        "duplicate id"
+    );
+    assert_eq!(s.get_job(job.id).await.unwrap(), job);
+    assert!(matches!(
+        s.get_job(JobId::new()).await,
+        Err(Error::NotFound(_))
+    ));
+
+    let mut changed = job.clone();
+    changed.state = JobState::Leased;
+    assert!(s.update_job(&changed).await.unwrap());
+    let stored = s.get_job(job.id).await.unwrap();
+    assert_eq!((stored.state, stored.version), (JobState::Leased, 1));
+    // A writer holding the old version loses.
+    assert!(!s.update_job(&changed).await.unwrap());
+    let mut missing = job.clone();
+    missing.id = JobId::new();
+    assert!(matches!(
+        s.update_job(&missing).await,
+        Err(Error::NotFound(_))
+    ));
+
+    let listed = s
+        .list_jobs(&JobFilter {
+            states: vec![JobState::Leased],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(listed.iter().any(|j| j.id == job.id));
+    let none = s
+        .list_jobs(&JobFilter {
+            states: vec![JobState::Dead],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.iter().all(|j| j.state == JobState::Dead));
+}
+
+async fn claims_race_exactly_one_winner(s: Arc<dyn StateStore>) {
+    let job = new_job(None, 3);
+    s.insert_job(&job).await.unwrap();
+    let policy = RetryPolicy::default();
+    let mut handles = Vec::new();
+    for i in 0..8 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            let ev = Event::Claim {
+                worker: WorkerId(format!("w{i}")),
+                lease: Duration::seconds(30),
+            };
+            transition(s.as_ref(), job.id, ev, t0(), &policy)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for h in handles {
+        if matches!(h.await.unwrap(), TransitionOutcome::Applied { .. }) {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "exactly one claim wins");
+    let stored = s.get_job(job.id).await.unwrap();
+    assert_eq!((stored.state, stored.attempt), (JobState::Leased, 1));
+}
+
+async fn due_jobs_and_retry_cycle(s: &dyn StateStore) {
+    let policy = RetryPolicy {
+        backoff_base_ms: 1_000,
+        backoff_max_ms: 1_000,
+    };
+    let job = new_job(None, 2);
+    s.insert_job(&job).await.unwrap();
+    let w = WorkerId("w".into());
+    let claim = Event::Claim {
+        worker: w.clone(),
+        lease: Duration::seconds(10),
+    };
+    transition(s, job.id, claim, t0(), &policy).await.unwrap();
+    let due = |at: i64| async move {
+        s.due_jobs(t0() + Duration::seconds(at), 100)
+            .await
+            .unwrap()
+            .iter()
+            .any(|j| j.id == job.id)
+    };
+    assert!(!due(9).await, "lease still valid");
+    assert!(due(10).await, "lease expired");
+    let out = transition(
+        s,
+        job.id,
+        Event::ExpireLease,
+        t0() + Duration::seconds(10),
+        &policy,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(out, TransitionOutcome::Applied { .. }));
+    assert!(!due(10).await, "retry waits for backoff");
+    assert!(due(11).await, "retry due");
+    transition(
+        s,
+        job.id,
+        Event::RetryDue,
+        t0() + Duration::seconds(11),
+        &policy,
+    )
+    .await
+    .unwrap();
+    let stored = s.get_job(job.id).await.unwrap();
+    assert_eq!(stored.state, JobState::Queued);
+    assert!(stored.last_error.unwrap().contains("lease expired"));
+
+    // A duplicate result for one attempt is stored once.
+    let claim = Event::Claim {
+        worker: w.clone(),
+        lease: Duration::seconds(10),
+    };
+    transition(s, job.id, claim, t0() + Duration::seconds(12), &policy)
+        .await
+        .unwrap();
+    let ok = Event::Succeed {
+        worker: w.clone(),
+        attempt: 2,
+        result: json!({"value": 1.5}),
+    };
+    transition(s, job.id, ok.clone(), t0() + Duration::seconds(13), &policy)
+        .await
+        .unwrap();
+    let v = s.get_job(job.id).await.unwrap().version;
+    let again = transition(s, job.id, ok, t0() + Duration::seconds(14), &policy)
+        .await
+        .unwrap();
+    assert!(matches!(again, TransitionOutcome::Applied { ref effects, .. } if effects.is_empty()));
+    let stored = s.get_job(job.id).await.unwrap();
+    assert_eq!(stored.version, v, "duplicate result wrote nothing");
+    assert_eq!(stored.result_attempt, Some(2));
+}
+
+async fn experiments_and_conditional_update(s: &dyn StateStore) {
+    let a = new_experiment("a");
+    let mut b = new_experiment("b");
+    s.insert_experiment(&a).await.unwrap();
+    s.insert_experiment(&b).await.unwrap();
+    assert!(matches!(
+        s.insert_experiment(&a).await,
+        Err(Error::Conflict(_))
+    ));
+    assert_eq!(s.get_experiment(a.id).await.unwrap(), a);
+    let all = s.list_experiments(None).await.unwrap();
+    let pos = |id| all.iter().position(|e| e.id == id).unwrap();
+    assert!(pos(b.id) < pos(a.id), "newest first");
+
+    b.state = ExperimentState::Cancelled;
+    assert!(s
+        .update_experiment(&b, ExperimentState::Running)
+        .await
+        .unwrap());
+    let mut stale = b.clone();
+    stale.state = ExperimentState::Finalizing;
+    assert!(
+        !s.update_experiment(&stale, ExperimentState::Running)
+            .await
+            .unwrap(),
+        "lost to cancel"
+    );
+    assert_eq!(
+        s.get_experiment(b.id).await.unwrap().state,
+        ExperimentState::Cancelled
+    );
+    let running = s
+        .list_experiments(Some(ExperimentState::Running))
+        .await
+        .unwrap();
+    assert!(running.iter().any(|e| e.id == a.id) && running.iter().all(|e| e.id != b.id));
+}
+
+async fn trials_numbering_jobs_and_final_state(s: Arc<dyn StateStore>) {
+    let exp = new_experiment("trials");
+    s.insert_experiment(&exp).await.unwrap();
+    let mut handles = Vec::new();
+    for i in 0..6 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            let mut p = Map::new();
+            p.insert("x".into(), json!(i));
+            let job = (i % 2 == 0).then(|| new_job(Some(exp.id), 1));
+            s.create_trial(exp.id, p, job, t0()).await.unwrap()
+        }));
+    }
+    let mut numbers = Vec::new();
+    for h in handles {
+        numbers.push(h.await.unwrap().number);
+    }
+    numbers.sort();
+    assert_eq!(numbers, (0..6).collect::<Vec<u64>>(), "dense, never reused");
+
+    let trials = s.list_trials(exp.id).await.unwrap();
+    assert_eq!(trials.len(), 6);
+    for t in &trials {
+        if let Some(job_id) = t.job_id {
+            let job = s.get_job(job_id).await.unwrap();
+            assert_eq!(
+                job.trial_number,
+                Some(t.number),
+                "job points back at its trial"
+            );
+        }
+    }
+    assert!(matches!(
+        s.create_trial(crate::ExperimentId::new(), Map::new(), None, t0())
+            .await,
+        Err(Error::NotFound(_))
+    ));
+
+    let t = s.record_intermediate(exp.id, 0, 1, 0.5).await.unwrap();
+    assert_eq!(t.intermediate, BTreeMap::from([(1, 0.5)]));
+    s.record_intermediate(exp.id, 0, 1, 0.4).await.unwrap();
+    s.record_intermediate(exp.id, 0, 2, 0.3).await.unwrap();
+    assert_eq!(
+        s.get_trial(exp.id, 0).await.unwrap().intermediate,
+        BTreeMap::from([(1, 0.4), (2, 0.3)])
+    );
+
+    assert!(s
+        .finish_trial(
+            exp.id,
+            0,
+            TrialState::Complete,
+            Some(0.3),
+            Some(json!({"k": 1})),
+            t0()
+        )
+        .await
+        .unwrap());
+    assert!(
+        !s.finish_trial(exp.id, 0, TrialState::Failed, None, None, t0())
+            .await
+            .unwrap(),
+        "once"
+    );
+    let t = s.get_trial(exp.id, 0).await.unwrap();
+    assert_eq!(
+        (t.state, t.value, t.detail),
+        (TrialState::Complete, Some(0.3), Some(json!({"k": 1})))
+    );
+    assert!(matches!(
+        s.record_intermediate(exp.id, 0, 3, 0.1).await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        s.get_trial(exp.id, 99).await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+async fn model_registry(s: &dyn StateStore) {
+    let new = |version: u32, job: Option<JobId>| NewModelVersion {
+        name: "quality".into(),
+        version,
+        job_id: job,
+        family: "linear".into(),
+        experiment_id: None,
+        artifact_path: format!("models/quality/{version}/model.json"),
+        sha256: "ab".repeat(32),
+        metrics: BTreeMap::from([("rmse".to_string(), 1.0)]),
+        params: Map::new(),
+        target: "quality_score".into(),
+    };
+    assert_eq!(s.next_model_version("quality").await.unwrap(), 1);
+    assert!(matches!(
+        s.get_model_version("quality", None).await,
+        Err(Error::NotFound(_))
+    ));
+    let job = JobId::new();
+    let v1 = s
+        .register_model_version(new(1, Some(job)), t0())
+        .await
+        .unwrap();
+    assert_eq!(v1.version, 1);
+    // The same train job registering again gets its version back.
+    assert_eq!(
+        s.register_model_version(new(2, Some(job)), t0())
+            .await
+            .unwrap(),
+        v1
+    );
+    assert!(matches!(
+        s.register_model_version(new(1, None), t0()).await,
+        Err(Error::Conflict(_))
+    ));
+    assert_eq!(s.next_model_version("quality").await.unwrap(), 2);
+    s.register_model_version(new(2, None), t0()).await.unwrap();
+    assert_eq!(
+        s.get_model_version("quality", None).await.unwrap().version,
+        2
+    );
+    assert_eq!(s.get_model_version("quality", Some(1)).await.unwrap(), v1);
+    assert!(matches!(
+        s.get_model_version("quality", Some(9)).await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(s.find_model_version_by_job(job).await.unwrap(), Some(v1));
+    assert_eq!(
+        s.find_model_version_by_job(JobId::new()).await.unwrap(),
+        None
+    );
+    let versions = s.list_model_versions(Some("quality")).await.unwrap();
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert!(s
+        .list_model_versions(Some("other"))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn datasets(s: &dyn StateStore) {
+    let ds = DatasetRecord {
+        id: DatasetId::new(),
+        name: "samples".into(),
+        artifact_path: "datasets/x/data.csv".into(),
+        sha256: "00".repeat(32),
+        size_bytes: 10,
+        rows: 2,
+        schema: json!([{"name": "a", "kind": "numeric"}]),
+        created_at: t0(),
+    };
+    s.insert_dataset(&ds).await.unwrap();
+    assert_eq!(s.get_dataset(ds.id).await.unwrap(), ds);
+    assert!(matches!(
+        s.get_dataset(DatasetId::new()).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(s.list_datasets().await.unwrap().contains(&ds));
+}

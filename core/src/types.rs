@@ -1,0 +1,339 @@
+//! Records kept in the state store: jobs, experiments, trials, model versions, data sets.
+
+use crate::ids::{DatasetId, ExperimentId, JobId, WorkerId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// Implements `as_str`, `Display` and `FromStr` for a unit enum whose serde
+/// names are snake_case, so stores and URLs use the same spelling as JSON.
+macro_rules! str_enum {
+    ($name:ident { $($variant:ident => $s:literal),+ $(,)? }) => {
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn as_str(&self) -> &'static str {
+                match self { $($name::$variant => $s),+ }
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
+        }
+        impl FromStr for $name {
+            type Err = crate::Error;
+            fn from_str(s: &str) -> crate::Result<Self> {
+                match s {
+                    $($s => Ok($name::$variant),)+
+                    other => Err(crate::Error::Invalid(format!(
+                        concat!("unknown ", stringify!($name), " '{}'; expected one of: {}"),
+                        other,
+                        [$($s),+].join(", ")
+                    ))),
+                }
+            }
+        }
+    };
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    Trial,
+    Train,
+    BatchPredict,
+}
+str_enum!(JobKind { Trial => "trial", Train => "train", BatchPredict => "batch_predict" });
+
+/// Job states; the transitions between them live in [`crate::lifecycle`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Leased,
+    Running,
+    Succeeded,
+    /// Failed this attempt; waiting for `retry_at` before it is queued again.
+    Failed,
+    /// Out of attempts (or failed with a non-retryable error).
+    Dead,
+    Cancelled,
+    Pruned,
+}
+str_enum!(JobState {
+    Queued => "queued", Leased => "leased", Running => "running", Succeeded => "succeeded",
+    Failed => "failed", Dead => "dead", Cancelled => "cancelled", Pruned => "pruned",
+});
+
+impl JobState {
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Dead | JobState::Cancelled | JobState::Pruned
+        )
+    }
+    /// A worker holds the job (its lease must be kept alive).
+    pub fn is_held(&self) -> bool {
+        matches!(self, JobState::Leased | JobState::Running)
+    }
+}
+
+/// A unit of work for a worker. `payload` is kind-specific and validated by
+/// whoever created the job; workers validate it again because it crossed a queue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: JobId,
+    pub kind: JobKind,
+    pub experiment_id: Option<ExperimentId>,
+    pub trial_number: Option<u64>,
+    pub payload: Value,
+    pub resource_class: String,
+    pub priority: u8,
+    pub state: JobState,
+    /// Number of the current (or last) attempt; 0 before the first claim.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub timeout_secs: u64,
+    pub lease_owner: Option<WorkerId>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// When a running attempt must have finished (started_at + timeout).
+    pub deadline_at: Option<DateTime<Utc>>,
+    pub retry_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub result: Option<Value>,
+    /// The attempt whose result is recorded: results are kept once per (job, attempt).
+    pub result_attempt: Option<u32>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Optimistic-concurrency counter; every stored update bumps it.
+    pub version: i64,
+}
+
+/// Parameters for a new job; the rest of [`Job`] starts from defaults.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    pub kind: JobKind,
+    pub experiment_id: Option<ExperimentId>,
+    pub payload: Value,
+    pub resource_class: String,
+    pub priority: u8,
+    pub max_attempts: u32,
+    pub timeout_secs: u64,
+}
+
+impl NewJob {
+    pub fn into_job(self, now: DateTime<Utc>, trial_number: Option<u64>) -> Job {
+        Job {
+            id: JobId::new(),
+            kind: self.kind,
+            experiment_id: self.experiment_id,
+            trial_number,
+            payload: self.payload,
+            resource_class: self.resource_class,
+            priority: self.priority,
+            state: JobState::Queued,
+            attempt: 0,
+            max_attempts: self.max_attempts.max(1),
+            timeout_secs: self.timeout_secs.max(1),
+            lease_owner: None,
+            lease_expires_at: None,
+            deadline_at: None,
+            retry_at: None,
+            last_error: None,
+            result: None,
+            result_attempt: None,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+            version: 0,
+        }
+    }
+}
+
+/// What travels over the queue: only a wake-up naming the job. The state
+/// store stays the source of truth, so a stale or duplicate message is harmless.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchMessage {
+    pub job_id: JobId,
+    pub kind: JobKind,
+    pub priority: u8,
+}
+
+impl DispatchMessage {
+    pub fn for_job(job: &Job) -> Self {
+        DispatchMessage {
+            job_id: job.id,
+            kind: job.kind,
+            priority: job.priority,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExperimentKind {
+    /// The platform trains models on a data set.
+    Automl,
+    /// The objective runs outside; clients ask for params and tell values.
+    AskTell,
+}
+str_enum!(ExperimentKind { Automl => "automl", AskTell => "ask_tell" });
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExperimentState {
+    Running,
+    /// Trials are done; the final model is being trained and registered.
+    Finalizing,
+    Completed,
+    Failed,
+    Cancelled,
+}
+str_enum!(ExperimentState {
+    Running => "running", Finalizing => "finalizing", Completed => "completed",
+    Failed => "failed", Cancelled => "cancelled",
+});
+
+impl ExperimentState {
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            ExperimentState::Completed | ExperimentState::Failed | ExperimentState::Cancelled
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Experiment {
+    pub id: ExperimentId,
+    pub name: String,
+    pub kind: ExperimentKind,
+    /// The validated experiment spec (owned by the scheduler crate).
+    pub spec: Value,
+    pub state: ExperimentState,
+    pub priority: u8,
+    pub error: Option<String>,
+    pub model_name: Option<String>,
+    pub model_version: Option<u32>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrialState {
+    Running,
+    Complete,
+    Pruned,
+    Failed,
+}
+str_enum!(TrialState { Running => "running", Complete => "complete", Pruned => "pruned", Failed => "failed" });
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trial {
+    pub experiment_id: ExperimentId,
+    /// Dense per-experiment number, assigned by the store, never reused.
+    pub number: u64,
+    pub params: serde_json::Map<String, Value>,
+    pub state: TrialState,
+    pub value: Option<f64>,
+    pub intermediate: BTreeMap<u32, f64>,
+    pub job_id: Option<JobId>,
+    /// Extra results (all metrics, fold values, artifact path).
+    pub detail: Option<Value>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelVersion {
+    pub name: String,
+    pub version: u32,
+    /// The train job that produced it: a retried train job finds its version
+    /// instead of registering a second one.
+    pub job_id: Option<JobId>,
+    pub family: String,
+    pub experiment_id: Option<ExperimentId>,
+    pub artifact_path: String,
+    pub sha256: String,
+    pub metrics: BTreeMap<String, f64>,
+    pub params: serde_json::Map<String, Value>,
+    pub target: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewModelVersion {
+    pub name: String,
+    /// Chosen by the caller (from `next_model_version`) because the artifact
+    /// path contains it; a taken number answers `Conflict`.
+    pub version: u32,
+    pub job_id: Option<JobId>,
+    pub family: String,
+    pub experiment_id: Option<ExperimentId>,
+    pub artifact_path: String,
+    pub sha256: String,
+    pub metrics: BTreeMap<String, f64>,
+    pub params: serde_json::Map<String, Value>,
+    pub target: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetRecord {
+    pub id: DatasetId,
+    pub name: String,
+    pub artifact_path: String,
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub rows: u64,
+    /// Column names, kinds and missing counts as detected on upload.
+    pub schema: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Validates a user-chosen name (model, experiment, data set): it appears in
+/// artifact keys and URLs, so it must be a safe path segment.
+pub fn validate_name(what: &str, name: &str) -> crate::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::Error::Invalid(format!(
+            "{what} '{name}' must be 1-100 characters of [A-Za-z0-9-_.] and not start with '.'"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enums_round_trip_through_str_and_serde() {
+        for s in JobState::ALL {
+            assert_eq!(s.as_str().parse::<JobState>().unwrap(), *s);
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                Value::String(s.to_string())
+            );
+        }
+        assert!("bogus".parse::<JobKind>().is_err());
+    }
+
+    #[test]
+    fn names_are_safe_path_segments() {
+        assert!(validate_name("model", "sample-quality_v2").is_ok());
+        for bad in ["", "../x", "a/b", ".hidden", "with space"] {
+            assert!(validate_name("model", bad).is_err(), "{bad}");
+        }
+    }
+}

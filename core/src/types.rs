@@ -1,6 +1,6 @@
 //! Records kept in the state store: jobs, experiments, trials, model versions, data sets.
 
-use crate::ids::{DatasetId, ExperimentId, JobId, WorkerId};
+use crate::ids::{DatasetId, ExperimentId, JobId, TrialId, WorkerId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -235,6 +235,7 @@ str_enum!(TrialState { Running => "running", Complete => "complete", Pruned => "
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Trial {
+    pub id: TrialId,
     pub experiment_id: ExperimentId,
     /// Dense per-experiment number, assigned by the store, never reused.
     pub number: u64,

@@ -162,6 +162,7 @@ impl StateStore for MemoryStateStore {
             .range((experiment, 0)..=(experiment, u64::MAX))
             .count() as u64;
         let trial = Trial {
+            id: crate::TrialId::new(),
             experiment_id: experiment,
             number,
             params,

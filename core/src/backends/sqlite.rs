@@ -292,6 +292,7 @@ impl StateStore for SqliteStateStore {
         .await?;
         let number = number as u64;
         let trial = Trial {
+            id: crate::TrialId::new(),
             experiment_id: experiment,
             number,
             params,

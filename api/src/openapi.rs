@@ -1,0 +1,203 @@
+//! The OpenAPI 3.0 description of every route (served at `/openapi.json`).
+
+use serde_json::{json, Value};
+
+/// (method, path, summary, request body schema or null, success status)
+pub(crate) const ROUTES: &[(&str, &str, &str, &str, u16)] = &[
+    ("get", "/health", "Liveness and version", "", 200),
+    ("get", "/openapi.json", "This document", "", 200),
+    (
+        "post",
+        "/datasets",
+        "Upload a CSV data set (text/csv body; ?name=)",
+        "csv",
+        201,
+    ),
+    ("get", "/datasets", "List data sets", "", 200),
+    (
+        "get",
+        "/datasets/{id}",
+        "One data set with its detected schema",
+        "",
+        200,
+    ),
+    (
+        "post",
+        "/experiments",
+        "Create an AutoML (with dataset_id) or ask/tell experiment",
+        "ExperimentRequest",
+        201,
+    ),
+    (
+        "get",
+        "/experiments",
+        "List experiments with trial counts and best trial",
+        "",
+        200,
+    ),
+    (
+        "get",
+        "/experiments/{id}",
+        "Experiment state, best trial and counts",
+        "",
+        200,
+    ),
+    (
+        "get",
+        "/experiments/{id}/trials",
+        "Trials (?fields=a,b&sort=value|number&state=&limit=)",
+        "",
+        200,
+    ),
+    (
+        "post",
+        "/experiments/{id}/ask",
+        "Ask/tell: get the next trial's params",
+        "",
+        201,
+    ),
+    (
+        "post",
+        "/experiments/{id}/trials/{number}/report",
+        "Report an intermediate value; answers should_prune",
+        "ReportRequest",
+        200,
+    ),
+    (
+        "post",
+        "/experiments/{id}/trials/{number}/tell",
+        "Tell a trial's final value or state",
+        "TellRequest",
+        200,
+    ),
+    (
+        "post",
+        "/experiments/{id}/cancel",
+        "Cancel an experiment and its jobs",
+        "",
+        200,
+    ),
+    (
+        "get",
+        "/jobs/{id}",
+        "A job's state, attempts, last error and result",
+        "",
+        200,
+    ),
+    ("post", "/jobs/{id}/cancel", "Cancel one job", "", 200),
+    (
+        "get",
+        "/models",
+        "Registered models with their latest version",
+        "",
+        200,
+    ),
+    (
+        "get",
+        "/models/{name}",
+        "A model's versions with metrics",
+        "",
+        200,
+    ),
+    (
+        "post",
+        "/predict",
+        "Predict one record with a model version (latest by default)",
+        "PredictRequest",
+        200,
+    ),
+    (
+        "post",
+        "/batch_predict",
+        "Predict records now, or a data set as a job (202)",
+        "BatchPredictRequest",
+        200,
+    ),
+];
+
+fn schemas() -> Value {
+    json!({
+        "Problem": {"type": "object", "required": ["error", "message"], "properties": {
+            "error": {"type": "string", "enum": ["invalid", "not_found", "conflict", "unavailable", "internal",
+                "too_large", "length_required", "method_not_allowed", "unsupported_media_type"]},
+            "message": {"type": "string"}}},
+        "ExperimentRequest": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,100}$"},
+            "dataset_id": {"type": "string", "format": "uuid"},
+            "target": {"type": "string"},
+            "metric": {"type": "string", "enum": ["auc", "log_loss", "accuracy", "f1", "rmse", "mae", "r2"]},
+            "direction": {"type": "string", "enum": ["minimize", "maximize"]},
+            "search_space": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+                "type": {"type": "string", "enum": ["float", "int", "categorical"]},
+                "low": {"type": "number"}, "high": {"type": "number"}, "log": {"type": "boolean"},
+                "step": {"type": "number"}, "choices": {"type": "array"},
+                "when": {"type": "object", "additionalProperties": {"type": "array"}}}}},
+            "sampler": {"type": "object", "properties": {"type": {"type": "string", "enum": ["random", "tpe"]}, "seed": {"type": "integer"},
+                "n_startup_trials": {"type": "integer"}, "n_ei_candidates": {"type": "integer"}, "gamma": {"type": "number"},
+                "prior_weight": {"type": "number"}}},
+            "pruner": {"type": "object", "properties": {"type": {"type": "string", "enum": ["none", "median"]},
+                "n_startup_trials": {"type": "integer"}, "n_warmup_steps": {"type": "integer"}, "interval_steps": {"type": "integer"}}},
+            "budget": {"type": "object", "properties": {"trials": {"type": "integer", "minimum": 1}, "seconds": {"type": "integer", "minimum": 1}}},
+            "parallelism": {"type": "integer", "minimum": 1},
+            "cv_folds": {"type": "integer", "minimum": 2, "maximum": 20},
+            "seed": {"type": "integer"},
+            "model_name": {"type": "string"},
+            "priority": {"type": "integer", "minimum": 0, "maximum": 9},
+            "max_attempts": {"type": "integer", "minimum": 1, "maximum": 20},
+            "trial_timeout_secs": {"type": "integer", "minimum": 1}}},
+        "ReportRequest": {"type": "object", "required": ["step", "value"], "additionalProperties": false, "properties": {
+            "step": {"type": "integer", "minimum": 0}, "value": {"type": "number"}}},
+        "TellRequest": {"type": "object", "additionalProperties": false, "properties": {
+            "value": {"type": "number"}, "state": {"type": "string", "enum": ["complete", "failed", "pruned"]},
+            "params": {"type": "object"}}},
+        "PredictRequest": {"type": "object", "required": ["model", "features"], "additionalProperties": false, "properties": {
+            "model": {"type": "string"}, "version": {"type": "integer", "minimum": 1},
+            "features": {"type": "object", "additionalProperties": {"type": ["number", "string", "boolean", "null"]}}}},
+        "BatchPredictRequest": {"type": "object", "required": ["model"], "additionalProperties": false, "properties": {
+            "model": {"type": "string"}, "version": {"type": "integer", "minimum": 1},
+            "records": {"type": "array", "items": {"type": "object"}},
+            "dataset_id": {"type": "string", "format": "uuid"}}}
+    })
+}
+
+pub fn openapi() -> Value {
+    let mut paths = serde_json::Map::new();
+    for (method, path, summary, body, status) in ROUTES {
+        let mut op = json!({
+            "summary": summary,
+            "responses": {
+                status.to_string(): {"description": "success", "content": {"application/json": {}}},
+                "4XX": {"description": "bad request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}},
+                "5XX": {"description": "server error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+            }
+        });
+        let params: Vec<Value> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        if !params.is_empty() {
+            op["parameters"] = Value::Array(params);
+        }
+        match *body {
+            "" => {}
+            "csv" => {
+                op["requestBody"] = json!({"required": true, "content": {"text/csv": {"schema": {"type": "string"}}}});
+            }
+            schema => {
+                op["requestBody"] = json!({"required": true, "content": {"application/json":
+                    {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+            }
+        }
+        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        entry[*method] = op;
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "TracSeq ML", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "AutoML experiments, ask/tell HPO, model registry and serving for laboratory data."},
+        "servers": [{"url": "http://127.0.0.1:8094"}],
+        "paths": paths,
+        "components": {"schemas": schemas()}
+    })
+}

@@ -1,0 +1,80 @@
+//! `/datasets`: CSV uploads, validated before anything is stored.
+
+use super::{body, json_reply, query, run, with_ctx};
+use crate::problem::{ApiError, ApiResult};
+use crate::Ctx;
+use bytes::Bytes;
+use chrono::Utc;
+use std::collections::HashMap;
+use tracseq_core::ports::ArtifactPath;
+use tracseq_core::types::{validate_name, DatasetRecord};
+use tracseq_core::{DatasetId, Error};
+use tracseq_learn::dataset::Dataset;
+use tracseq_scheduler::service::dataset_limits;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let upload = warp::path!("datasets")
+        .and(warp::post())
+        .and(with_ctx(ctx.clone()))
+        .and(query())
+        .and(body(&ctx))
+        .then(|ctx, q, b| run(upload(ctx, q, b)));
+    let list = warp::path!("datasets")
+        .and(warp::get())
+        .and(with_ctx(ctx.clone()))
+        .then(|ctx: Ctx| {
+            run(async move {
+                Ok(json_reply(
+                    &ctx.platform.state.list_datasets().await?,
+                    StatusCode::OK,
+                ))
+            })
+        });
+    let get = warp::path!("datasets" / String)
+        .and(warp::get())
+        .and(with_ctx(ctx))
+        .then(|id: String, ctx: Ctx| {
+            run(async move {
+                let id: DatasetId = id.parse()?;
+                Ok(json_reply(
+                    &ctx.platform.state.get_dataset(id).await?,
+                    StatusCode::OK,
+                ))
+            })
+        });
+    upload.or(list).unify().or(get).unify()
+}
+
+async fn upload(ctx: Ctx, q: HashMap<String, String>, body: Bytes) -> ApiResult {
+    let name = q.get("name").cloned().unwrap_or_else(|| "dataset".into());
+    validate_name("dataset name", &name)?;
+    let limits = dataset_limits(&ctx.limits);
+    let parse_body = body.clone();
+    let data = tokio::task::spawn_blocking(move || Dataset::from_csv(&parse_body, &limits))
+        .await
+        .map_err(|e| Error::Internal(format!("csv parser panicked: {e}")))?
+        .map_err(|e| ApiError::bad_request(format!("invalid CSV: {e}")))?;
+    let id = DatasetId::new();
+    let path = ArtifactPath::dataset(id, "data.csv")?;
+    let size = body.len() as u64;
+    let meta = ctx.platform.artifacts.put(&path, body).await?;
+    let record = DatasetRecord {
+        id,
+        name,
+        artifact_path: path.to_string(),
+        sha256: meta.sha256.unwrap_or_default(),
+        size_bytes: size,
+        rows: data.n_rows() as u64,
+        schema: serde_json::to_value(data.schema())?,
+        created_at: Utc::now(),
+    };
+    if let Err(e) = ctx.platform.state.insert_dataset(&record).await {
+        // No record points at the object: remove it rather than leak it.
+        let _ = ctx.platform.artifacts.delete(&path).await;
+        return Err(e.into());
+    }
+    Ok(json_reply(&record, StatusCode::CREATED))
+}

@@ -1,0 +1,220 @@
+//! `/experiments`: AutoML and ask/tell experiments, their trials, and cancel.
+
+use super::{body, json_reply, query, run, with_ctx};
+use crate::problem::{ApiError, ApiResult};
+use crate::{parse_json, Ctx};
+use bytes::Bytes;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use tracseq_core::types::TrialState;
+use tracseq_core::ExperimentId;
+use tracseq_scheduler::hpo::Direction;
+use tracseq_scheduler::service::{self, TellRequest};
+use tracseq_scheduler::spec::{ExperimentRequest, ExperimentSpec};
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let create = warp::path!("experiments")
+        .and(warp::post())
+        .and(with_ctx(ctx.clone()))
+        .and(body(&ctx))
+        .then(|ctx, b| run(create(ctx, b)));
+    let list = warp::path!("experiments")
+        .and(warp::get())
+        .and(with_ctx(ctx.clone()))
+        .then(|ctx| run(list(ctx)));
+    let get = warp::path!("experiments" / String)
+        .and(warp::get())
+        .and(with_ctx(ctx.clone()))
+        .then(|id, ctx| run(get(ctx, id)));
+    let trials = warp::path!("experiments" / String / "trials")
+        .and(warp::get())
+        .and(with_ctx(ctx.clone()))
+        .and(query())
+        .then(|id, ctx, q| run(trials(ctx, id, q)));
+    let ask = warp::path!("experiments" / String / "ask")
+        .and(warp::post())
+        .and(with_ctx(ctx.clone()))
+        .then(|id, ctx| run(ask(ctx, id)));
+    let report = warp::path!("experiments" / String / "trials" / u64 / "report")
+        .and(warp::post())
+        .and(with_ctx(ctx.clone()))
+        .and(body(&ctx))
+        .then(|id, n, ctx, b| run(report(ctx, id, n, b)));
+    let tell = warp::path!("experiments" / String / "trials" / u64 / "tell")
+        .and(warp::post())
+        .and(with_ctx(ctx.clone()))
+        .and(body(&ctx))
+        .then(|id, n, ctx, b| run(tell(ctx, id, n, b)));
+    let cancel = warp::path!("experiments" / String / "cancel")
+        .and(warp::post())
+        .and(with_ctx(ctx))
+        .then(|id, ctx| run(cancel(ctx, id)));
+    create
+        .or(list)
+        .unify()
+        .or(get)
+        .unify()
+        .or(trials)
+        .unify()
+        .or(ask)
+        .unify()
+        .or(report)
+        .unify()
+        .or(tell)
+        .unify()
+        .or(cancel)
+        .unify()
+        .boxed()
+}
+
+fn exp_id(s: &str) -> Result<ExperimentId, ApiError> {
+    Ok(s.parse::<ExperimentId>()?)
+}
+
+async fn create(ctx: Ctx, body: Bytes) -> ApiResult {
+    let req: ExperimentRequest = parse_json(&body)?;
+    let exp = service::create_experiment(&ctx.platform, req, &ctx.limits, Utc::now()).await?;
+    ctx.wake.notify_one();
+    let summary = service::summary(&ctx.platform, exp).await?;
+    Ok(json_reply(&summary, StatusCode::CREATED))
+}
+
+async fn list(ctx: Ctx) -> ApiResult {
+    let mut out = Vec::new();
+    for exp in ctx.platform.state.list_experiments(None).await? {
+        out.push(service::summary(&ctx.platform, exp).await?);
+    }
+    Ok(json_reply(&out, StatusCode::OK))
+}
+
+async fn get(ctx: Ctx, id: String) -> ApiResult {
+    let exp = ctx.platform.state.get_experiment(exp_id(&id)?).await?;
+    Ok(json_reply(
+        &service::summary(&ctx.platform, exp).await?,
+        StatusCode::OK,
+    ))
+}
+
+const TRIAL_FIELDS: &[&str] = &[
+    "id",
+    "experiment_id",
+    "number",
+    "params",
+    "state",
+    "value",
+    "intermediate",
+    "job_id",
+    "detail",
+    "created_at",
+    "finished_at",
+];
+
+/// `?fields=number,value` keeps only those keys; `?sort=value` puts the best
+/// first (by the experiment's direction); `?state=complete` filters;
+/// `?limit=N` keeps the first N.
+async fn trials(ctx: Ctx, id: String, q: HashMap<String, String>) -> ApiResult {
+    let id = exp_id(&id)?;
+    let exp = ctx.platform.state.get_experiment(id).await?;
+    let spec = ExperimentSpec::from_value(&exp.spec)?;
+    for key in q.keys() {
+        if !["fields", "sort", "state", "limit"].contains(&key.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "unknown query parameter '{key}'; expected fields, sort, state or limit"
+            )));
+        }
+    }
+    let fields: Option<Vec<&str>> = q
+        .get("fields")
+        .map(|f| f.split(',').map(str::trim).collect());
+    if let Some(fields) = &fields {
+        if let Some(bad) = fields.iter().find(|f| !TRIAL_FIELDS.contains(f)) {
+            return Err(ApiError::bad_request(format!(
+                "unknown trial field '{bad}'; expected some of: {}",
+                TRIAL_FIELDS.join(", ")
+            )));
+        }
+    }
+    let mut trials = ctx.platform.state.list_trials(id).await?;
+    if let Some(state) = q.get("state") {
+        let state: TrialState = state.parse()?;
+        trials.retain(|t| t.state == state);
+    }
+    match q.get("sort").map(String::as_str) {
+        None | Some("number") => {}
+        Some("value") => {
+            let key = |v: Option<f64>| match v {
+                Some(x) if x.is_finite() => match spec.direction {
+                    Direction::Minimize => x,
+                    Direction::Maximize => -x,
+                },
+                _ => f64::INFINITY,
+            };
+            trials.sort_by(|a, b| {
+                key(a.value)
+                    .total_cmp(&key(b.value))
+                    .then(a.number.cmp(&b.number))
+            });
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "sort must be 'number' or 'value' (got '{other}')"
+            )))
+        }
+    }
+    if let Some(limit) = q.get("limit") {
+        let n: usize = limit.parse().map_err(|_| {
+            ApiError::bad_request(format!(
+                "limit must be a non-negative integer (got '{limit}')"
+            ))
+        })?;
+        trials.truncate(n);
+    }
+    let mut out = Vec::with_capacity(trials.len());
+    for t in trials {
+        let mut v = serde_json::to_value(&t)?;
+        if let (Some(fields), Value::Object(obj)) = (&fields, &mut v) {
+            obj.retain(|k, _| fields.contains(&k.as_str()));
+        }
+        out.push(v);
+    }
+    Ok(json_reply(&out, StatusCode::OK))
+}
+
+async fn ask(ctx: Ctx, id: String) -> ApiResult {
+    let trial = service::ask(&ctx.platform, exp_id(&id)?, Utc::now()).await?;
+    let body = json!({"trial_id": trial.id, "number": trial.number, "params": trial.params});
+    Ok(json_reply(&body, StatusCode::CREATED))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportRequest {
+    step: u32,
+    value: f64,
+}
+
+async fn report(ctx: Ctx, id: String, number: u64, body: Bytes) -> ApiResult {
+    let req: ReportRequest = parse_json(&body)?;
+    let prune = service::report(&ctx.platform, exp_id(&id)?, number, req.step, req.value).await?;
+    Ok(json_reply(&json!({"should_prune": prune}), StatusCode::OK))
+}
+
+async fn tell(ctx: Ctx, id: String, number: u64, body: Bytes) -> ApiResult {
+    let req: TellRequest = parse_json(&body)?;
+    let trial = service::tell(&ctx.platform, exp_id(&id)?, number, req, Utc::now()).await?;
+    Ok(json_reply(&trial, StatusCode::OK))
+}
+
+async fn cancel(ctx: Ctx, id: String) -> ApiResult {
+    let exp = service::cancel(&ctx.platform, exp_id(&id)?, Utc::now()).await?;
+    ctx.wake.notify_one();
+    Ok(json_reply(
+        &service::summary(&ctx.platform, exp).await?,
+        StatusCode::OK,
+    ))
+}

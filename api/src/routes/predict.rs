@@ -1,0 +1,152 @@
+//! `/predict` and `/batch_predict`: serving registered model versions.
+
+use super::{body, json_reply, run, with_ctx};
+use crate::problem::{ApiError, ApiResult};
+use crate::{parse_json, Ctx};
+use bytes::Bytes;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use tracseq_core::types::{DispatchMessage, JobKind, NewJob};
+use tracseq_core::DatasetId;
+use tracseq_learn::lab::{self, Assessment};
+use tracseq_learn::predict::Prediction;
+use tracseq_scheduler::dispatch::DEFAULT_RESOURCE_CLASS;
+use tracseq_scheduler::payload::BatchPredictPayload;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let predict = warp::path!("predict")
+        .and(warp::post())
+        .and(with_ctx(ctx.clone()))
+        .and(body(&ctx))
+        .then(|ctx, b| run(predict(ctx, b)));
+    let batch = warp::path!("batch_predict")
+        .and(warp::post())
+        .and(with_ctx(ctx.clone()))
+        .and(body(&ctx))
+        .then(|ctx, b| run(batch_predict(ctx, b)));
+    predict.or(batch).unify()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PredictRequest {
+    model: String,
+    version: Option<u32>,
+    features: Map<String, Value>,
+}
+
+#[derive(Serialize)]
+struct PredictResponse<'a> {
+    model: &'a str,
+    version: u32,
+    #[serde(flatten)]
+    prediction: &'a Prediction,
+    /// The laboratory reading of a sample-quality prediction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quality: Option<Assessment>,
+}
+
+async fn predict(ctx: Ctx, body: Bytes) -> ApiResult {
+    let req: PredictRequest = parse_json(&body)?;
+    let loaded = ctx
+        .models
+        .get(&ctx.platform, &req.model, req.version)
+        .await?;
+    let predictions = loaded
+        .artifact
+        .predict(std::slice::from_ref(&req.features))?;
+    let prediction = predictions
+        .first()
+        .ok_or_else(|| ApiError::bad_request("no prediction produced"))?;
+    let quality = (loaded.artifact.target == lab::TARGET).then(|| lab::assess(prediction));
+    let resp = PredictResponse {
+        model: &req.model,
+        version: loaded.version.version,
+        prediction,
+        quality,
+    };
+    Ok(json_reply(&resp, StatusCode::OK))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchPredictRequest {
+    model: String,
+    version: Option<u32>,
+    records: Option<Vec<Map<String, Value>>>,
+    dataset_id: Option<DatasetId>,
+}
+
+/// Records in the body are answered at once; a data set becomes a
+/// `batch_predict` job whose predictions land in an artifact.
+async fn batch_predict(ctx: Ctx, body: Bytes) -> ApiResult {
+    let req: BatchPredictRequest = parse_json(&body)?;
+    let loaded = ctx
+        .models
+        .get(&ctx.platform, &req.model, req.version)
+        .await?;
+    let version = loaded.version.version;
+    match (req.records, req.dataset_id) {
+        (Some(records), None) => {
+            if records.is_empty() {
+                return Err(ApiError::bad_request("records must not be empty"));
+            }
+            if records.len() > ctx.api.max_predict_records {
+                return Err(ApiError::bad_request(format!(
+                    "{} records exceed the limit of {} (api.max_predict_records); use dataset_id for large batches",
+                    records.len(),
+                    ctx.api.max_predict_records
+                )));
+            }
+            let predictions = loaded.artifact.predict(&records)?;
+            Ok(json_reply(
+                &json!({"model": req.model, "version": version, "predictions": predictions}),
+                StatusCode::OK,
+            ))
+        }
+        (None, Some(dataset_id)) => {
+            ctx.platform
+                .state
+                .get_dataset(dataset_id)
+                .await
+                .map_err(|e| match e {
+                    tracseq_core::Error::NotFound(_) => {
+                        ApiError::bad_request(format!("dataset_id {dataset_id} does not exist"))
+                    }
+                    other => other.into(),
+                })?;
+            let payload = BatchPredictPayload {
+                model: req.model.clone(),
+                version,
+                dataset_id,
+            };
+            let job = NewJob {
+                kind: JobKind::BatchPredict,
+                experiment_id: None,
+                payload: serde_json::to_value(&payload)?,
+                resource_class: DEFAULT_RESOURCE_CLASS.into(),
+                priority: 0,
+                max_attempts: 3,
+                timeout_secs: 3600,
+            }
+            .into_job(Utc::now(), None);
+            ctx.platform.state.insert_job(&job).await?;
+            // If this publish is lost, the scheduler re-publishes queued jobs at start.
+            ctx.platform
+                .queue
+                .publish(&job.resource_class, &DispatchMessage::for_job(&job))
+                .await?;
+            Ok(json_reply(
+                &json!({"job_id": job.id, "state": job.state}),
+                StatusCode::ACCEPTED,
+            ))
+        }
+        _ => Err(ApiError::bad_request(
+            "give exactly one of records or dataset_id",
+        )),
+    }
+}

@@ -1,0 +1,401 @@
+//! The scheduler loop: keeps every AutoML experiment's trials topped up,
+//! turns finished jobs into trial outcomes, runs the final train job, and
+//! sweeps expired leases, deadlines and due retries. The loop itself is thin:
+//! wait, read the store, call pure code, write, publish.
+
+use crate::payload::{TrainPayload, TrainResult, TrialPayload, TrialResult};
+use crate::service::{self, best_trial, history, history_bound, time_is_up};
+use crate::spec::ExperimentSpec;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use tracseq_core::lifecycle::{Effect, Event};
+use tracseq_core::ports::{transition, JobFilter, TransitionOutcome};
+use tracseq_core::types::{
+    DispatchMessage, Experiment, ExperimentKind, ExperimentState, Job, JobKind, JobState, NewJob,
+    Trial, TrialState,
+};
+use tracseq_core::{Platform, Result};
+
+pub const DEFAULT_RESOURCE_CLASS: &str = "cpu";
+
+pub struct Scheduler {
+    platform: Platform,
+    tick: Duration,
+    /// Poked by workers and the api when something changed, so the loop
+    /// reacts at once instead of at the next tick.
+    wake: Arc<Notify>,
+}
+
+impl Scheduler {
+    pub fn new(platform: Platform, tick: Duration, wake: Arc<Notify>) -> Self {
+        Scheduler {
+            platform,
+            tick,
+            wake,
+        }
+    }
+
+    /// Runs until cancelled. Starts by re-publishing every queued job: the
+    /// store is the truth, queue messages may have been lost with a process.
+    pub async fn run(&self, cancel: CancellationToken) -> Result<()> {
+        self.republish_queued().await?;
+        loop {
+            if let Err(e) = self.tick(Utc::now()).await {
+                warn!(error = %e, "scheduler tick failed; retrying");
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.tick) => {}
+            }
+        }
+    }
+
+    pub async fn republish_queued(&self) -> Result<()> {
+        let queued = self
+            .platform
+            .state
+            .list_jobs(&JobFilter {
+                states: vec![JobState::Queued],
+                ..Default::default()
+            })
+            .await?;
+        for job in &queued {
+            self.publish(job).await?;
+        }
+        if !queued.is_empty() {
+            info!(count = queued.len(), "re-published queued jobs");
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, job: &Job) -> Result<()> {
+        self.platform
+            .queue
+            .publish(&job.resource_class, &DispatchMessage::for_job(job))
+            .await
+    }
+
+    /// One pass; `now` is passed in so tests can drive time.
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<()> {
+        self.sweep_due_jobs(now).await?;
+        for exp in self
+            .platform
+            .state
+            .list_experiments(Some(ExperimentState::Running))
+            .await?
+        {
+            if exp.kind == ExperimentKind::Automl {
+                self.advance(exp, now).await?;
+            }
+        }
+        for exp in self
+            .platform
+            .state
+            .list_experiments(Some(ExperimentState::Finalizing))
+            .await?
+        {
+            self.finalize(exp, now).await?;
+        }
+        for exp in self
+            .platform
+            .state
+            .list_experiments(Some(ExperimentState::Cancelled))
+            .await?
+        {
+            // Finishes a cancel that was interrupted between its two writes.
+            service::cancel_jobs(&self.platform, exp.id, now).await?;
+        }
+        Ok(())
+    }
+
+    async fn sweep_due_jobs(&self, now: DateTime<Utc>) -> Result<()> {
+        for job in self.platform.state.due_jobs(now, 500).await? {
+            let event = match job.state {
+                JobState::Failed => Event::RetryDue,
+                JobState::Running if job.deadline_at.is_some_and(|d| d <= now) => Event::TimeOut,
+                _ => Event::ExpireLease,
+            };
+            let out = transition(
+                self.platform.state.as_ref(),
+                job.id,
+                event.clone(),
+                now,
+                &self.platform.policy,
+            )
+            .await?;
+            if let TransitionOutcome::Applied { job, effects } = out {
+                debug!(job_id = %job.id, ?event, state = %job.state, "swept job");
+                self.apply(&job, &effects).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply(&self, job: &Job, effects: &[Effect]) -> Result<()> {
+        for e in effects {
+            if *e == Effect::Publish {
+                self.publish(job).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reconciles finished trial jobs, then starts as many trials as the
+    /// budget, the parallelism and the deterministic-history rule allow.
+    async fn advance(&self, exp: Experiment, now: DateTime<Utc>) -> Result<()> {
+        let spec = ExperimentSpec::from_value(&exp.spec)?;
+        let mut trials = self.reconcile_trials(&exp, now).await?;
+        let space = spec.space()?;
+        let sampler = spec.sampler.build();
+        loop {
+            let running = trials
+                .iter()
+                .filter(|t| t.state == TrialState::Running)
+                .count() as u32;
+            let created = trials.len() as u64;
+            let budget_left =
+                spec.budget.trials.is_none_or(|b| created < b) && !time_is_up(&spec, &exp, now);
+            if !budget_left {
+                if running == 0 {
+                    return self.begin_finalize(exp, &spec, &trials, now).await;
+                }
+                return Ok(());
+            }
+            if running >= spec.parallelism {
+                return Ok(());
+            }
+            let number = created;
+            let bound = history_bound(&spec, number);
+            if trials
+                .iter()
+                .any(|t| t.number < bound && t.state == TrialState::Running)
+            {
+                // Wait for the trials this one must learn from.
+                return Ok(());
+            }
+            let params = sampler.sample(
+                &space,
+                &history(&trials, Some(bound)),
+                spec.direction,
+                number,
+            );
+            let payload = TrialPayload {
+                experiment_id: exp.id,
+                dataset_id: spec.dataset_id.ok_or_else(|| missing("dataset_id"))?,
+                target: spec.target.clone().ok_or_else(|| missing("target"))?,
+                params: params.clone(),
+                folds: spec.cv_folds,
+                seed: spec.seed,
+                metric: spec.metric.clone().ok_or_else(|| missing("metric"))?,
+            };
+            let job = self.new_job(
+                &exp,
+                &spec,
+                JobKind::Trial,
+                serde_json::to_value(&payload)?,
+                now,
+            );
+            let trial = self
+                .platform
+                .state
+                .create_trial(exp.id, params, Some(job.clone()), now)
+                .await?;
+            info!(experiment_id = %exp.id, trial = trial.number, job_id = %job.id, "trial queued");
+            self.publish(&job).await?;
+            trials.push(trial);
+        }
+    }
+
+    fn new_job(
+        &self,
+        exp: &Experiment,
+        spec: &ExperimentSpec,
+        kind: JobKind,
+        payload: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Job {
+        NewJob {
+            kind,
+            experiment_id: Some(exp.id),
+            payload,
+            resource_class: DEFAULT_RESOURCE_CLASS.into(),
+            priority: exp.priority,
+            max_attempts: spec.max_attempts,
+            timeout_secs: spec.trial_timeout_secs,
+        }
+        .into_job(now, None)
+    }
+
+    /// Copies the outcome of every finished trial job onto its trial (idempotent).
+    async fn reconcile_trials(&self, exp: &Experiment, now: DateTime<Utc>) -> Result<Vec<Trial>> {
+        let trials = self.platform.state.list_trials(exp.id).await?;
+        let mut changed = false;
+        for t in trials.iter().filter(|t| t.state == TrialState::Running) {
+            let Some(job_id) = t.job_id else { continue };
+            let job = self.platform.state.get_job(job_id).await?;
+            let (state, value, detail) = match job.state {
+                JobState::Succeeded | JobState::Pruned => {
+                    match job
+                        .result
+                        .clone()
+                        .map(serde_json::from_value::<TrialResult>)
+                    {
+                        Some(Ok(r)) => {
+                            let state = if job.state == JobState::Pruned {
+                                TrialState::Pruned
+                            } else {
+                                TrialState::Complete
+                            };
+                            (state, Some(r.value), serde_json::to_value(&r).ok())
+                        }
+                        _ => (
+                            TrialState::Failed,
+                            None,
+                            Some(json!({"error": "job result unreadable"})),
+                        ),
+                    }
+                }
+                JobState::Dead | JobState::Cancelled => (
+                    TrialState::Failed,
+                    None,
+                    Some(json!({"error": job.last_error})),
+                ),
+                _ => continue,
+            };
+            self.platform
+                .state
+                .finish_trial(exp.id, t.number, state, value, detail, now)
+                .await?;
+            changed = true;
+        }
+        if changed {
+            self.platform.state.list_trials(exp.id).await
+        } else {
+            Ok(trials)
+        }
+    }
+
+    async fn begin_finalize(
+        &self,
+        mut exp: Experiment,
+        spec: &ExperimentSpec,
+        trials: &[Trial],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let expected = exp.state;
+        exp.updated_at = now;
+        if best_trial(spec, trials).is_none() {
+            exp.state = ExperimentState::Failed;
+            exp.finished_at = Some(now);
+            exp.error = Some(format!("none of the {} trials completed", trials.len()));
+            self.platform
+                .state
+                .update_experiment(&exp, expected)
+                .await?;
+            warn!(experiment_id = %exp.id, "experiment failed: no trial completed");
+            return Ok(());
+        }
+        exp.state = ExperimentState::Finalizing;
+        if self
+            .platform
+            .state
+            .update_experiment(&exp, expected)
+            .await?
+        {
+            self.finalize(exp, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Ensures the final train job exists, and completes the experiment when it is done.
+    async fn finalize(&self, mut exp: Experiment, now: DateTime<Utc>) -> Result<()> {
+        let spec = ExperimentSpec::from_value(&exp.spec)?;
+        let jobs = self
+            .platform
+            .state
+            .list_jobs(&JobFilter {
+                experiment_id: Some(exp.id),
+                ..Default::default()
+            })
+            .await?;
+        let train = jobs.into_iter().find(|j| j.kind == JobKind::Train);
+        let Some(train) = train else {
+            let trials = self.platform.state.list_trials(exp.id).await?;
+            let Some(best) = best_trial(&spec, &trials) else {
+                return Ok(());
+            };
+            let cv_metrics = trials
+                .iter()
+                .find(|t| t.number == best.number)
+                .and_then(|t| t.detail.clone())
+                .and_then(|d| serde_json::from_value::<TrialResult>(d).ok())
+                .map(|r| r.metrics)
+                .unwrap_or_default();
+            let payload = TrainPayload {
+                experiment_id: exp.id,
+                dataset_id: spec.dataset_id.ok_or_else(|| missing("dataset_id"))?,
+                target: spec.target.clone().ok_or_else(|| missing("target"))?,
+                params: best.params,
+                folds: spec.cv_folds,
+                seed: spec.seed,
+                metric: spec.metric.clone().ok_or_else(|| missing("metric"))?,
+                model_name: spec
+                    .model_name
+                    .clone()
+                    .ok_or_else(|| missing("model_name"))?,
+                cv_metrics,
+                best_trial: best.number,
+            };
+            let job = self.new_job(
+                &exp,
+                &spec,
+                JobKind::Train,
+                serde_json::to_value(&payload)?,
+                now,
+            );
+            self.platform.state.insert_job(&job).await?;
+            self.publish(&job).await?;
+            info!(experiment_id = %exp.id, job_id = %job.id, best_trial = best.number, "final train job queued");
+            return Ok(());
+        };
+        let expected = exp.state;
+        match train.state {
+            JobState::Succeeded => {
+                let result: TrainResult =
+                    serde_json::from_value(train.result.clone().unwrap_or_default())?;
+                exp.state = ExperimentState::Completed;
+                exp.model_name = Some(result.model_name);
+                exp.model_version = Some(result.version);
+            }
+            JobState::Dead | JobState::Cancelled | JobState::Pruned => {
+                exp.state = ExperimentState::Failed;
+                exp.error = Some(format!(
+                    "final training failed: {}",
+                    train.last_error.unwrap_or_default()
+                ));
+            }
+            _ => return Ok(()),
+        }
+        exp.updated_at = now;
+        exp.finished_at = Some(now);
+        if self
+            .platform
+            .state
+            .update_experiment(&exp, expected)
+            .await?
+        {
+            info!(experiment_id = %exp.id, state = %exp.state, model_version = ?exp.model_version, "experiment finished");
+        }
+        Ok(())
+    }
+}
+
+fn missing(field: &str) -> tracseq_core::Error {
+    tracseq_core::Error::Internal(format!("AutoML experiment spec lacks {field}"))
+}

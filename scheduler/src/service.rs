@@ -1,0 +1,387 @@
+//! Experiment operations shared by the api and the workers: create, ask,
+//! report, tell, cancel, summarise. Each is a short sequence of state-store
+//! calls around the pure HPO code.
+
+use crate::hpo::{self, FinishedTrial, SearchSpace};
+use crate::spec::{self, ExperimentRequest, ExperimentSpec};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use tracseq_core::config::LimitsConfig;
+use tracseq_core::lifecycle::Event;
+use tracseq_core::ports::{transition, ArtifactPath, JobFilter};
+use tracseq_core::types::{
+    Experiment, ExperimentKind, ExperimentState, JobState, Trial, TrialState,
+};
+use tracseq_core::{Error, ExperimentId, Platform, Result};
+use tracseq_learn::dataset::{Dataset, Limits};
+use tracseq_learn::metrics::Metric;
+
+/// Validates the request, resolves task and metric from the data set for
+/// AutoML, and stores the experiment. Nothing is stored on any error.
+pub async fn create_experiment(
+    p: &Platform,
+    req: ExperimentRequest,
+    limits: &LimitsConfig,
+    now: DateTime<Utc>,
+) -> Result<Experiment> {
+    let mut spec = spec::validate(&req, limits)?;
+    let kind = if let Some(ds_id) = spec.dataset_id {
+        let record = p.state.get_dataset(ds_id).await.map_err(|e| match e {
+            Error::NotFound(_) => Error::Invalid(format!("dataset_id {ds_id} does not exist")),
+            other => other,
+        })?;
+        let bytes = p
+            .artifacts
+            .get(&ArtifactPath::parse(&record.artifact_path)?)
+            .await?;
+        let data = Dataset::from_csv(&bytes, &dataset_limits(limits))
+            .map_err(|e| Error::Invalid(format!("dataset {ds_id}: {e}")))?;
+        let target = spec.target.clone().unwrap_or_default();
+        let task = tracseq_learn::task::infer_task(&data, &target)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let metric = match &spec.metric {
+            Some(m) => m
+                .parse::<Metric>()
+                .map_err(|e| Error::Invalid(format!("metric: {e}")))?,
+            None => Metric::default_for(&task),
+        };
+        metric
+            .check_applies(&task)
+            .map_err(|e| Error::Invalid(format!("metric: {e}")))?;
+        spec.direction = match metric.direction() {
+            tracseq_learn::metrics::Direction::Minimize => hpo::Direction::Minimize,
+            tracseq_learn::metrics::Direction::Maximize => hpo::Direction::Maximize,
+        };
+        spec.metric = Some(metric.name().to_string());
+        spec.task = Some(serde_json::to_value(&task)?);
+        ExperimentKind::Automl
+    } else {
+        ExperimentKind::AskTell
+    };
+    let exp = Experiment {
+        id: ExperimentId::new(),
+        name: req.name.clone(),
+        kind,
+        spec: serde_json::to_value(&spec)?,
+        state: ExperimentState::Running,
+        priority: req.priority.unwrap_or(0),
+        error: None,
+        model_name: spec.model_name.clone(),
+        model_version: None,
+        created_at: now,
+        updated_at: now,
+        finished_at: None,
+    };
+    p.state.insert_experiment(&exp).await?;
+    Ok(exp)
+}
+
+pub fn dataset_limits(limits: &LimitsConfig) -> Limits {
+    Limits {
+        max_bytes: limits.dataset_max_bytes,
+        max_rows: limits.dataset_max_rows,
+        max_columns: limits.dataset_max_columns,
+    }
+}
+
+/// The trials a sampler or pruner may learn from, as HPO inputs. `below`
+/// limits them to numbers under it: AutoML trial `n` sees exactly the
+/// trials `0..=n-parallelism`, which are finished before `n` starts, so the
+/// same seed gives the same trials however the workers interleave.
+pub fn history(trials: &[Trial], below: Option<u64>) -> Vec<FinishedTrial> {
+    trials
+        .iter()
+        .filter(|t| below.is_none_or(|b| t.number < b))
+        .filter_map(|t| {
+            let state = match t.state {
+                TrialState::Running => return None,
+                TrialState::Complete => hpo::TrialState::Complete,
+                TrialState::Pruned => hpo::TrialState::Pruned,
+                TrialState::Failed => hpo::TrialState::Failed,
+            };
+            Some(FinishedTrial {
+                number: t.number,
+                params: t.params.clone(),
+                state,
+                value: t.value,
+                intermediate: t.intermediate.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The deterministic history bound of AutoML trial `number`.
+pub fn history_bound(spec: &ExperimentSpec, number: u64) -> u64 {
+    (number + 1).saturating_sub(spec.parallelism as u64)
+}
+
+async fn running_experiment(
+    p: &Platform,
+    id: ExperimentId,
+) -> Result<(Experiment, ExperimentSpec)> {
+    let exp = p.state.get_experiment(id).await?;
+    let spec = ExperimentSpec::from_value(&exp.spec)?;
+    Ok((exp, spec))
+}
+
+/// Ask: creates the next trial of an ask/tell experiment with sampled params.
+pub async fn ask(p: &Platform, id: ExperimentId, now: DateTime<Utc>) -> Result<Trial> {
+    let (exp, spec) = running_experiment(p, id).await?;
+    if exp.kind != ExperimentKind::AskTell {
+        return Err(Error::Conflict(format!(
+            "experiment {id} runs its own trials; ask/tell is for experiments without a dataset"
+        )));
+    }
+    if exp.state != ExperimentState::Running {
+        return Err(Error::Conflict(format!("experiment {id} is {}", exp.state)));
+    }
+    let trials = p.state.list_trials(id).await?;
+    if spec.budget.trials.is_some_and(|b| trials.len() as u64 >= b) {
+        return Err(Error::Conflict(format!(
+            "experiment {id} has used its budget of trials"
+        )));
+    }
+    if time_is_up(&spec, &exp, now) {
+        return Err(Error::Conflict(format!(
+            "experiment {id} has used its time budget"
+        )));
+    }
+    let space = spec.space()?;
+    let number = trials.len() as u64;
+    let params =
+        spec.sampler
+            .build()
+            .sample(&space, &history(&trials, None), spec.direction, number);
+    p.state.create_trial(id, params, None, now).await
+}
+
+pub fn time_is_up(spec: &ExperimentSpec, exp: &Experiment, now: DateTime<Utc>) -> bool {
+    spec.budget
+        .seconds
+        .is_some_and(|s| (now - exp.created_at).num_seconds() >= s as i64)
+}
+
+/// Report: records an intermediate value and answers whether the trial should stop.
+pub async fn report(
+    p: &Platform,
+    id: ExperimentId,
+    number: u64,
+    step: u32,
+    value: f64,
+) -> Result<bool> {
+    if !value.is_finite() {
+        return Err(Error::Invalid(format!(
+            "value must be a finite number (got {value})"
+        )));
+    }
+    let (exp, spec) = running_experiment(p, id).await?;
+    let trial = p.state.record_intermediate(id, number, step, value).await?;
+    let trials = p.state.list_trials(id).await?;
+    let below = match exp.kind {
+        ExperimentKind::Automl => Some(history_bound(&spec, number)),
+        ExperimentKind::AskTell => None,
+    };
+    let hist: Vec<FinishedTrial> = history(&trials, below)
+        .into_iter()
+        .filter(|t| t.number != number)
+        .collect();
+    Ok(spec
+        .pruner
+        .should_prune(spec.direction, step, &trial.intermediate, &hist))
+}
+
+/// Body of `POST /experiments/{id}/trials/{number}/tell`.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TellRequest {
+    pub value: Option<f64>,
+    pub state: Option<String>,
+    /// Params evaluated by the client, if it did not use the asked ones exactly.
+    pub params: Option<Map<String, Value>>,
+}
+
+/// Tell: the final outcome of an ask/tell trial, recorded exactly once.
+pub async fn tell(
+    p: &Platform,
+    id: ExperimentId,
+    number: u64,
+    req: TellRequest,
+    now: DateTime<Utc>,
+) -> Result<Trial> {
+    let (exp, spec) = running_experiment(p, id).await?;
+    if exp.kind != ExperimentKind::AskTell {
+        return Err(Error::Conflict(format!(
+            "experiment {id} runs its own trials; tell is for ask/tell experiments"
+        )));
+    }
+    let trial = p.state.get_trial(id, number).await?;
+    let state = match req.state.as_deref() {
+        None | Some("complete") => TrialState::Complete,
+        Some("failed") => TrialState::Failed,
+        Some("pruned") => TrialState::Pruned,
+        Some(other) => {
+            return Err(Error::Invalid(format!(
+                "state must be complete, failed or pruned (got '{other}')"
+            )))
+        }
+    };
+    let value = match (state, req.value) {
+        (TrialState::Complete, None) => {
+            return Err(Error::Invalid(
+                "value is required for a complete trial".into(),
+            ))
+        }
+        (TrialState::Failed, Some(_)) => {
+            return Err(Error::Invalid("a failed trial has no value".into()))
+        }
+        (_, Some(v)) if !v.is_finite() => {
+            return Err(Error::Invalid(format!("value must be finite (got {v})")))
+        }
+        (TrialState::Pruned, None) => trial.intermediate.values().last().copied(),
+        (_, v) => v,
+    };
+    if let Some(params) = &req.params {
+        let space: SearchSpace = spec.space()?;
+        space
+            .validate(params)
+            .map_err(|e| Error::Invalid(format!("params: {e}")))?;
+        if params != &trial.params {
+            return Err(Error::Invalid(format!(
+                "params differ from the ones asked for trial {number}; tell the asked params"
+            )));
+        }
+    }
+    if !p
+        .state
+        .finish_trial(id, number, state, value, None, now)
+        .await?
+    {
+        return Err(Error::Conflict(format!(
+            "trial {number} was already told ({})",
+            trial.state
+        )));
+    }
+    p.state.get_trial(id, number).await
+}
+
+/// Cancels an experiment and every job of it that has not finished.
+pub async fn cancel(p: &Platform, id: ExperimentId, now: DateTime<Utc>) -> Result<Experiment> {
+    loop {
+        let mut exp = p.state.get_experiment(id).await?;
+        if exp.state.is_terminal() {
+            return Err(Error::Conflict(format!(
+                "experiment {id} is already {}",
+                exp.state
+            )));
+        }
+        let expected = exp.state;
+        exp.state = ExperimentState::Cancelled;
+        exp.updated_at = now;
+        exp.finished_at = Some(now);
+        if p.state.update_experiment(&exp, expected).await? {
+            cancel_jobs(p, id, now).await?;
+            for t in p.state.list_trials(id).await? {
+                if t.state == TrialState::Running {
+                    p.state
+                        .finish_trial(
+                            id,
+                            t.number,
+                            TrialState::Failed,
+                            None,
+                            Some(json!({"error": "cancelled"})),
+                            now,
+                        )
+                        .await?;
+                }
+            }
+            return Ok(exp);
+        }
+    }
+}
+
+/// Cancels the live jobs of an experiment (also re-run by the scheduler, so a
+/// crash between the two writes leaves nothing running).
+pub async fn cancel_jobs(p: &Platform, id: ExperimentId, now: DateTime<Utc>) -> Result<()> {
+    let live = [
+        JobState::Queued,
+        JobState::Leased,
+        JobState::Running,
+        JobState::Failed,
+    ];
+    let jobs = p
+        .state
+        .list_jobs(&JobFilter {
+            experiment_id: Some(id),
+            states: live.to_vec(),
+            limit: None,
+        })
+        .await?;
+    for job in jobs {
+        let ev = Event::Cancel {
+            reason: "experiment cancelled".into(),
+        };
+        transition(p.state.as_ref(), job.id, ev, now, &p.policy).await?;
+    }
+    Ok(())
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TrialCounts {
+    pub total: u64,
+    pub running: u64,
+    pub complete: u64,
+    pub pruned: u64,
+    pub failed: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BestTrial {
+    pub number: u64,
+    pub value: f64,
+    pub params: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ExperimentSummary {
+    #[serde(flatten)]
+    pub experiment: Experiment,
+    pub counts: TrialCounts,
+    pub best_trial: Option<BestTrial>,
+}
+
+pub fn best_trial(spec: &ExperimentSpec, trials: &[Trial]) -> Option<BestTrial> {
+    trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete)
+        .filter_map(|t| t.value.filter(|v| v.is_finite()).map(|v| (t, v)))
+        // Ties go to the lower trial number, so the winner is deterministic.
+        .fold(None::<(&Trial, f64)>, |best, (t, v)| match best {
+            Some((_, bv)) if !spec.direction.is_better(v, bv) => best,
+            _ => Some((t, v)),
+        })
+        .map(|(t, v)| BestTrial {
+            number: t.number,
+            value: v,
+            params: t.params.clone(),
+        })
+}
+
+pub async fn summary(p: &Platform, exp: Experiment) -> Result<ExperimentSummary> {
+    let spec = ExperimentSpec::from_value(&exp.spec)?;
+    let trials = p.state.list_trials(exp.id).await?;
+    let count = |s: TrialState| trials.iter().filter(|t| t.state == s).count() as u64;
+    let counts = TrialCounts {
+        total: trials.len() as u64,
+        running: count(TrialState::Running),
+        complete: count(TrialState::Complete),
+        pruned: count(TrialState::Pruned),
+        failed: count(TrialState::Failed),
+    };
+    let best_trial = best_trial(&spec, &trials);
+    Ok(ExperimentSummary {
+        experiment: exp,
+        counts,
+        best_trial,
+    })
+}

@@ -1,0 +1,319 @@
+//! Experiment specs: the body of `POST /experiments`, validated at the edge.
+
+use crate::hpo::{Direction, PrunerConfig, SamplerConfig, SearchSpace};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracseq_core::config::LimitsConfig;
+use tracseq_core::types::validate_name;
+use tracseq_core::{DatasetId, Error, Result};
+
+/// What a user submits. Unknown fields are rejected so that a typo is an
+/// error, not a silently ignored setting.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentRequest {
+    pub name: String,
+    /// With a data set the platform trains models (AutoML); without one the
+    /// experiment is an ask/tell optimisation service.
+    pub dataset_id: Option<DatasetId>,
+    pub target: Option<String>,
+    /// AutoML: the metric to optimise (default per task: rmse, auc, log_loss).
+    pub metric: Option<String>,
+    /// Ask/tell: whether smaller or larger told values are better (default minimize).
+    pub direction: Option<Direction>,
+    /// Required for ask/tell; AutoML defaults to the model families' space.
+    pub search_space: Option<Value>,
+    pub sampler: Option<Value>,
+    pub pruner: Option<Value>,
+    #[serde(default)]
+    pub budget: Budget,
+    pub parallelism: Option<u32>,
+    pub cv_folds: Option<u32>,
+    pub seed: Option<u64>,
+    pub model_name: Option<String>,
+    pub priority: Option<u8>,
+    pub max_attempts: Option<u32>,
+    pub trial_timeout_secs: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Most trials to run.
+    pub trials: Option<u64>,
+    /// Wall-clock seconds after which no new trial starts.
+    pub seconds: Option<u64>,
+}
+
+/// The validated spec stored with the experiment; every default resolved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentSpec {
+    pub dataset_id: Option<DatasetId>,
+    pub target: Option<String>,
+    pub task: Option<Value>,
+    pub metric: Option<String>,
+    pub direction: Direction,
+    pub search_space: Value,
+    pub sampler: SamplerConfig,
+    pub pruner: PrunerConfig,
+    pub budget: Budget,
+    pub parallelism: u32,
+    pub cv_folds: u32,
+    pub seed: u64,
+    pub model_name: Option<String>,
+    pub max_attempts: u32,
+    pub trial_timeout_secs: u64,
+}
+
+impl ExperimentSpec {
+    pub fn from_value(v: &Value) -> Result<Self> {
+        serde_json::from_value(v.clone())
+            .map_err(|e| Error::Internal(format!("stored experiment spec is corrupt: {e}")))
+    }
+
+    pub fn space(&self) -> Result<SearchSpace> {
+        SearchSpace::from_json(&self.search_space).map_err(|e| Error::Internal(e.to_string()))
+    }
+}
+
+pub const MAX_FOLDS: u32 = 20;
+pub const MAX_ATTEMPTS: u32 = 20;
+pub const MAX_PRIORITY: u8 = 9;
+
+/// Checks everything that does not need the data set; the caller resolves
+/// task and metric for AutoML experiments.
+pub fn validate(req: &ExperimentRequest, limits: &LimitsConfig) -> Result<ExperimentSpec> {
+    let invalid = |m: String| Err(Error::Invalid(m));
+    validate_name("experiment name", &req.name)?;
+    if let Some(m) = &req.model_name {
+        validate_name("model_name", m)?;
+    }
+    let automl = req.dataset_id.is_some();
+    if automl {
+        if req.target.as_deref().is_none_or(str::is_empty) {
+            return invalid("target is required with dataset_id".into());
+        }
+        if req.direction.is_some() {
+            return invalid(
+                "direction is implied by metric for AutoML experiments; remove it".into(),
+            );
+        }
+    } else {
+        for (field, set) in [
+            ("target", req.target.is_some()),
+            ("metric", req.metric.is_some()),
+            ("cv_folds", req.cv_folds.is_some()),
+            ("model_name", req.model_name.is_some()),
+        ] {
+            if set {
+                return invalid(format!(
+                    "{field} only applies to experiments with a dataset_id"
+                ));
+            }
+        }
+        if req.search_space.is_none() {
+            return invalid(
+                "search_space is required for an ask/tell experiment (no dataset_id)".into(),
+            );
+        }
+    }
+    let search_space = match &req.search_space {
+        Some(s) => s.clone(),
+        None => tracseq_learn::model::default_search_space(),
+    };
+    let space = SearchSpace::from_json(&search_space)
+        .map_err(|e| Error::Invalid(format!("search_space: {e}")))?;
+    if space.is_empty() {
+        return invalid("search_space must define at least one parameter".into());
+    }
+    let seed = req.seed.unwrap_or(0);
+    let sampler: SamplerConfig = parse_tagged("sampler", req.sampler.as_ref(), seed)?
+        .unwrap_or_else(|| {
+            SamplerConfig::Tpe(crate::hpo::TpeSamplerConfig {
+                seed,
+                ..Default::default()
+            })
+        });
+    sampler
+        .validate()
+        .map_err(|e| Error::Invalid(format!("sampler: {e}")))?;
+    let pruner: PrunerConfig =
+        parse_tagged("pruner", req.pruner.as_ref(), seed)?.unwrap_or(if automl {
+            PrunerConfig::Median(Default::default())
+        } else {
+            PrunerConfig::None
+        });
+    pruner
+        .validate()
+        .map_err(|e| Error::Invalid(format!("pruner: {e}")))?;
+
+    match (req.budget.trials, req.budget.seconds) {
+        (None, None) if automl => return invalid("budget needs trials or seconds".into()),
+        (Some(0), _) => return invalid("budget.trials must be at least 1".into()),
+        (Some(t), _) if t > limits.max_trials => {
+            return invalid(format!(
+                "budget.trials {t} exceeds the limit of {}",
+                limits.max_trials
+            ))
+        }
+        (_, Some(0)) => return invalid("budget.seconds must be at least 1".into()),
+        (_, Some(s)) if s > limits.max_budget_seconds => {
+            return invalid(format!(
+                "budget.seconds {s} exceeds the limit of {}",
+                limits.max_budget_seconds
+            ))
+        }
+        _ => {}
+    }
+    let parallelism = req.parallelism.unwrap_or(2);
+    if parallelism == 0 || parallelism > limits.max_parallelism {
+        return invalid(format!(
+            "parallelism must be 1..={} (got {parallelism})",
+            limits.max_parallelism
+        ));
+    }
+    let cv_folds = req.cv_folds.unwrap_or(3);
+    if !(2..=MAX_FOLDS).contains(&cv_folds) {
+        return invalid(format!("cv_folds must be 2..={MAX_FOLDS} (got {cv_folds})"));
+    }
+    let max_attempts = req.max_attempts.unwrap_or(3);
+    if !(1..=MAX_ATTEMPTS).contains(&max_attempts) {
+        return invalid(format!(
+            "max_attempts must be 1..={MAX_ATTEMPTS} (got {max_attempts})"
+        ));
+    }
+    let trial_timeout_secs = req.trial_timeout_secs.unwrap_or(600);
+    if !(1..=86_400).contains(&trial_timeout_secs) {
+        return invalid(format!(
+            "trial_timeout_secs must be 1..=86400 (got {trial_timeout_secs})"
+        ));
+    }
+    if req.priority.is_some_and(|p| p > MAX_PRIORITY) {
+        return invalid(format!("priority must be 0..={MAX_PRIORITY}"));
+    }
+    Ok(ExperimentSpec {
+        dataset_id: req.dataset_id,
+        target: req.target.clone(),
+        task: None,
+        metric: req.metric.clone(),
+        direction: req.direction.unwrap_or_default(),
+        search_space: space.to_json(),
+        sampler,
+        pruner,
+        budget: req.budget.clone(),
+        parallelism,
+        cv_folds,
+        seed,
+        model_name: automl.then(|| req.model_name.clone().unwrap_or_else(|| req.name.clone())),
+        max_attempts,
+        trial_timeout_secs,
+    })
+}
+
+/// Parses an internally tagged config object; a missing `seed` takes the
+/// experiment's seed so one `seed` makes the whole experiment reproducible.
+fn parse_tagged<T: serde::de::DeserializeOwned>(
+    what: &str,
+    v: Option<&Value>,
+    seed: u64,
+) -> Result<Option<T>> {
+    let Some(v) = v else { return Ok(None) };
+    let mut v = v.clone();
+    if let Some(obj) = v.as_object_mut() {
+        if what == "sampler" && !obj.contains_key("seed") {
+            obj.insert("seed".into(), Value::from(seed));
+        }
+    } else {
+        return Err(Error::Invalid(format!(
+            "{what} must be an object with a \"type\""
+        )));
+    }
+    serde_json::from_value(v)
+        .map(Some)
+        .map_err(|e| Error::Invalid(format!("{what}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn req(v: Value) -> Result<ExperimentSpec> {
+        let r: ExperimentRequest =
+            serde_json::from_value(v).map_err(|e| Error::Invalid(e.to_string()))?;
+        validate(&r, &LimitsConfig::default())
+    }
+
+    fn ask_tell() -> Value {
+        json!({"name": "opt", "search_space": {"x": {"type": "float", "low": -1, "high": 1}}})
+    }
+
+    #[test]
+    fn ask_tell_defaults() {
+        let s = req(ask_tell()).unwrap();
+        assert_eq!(s.direction, Direction::Minimize);
+        assert_eq!(s.pruner, PrunerConfig::None);
+        assert!(matches!(s.sampler, SamplerConfig::Tpe(_)));
+        assert_eq!(s.parallelism, 2);
+    }
+
+    #[test]
+    fn experiment_seed_flows_into_the_sampler() {
+        let mut v = ask_tell();
+        v["seed"] = json!(7);
+        v["sampler"] = json!({"type": "random"});
+        let s = req(v).unwrap();
+        assert_eq!(
+            s.sampler,
+            SamplerConfig::Random(crate::hpo::RandomSamplerConfig { seed: 7 })
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (json!({"name": "x"}), "search_space"),
+            (
+                json!({"name": "bad name", "search_space": {}}),
+                "experiment name",
+            ),
+            (
+                json!({"name": "x", "search_space": {"a": {"type": "float", "low": 1, "high": 0}}}),
+                "search_space",
+            ),
+            (
+                json!({"name": "x", "target": "y", "search_space": {}}),
+                "target",
+            ),
+            (
+                json!({"name": "x", "dataset_id": DatasetId::new(), "budget": {"trials": 5}}),
+                "target",
+            ),
+        ];
+        for (v, needle) in cases {
+            let err = req(v.clone()).unwrap_err().to_string();
+            assert!(err.contains(needle), "{v}: {err}");
+        }
+        let mut v = ask_tell();
+        v["parallelism"] = json!(0);
+        assert!(req(v).unwrap_err().to_string().contains("parallelism"));
+        let mut v = ask_tell();
+        v["budget"] = json!({"trials": 0});
+        assert!(req(v).unwrap_err().to_string().contains("budget.trials"));
+        let mut v = ask_tell();
+        v["sampler"] = json!({"type": "annealing"});
+        assert!(req(v).unwrap_err().to_string().contains("sampler"));
+        let mut v = ask_tell();
+        v["pruner"] = json!({"type": "median", "interval_steps": 0});
+        assert!(req(v).unwrap_err().to_string().contains("interval_steps"));
+    }
+
+    #[test]
+    fn automl_defaults_to_the_model_space_and_median_pruning() {
+        let v = json!({"name": "q", "dataset_id": DatasetId::new(), "target": "y", "budget": {"trials": 10}});
+        let s = req(v).unwrap();
+        assert!(matches!(s.pruner, PrunerConfig::Median(_)));
+        assert_eq!(s.model_name.as_deref(), Some("q"));
+        assert!(s.search_space.get("family").is_some());
+    }
+}

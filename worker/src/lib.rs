@@ -1,0 +1,10 @@
+//! Workers: take wake-ups from the queue, claim jobs with a lease, keep the
+//! lease alive by heartbeat, run trials / final training / batch prediction,
+//! upload artifacts, and record each result once.
+
+mod datasets;
+pub mod runner;
+mod worker;
+
+pub use datasets::DatasetCache;
+pub use worker::{Worker, WorkerOptions};

@@ -1,0 +1,295 @@
+//! Runs one job of each kind and says how it ended. Training is CPU-bound,
+//! so it runs on the blocking pool; it reaches the store (pruning reports)
+//! through the runtime handle.
+
+use crate::datasets::DatasetCache;
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tracing::{debug, warn};
+use tracseq_core::ports::ArtifactPath;
+use tracseq_core::types::{Job, JobKind, NewModelVersion};
+use tracseq_core::{Error, Platform};
+use tracseq_learn::artifact::ModelArtifact;
+use tracseq_learn::automl::{self, EvalOptions, Step};
+use tracseq_learn::dataset::{ColumnData, Dataset};
+use tracseq_learn::metrics::Metric;
+use tracseq_learn::LearnError;
+use tracseq_scheduler::payload::{
+    BatchPredictPayload, TrainPayload, TrainResult, TrialPayload, TrialResult,
+};
+use tracseq_scheduler::service;
+
+/// How a job attempt ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Succeeded(Value),
+    Pruned(Value),
+    Failed { error: String, retryable: bool },
+}
+
+impl Outcome {
+    fn failed(e: Error) -> Outcome {
+        let retryable = e.is_retryable() || matches!(e, Error::Internal(_));
+        Outcome::Failed {
+            error: e.to_string(),
+            retryable,
+        }
+    }
+}
+
+fn learn_err(e: LearnError) -> Error {
+    match e {
+        LearnError::Invalid(m) => Error::Invalid(m),
+        other => Error::Internal(other.to_string()),
+    }
+}
+
+fn payload<T: serde::de::DeserializeOwned>(job: &Job) -> Result<T, Outcome> {
+    serde_json::from_value(job.payload.clone()).map_err(|e| Outcome::Failed {
+        error: format!("malformed {} payload: {e}", job.kind),
+        retryable: false,
+    })
+}
+
+pub struct Runner {
+    pub platform: Platform,
+    pub datasets: Arc<DatasetCache>,
+}
+
+impl Runner {
+    /// Runs the job; `stop` is raised when the lease is lost or the job is
+    /// cancelled, and long-running steps check it between folds.
+    pub async fn run(&self, job: &Job, stop: Arc<AtomicBool>) -> Outcome {
+        let result = match job.kind {
+            JobKind::Trial => match payload::<TrialPayload>(job) {
+                Ok(p) => self.trial(job, p, stop).await,
+                Err(o) => return o,
+            },
+            JobKind::Train => match payload::<TrainPayload>(job) {
+                Ok(p) => self.train(job, p).await,
+                Err(o) => return o,
+            },
+            JobKind::BatchPredict => match payload::<BatchPredictPayload>(job) {
+                Ok(p) => self.batch_predict(job, p).await,
+                Err(o) => return o,
+            },
+        };
+        result.unwrap_or_else(Outcome::failed)
+    }
+
+    async fn trial(
+        &self,
+        job: &Job,
+        p: TrialPayload,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Outcome, Error> {
+        let number = job
+            .trial_number
+            .ok_or_else(|| Error::Invalid("trial job without a trial number".into()))?;
+        let data = self.datasets.get(&self.platform, p.dataset_id).await?;
+        let metric: Metric = p.metric.parse().map_err(learn_err)?;
+        let opts = EvalOptions {
+            folds: p.folds as usize,
+            seed: p.seed,
+            metric: Some(metric),
+        };
+        let platform = self.platform.clone();
+        let handle = tokio::runtime::Handle::current();
+        let (exp, target, params) = (p.experiment_id, p.target.clone(), p.params.clone());
+        let stop_inner = stop.clone();
+        let eval = tokio::task::spawn_blocking(move || {
+            let mut on_step = |step: u32, value: f64| {
+                if stop_inner.load(Ordering::SeqCst) {
+                    return Step::Stop;
+                }
+                match handle.block_on(service::report(&platform, exp, number, step, value)) {
+                    Ok(true) => Step::Stop,
+                    Ok(false) => Step::Continue,
+                    Err(e) => {
+                        // Pruning is an optimisation: a failed report must not fail the trial.
+                        warn!(experiment_id = %exp, trial = number, error = %e, "report failed");
+                        Step::Continue
+                    }
+                }
+            };
+            automl::evaluate(&data, &target, &params, &opts, &mut on_step)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("trial panicked: {e}")))?
+        .map_err(learn_err)?;
+        if stop.load(Ordering::SeqCst) {
+            return Ok(Outcome::Failed {
+                error: "stopped: lease lost or job cancelled".into(),
+                retryable: true,
+            });
+        }
+        let mut result = TrialResult {
+            value: eval.value,
+            metric: eval.metric.name().to_string(),
+            fold_values: eval.fold_values,
+            metrics: eval.metrics,
+            pruned: eval.pruned,
+            artifact: None,
+        };
+        let path = ArtifactPath::trial(p.experiment_id, number, "result.json")?;
+        result.artifact = Some(path.to_string());
+        self.platform
+            .artifacts
+            .put(&path, Bytes::from(serde_json::to_vec_pretty(&result)?))
+            .await?;
+        debug!(job_id = %job.id, trial = number, value = result.value, pruned = result.pruned, "trial finished");
+        let value = serde_json::to_value(&result)?;
+        Ok(if result.pruned {
+            Outcome::Pruned(value)
+        } else {
+            Outcome::Succeeded(value)
+        })
+    }
+
+    async fn train(&self, job: &Job, p: TrainPayload) -> Result<Outcome, Error> {
+        // A retried train job whose first attempt registered its version
+        // before dying must not register a second one.
+        if let Some(v) = self
+            .platform
+            .state
+            .find_model_version_by_job(job.id)
+            .await?
+        {
+            let r = TrainResult {
+                model_name: v.name,
+                version: v.version,
+                artifact: v.artifact_path,
+                sha256: v.sha256,
+            };
+            return Ok(Outcome::Succeeded(serde_json::to_value(r)?));
+        }
+        let data = self.datasets.get(&self.platform, p.dataset_id).await?;
+        let metric: Metric = p.metric.parse().map_err(learn_err)?;
+        let opts = EvalOptions {
+            folds: p.folds as usize,
+            seed: p.seed,
+            metric: Some(metric),
+        };
+        let (target, params, cv) = (p.target.clone(), p.params.clone(), p.cv_metrics.clone());
+        let (artifact, bytes) = tokio::task::spawn_blocking(move || {
+            let artifact = automl::fit_final(&data, &target, &params, &opts, cv)?;
+            let bytes = artifact.to_bytes();
+            Ok::<_, LearnError>((artifact, bytes))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("training panicked: {e}")))?
+        .map_err(learn_err)?;
+        let sha256 = tracseq_learn::artifact::sha256_hex(&bytes);
+        let bytes = Bytes::from(bytes);
+        for _ in 0..8 {
+            let version = self
+                .platform
+                .state
+                .next_model_version(&p.model_name)
+                .await?;
+            let path = ArtifactPath::model(&p.model_name, version, "model.json")?;
+            // The artifact is durable before the version that points at it exists.
+            let meta = self.platform.artifacts.put(&path, bytes.clone()).await?;
+            if meta.sha256.as_deref() != Some(sha256.as_str()) {
+                return Err(Error::Unavailable(format!(
+                    "artifact {path} was stored with a different digest"
+                )));
+            }
+            let new = NewModelVersion {
+                name: p.model_name.clone(),
+                version,
+                job_id: Some(job.id),
+                family: artifact.family.name().to_string(),
+                experiment_id: Some(p.experiment_id),
+                artifact_path: path.to_string(),
+                sha256: sha256.clone(),
+                metrics: artifact.metrics.clone(),
+                params: p.params.clone(),
+                target: p.target.clone(),
+            };
+            match self
+                .platform
+                .state
+                .register_model_version(new, chrono::Utc::now())
+                .await
+            {
+                Ok(v) => {
+                    let r = TrainResult {
+                        model_name: v.name,
+                        version: v.version,
+                        artifact: v.artifact_path,
+                        sha256: v.sha256,
+                    };
+                    return Ok(Outcome::Succeeded(serde_json::to_value(r)?));
+                }
+                // Another train job took this number between our read and write.
+                Err(Error::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict(format!(
+            "could not register a version of model '{}'",
+            p.model_name
+        )))
+    }
+
+    async fn batch_predict(&self, job: &Job, p: BatchPredictPayload) -> Result<Outcome, Error> {
+        let version = self
+            .platform
+            .state
+            .get_model_version(&p.model, Some(p.version))
+            .await?;
+        let bytes = self
+            .platform
+            .artifacts
+            .get(&ArtifactPath::parse(&version.artifact_path)?)
+            .await?;
+        let data = self.datasets.get(&self.platform, p.dataset_id).await?;
+        let sha = version.sha256.clone();
+        let predictions = tokio::task::spawn_blocking(move || {
+            let model = ModelArtifact::from_bytes(&bytes, &sha)?;
+            let records = dataset_records(&data, &model.target);
+            model.predict(&records)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("batch prediction panicked: {e}")))?
+        .map_err(learn_err)?;
+        let path = ArtifactPath::job(job.id, "predictions.json")?;
+        let body = json!({"model": p.model, "version": p.version, "predictions": predictions});
+        let meta = self
+            .platform
+            .artifacts
+            .put(&path, Bytes::from(serde_json::to_vec(&body)?))
+            .await?;
+        Ok(Outcome::Succeeded(json!({
+            "artifact": meta.path, "sha256": meta.sha256, "rows": predictions.len(),
+            "model": p.model, "version": p.version,
+        })))
+    }
+}
+
+/// Rows of a data set as prediction records (the target column left out).
+pub fn dataset_records(data: &Dataset, target: &str) -> Vec<Map<String, Value>> {
+    let mut rows = vec![Map::new(); data.n_rows()];
+    for col in data.columns.iter().filter(|c| c.name != target) {
+        match &col.data {
+            ColumnData::Numeric(v) => {
+                for (row, x) in rows.iter_mut().zip(v) {
+                    let cell = if x.is_finite() { json!(x) } else { Value::Null };
+                    row.insert(col.name.clone(), cell);
+                }
+            }
+            ColumnData::Categorical(v) => {
+                for (row, x) in rows.iter_mut().zip(v) {
+                    row.insert(
+                        col.name.clone(),
+                        x.clone().map_or(Value::Null, Value::String),
+                    );
+                }
+            }
+        }
+    }
+    rows
+}

@@ -119,7 +119,7 @@ fn schemas() -> Value {
     json!({
         "Problem": {"type": "object", "required": ["error", "message"], "properties": {
             "error": {"type": "string", "enum": ["invalid", "not_found", "conflict", "unavailable", "internal",
-                "too_large", "length_required", "method_not_allowed", "unsupported_media_type"]},
+                "too_large", "method_not_allowed", "unsupported_media_type"]},
             "message": {"type": "string"}}},
         "ExperimentRequest": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
             "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,100}$"},

@@ -48,7 +48,8 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
     upload.or(list).unify().or(get).unify()
 }
 
-async fn upload(ctx: Ctx, q: HashMap<String, String>, body: Bytes) -> ApiResult {
+async fn upload(ctx: Ctx, q: HashMap<String, String>, body: Result<Bytes, ApiError>) -> ApiResult {
+    let body = body?;
     let name = q.get("name").cloned().unwrap_or_else(|| "dataset".into());
     validate_name("dataset name", &name)?;
     let limits = dataset_limits(&ctx.limits);

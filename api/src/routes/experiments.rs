@@ -76,7 +76,8 @@ fn exp_id(s: &str) -> Result<ExperimentId, ApiError> {
     Ok(s.parse::<ExperimentId>()?)
 }
 
-async fn create(ctx: Ctx, body: Bytes) -> ApiResult {
+async fn create(ctx: Ctx, body: Result<Bytes, ApiError>) -> ApiResult {
+    let body = body?;
     let req: ExperimentRequest = parse_json(&body)?;
     let exp = service::create_experiment(&ctx.platform, req, &ctx.limits, Utc::now()).await?;
     ctx.wake.notify_one();
@@ -198,13 +199,15 @@ struct ReportRequest {
     value: f64,
 }
 
-async fn report(ctx: Ctx, id: String, number: u64, body: Bytes) -> ApiResult {
+async fn report(ctx: Ctx, id: String, number: u64, body: Result<Bytes, ApiError>) -> ApiResult {
+    let body = body?;
     let req: ReportRequest = parse_json(&body)?;
     let prune = service::report(&ctx.platform, exp_id(&id)?, number, req.step, req.value).await?;
     Ok(json_reply(&json!({"should_prune": prune}), StatusCode::OK))
 }
 
-async fn tell(ctx: Ctx, id: String, number: u64, body: Bytes) -> ApiResult {
+async fn tell(ctx: Ctx, id: String, number: u64, body: Result<Bytes, ApiError>) -> ApiResult {
+    let body = body?;
     let req: TellRequest = parse_json(&body)?;
     let trial = service::tell(&ctx.platform, exp_id(&id)?, number, req, Utc::now()).await?;
     Ok(json_reply(&trial, StatusCode::OK))

@@ -6,7 +6,7 @@ mod jobs;
 mod models;
 mod predict;
 
-use crate::problem::respond;
+use crate::problem::{respond, ApiError};
 use crate::Ctx;
 use bytes::Bytes;
 use serde::Serialize;
@@ -51,9 +51,48 @@ pub(crate) fn with_ctx(
     warp::any().map(move || ctx.clone())
 }
 
-/// A body of at most the configured size.
-pub(crate) fn body(ctx: &Ctx) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
-    warp::body::content_length_limit(ctx.api.max_body_bytes).and(warp::body::bytes())
+/// The whole request body, at most `api.max_body_bytes`. A declared length
+/// over the limit is refused before reading; a chunked body is cut off as
+/// soon as it passes the limit, so no upload can exhaust memory.
+///
+/// An oversize body is an `Ok(Err(..))` rather than a rejection, so it is
+/// answered as 413 by the matched route instead of being mixed with other
+/// routes' rejections.
+pub(crate) fn body(
+    ctx: &Ctx,
+) -> impl Filter<Extract = (Result<Bytes, ApiError>,), Error = Rejection> + Clone {
+    let limit = ctx.api.max_body_bytes;
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .and_then(move |declared: Option<u64>, stream| async move {
+            let mut stream = Box::pin(stream);
+            if declared.is_some_and(|n| n > limit) {
+                return Ok(Err(too_large(limit)));
+            }
+            let mut buf = bytes::BytesMut::with_capacity(declared.unwrap_or(0).min(limit) as usize);
+            while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+                let chunk: Result<_, warp::Error> = chunk;
+                let mut chunk = chunk.map_err(|_| warp::reject::reject())?;
+                while bytes::Buf::has_remaining(&chunk) {
+                    let piece = bytes::Buf::chunk(&chunk);
+                    if (buf.len() + piece.len()) as u64 > limit {
+                        return Ok(Err(too_large(limit)));
+                    }
+                    buf.extend_from_slice(piece);
+                    let n = piece.len();
+                    bytes::Buf::advance(&mut chunk, n);
+                }
+            }
+            Ok::<_, Rejection>(Ok(buf.freeze()))
+        })
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("request body exceeds the limit of {limit} bytes (config api.max_body_bytes)"),
+    )
 }
 
 /// The query string as a map; absent means empty.

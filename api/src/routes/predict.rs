@@ -50,7 +50,8 @@ struct PredictResponse<'a> {
     quality: Option<Assessment>,
 }
 
-async fn predict(ctx: Ctx, body: Bytes) -> ApiResult {
+async fn predict(ctx: Ctx, body: Result<Bytes, ApiError>) -> ApiResult {
+    let body = body?;
     let req: PredictRequest = parse_json(&body)?;
     let loaded = ctx
         .models
@@ -83,7 +84,8 @@ struct BatchPredictRequest {
 
 /// Records in the body are answered at once; a data set becomes a
 /// `batch_predict` job whose predictions land in an artifact.
-async fn batch_predict(ctx: Ctx, body: Bytes) -> ApiResult {
+async fn batch_predict(ctx: Ctx, body: Result<Bytes, ApiError>) -> ApiResult {
+    let body = body?;
     let req: BatchPredictRequest = parse_json(&body)?;
     let loaded = ctx
         .models

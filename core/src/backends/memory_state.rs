@@ -129,7 +129,7 @@ impl StateStore for MemoryStateStore {
             .filter(|e| state.is_none_or(|s| e.state == s))
             .cloned()
             .collect();
-        out.sort_by(|a, b| b.id.cmp(&a.id));
+        out.sort_by_key(|e| std::cmp::Reverse(e.id));
         Ok(out)
     }
 
@@ -320,7 +320,7 @@ impl StateStore for MemoryStateStore {
 
     async fn list_datasets(&self) -> Result<Vec<DatasetRecord>> {
         let mut out: Vec<DatasetRecord> = self.lock().datasets.values().cloned().collect();
-        out.sort_by(|a, b| b.id.cmp(&a.id));
+        out.sort_by_key(|e| std::cmp::Reverse(e.id));
         Ok(out)
     }
 }

@@ -1,0 +1,406 @@
+#!/usr/bin/env bash
+# /predict load test: TracSeq ML's serving endpoint against a warp hello-world
+# baseline (bench/src/bin/hello.rs) on the same machine, same framework, same
+# request body, same wrk settings.
+#
+# Usage: bash bench/predict.sh [options]
+#   --hello-only        skip the platform (no tracseq-ml up / AutoML run);
+#                       measure only the hello baseline. Prints the table and
+#                       writes RESULTS.md only if --results is given.
+#   --duration D        measured wrk duration per target (default 15s)
+#   --warmup D          wrk warmup before each measurement (default 3s)
+#   --threads N         wrk threads (default 2)
+#   --connections N     wrk connections (default 32)
+#   --results FILE      Markdown file to update (default bench/RESULTS.md,
+#                       none in --hello-only mode)
+#   --no-build          use the existing target/release binaries
+# Environment: TRACSEQ_ML_BIN (default target/release/tracseq-ml),
+#   BENCH_NO_JQ=1 (parse JSON with python3 even when jq is installed).
+#
+# All traffic goes to 127.0.0.1. Every step is bounded in time; every process
+# the script starts is stopped on exit.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+HELLO_ONLY=0
+DURATION=15s
+WARMUP=3s
+THREADS=2
+CONNECTIONS=32
+RESULTS=""
+BUILD=1
+TRIALS=6
+ROWS=2000
+EXPERIMENT_TIMEOUT_S=300
+SECTION="## /predict throughput and latency"
+
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --hello-only) HELLO_ONLY=1 ;;
+        --duration) DURATION="$2"; shift ;;
+        --warmup) WARMUP="$2"; shift ;;
+        --threads) THREADS="$2"; shift ;;
+        --connections) CONNECTIONS="$2"; shift ;;
+        --results) RESULTS="$2"; shift ;;
+        --no-build) BUILD=0 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "predict.sh: unknown option: $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+if [ -z "$RESULTS" ] && [ "$HELLO_ONLY" -eq 0 ]; then
+    RESULTS="$ROOT/bench/RESULTS.md"
+fi
+
+log() { printf '[predict.sh] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------- cleanup ---
+WORK="$(mktemp -d -t tracseq-bench.XXXXXX)"
+PLATFORM_PID=""
+HELLO_PID=""
+stop_pid() {
+    local pid="$1"
+    [ -n "$pid" ] || return 0
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+    stop_pid "$HELLO_PID"
+    stop_pid "$PLATFORM_PID"
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ------------------------------------------------------------------ tools ---
+ensure_wrk() {
+    command -v wrk >/dev/null 2>&1 && return 0
+    log "wrk not found; installing with apt-get"
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 || die "wrk is missing and not root; install wrk"
+        sudo="sudo"
+    fi
+    if ! DEBIAN_FRONTEND=noninteractive timeout 300 $sudo apt-get install -y wrk >&2; then
+        DEBIAN_FRONTEND=noninteractive timeout 300 $sudo apt-get update >&2
+        DEBIAN_FRONTEND=noninteractive timeout 300 $sudo apt-get install -y wrk >&2
+    fi
+    command -v wrk >/dev/null 2>&1 || die "could not install wrk"
+}
+
+# json_get EXPR: read JSON on stdin, print the field at EXPR (".a.b").
+# Strings come out raw; anything else as compact JSON. Empty if absent/null.
+if [ -z "${BENCH_NO_JQ:-}" ] && command -v jq >/dev/null 2>&1; then   # BENCH_NO_JQ=1 forces python3
+    json_get() { jq -rc "$1 // empty"; }
+    # json_value EXPR: the field as compact JSON (strings keep their quotes).
+    json_value() { jq -c "$1"; }
+    # predict_body NAME RECORD_JSON
+    predict_body() { jq -nc --arg m "$1" --argjson f "$2" '{model: $m, features: $f}'; }
+    experiment_body() {
+        jq -nc --argjson ds "$1" --argjson trials "$TRIALS" \
+            '{name: "bench", dataset_id: $ds, target: "quality_score",
+              budget: {trials: $trials}, parallelism: 2, seed: 7}'
+    }
+else
+    command -v python3 >/dev/null 2>&1 || die "need jq or python3 for JSON"
+    _py_get='
+import json, sys
+v = json.load(sys.stdin)
+for k in [k for k in sys.argv[1].split(".") if k]:
+    v = v.get(k) if isinstance(v, dict) else None
+mode = sys.argv[2]
+if mode == "raw":
+    if v is not None:
+        print(v if isinstance(v, str) else json.dumps(v, separators=(",", ":")))
+else:
+    print(json.dumps(v, separators=(",", ":")))
+'
+    json_get() { python3 -c "$_py_get" "$1" raw; }
+    json_value() { python3 -c "$_py_get" "$1" json; }
+    predict_body() {
+        python3 -c 'import json,sys; print(json.dumps({"model": sys.argv[1], "features": json.loads(sys.argv[2])}, separators=(",", ":")))' "$1" "$2"
+    }
+    experiment_body() {
+        python3 -c 'import json,sys; print(json.dumps({"name": "bench", "dataset_id": json.loads(sys.argv[1]), "target": "quality_score", "budget": {"trials": int(sys.argv[2])}, "parallelism": 2, "seed": 7}, separators=(",", ":")))' "$1" "$TRIALS"
+    }
+fi
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_http URL PID NAME: poll URL (up to 60 s) while PID is alive.
+wait_http() {
+    local url="$1" pid="$2" name="$3" logfile="$4"
+    for _ in $(seq 1 300); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 40 "$logfile" >&2 || true
+            die "$name exited before answering $url"
+        fi
+        if curl -sf --max-time 2 "$url" >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    tail -n 40 "$logfile" >&2 || true
+    die "$name did not answer $url within 60 s"
+}
+
+# check_predict URL: one request with the bench body must succeed.
+check_predict() {
+    local url="$1" out
+    out="$(curl -sS --max-time 10 -w '\n%{http_code}' -X POST \
+        -H 'content-type: application/json' --data-binary "@$BODY_FILE" "$url")" \
+        || die "POST $url failed"
+    local code="${out##*$'\n'}"
+    [ "$code" = "200" ] || die "POST $url answered HTTP $code: ${out%$'\n'*}"
+    log "POST $url -> ${out%$'\n'*}"
+}
+
+# ------------------------------------------------------------------- wrk ---
+WRK_LUA="bench/post.lua"   # relative to the repository root (we cd there)
+
+# seconds DURATION: "15s" / "1m" / "15" -> seconds (for timeouts)
+seconds() {
+    local d="$1"
+    case "$d" in
+        *ms) echo 1 ;;
+        *s) echo "${d%s}" ;;
+        *m) echo $(( ${d%m} * 60 )) ;;
+        *h) echo $(( ${d%h} * 3600 )) ;;
+        *) echo "$d" ;;
+    esac
+}
+
+PORTS_USED=""
+SETUP_CMDS=()   # the exact commands, in order, for the report
+# run_wrk NAME URL SHOWN_BASE: warmup, then the measured run; the summary
+# line goes to $WORK/NAME.bench and the command (with SHOWN_BASE for the
+# port) to SETUP_CMDS.
+run_wrk() {
+    local name="$1" url="$2"
+    local budget=$(( $(seconds "$DURATION") + $(seconds "$WARMUP") + 60 ))
+    local warm_cmd=(wrk "-t$THREADS" "-c$CONNECTIONS" "-d$WARMUP" -s "$WRK_LUA" "$url")
+    local cmd=(wrk "-t$THREADS" "-c$CONNECTIONS" "-d$DURATION" --latency -s "$WRK_LUA" "$url")
+    log "$name: warmup ${warm_cmd[*]}"
+    BENCH_BODY_FILE="$BODY_FILE" timeout "$budget" "${warm_cmd[@]}" >"$WORK/$name.warmup.txt" 2>&1 \
+        || { cat "$WORK/$name.warmup.txt" >&2; die "$name warmup failed"; }
+    log "$name: ${cmd[*]}"
+    BENCH_BODY_FILE="$BODY_FILE" timeout "$budget" "${cmd[@]}" >"$WORK/$name.txt" 2>&1 \
+        || { cat "$WORK/$name.txt" >&2; die "$name wrk run failed"; }
+    cat "$WORK/$name.txt" >&2
+    local shown="${cmd[*]}"
+    shown="${shown%% http://*}"
+    SETUP_CMDS+=("BENCH_BODY_FILE=body.json $shown $3/predict   # $name; after the same with -d$WARMUP, no --latency, as warmup")
+    grep '^BENCH ' "$WORK/$name.txt" | tail -n 1 >"$WORK/$name.bench" \
+        || die "no BENCH line in $name wrk output"
+}
+
+# row NAME LABEL: a Markdown table row
+row() {
+    local name="$1" label="$2"
+    python3 - "$WORK/$name.bench" "$label" <<'PY'
+import sys
+kv = dict(p.split("=", 1) for p in open(sys.argv[1]).read().split()[1:])
+req, dur = int(kv["requests"]), int(kv["duration_us"])
+rps = req / (dur / 1e6)
+errs = sum(int(kv[k]) for k in kv if k.startswith("errors_"))
+ms = lambda k: f"{int(kv[k]) / 1000:.2f}"
+print(f"| {sys.argv[2]} | {rps:,.0f} | {ms('p50_us')} | {ms('p90_us')} | {ms('p99_us')} | {ms('max_us')} | {req:,} | {errs} |")
+PY
+}
+rps_of() { python3 -c 'import sys; kv=dict(p.split("=",1) for p in open(sys.argv[1]).read().split()[1:]); print(int(kv["requests"])/(int(kv["duration_us"])/1e6))' "$WORK/$1.bench"; }
+
+# ------------------------------------------------------------------ build ---
+ensure_wrk
+[ -f "$WRK_LUA" ] || die "$WRK_LUA missing"
+BODY_FILE="$WORK/body.json"
+
+if [ "$BUILD" -eq 1 ]; then
+    if [ "$HELLO_ONLY" -eq 1 ]; then
+        build=(cargo build --release -p tracseq-bench)
+    else
+        build=(cargo build --release -p tracseq-ml -p tracseq-bench)
+    fi
+    log "${build[*]}"
+    timeout 3600 "${build[@]}" >&2 || die "build failed"
+fi
+ML="${TRACSEQ_ML_BIN:-$ROOT/target/release/tracseq-ml}"   # override: another build
+HELLO="$ROOT/target/release/hello"
+[ -x "$HELLO" ] || die "$HELLO not built"
+
+# --------------------------------------------------------------- platform ---
+MODEL_NAME=""
+if [ "$HELLO_ONLY" -eq 0 ]; then
+    [ -x "$ML" ] || die "$ML not built"
+    P="$(free_port)"
+    PORTS_USED="$PORTS_USED P=$P"
+    DATA_DIR="$WORK/data"
+    mkdir -p "$DATA_DIR"
+    BASE="http://127.0.0.1:$P"
+    log "starting tracseq-ml up on $BASE"
+    "$ML" up --port "$P" --data-dir "$DATA_DIR" >"$WORK/platform.log" 2>&1 &
+    PLATFORM_PID=$!
+    wait_http "$BASE/health" "$PLATFORM_PID" "tracseq-ml up" "$WORK/platform.log"
+
+    CSV="$WORK/samples.csv"
+    timeout 120 "$ML" generate --rows "$ROWS" --seed 7 --out "$CSV" >&2 \
+        || die "tracseq-ml generate failed"
+    ds_json="$(curl -sf --max-time 60 -X POST --data-binary "@$CSV" \
+        -H 'content-type: text/csv' "$BASE/datasets?name=samples")" \
+        || die "dataset upload failed"
+    DATASET_ID="$(printf '%s' "$ds_json" | json_value .id)"
+    [ -n "$DATASET_ID" ] && [ "$DATASET_ID" != "null" ] || die "no id in upload response: $ds_json"
+    log "dataset $DATASET_ID"
+
+    exp_body="$(experiment_body "$DATASET_ID")"
+    exp_json="$(curl -sf --max-time 30 -X POST -H 'content-type: application/json' \
+        --data-binary "$exp_body" "$BASE/experiments")" \
+        || die "POST /experiments failed"
+    EXP_ID="$(printf '%s' "$exp_json" | json_get .id)"
+    [ -n "$EXP_ID" ] || die "no id in experiment response: $exp_json"
+    log "experiment $EXP_ID ($TRIALS trials); waiting up to ${EXPERIMENT_TIMEOUT_S}s"
+
+    deadline=$(( SECONDS + EXPERIMENT_TIMEOUT_S ))
+    state=""
+    while :; do
+        exp_json="$(curl -sf --max-time 10 "$BASE/experiments/$EXP_ID")" || exp_json='{}'
+        state="$(printf '%s' "$exp_json" | json_get .state)"
+        [ "$state" = "completed" ] && break
+        case "$state" in
+            failed|cancelled|canceled)
+                die "experiment $EXP_ID ended $state: $exp_json" ;;
+        esac
+        [ "$SECONDS" -lt "$deadline" ] || die "experiment $EXP_ID not completed after ${EXPERIMENT_TIMEOUT_S}s (state: ${state:-unknown})"
+        sleep 2
+    done
+    MODEL_NAME="$(printf '%s' "$exp_json" | json_get .model_name)"
+    [ -n "$MODEL_NAME" ] || die "completed experiment has no model_name: $exp_json"
+    log "model $MODEL_NAME"
+
+    RECORD="$(timeout 60 "$ML" generate --example --seed 3)" || die "tracseq-ml generate --example failed"
+    predict_body "$MODEL_NAME" "$RECORD" >"$BODY_FILE"
+
+    SETUP_CMDS+=(
+        "cargo build --release -p tracseq-ml -p tracseq-bench"
+        "target/release/tracseq-ml up --port \$P --data-dir \$(mktemp -d)"
+        "target/release/tracseq-ml generate --rows $ROWS --seed 7 --out samples.csv"
+        "curl -sf -X POST --data-binary @samples.csv -H 'content-type: text/csv' \"http://127.0.0.1:\$P/datasets?name=samples\""
+        "curl -sf -X POST -H 'content-type: application/json' -d '$exp_body' http://127.0.0.1:\$P/experiments   # then poll GET /experiments/{id} until state == completed"
+        "target/release/tracseq-ml generate --example --seed 3   # features; body.json = {\"model\": model_name, \"features\": ...}"
+    )
+else
+    # Same shape as the platform body; hello ignores its content.
+    printf '%s\n' '{"model":"hello","features":{"example":true}}' >"$BODY_FILE"
+    SETUP_CMDS+=("cargo build --release -p tracseq-bench")
+fi
+log "body: $(cat "$BODY_FILE")"
+
+# ------------------------------------------------------------------ load ---
+# Each server is measured alone: the platform first, then it is stopped and
+# the hello baseline started, so the two never compete for the CPUs.
+if [ "$HELLO_ONLY" -eq 0 ]; then
+    check_predict "$BASE/predict"
+    run_wrk platform "$BASE/predict" "http://127.0.0.1:\$P"
+    stop_pid "$PLATFORM_PID"
+    PLATFORM_PID=""
+fi
+
+HP="$(free_port)"
+PORTS_USED="$PORTS_USED HP=$HP"
+"$HELLO" --port "$HP" >"$WORK/hello.log" 2>&1 &
+HELLO_PID=$!
+wait_http "http://127.0.0.1:$HP/health" "$HELLO_PID" "hello" "$WORK/hello.log"
+check_predict "http://127.0.0.1:$HP/predict"
+run_wrk hello "http://127.0.0.1:$HP/predict" "http://127.0.0.1:\$HP"
+stop_pid "$HELLO_PID"
+HELLO_PID=""
+SETUP_CMDS+=("target/release/hello --port \$HP")
+
+# ---------------------------------------------------------------- report ---
+CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)"
+[ -n "$CPU_MODEL" ] || CPU_MODEL="unknown"
+NPROC="$(nproc)"
+WRK_VERSION="$( (wrk -v 2>&1 || true) | awk 'NR == 1 { print $1, $2 }')"   # wrk -v exits 1
+DATE="$(date -u '+%Y-%m-%d %H:%M UTC')"
+COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | head -n 1)" ]; then
+    COMMIT="$COMMIT (dirty tree)"
+fi
+
+REPORT="$WORK/section.md"
+{
+    echo "$SECTION"
+    echo
+    echo "\`bash bench/predict.sh$([ "$HELLO_ONLY" -eq 1 ] && echo ' --hello-only')\` — $DATE, commit $COMMIT."
+    echo "Machine: nproc = $NPROC, $CPU_MODEL; $WRK_VERSION. wrk, the server and"
+    echo "(for the platform row) its scheduler and workers share these CPUs; all traffic on 127.0.0.1."
+    echo
+    echo "| server | requests/s | p50 ms | p90 ms | p99 ms | max ms | requests | errors |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    if [ "$HELLO_ONLY" -eq 0 ]; then
+        row platform "tracseq-ml \`/predict\` (model \`$MODEL_NAME\`)"
+    fi
+    row hello "warp hello-world \`/predict\` (\`bench/src/bin/hello.rs\`)"
+    echo
+    if [ "$HELLO_ONLY" -eq 0 ]; then
+        python3 - "$(rps_of platform)" "$(rps_of hello)" <<'PY'
+import sys
+p, h = float(sys.argv[1]), float(sys.argv[2])
+print(f"Ratio: tracseq-ml /predict sustains {p / h:.1%} of the hello baseline's "
+      f"throughput (hello is {h / p:.2f}x faster).")
+PY
+        echo
+    fi
+    echo "wrk: $THREADS threads, $CONNECTIONS connections, $DURATION measured after a $WARMUP warmup, per server,"
+    echo "one server at a time. Body ($(wc -c <"$BODY_FILE" | tr -d ' ') bytes, content-type application/json):"
+    echo
+    echo '```json'
+    cat "$BODY_FILE"
+    echo '```'
+    echo
+    echo "Commands:"
+    echo
+    echo '```sh'
+    for c in "${SETUP_CMDS[@]}"; do echo "$c"; done
+    echo '```'
+    echo
+    echo "Ports this run:$PORTS_USED. \`body.json\` is the body above; \`bench/post.lua\` makes"
+    echo "every request a POST of it with \`Content-Type: application/json\`."
+} >"$REPORT"
+
+echo
+cat "$REPORT"
+
+if [ -n "$RESULTS" ]; then
+    python3 - "$RESULTS" "$REPORT" "$SECTION" <<'PY'
+import os, sys
+path, section_file, heading = sys.argv[1], sys.argv[2], sys.argv[3]
+section = open(section_file).read().rstrip("\n") + "\n"
+text = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
+lines = text.splitlines(keepends=True)
+start = next((i for i, l in enumerate(lines) if l.rstrip("\n") == heading), None)
+if start is None:
+    out = text.rstrip("\n") + "\n\n" + section
+else:
+    end = next((j for j in range(start + 1, len(lines))
+                if lines[j].startswith("## ") or lines[j].startswith("# ")), len(lines))
+    rest = "".join(lines[end:])
+    out = "".join(lines[:start]) + section + ("\n" + rest if rest else "")
+open(path, "w").write(out)
+PY
+    log "wrote $SECTION to $RESULTS"
+fi

@@ -1,0 +1,451 @@
+//! What a worker runs: cross-validated evaluation of one trial, with pruning
+//! hooks, and the final fit on all rows into a [`ModelArtifact`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::artifact::ModelArtifact;
+use crate::cv::kfold;
+use crate::dataset::Dataset;
+use crate::error::{internal, invalid, LearnError, Result};
+use crate::metrics::{all_metrics, compute, Metric};
+use crate::model::ModelParams;
+use crate::preprocess::Preprocessor;
+use crate::profile::profile;
+use crate::task::{encode_target, infer_task, Task};
+
+/// How a trial is evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvalOptions {
+    /// Number of CV folds (at least 2; default 3).
+    pub folds: usize,
+    /// Seed for fold assignment and model randomness (default 0).
+    pub seed: u64,
+    /// Metric to optimise; `None` takes [`Metric::default_for`] the task.
+    pub metric: Option<Metric>,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            folds: 3,
+            seed: 0,
+            metric: None,
+        }
+    }
+}
+
+/// The pruner's answer after each fold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Continue,
+    /// Stop evaluating: the trial is pruned.
+    Stop,
+}
+
+/// Result of evaluating one trial.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub metric: Metric,
+    /// Mean of `fold_values` (over the folds run, if pruned).
+    pub value: f64,
+    pub fold_values: Vec<f64>,
+    /// Every applicable metric on the pooled out-of-fold predictions of the
+    /// folds that ran.
+    pub metrics: BTreeMap<String, f64>,
+    pub pruned: bool,
+    pub task: Task,
+}
+
+/// Task, metric, params and usable rows shared by `evaluate` and `fit_final`.
+struct Prepared {
+    task: Task,
+    metric: Metric,
+    params: ModelParams,
+    rows: Vec<usize>,
+    y: Vec<f64>,
+}
+
+fn prepare(
+    data: &Dataset,
+    target: &str,
+    params: &Map<String, Value>,
+    opts: &EvalOptions,
+) -> Result<Prepared> {
+    let params = ModelParams::from_map(params)?;
+    let task = infer_task(data, target)?;
+    let metric = opts.metric.unwrap_or_else(|| Metric::default_for(&task));
+    metric.check_applies(&task)?;
+    let encoded = encode_target(data, target, &task)?;
+    Ok(Prepared {
+        task,
+        metric,
+        params,
+        rows: encoded.rows,
+        y: encoded.y,
+    })
+}
+
+/// Cross-validates `params` on `data`. The preprocessor is fitted inside each
+/// fold on that fold's training rows. After each fold, `on_step(fold, mean
+/// so far)` may return [`Step::Stop`] to prune the trial.
+pub fn evaluate(
+    data: &Dataset,
+    target: &str,
+    params: &Map<String, Value>,
+    opts: &EvalOptions,
+    on_step: &mut dyn FnMut(u32, f64) -> Step,
+) -> Result<Evaluation> {
+    let p = prepare(data, target, params, opts)?;
+    let classes: Option<Vec<usize>> = p
+        .task
+        .is_classification()
+        .then(|| p.y.iter().map(|&c| c as usize).collect());
+    let folds = kfold(p.rows.len(), opts.folds, opts.seed, classes.as_deref())?;
+    let width = p.task.output_width();
+    let trainer = p.params.trainer(opts.seed);
+
+    let mut fold_values = Vec::with_capacity(folds.len());
+    let mut oof_y = Vec::with_capacity(p.rows.len());
+    let mut oof_pred = Vec::with_capacity(p.rows.len() * width);
+    let mut pruned = false;
+    for (index, fold) in folds.iter().enumerate() {
+        let train_rows: Vec<usize> = fold.train.iter().map(|&i| p.rows[i]).collect();
+        let valid_rows: Vec<usize> = fold.valid.iter().map(|&i| p.rows[i]).collect();
+        let train_y: Vec<f64> = fold.train.iter().map(|&i| p.y[i]).collect();
+        let valid_y: Vec<f64> = fold.valid.iter().map(|&i| p.y[i]).collect();
+
+        let pre = Preprocessor::fit(data, target, &train_rows)?;
+        let x_train = pre.transform(data, &train_rows)?;
+        let x_valid = pre.transform(data, &valid_rows)?;
+        let model = trainer.fit(&x_train, &train_y, &p.task)?;
+        let predictions = model.predict(&x_valid);
+        let value = compute(p.metric, &p.task, &valid_y, &predictions).map_err(|e| match e {
+            LearnError::Invalid(m) => invalid(format!("fold {index}: {m}; try fewer folds")),
+            other => other,
+        })?;
+        fold_values.push(value);
+        oof_y.extend(valid_y);
+        oof_pred.extend(predictions);
+
+        let mean = fold_values.iter().sum::<f64>() / fold_values.len() as f64;
+        let step = u32::try_from(index).map_err(|_| internal("fold index overflows u32"))?;
+        if on_step(step, mean) == Step::Stop {
+            pruned = true;
+            break;
+        }
+    }
+    Ok(Evaluation {
+        metric: p.metric,
+        value: fold_values.iter().sum::<f64>() / fold_values.len() as f64,
+        fold_values,
+        metrics: all_metrics(&p.task, &oof_y, &oof_pred),
+        pruned,
+        task: p.task,
+    })
+}
+
+/// Fits preprocessing and the model on every row with a target and packs
+/// them, with the training profile and the CV metrics, into an artifact.
+pub fn fit_final(
+    data: &Dataset,
+    target: &str,
+    params: &Map<String, Value>,
+    opts: &EvalOptions,
+    cv_metrics: BTreeMap<String, f64>,
+) -> Result<ModelArtifact> {
+    let p = prepare(data, target, params, opts)?;
+    let pre = Preprocessor::fit(data, target, &p.rows)?;
+    let x = pre.transform(data, &p.rows)?;
+    let model = p.params.trainer(opts.seed).fit(&x, &p.y, &p.task)?;
+    ModelArtifact::new(
+        p.task,
+        target.to_string(),
+        params.clone(),
+        pre,
+        model,
+        profile(data, target, &p.rows),
+        cv_metrics,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::Limits;
+    use crate::lab;
+    use serde_json::json;
+
+    fn lab_data(n: usize) -> Dataset {
+        Dataset::from_csv(lab::generate_csv(n, 7).as_bytes(), &Limits::default())
+            .unwrap_or_default()
+    }
+
+    fn params(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    fn run(data: &Dataset, p: &Map<String, Value>, opts: &EvalOptions) -> Evaluation {
+        match evaluate(data, lab::TARGET, p, opts, &mut |_, _| Step::Continue) {
+            Ok(e) => e,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// RMSE of always predicting the mean (the target's population std).
+    fn baseline_rmse(data: &Dataset) -> f64 {
+        let Some(crate::dataset::ColumnData::Numeric(y)) =
+            data.column(lab::TARGET).map(|c| &c.data)
+        else {
+            panic!("numeric target");
+        };
+        let mean = y.iter().sum::<f64>() / y.len() as f64;
+        (y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / y.len() as f64).sqrt()
+    }
+
+    #[test]
+    fn evaluate_on_lab_data_beats_the_mean_and_is_deterministic() {
+        let data = lab_data(1500);
+        let baseline = baseline_rmse(&data);
+        let opts = EvalOptions::default();
+        for p in [
+            params(json!({"family": "linear", "linear_l2": 0.01})),
+            params(json!({"family": "gbm", "gbm_iterations": 150, "gbm_subsample": 0.8})),
+        ] {
+            let a = run(&data, &p, &opts);
+            assert_eq!(a.metric, Metric::Rmse);
+            assert_eq!(a.task, Task::Regression);
+            assert_eq!(a.fold_values.len(), 3);
+            assert!(!a.pruned);
+            assert!(
+                a.value < 0.6 * baseline,
+                "{p:?}: rmse {} vs mean-baseline {baseline}",
+                a.value
+            );
+            assert!(
+                a.metrics.get("r2").is_some_and(|r2| *r2 > 0.6),
+                "{:?}",
+                a.metrics
+            );
+            assert_eq!(a, run(&data, &p, &opts));
+        }
+    }
+
+    #[test]
+    fn gbm_beats_linear_on_lab_data() {
+        let data = lab_data(2000);
+        let opts = EvalOptions::default();
+        let linear = run(&data, &params(json!({"family": "linear"})), &opts);
+        let gbm = run(
+            &data,
+            &params(
+                json!({"family": "gbm", "gbm_iterations": 300, "gbm_learning_rate": 0.05, "gbm_max_depth": 3}),
+            ),
+            &opts,
+        );
+        assert!(
+            gbm.value < linear.value,
+            "gbm {} vs linear {}",
+            gbm.value,
+            linear.value
+        );
+    }
+
+    #[test]
+    fn stop_prunes_after_the_first_fold() {
+        let data = lab_data(300);
+        let mut steps = Vec::new();
+        let e = evaluate(
+            &data,
+            lab::TARGET,
+            &params(json!({"family": "linear"})),
+            &EvalOptions {
+                folds: 4,
+                seed: 1,
+                metric: Some(Metric::Mae),
+            },
+            &mut |step, mean| {
+                steps.push((step, mean));
+                Step::Stop
+            },
+        );
+        let Ok(e) = e else { panic!("{e:?}") };
+        assert!(e.pruned);
+        assert_eq!(e.fold_values.len(), 1);
+        assert_eq!(steps.len(), 1);
+        assert_eq!(steps[0], (0, e.value));
+        assert_eq!(e.metric, Metric::Mae);
+    }
+
+    #[test]
+    fn classification_end_to_end() {
+        let data = lab_data(600);
+        // Turn the score into a pass/fail label to exercise binary classification.
+        let mut data = data;
+        for c in &mut data.columns {
+            if c.name == lab::TARGET {
+                if let crate::dataset::ColumnData::Numeric(v) = &c.data {
+                    c.data = crate::dataset::ColumnData::Categorical(
+                        v.iter()
+                            .map(|s| Some(if *s >= 70.0 { "pass" } else { "fail" }.to_string()))
+                            .collect(),
+                    );
+                }
+            }
+        }
+        let p = params(json!({"family": "gbm", "gbm_iterations": 100}));
+        let e = run(&data, &p, &EvalOptions::default());
+        assert_eq!(e.metric, Metric::Auc);
+        assert!(e.value > 0.8, "{}", e.value);
+        let bad = evaluate(
+            &data,
+            lab::TARGET,
+            &p,
+            &EvalOptions {
+                metric: Some(Metric::Rmse),
+                ..EvalOptions::default()
+            },
+            &mut |_, _| Step::Continue,
+        );
+        assert!(matches!(bad, Err(crate::LearnError::Invalid(m)) if m.contains("rmse")));
+        let Ok(artifact) = fit_final(
+            &data,
+            lab::TARGET,
+            &p,
+            &EvalOptions::default(),
+            e.metrics.clone(),
+        ) else {
+            panic!("fit_final failed");
+        };
+        let Ok(out) = artifact.predict(&[lab::example_record(3)]) else {
+            panic!("predict failed")
+        };
+        let probs = out[0].probabilities.clone().unwrap_or_default();
+        assert_eq!(probs.len(), 2);
+        assert!((probs.values().sum::<f64>() - 1.0).abs() < 1e-9);
+        let label = out[0].label.clone().unwrap_or_default();
+        assert_eq!(probs.get(&label).copied(), Some(out[0].value));
+        // Contributions explain the positive class ("pass") log-odds.
+        let total: f64 = out[0]
+            .contributions
+            .iter()
+            .map(|c| c.contribution)
+            .sum::<f64>()
+            + out[0].base_value;
+        let pass = probs.get("pass").copied().unwrap_or(0.0);
+        assert!((total - (pass / (1.0 - pass)).ln()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn multiclass_target_defaults_to_log_loss() {
+        let data = lab_data(400);
+        for family in ["linear", "gbm"] {
+            let p = params(json!({"family": family, "gbm_iterations": 50}));
+            let e = match evaluate(
+                &data,
+                "processing_delay_category",
+                &p,
+                &EvalOptions::default(),
+                &mut |_, _| Step::Continue,
+            ) {
+                Ok(e) => e,
+                Err(e) => panic!("{family}: {e}"),
+            };
+            assert_eq!(e.metric, Metric::LogLoss);
+            assert_eq!(e.task.n_classes(), 4);
+            // Better than the uniform guess, ln(4) ~ 1.39: the delay hours are a feature.
+            assert!(e.value < 0.9, "{family}: {}", e.value);
+            assert!(e.metrics.contains_key("auc") && e.metrics.contains_key("f1"));
+        }
+    }
+
+    /// Timing check for the search space's most expensive trial; run with
+    /// `cargo test --release -p tracseq-learn -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn most_expensive_trial_timing() {
+        let data = lab_data(2000);
+        let p = params(
+            json!({"family": "gbm", "gbm_iterations": 200, "gbm_max_depth": 5,
+                              "gbm_min_leaf_weight": 0.5, "gbm_learning_rate": 0.3}),
+        );
+        let start = std::time::Instant::now();
+        let e = run(&data, &p, &EvalOptions::default());
+        eprintln!(
+            "gbm 200x5, 3 folds, 2000 rows: {:?} (rmse {:.2})",
+            start.elapsed(),
+            e.value
+        );
+        let start = std::time::Instant::now();
+        let e = run(
+            &data,
+            &params(json!({"family": "linear", "linear_l2": 1e-6})),
+            &EvalOptions::default(),
+        );
+        eprintln!(
+            "linear, 3 folds, 2000 rows: {:?} (rmse {:.2})",
+            start.elapsed(),
+            e.value
+        );
+        let artifact = fit_final(
+            &data,
+            lab::TARGET,
+            &p,
+            &EvalOptions::default(),
+            BTreeMap::new(),
+        );
+        let Ok(artifact) = artifact else {
+            panic!("fit_final failed")
+        };
+        let record = [lab::example_record(1)];
+        let start = std::time::Instant::now();
+        for _ in 0..10_000 {
+            assert!(artifact.predict(&record).is_ok());
+        }
+        eprintln!(
+            "gbm 200x5 single-record predict: {:?}",
+            start.elapsed() / 10_000
+        );
+        let x = vec![0.1; artifact.model.n_features()];
+        let mut out = vec![0.0; 1];
+        let mut c = vec![0.0; x.len() + 1];
+        let start = std::time::Instant::now();
+        for _ in 0..10_000 {
+            artifact.model.predict_row(&x, &mut out);
+        }
+        eprintln!("  predict_row: {:?}", start.elapsed() / 10_000);
+        let start = std::time::Instant::now();
+        for _ in 0..10_000 {
+            artifact.model.contributions_row(&x, 0, &mut c);
+        }
+        eprintln!("  contributions_row: {:?}", start.elapsed() / 10_000);
+        let lin = fit_final(
+            &data,
+            lab::TARGET,
+            &params(json!({"family": "linear"})),
+            &EvalOptions::default(),
+            BTreeMap::new(),
+        );
+        let Ok(lin) = lin else {
+            panic!("fit_final failed")
+        };
+        let start = std::time::Instant::now();
+        for _ in 0..10_000 {
+            assert!(lin.predict(&record).is_ok());
+        }
+        eprintln!(
+            "linear single-record predict: {:?}",
+            start.elapsed() / 10_000
+        );
+        for (iters, depth) in [(100, 3), (200, 5)] {
+            let p = params(
+                json!({"family": "gbm", "gbm_iterations": iters, "gbm_max_depth": depth, "gbm_min_leaf_weight": 0.5}),
+            );
+            let start = std::time::Instant::now();
+            let _ = run(&data, &p, &EvalOptions::default());
+            eprintln!("gbm {iters}x{depth}: {:?}", start.elapsed());
+        }
+    }
+}

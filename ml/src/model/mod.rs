@@ -1,0 +1,186 @@
+//! Model families behind one [`Trainer`] trait, and the fitted [`FittedModel`].
+//!
+//! Models see only the encoded matrix from the preprocessor. Raw outputs are
+//! the predicted value (regression) or one probability per class.
+//! Contributions explain the model's *margin* in its own units: target units
+//! for regression, log-odds of the positive class for binary classification,
+//! and the predicted class's margin (softmax logit for linear, one-vs-rest
+//! log-odds for gbm) for multiclass. Contributions plus the base value equal
+//! that margin.
+
+pub mod gbm;
+pub mod linear;
+pub mod params;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{invalid, Result};
+use crate::matrix::DenseMatrix;
+use crate::task::Task;
+
+pub use params::{default_search_space, Family, GbmParams, LinearParams, ModelParams};
+
+/// Fits a model of one family on an encoded matrix.
+pub trait Trainer {
+    /// `y` holds regression targets or class indices (as `f64`) for `task`.
+    fn fit(&self, x: &DenseMatrix, y: &[f64], task: &Task) -> Result<FittedModel>;
+}
+
+/// A trained model of any family.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "family", rename_all = "lowercase")]
+pub enum FittedModel {
+    Linear(linear::LinearModel),
+    Gbm(gbm::GbmModel),
+}
+
+impl FittedModel {
+    pub fn family(&self) -> Family {
+        match self {
+            FittedModel::Linear(_) => Family::Linear,
+            FittedModel::Gbm(_) => Family::Gbm,
+        }
+    }
+
+    /// Number of encoded input columns the model expects.
+    pub fn n_features(&self) -> usize {
+        match self {
+            FittedModel::Linear(m) => m.n_features(),
+            FittedModel::Gbm(m) => m.n_features(),
+        }
+    }
+
+    /// Width of one raw output: 1 for regression, else the number of classes.
+    pub fn output_width(&self) -> usize {
+        match self {
+            FittedModel::Linear(m) => m.output_width(),
+            FittedModel::Gbm(m) => m.output_width(),
+        }
+    }
+
+    /// Checks the shape invariants prediction relies on, for models decoded
+    /// from storage; returns what is wrong.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        match self {
+            FittedModel::Linear(m) => m.validate(),
+            // Boosters are checked while decoding (see `gbm`).
+            FittedModel::Gbm(_) => Ok(()),
+        }
+    }
+
+    /// Raw output for one encoded row into `out` (`output_width` long).
+    pub fn predict_row(&self, x: &[f64], out: &mut [f64]) {
+        match self {
+            FittedModel::Linear(m) => m.predict_row(x, out),
+            FittedModel::Gbm(m) => m.predict_row(x, out),
+        }
+    }
+
+    /// Raw outputs for every row, row-major.
+    pub fn predict(&self, x: &DenseMatrix) -> Vec<f64> {
+        let width = self.output_width();
+        let mut out = vec![0.0; x.rows * width];
+        for (i, chunk) in out.chunks_mut(width).enumerate() {
+            self.predict_row(x.row(i), chunk);
+        }
+        out
+    }
+
+    /// The class whose margin contributions explain: the positive class for
+    /// binary, the most probable class for multiclass, 0 for regression.
+    pub fn explained_class(&self, output: &[f64]) -> usize {
+        match output.len() {
+            0 | 1 => 0,
+            2 => 1,
+            _ => crate::metrics::argmax(output),
+        }
+    }
+
+    /// Per-column contributions to the margin of `class` for one encoded
+    /// row. `out` has `n_features + 1` slots; the last receives the base
+    /// value, so `out.iter().sum()` is the margin.
+    pub fn contributions_row(&self, x: &[f64], class: usize, out: &mut [f64]) {
+        out.fill(0.0);
+        match self {
+            FittedModel::Linear(m) => m.contributions_row(x, class, out),
+            FittedModel::Gbm(m) => m.contributions_row(x, class, out),
+        }
+    }
+
+    /// Raw output and the explained class's contributions for one row, in
+    /// one pass where the family allows it (for boosted trees the
+    /// contribution walk already yields the margin, halving serving cost).
+    /// Returns the explained class (see [`FittedModel::explained_class`]).
+    pub fn explain_row(&self, x: &[f64], output: &mut [f64], contributions: &mut [f64]) -> usize {
+        match self {
+            FittedModel::Gbm(m) if m.kind != gbm::GbmKind::OneVsRest => {
+                contributions.fill(0.0);
+                m.contributions_row(x, 0, contributions);
+                m.output_from_margin(contributions.iter().sum(), output);
+                self.explained_class(output)
+            }
+            _ => {
+                self.predict_row(x, output);
+                let class = self.explained_class(output);
+                self.contributions_row(x, class, contributions);
+                class
+            }
+        }
+    }
+
+    /// The margin of `class` that contributions add up to.
+    pub fn margin_row(&self, x: &[f64], class: usize) -> f64 {
+        match self {
+            FittedModel::Linear(m) => m.margin_row(x, class),
+            FittedModel::Gbm(m) => m.margin_row(x, class),
+        }
+    }
+}
+
+/// Checks shapes shared by every trainer, so families can index freely.
+pub(crate) fn check_training_data(x: &DenseMatrix, y: &[f64], task: &Task) -> Result<()> {
+    if x.rows == 0 || x.cols == 0 {
+        return Err(invalid("training data is empty"));
+    }
+    if x.data.len() != x.rows * x.cols || y.len() != x.rows {
+        return Err(invalid(format!(
+            "training data shape mismatch: {} rows, {} targets",
+            x.rows,
+            y.len()
+        )));
+    }
+    if let Some(v) = x.data.iter().find(|v| !v.is_finite()) {
+        return Err(invalid(format!("encoded training data contains {v}")));
+    }
+    let k = task.n_classes();
+    for (i, &t) in y.iter().enumerate() {
+        let ok = if k == 0 {
+            t.is_finite()
+        } else {
+            t >= 0.0 && t.fract() == 0.0 && (t as usize) < k
+        };
+        if !ok {
+            return Err(invalid(format!("target {i} has invalid value {t}")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod test_data {
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use crate::matrix::DenseMatrix;
+
+    /// `n` rows of `p` standard-uniform features in [-2, 2].
+    pub fn uniform(n: usize, p: usize, seed: u64) -> DenseMatrix {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let data = (0..n * p).map(|_| rng.gen_range(-2.0..2.0)).collect();
+        DenseMatrix {
+            rows: n,
+            cols: p,
+            data,
+        }
+    }
+}

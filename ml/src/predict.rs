@@ -1,0 +1,343 @@
+//! Serving-time prediction from a [`ModelArtifact`]: input validation,
+//! outputs and per-feature contributions.
+//!
+//! Records are JSON objects keyed by feature name. A missing feature, or
+//! `null`, is a missing value and is imputed like in training. A field named
+//! like the target is ignored, so callers can send whole rows.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::artifact::ModelArtifact;
+use crate::error::{invalid, Result};
+use crate::preprocess::{FeatureEncoder, FeatureValue};
+use crate::task::Task;
+
+/// How much one input feature moved the model's margin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contribution {
+    pub feature: String,
+    /// The input value as given (`null` when missing).
+    pub value: Value,
+    /// In margin units: target units for regression, log-odds (binary,
+    /// positive class) or the predicted class's margin (multiclass).
+    pub contribution: f64,
+}
+
+/// One record's prediction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// The regression value, or the probability of the predicted class.
+    pub value: f64,
+    /// Predicted class (classification only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Probability per class (classification only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probabilities: Option<BTreeMap<String, f64>>,
+    /// One per input feature, largest absolute contribution first.
+    pub contributions: Vec<Contribution>,
+    /// Margin with every feature at its training reference; base plus the
+    /// contributions equals the explained margin.
+    pub base_value: f64,
+}
+
+fn kind_error(record: usize, feature: &str, expected: &str, got: &Value) -> crate::LearnError {
+    let got = match got {
+        Value::String(s) => format!("the string {s:?}"),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Array(_) => "an array".to_string(),
+        Value::Object(_) => "an object".to_string(),
+        other => other.to_string(),
+    };
+    invalid(format!(
+        "record {record}, feature '{feature}': expected {expected}, got {got}"
+    ))
+}
+
+impl ModelArtifact {
+    fn feature_position(&self, name: &str) -> Option<usize> {
+        if self.feature_index.len() == self.preprocessor.features.len() {
+            self.feature_index.get(name).copied()
+        } else {
+            // Deserialised without `from_bytes`, so the index was never built.
+            self.preprocessor
+                .features
+                .iter()
+                .position(|f| f.name() == name)
+        }
+    }
+
+    /// Predicts every record; any invalid record fails the whole call with a
+    /// message naming the record (0-based) and feature.
+    pub fn predict(&self, records: &[Map<String, Value>]) -> Result<Vec<Prediction>> {
+        let features = &self.preprocessor.features;
+        let n_out = self.preprocessor.n_outputs();
+        let mut encoded = vec![0.0; n_out];
+        let mut contrib = vec![0.0; n_out + 1];
+        let mut output = vec![0.0; self.model.output_width()];
+        let mut per_feature = vec![0.0; features.len()];
+        let mut slots: Vec<Option<&Value>> = vec![None; features.len()];
+        let mut predictions = Vec::with_capacity(records.len());
+
+        for (i, record) in records.iter().enumerate() {
+            slots.fill(None);
+            for (key, value) in record {
+                match self.feature_position(key) {
+                    Some(f) => slots[f] = Some(value),
+                    None if *key == self.target => {}
+                    None => {
+                        return Err(invalid(format!(
+                            "record {i}: unknown feature '{key}'; expected one of {}",
+                            self.feature_schema
+                                .iter()
+                                .map(|f| f.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )))
+                    }
+                }
+            }
+            // Numbers and booleans given for a categorical feature are
+            // matched by their text, so owned strings live here.
+            let texts: Vec<Option<String>> = features
+                .iter()
+                .zip(&slots)
+                .map(|(f, v)| match (f, v) {
+                    (FeatureEncoder::Categorical(_), Some(Value::Number(n))) => Some(n.to_string()),
+                    (FeatureEncoder::Categorical(_), Some(Value::Bool(b))) => Some(b.to_string()),
+                    _ => None,
+                })
+                .collect();
+            let values = features
+                .iter()
+                .zip(&slots)
+                .zip(&texts)
+                .map(|((f, v), text)| match (f, v) {
+                    (_, None | Some(Value::Null)) => Ok(FeatureValue::Missing),
+                    (FeatureEncoder::Numeric(e), Some(v)) => match v.as_f64() {
+                        Some(x) if x.is_finite() => Ok(FeatureValue::Number(x)),
+                        Some(_) => Err(kind_error(i, &e.name, "a finite number", v)),
+                        None => Err(kind_error(i, &e.name, "a number or null", v)),
+                    },
+                    (FeatureEncoder::Categorical(e), Some(v)) => match (v, text) {
+                        (Value::String(s), _) => Ok(FeatureValue::Text(s)),
+                        (_, Some(t)) => Ok(FeatureValue::Text(t)),
+                        _ => Err(kind_error(
+                            i,
+                            &e.name,
+                            "a string, number, boolean or null",
+                            v,
+                        )),
+                    },
+                })
+                .collect::<Result<Vec<_>>>()?;
+
+            self.preprocessor.encode_row(&values, &mut encoded);
+            self.model.explain_row(&encoded, &mut output, &mut contrib);
+
+            per_feature.fill(0.0);
+            for (&source, c) in self.preprocessor.output_source.iter().zip(&contrib) {
+                per_feature[source] += c;
+            }
+            let mut contributions: Vec<Contribution> = features
+                .iter()
+                .zip(&per_feature)
+                .zip(&slots)
+                .map(|((f, &c), v)| Contribution {
+                    feature: f.name().to_string(),
+                    value: v.cloned().unwrap_or(Value::Null),
+                    contribution: c,
+                })
+                .collect();
+            contributions.sort_by(|a, b| {
+                b.contribution
+                    .abs()
+                    .total_cmp(&a.contribution.abs())
+                    .then_with(|| a.feature.cmp(&b.feature))
+            });
+            let base_value = contrib[n_out];
+
+            predictions.push(match &self.task {
+                Task::Regression => Prediction {
+                    value: output[0],
+                    label: None,
+                    probabilities: None,
+                    contributions,
+                    base_value,
+                },
+                Task::Classification { classes } => {
+                    let best = crate::metrics::argmax(&output);
+                    Prediction {
+                        value: output[best],
+                        label: classes.get(best).cloned(),
+                        probabilities: Some(
+                            classes
+                                .iter()
+                                .cloned()
+                                .zip(output.iter().copied())
+                                .collect(),
+                        ),
+                        contributions,
+                        base_value,
+                    }
+                }
+            });
+        }
+        Ok(predictions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::artifact::sha256_hex;
+    use crate::automl::{fit_final, EvalOptions};
+    use crate::dataset::{Dataset, Limits};
+    use crate::lab;
+    use crate::LearnError;
+    use serde_json::json;
+
+    fn train(family: &str) -> ModelArtifact {
+        let data = Dataset::from_csv(lab::generate_csv(800, 3).as_bytes(), &Limits::default())
+            .unwrap_or_default();
+        let params = json!({"family": family, "gbm_iterations": 200})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let mut metrics = BTreeMap::new();
+        metrics.insert("rmse".to_string(), 4.2);
+        match fit_final(
+            &data,
+            lab::TARGET,
+            &params,
+            &EvalOptions::default(),
+            metrics,
+        ) {
+            Ok(a) => a,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn record(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    fn invalid_message(r: Result<Vec<Prediction>>) -> String {
+        match r {
+            Err(LearnError::Invalid(m)) => m,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn artifact_round_trip_with_digest_and_corruption() {
+        for family in ["linear", "gbm"] {
+            let a = train(family);
+            let bytes = a.to_bytes();
+            let digest = sha256_hex(&bytes);
+            let b = match ModelArtifact::from_bytes(&bytes, &digest) {
+                Ok(b) => b,
+                Err(e) => panic!("{family}: {e}"),
+            };
+            assert_eq!(b.metrics.get("rmse"), Some(&4.2));
+            assert_eq!(b.family, a.family);
+            let records = [lab::example_record(1), lab::example_record(2)];
+            assert_eq!(a.predict(&records).ok(), b.predict(&records).ok());
+
+            let mut tampered = bytes.clone();
+            if let Some(byte) = tampered.iter_mut().rev().find(|b| b.is_ascii_digit()) {
+                *byte = if *byte == b'1' { b'2' } else { b'1' };
+            }
+            assert!(matches!(
+                ModelArtifact::from_bytes(&tampered, &digest),
+                Err(LearnError::Corrupt(_))
+            ));
+            // Right digest of wrong content: still refused, as corrupt.
+            let garbage = b"{\"format_version\": 1}";
+            assert!(matches!(
+                ModelArtifact::from_bytes(garbage, &sha256_hex(garbage)),
+                Err(LearnError::Corrupt(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn contributions_sum_to_the_prediction() {
+        for family in ["linear", "gbm"] {
+            let a = train(family);
+            let Ok(out) = a.predict(&[lab::example_record(9), record(json!({}))]) else {
+                panic!("predict failed");
+            };
+            for p in &out {
+                assert_eq!(p.contributions.len(), 18);
+                let total =
+                    p.base_value + p.contributions.iter().map(|c| c.contribution).sum::<f64>();
+                assert!(
+                    (total - p.value).abs() < 1e-6,
+                    "{family}: {total} vs {}",
+                    p.value
+                );
+                let sorted = p
+                    .contributions
+                    .windows(2)
+                    .all(|w| w[0].contribution.abs() >= w[1].contribution.abs());
+                assert!(sorted);
+                assert!(p.label.is_none() && p.probabilities.is_none());
+            }
+            // An all-missing record is imputed, not rejected.
+            assert!(out[1].contributions.iter().all(|c| c.value.is_null()));
+        }
+    }
+
+    #[test]
+    fn bad_records_are_rejected_with_names() {
+        let a = train("linear");
+        let m = invalid_message(a.predict(&[record(json!({"nope": 1}))]));
+        assert!(
+            m.contains("record 0: unknown feature 'nope'; expected one of sample_type"),
+            "{m}"
+        );
+        let m =
+            invalid_message(a.predict(&[lab::example_record(1), record(json!({"rin": "high"}))]));
+        assert!(
+            m.contains(
+                "record 1, feature 'rin': expected a number or null, got the string \"high\""
+            ),
+            "{m}"
+        );
+        let m = invalid_message(a.predict(&[record(json!({"rin": true}))]));
+        assert!(m.contains("'rin'"), "{m}");
+        let m = invalid_message(a.predict(&[record(json!({"sample_type": [1]}))]));
+        assert!(m.contains("'sample_type'"), "{m}");
+        // Nulls, numbers for categories, unknown categories and the target are accepted.
+        let ok = a.predict(&[record(json!({
+            "rin": null, "sample_type": 7, "processing_delay_category": "weekly", "quality_score": 50
+        }))]);
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn single_record_prediction_is_fast() {
+        let record = [lab::example_record(4)];
+        for (family, budget_us) in [("linear", 200.0), ("gbm", 1000.0)] {
+            let a = train(family);
+            let runs = 2000;
+            let start = Instant::now();
+            for _ in 0..runs {
+                assert!(a.predict(&record).is_ok());
+            }
+            let per_call = start.elapsed().as_secs_f64() * 1e6 / f64::from(runs);
+            // Generous bounds so debug builds on slow CI pass; see bench/ for real numbers.
+            assert!(
+                per_call < budget_us,
+                "{family}: {per_call:.1} us per prediction"
+            );
+            eprintln!("{family}: {per_call:.2} us per single-record prediction");
+        }
+    }
+}

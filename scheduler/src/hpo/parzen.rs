@@ -1,0 +1,586 @@
+//! Parzen estimators for TPE (truncated-normal mixtures, continuous or on a grid, and smoothed categoricals) and the normal-distribution maths they need.
+//!
+//! Follows Optuna's `_ParzenEstimator` (independent sampling, prior on, magic
+//! clip on, endpoints not considered). Hot paths are laid out for speed: each
+//! mixture keeps its components as parallel arrays with every per-component
+//! constant of the log density precomputed, and `log_pdf` evaluates a
+//! candidate in one allocation-free pass over them.
+
+use rand::Rng;
+
+/// ln √(2π).
+const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
+
+/// Terms further than this below the largest one change a log-sum-exp by less
+/// than n·e^-40 (relative); skipping their `exp` is most of the saving when
+/// there are many observations and each candidate is near only a few of them.
+const LSE_CUTOFF: f64 = 40.0;
+
+/// Standard-normal intervals narrower than this use the midpoint rule: the
+/// two CDF values are too close for their difference to keep precision.
+const NARROW: f64 = 1e-3;
+
+/// erfc(x) for x >= 0 as `(t, e)` with erfc(x) = t·exp(e), so callers can
+/// stay in log space (never underflowing) or take one `exp`, whichever is cheaper.
+///
+/// Numerical Recipes' Chebyshev fit (`erfcc`): relative error below 1.2e-7 for
+/// all x >= 0, ample for ranking TPE candidates.
+fn erfc_parts(x: f64) -> (f64, f64) {
+    let t = 1.0 / (1.0 + 0.5 * x);
+    let poly = -1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    (t, poly - x * x)
+}
+
+/// Beyond this many standard deviations a tail holds < 1e-17 of the mass,
+/// below f64 resolution next to the ≥ 1/3 a straddling interval holds.
+const TAIL_NEGLIGIBLE: f64 = 8.5;
+
+/// Standard-normal mass beyond `z >= 0`: ½erfc(z/√2).
+fn upper_tail(z: f64) -> f64 {
+    if z > TAIL_NEGLIGIBLE {
+        return 0.0;
+    }
+    let (t, e) = erfc_parts(z * std::f64::consts::FRAC_1_SQRT_2);
+    0.5 * t * e.exp()
+}
+
+/// ln(Φ(b) − Φ(a)) for a < b: the standard-normal mass of [a, b], stable in both tails.
+pub(crate) fn ln_gauss_mass(a: f64, b: f64) -> f64 {
+    // Mirror so the interval never lies wholly in the lower tail; the
+    // upper-tail branch below is the accurate one.
+    let (a, b) = if b <= 0.0 { (-b, -a) } else { (a, b) };
+    let width = b - a;
+    if width < NARROW {
+        let mid = 0.5 * (a + b);
+        // ∫ φ over the cell ≈ w·φ(m)·(1 + w²(m² − 1)/24).
+        return width.ln() - 0.5 * mid * mid - LN_SQRT_2PI
+            + (width * width * (mid * mid - 1.0) / 24.0).ln_1p();
+    }
+    if a < 0.0 {
+        // Straddles 0: one minus both excluded tails, each at most 1/2. Most
+        // truncation normalisers land here with both tails negligible.
+        if -a > TAIL_NEGLIGIBLE && b > TAIL_NEGLIGIBLE {
+            return 0.0;
+        }
+        (1.0 - upper_tail(-a) - upper_tail(b)).ln()
+    } else {
+        // Both in the upper tail: ½erfc(a/√2)·(1 − erfc(b/√2)/erfc(a/√2)), in logs.
+        let s = std::f64::consts::FRAC_1_SQRT_2;
+        let (ta, ea) = erfc_parts(a * s);
+        let (tb, eb) = erfc_parts(b * s);
+        let ratio = tb / ta * (eb - ea).exp();
+        ta.ln() + ea + (-ratio).ln_1p() - std::f64::consts::LN_2
+    }
+}
+
+/// A standard-normal draw (Box–Muller; loop-free so every draw costs the
+/// same two uniforms, which keeps RNG consumption easy to reason about).
+fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> f64 {
+    let u1 = 1.0 - rng.gen::<f64>(); // (0, 1]: ln stays finite
+    let u2 = rng.gen::<f64>();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// A normal(mu, sigma) draw truncated to [lo, hi], by rejection.
+fn truncated_normal<R: Rng + ?Sized>(rng: &mut R, mu: f64, sigma: f64, lo: f64, hi: f64) -> f64 {
+    for _ in 0..64 {
+        let x = mu + sigma * standard_normal(rng);
+        if (lo..=hi).contains(&x) {
+            return x;
+        }
+    }
+    // Unreachable in practice: every component has μ inside [lo, hi] and
+    // σ ≤ hi − lo, so at least 34% of its mass lies inside. The fallback only
+    // guarantees termination and an in-range value.
+    rng.gen_range(lo..=hi)
+}
+
+/// Optuna's `default_weights`: equal weights, except that past 25
+/// observations the older ones (in trial order) ramp linearly from 1/n up to
+/// 1, so the estimator follows where the search has moved.
+pub(crate) fn observation_weights(n: usize) -> Vec<f64> {
+    if n < 25 {
+        return vec![1.0; n];
+    }
+    let ramp = n - 25;
+    let start = 1.0 / n as f64;
+    let mut w: Vec<f64> = (0..ramp)
+        .map(|i| {
+            if ramp == 1 {
+                start
+            } else {
+                start + (1.0 - start) * i as f64 / (ramp - 1) as f64
+            }
+        })
+        .collect();
+    w.resize(n, 1.0);
+    w
+}
+
+/// Mixture weights: observations then the prior, normalised. With no
+/// observations the prior is the whole mixture.
+fn mixture_weights(n_obs: usize, prior_weight: f64) -> Vec<f64> {
+    let mut w = observation_weights(n_obs);
+    w.push(if n_obs == 0 { 1.0 } else { prior_weight });
+    let total: f64 = w.iter().sum();
+    w.iter_mut().for_each(|x| *x /= total);
+    w
+}
+
+fn cumulative(weights: &[f64]) -> Vec<f64> {
+    weights
+        .iter()
+        .scan(0.0, |acc, w| {
+            *acc += w;
+            Some(*acc)
+        })
+        .collect()
+}
+
+/// Index drawn with probability proportional to the increments of `cum`.
+fn draw_index<R: Rng + ?Sized>(rng: &mut R, cum: &[f64]) -> usize {
+    let total = cum.last().copied().unwrap_or(0.0);
+    let u = rng.gen::<f64>() * total;
+    cum.partition_point(|&c| c <= u)
+        .min(cum.len().saturating_sub(1))
+}
+
+/// A grid `low + k*step`, `k = 0..=n`, in internal space.
+#[derive(Debug, Clone, Copy)]
+struct Grid {
+    low: f64,
+    step: f64,
+    n: f64,
+}
+
+/// Mixture of normals truncated to the parameter's support, one per
+/// observation plus a broad prior; on a grid each component's density is
+/// its mass over the grid cell.
+#[derive(Debug, Clone)]
+pub(crate) struct TruncNormMixture {
+    support_lo: f64,
+    support_hi: f64,
+    grid: Option<Grid>,
+    mus: Vec<f64>,
+    sigmas: Vec<f64>,
+    inv_sigmas: Vec<f64>,
+    /// ln weight − ln truncation mass, and, when continuous, − ln σ − ln √(2π):
+    /// every per-component constant of the log density.
+    log_coefs: Vec<f64>,
+    /// On a grid: ln(step / σ), for the cheap upper bound that skips far components.
+    log_widths: Vec<f64>,
+    cum_weights: Vec<f64>,
+}
+
+impl TruncNormMixture {
+    /// `obs` are internal-space values in trial order (it sets the weights);
+    /// `low`/`high` are the support ends, or the first/last grid points with `step`.
+    pub(crate) fn new(
+        obs: &[f64],
+        low: f64,
+        high: f64,
+        step: Option<f64>,
+        prior_weight: f64,
+    ) -> Self {
+        let half = 0.5 * step.unwrap_or(0.0);
+        let (support_lo, support_hi) = (low - half, high + half);
+        let range = support_hi - support_lo;
+        let n = obs.len();
+
+        let obs_weights = observation_weights(n);
+        // Observations sorted once, as packed integers (order-preserving bits
+        // of the value, then the trial position): much faster than comparing
+        // f64s, and ties fall in trial order so the result depends on nothing
+        // but the inputs.
+        let mut sorted: Vec<u128> = obs
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| (u128::from(order_bits(x)) << 64) | i as u128)
+            .collect();
+        sorted.sort_unstable();
+        let value_at = |j: usize| obs[(sorted[j] as u64) as usize];
+        let at = |j: usize| -> f64 {
+            // Position j of the sorted points with the support ends at 0 and n + 1.
+            if j == 0 {
+                support_lo
+            } else if j == n + 1 {
+                support_hi
+            } else {
+                value_at(j - 1)
+            }
+        };
+        // Optuna's magic clip: never narrower than range / min(100, kernels + 1)
+        // so a cluster of identical observations can't collapse to a spike.
+        let max_sigma = range;
+        let min_sigma = range / (100.0f64).min(1.0 + (n + 1) as f64);
+        let mut mus = Vec::with_capacity(n + 1);
+        let mut sigmas = Vec::with_capacity(n + 1);
+        let mut weights = Vec::with_capacity(n + 1);
+        let mut run_start = 0; // first merged component with the current μ
+        for j in 1..=n {
+            // Bandwidth: the larger gap to the sorted neighbours (the support
+            // ends count as neighbours), except that the outermost points
+            // only look inwards once there are two of them.
+            let left = at(j) - at(j - 1);
+            let right = at(j + 1) - at(j);
+            let sigma = if n >= 2 && j == 1 {
+                right
+            } else if n >= 2 && j == n {
+                left
+            } else {
+                left.max(right)
+            }
+            .clamp(min_sigma, max_sigma);
+            let trial_pos = (sorted[j - 1] as u64) as usize;
+            let (mu, w) = (obs[trial_pos], obs_weights[trial_pos]);
+            // Components with equal (μ, σ) merge by adding weights: the mixture
+            // is unchanged, but values on a grid repeat and collapse to about
+            // two components per grid point (interior duplicates get the
+            // minimum σ, the ends of each run a gap), which bounds the cost of
+            // exact cell masses by the grid size instead of the trial count.
+            if mus.last() != Some(&mu) {
+                run_start = mus.len();
+            }
+            match sigmas[run_start..].iter().position(|&s| s == sigma) {
+                Some(k) => weights[run_start + k] += w,
+                None => {
+                    mus.push(mu);
+                    sigmas.push(sigma);
+                    weights.push(w);
+                }
+            }
+        }
+        // The prior: centred, as wide as the support.
+        mus.push(0.5 * (low + high));
+        sigmas.push(range);
+        weights.push(if n == 0 { 1.0 } else { prior_weight });
+        let total: f64 = weights.iter().sum();
+        weights.iter_mut().for_each(|w| *w /= total);
+
+        let m = mus.len();
+        let mut log_coefs = Vec::with_capacity(m);
+        let mut log_widths = Vec::with_capacity(if step.is_some() { m } else { 0 });
+        for k in 0..m {
+            let (mu, sigma) = (mus[k], sigmas[k]);
+            let ln_mass = ln_gauss_mass((support_lo - mu) / sigma, (support_hi - mu) / sigma);
+            // One `ln` per component: this loop runs over every observation on every ask.
+            let c = match step {
+                Some(step) => {
+                    log_widths.push((step / sigma).ln());
+                    weights[k].ln() - ln_mass
+                }
+                None => (weights[k] / sigma).ln() - LN_SQRT_2PI - ln_mass,
+            };
+            log_coefs.push(c);
+        }
+        TruncNormMixture {
+            support_lo,
+            support_hi,
+            grid: step.map(|step| Grid {
+                low,
+                step,
+                n: ((high - low) / step).round(),
+            }),
+            inv_sigmas: sigmas.iter().map(|s| 1.0 / s).collect(),
+            mus,
+            sigmas,
+            log_coefs,
+            log_widths,
+            cum_weights: cumulative(&weights),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.mus.len()
+    }
+
+    /// One draw, snapped to the grid when there is one.
+    pub(crate) fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> f64 {
+        let k = draw_index(rng, &self.cum_weights);
+        let x = truncated_normal(
+            rng,
+            self.mus[k],
+            self.sigmas[k],
+            self.support_lo,
+            self.support_hi,
+        );
+        match self.grid {
+            Some(g) => g.low + ((x - g.low) / g.step).round().clamp(0.0, g.n) * g.step,
+            None => x,
+        }
+    }
+
+    /// ln of the mixture density (or, on a grid, probability) at `x`.
+    /// `scratch` holds one term per component; reusing it keeps this allocation-free.
+    pub(crate) fn log_pdf(&self, x: f64, scratch: &mut Vec<f64>) -> f64 {
+        scratch.clear();
+        scratch.resize(self.len(), 0.0);
+        let buf = scratch.as_mut_slice();
+        match self.grid {
+            None => {
+                for (((t, &mu), &inv), &c) in buf
+                    .iter_mut()
+                    .zip(&self.mus)
+                    .zip(&self.inv_sigmas)
+                    .zip(&self.log_coefs)
+                {
+                    let z = (x - mu) * inv;
+                    *t = c - 0.5 * z * z;
+                }
+            }
+            Some(g) => {
+                let half = 0.5 * g.step;
+                // Pass 1: an upper bound per term, since the cell mass is at
+                // most min(1, width × the density's peak over the cell).
+                for ((((t, &mu), &inv), &c), &lw) in buf
+                    .iter_mut()
+                    .zip(&self.mus)
+                    .zip(&self.inv_sigmas)
+                    .zip(&self.log_coefs)
+                    .zip(&self.log_widths)
+                {
+                    let d = ((x - mu).abs() * inv - half * inv).max(0.0);
+                    *t = c + (lw - 0.5 * d * d - LN_SQRT_2PI).min(0.0);
+                }
+                let exact = |k: usize| -> f64 {
+                    let inv = self.inv_sigmas[k];
+                    let mu = self.mus[k];
+                    self.log_coefs[k] + ln_gauss_mass((x - half - mu) * inv, (x + half - mu) * inv)
+                };
+                let best = argmax(buf);
+                // The most promising term's exact value is a floor for the
+                // final maximum; terms whose bound is far below it are negligible.
+                let floor = exact(best) - LSE_CUTOFF;
+                for (k, t) in buf.iter_mut().enumerate() {
+                    *t = if *t >= floor {
+                        exact(k)
+                    } else {
+                        f64::NEG_INFINITY
+                    };
+                }
+            }
+        }
+        log_sum_exp(buf)
+    }
+}
+
+/// Bits of `x` whose unsigned order is `f64::total_cmp`'s order.
+fn order_bits(x: f64) -> u64 {
+    let b = x.to_bits();
+    if b >> 63 == 1 {
+        !b
+    } else {
+        b | (1 << 63)
+    }
+}
+
+fn argmax(xs: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, &x) in xs.iter().enumerate() {
+        if x > xs[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+fn log_sum_exp(terms: &[f64]) -> f64 {
+    let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        return max;
+    }
+    let mut sum = 0.0;
+    for &t in terms {
+        let d = t - max;
+        if d > -LSE_CUTOFF {
+            sum += d.exp();
+        }
+    }
+    max + sum.ln()
+}
+
+/// Weighted mixture of smoothed one-hot kernels plus a uniform prior,
+/// collapsed to one probability per choice (Optuna's categorical estimator).
+#[derive(Debug, Clone)]
+pub(crate) struct CategoricalMixture {
+    log_probs: Vec<f64>,
+    cum: Vec<f64>,
+}
+
+impl CategoricalMixture {
+    /// `obs` are choice indices (< `n_choices`) in trial order.
+    pub(crate) fn new(obs: &[usize], n_choices: usize, prior_weight: f64) -> Self {
+        let c = n_choices as f64;
+        let mut probs = vec![1.0 / c; n_choices];
+        if !obs.is_empty() {
+            let weights = mixture_weights(obs.len(), prior_weight);
+            let (obs_w, prior_w) = weights.split_at(obs.len());
+            // Each observation's kernel puts prior_weight / n_kernels on every
+            // choice and 1 more on its own, normalised; the prior kernel is uniform.
+            let eps = prior_weight / (obs.len() + 1) as f64;
+            let denom = 1.0 + c * eps;
+            let spread = obs_w.iter().sum::<f64>() * eps / denom + prior_w[0] / c;
+            probs.iter_mut().for_each(|p| *p = spread);
+            for (&i, &w) in obs.iter().zip(obs_w) {
+                if let Some(p) = probs.get_mut(i) {
+                    *p += w / denom;
+                }
+            }
+        }
+        CategoricalMixture {
+            log_probs: probs.iter().map(|p| p.ln()).collect(),
+            cum: cumulative(&probs),
+        }
+    }
+
+    pub(crate) fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> usize {
+        draw_index(rng, &self.cum)
+    }
+
+    pub(crate) fn log_prob(&self, choice: usize) -> f64 {
+        self.log_probs
+            .get(choice)
+            .copied()
+            .unwrap_or(f64::NEG_INFINITY)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// Reference Φ(b) − Φ(a) by Simpson's rule on the density.
+    fn mass_by_quadrature(a: f64, b: f64) -> f64 {
+        let n = 20_000;
+        let h = (b - a) / n as f64;
+        let f = |x: f64| (-0.5 * x * x - LN_SQRT_2PI).exp();
+        let mut s = f(a) + f(b);
+        for i in 1..n {
+            s += f(a + i as f64 * h) * if i % 2 == 1 { 4.0 } else { 2.0 };
+        }
+        s * h / 3.0
+    }
+
+    #[test]
+    fn gauss_mass_matches_quadrature_and_survives_tails() {
+        for (a, b) in [
+            (-1.0, 1.0),
+            (0.0, 1.0),
+            (-3.0, -2.5),
+            (2.0, 2.0005),
+            (0.3, 5.0),
+            (-8.0, 8.0),
+            (4.0, 6.0),
+        ] {
+            let want = mass_by_quadrature(a, b).ln();
+            let got = ln_gauss_mass(a, b);
+            assert!((got - want).abs() < 1e-5, "[{a}, {b}]: {got} vs {want}");
+        }
+        // Deep tail: finite and close to the asymptotic ln φ(a) − ln a.
+        let got = ln_gauss_mass(40.0, 41.0);
+        let approx = -0.5 * 1600.0 - LN_SQRT_2PI - 40f64.ln();
+        assert!(
+            got.is_finite() && (got - approx).abs() < 1e-2,
+            "{got} vs {approx}"
+        );
+        assert_eq!(ln_gauss_mass(-41.0, -40.0), got);
+    }
+
+    #[test]
+    fn order_bits_sort_like_total_cmp() {
+        let mut xs = vec![
+            3.5,
+            -0.0,
+            0.0,
+            -2.0,
+            f64::INFINITY,
+            1e-300,
+            -1e300,
+            f64::NEG_INFINITY,
+        ];
+        let mut by_bits = xs.clone();
+        xs.sort_by(f64::total_cmp);
+        by_bits.sort_by_key(|&x| order_bits(x));
+        assert_eq!(
+            xs.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            by_bits.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn weights_ramp_like_optuna() {
+        assert_eq!(observation_weights(3), vec![1.0; 3]);
+        let w = observation_weights(30);
+        assert_eq!(w.len(), 30);
+        assert!((w[0] - 1.0 / 30.0).abs() < 1e-12);
+        assert!((w[4] - 1.0).abs() < 1e-12);
+        assert!(w[1] > w[0] && w[2] > w[1]);
+        assert!(w[5..].iter().all(|&x| x == 1.0));
+    }
+
+    #[test]
+    fn continuous_density_integrates_to_one() {
+        let mix = TruncNormMixture::new(&[0.1, 0.2, 0.25, 0.9], 0.0, 1.0, None, 1.0);
+        let mut scratch = Vec::new();
+        let n = 4000;
+        let h = 1.0 / n as f64;
+        let total: f64 = (0..n)
+            .map(|i| mix.log_pdf((i as f64 + 0.5) * h, &mut scratch).exp() * h)
+            .sum();
+        assert!((total - 1.0).abs() < 1e-3, "{total}");
+    }
+
+    #[test]
+    fn grid_probabilities_sum_to_one() {
+        let mix = TruncNormMixture::new(&[50.0, 100.0, 100.0, 350.0], 50.0, 400.0, Some(50.0), 1.0);
+        let mut scratch = Vec::new();
+        let total: f64 = (0..8)
+            .map(|k| mix.log_pdf(50.0 + 50.0 * k as f64, &mut scratch).exp())
+            .sum();
+        assert!((total - 1.0).abs() < 1e-5, "{total}");
+        // A fine integer grid exercises the narrow-cell path and the far-term skip.
+        let obs: Vec<f64> = (0..300).map(|i| ((i * 37) % 1000) as f64).collect();
+        let mix = TruncNormMixture::new(&obs, 0.0, 999.0, Some(1.0), 1.0);
+        let total: f64 = (0..1000)
+            .map(|k| mix.log_pdf(k as f64, &mut scratch).exp())
+            .sum();
+        assert!((total - 1.0).abs() < 1e-4, "{total}");
+    }
+
+    #[test]
+    fn samples_stay_in_support_and_on_grid() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mix = TruncNormMixture::new(&[0.0, 0.0, 1.0], 0.0, 1.0, None, 1.0);
+        let grid = TruncNormMixture::new(&[2.0, 6.0], 0.0, 10.0, Some(2.0), 1.0);
+        for _ in 0..2000 {
+            let x = mix.sample(&mut rng);
+            assert!((0.0..=1.0).contains(&x));
+            let g = grid.sample(&mut rng);
+            assert!((0.0..=10.0).contains(&g) && g % 2.0 == 0.0, "{g}");
+        }
+    }
+
+    #[test]
+    fn categorical_mixture_favours_observed_choices() {
+        let mix = CategoricalMixture::new(&[1, 1, 2], 4, 1.0);
+        let total: f64 = (0..4).map(|c| mix.log_prob(c).exp()).sum();
+        assert!((total - 1.0).abs() < 1e-12);
+        assert!(mix.log_prob(1) > mix.log_prob(2));
+        assert!(mix.log_prob(2) > mix.log_prob(0));
+        assert!((mix.log_prob(0) - mix.log_prob(3)).abs() < 1e-12);
+        let uniform = CategoricalMixture::new(&[], 4, 1.0);
+        assert!((uniform.log_prob(3) - 0.25f64.ln()).abs() < 1e-12);
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let ones = (0..1000).filter(|_| mix.sample(&mut rng) == 1).count();
+        assert!(ones > 400, "{ones}");
+    }
+}

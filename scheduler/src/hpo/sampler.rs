@@ -1,0 +1,231 @@
+//! The sampler interface, its serde configuration, and the per-trial RNG every sampler draws from.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    invalid, Direction, FinishedTrial, Params, RandomSampler, Result, SearchSpace, TpeSampler,
+};
+
+/// Suggests parameters for a new trial from the study's finished trials.
+pub trait Sampler {
+    /// Parameters for trial `trial_number`: every active parameter of `space`
+    /// and no inactive one. Deterministic in (sampler config, `space`,
+    /// `history`, `direction`, `trial_number`); the order of `history` and of
+    /// earlier asks doesn't matter.
+    fn sample(
+        &self,
+        space: &SearchSpace,
+        history: &[FinishedTrial],
+        direction: Direction,
+        trial_number: u64,
+    ) -> Params;
+}
+
+/// The RNG for one trial. The seed keys a ChaCha8 generator and the trial
+/// number picks its stream: streams are independent by construction, so trial
+/// `n` draws the same numbers whether it is asked first or after a thousand
+/// others, and parallel asks need no shared RNG state.
+pub(crate) fn trial_rng(seed: u64, trial_number: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(trial_number);
+    rng
+}
+
+/// Sampler choice as given in a study spec: `{"type": "random", ...}` or `{"type": "tpe", ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SamplerConfig {
+    Random(RandomSamplerConfig),
+    Tpe(TpeSamplerConfig),
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        SamplerConfig::Tpe(TpeSamplerConfig::default())
+    }
+}
+
+impl SamplerConfig {
+    /// Checks every field; call at the edge before `build`.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            SamplerConfig::Random(_) => Ok(()),
+            SamplerConfig::Tpe(c) => c.validate(),
+        }
+    }
+
+    /// The sampler this configuration describes. Expects a validated config;
+    /// an unvalidated one still builds (out-of-range TPE settings are clamped)
+    /// so that no input can make this panic.
+    pub fn build(&self) -> Box<dyn Sampler + Send + Sync> {
+        match self {
+            SamplerConfig::Random(c) => Box::new(RandomSampler::new(c.seed)),
+            SamplerConfig::Tpe(c) => Box::new(TpeSampler::new_clamped(c.clone())),
+        }
+    }
+}
+
+/// `{"type": "random", "seed": 0}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RandomSamplerConfig {
+    pub seed: u64,
+}
+
+/// Most EI candidates per parameter: each costs a pass over all observations.
+pub const MAX_EI_CANDIDATES: u32 = 10_000;
+
+/// `{"type": "tpe", "seed": 0, "n_startup_trials": 10, "n_ei_candidates": 24, "gamma": 0.1, "prior_weight": 1.0}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TpeSamplerConfig {
+    pub seed: u64,
+    /// Trials sampled at random before TPE takes over.
+    pub n_startup_trials: u64,
+    /// Candidates drawn from l(x) per parameter; the best l/g ratio wins.
+    pub n_ei_candidates: u32,
+    /// Fraction of trials (capped at 25) that form the "good" group.
+    pub gamma: f64,
+    /// Weight of the prior component in each Parzen estimator.
+    pub prior_weight: f64,
+}
+
+impl Default for TpeSamplerConfig {
+    fn default() -> Self {
+        TpeSamplerConfig {
+            seed: 0,
+            n_startup_trials: 10,
+            n_ei_candidates: 24,
+            gamma: 0.1,
+            prior_weight: 1.0,
+        }
+    }
+}
+
+impl TpeSamplerConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !(self.gamma > 0.0 && self.gamma <= 1.0) {
+            return Err(invalid(format!(
+                "sampler.gamma must be in (0, 1] (got {})",
+                self.gamma
+            )));
+        }
+        if !(self.prior_weight.is_finite() && self.prior_weight > 0.0) {
+            return Err(invalid(format!(
+                "sampler.prior_weight must be a positive finite number (got {})",
+                self.prior_weight
+            )));
+        }
+        if self.n_ei_candidates == 0 || self.n_ei_candidates > MAX_EI_CANDIDATES {
+            return Err(invalid(format!(
+                "sampler.n_ei_candidates must be in 1..={MAX_EI_CANDIDATES} (got {})",
+                self.n_ei_candidates
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::RngCore;
+    use serde_json::json;
+
+    #[test]
+    fn parses_configs_with_defaults() {
+        let c: SamplerConfig =
+            serde_json::from_value(json!({"type": "random", "seed": 42})).unwrap();
+        assert_eq!(c, SamplerConfig::Random(RandomSamplerConfig { seed: 42 }));
+        let c: SamplerConfig = serde_json::from_value(json!({"type": "tpe"})).unwrap();
+        assert_eq!(c, SamplerConfig::Tpe(TpeSamplerConfig::default()));
+        let c: SamplerConfig =
+            serde_json::from_value(json!({"type": "tpe", "seed": 7, "gamma": 0.2})).unwrap();
+        let SamplerConfig::Tpe(tpe) = &c else {
+            panic!("{c:?}")
+        };
+        assert_eq!((tpe.seed, tpe.gamma, tpe.n_ei_candidates), (7, 0.2, 24));
+        c.validate().unwrap();
+        let back: SamplerConfig =
+            serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_types() {
+        for bad in [
+            json!({"type": "tpe", "gama": 0.2}),
+            json!({"type": "random", "seed": 1, "n_startup_trials": 3}),
+            json!({"type": "grid"}),
+            json!({"seed": 1}),
+            json!({"type": "random", "seed": -1}),
+        ] {
+            assert!(
+                serde_json::from_value::<SamplerConfig>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        let cases = [
+            (
+                TpeSamplerConfig {
+                    gamma: 0.0,
+                    ..Default::default()
+                },
+                "gamma",
+            ),
+            (
+                TpeSamplerConfig {
+                    gamma: f64::NAN,
+                    ..Default::default()
+                },
+                "gamma",
+            ),
+            (
+                TpeSamplerConfig {
+                    gamma: 1.5,
+                    ..Default::default()
+                },
+                "gamma",
+            ),
+            (
+                TpeSamplerConfig {
+                    prior_weight: 0.0,
+                    ..Default::default()
+                },
+                "prior_weight",
+            ),
+            (
+                TpeSamplerConfig {
+                    prior_weight: f64::INFINITY,
+                    ..Default::default()
+                },
+                "prior_weight",
+            ),
+            (
+                TpeSamplerConfig {
+                    n_ei_candidates: 0,
+                    ..Default::default()
+                },
+                "n_ei_candidates",
+            ),
+        ];
+        for (c, field) in cases {
+            let err = SamplerConfig::Tpe(c).validate().unwrap_err().to_string();
+            assert!(err.contains(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn trial_rng_depends_only_on_seed_and_number() {
+        let a = trial_rng(1, 5).next_u64();
+        assert_eq!(a, trial_rng(1, 5).next_u64());
+        assert_ne!(a, trial_rng(1, 6).next_u64());
+        assert_ne!(a, trial_rng(2, 5).next_u64());
+    }
+}

@@ -1,0 +1,746 @@
+//! Search spaces: parameter kinds, conditional activity, validation of told parameters, and the samplers' internal (log, grid, index) mapping.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::space_json::{parse_spec, topological_order, ParsedSpec};
+use super::{invalid, Params, Result};
+
+/// Most parameters one space may define.
+pub const MAX_PARAMS: usize = 100;
+/// Most choices one categorical parameter may list.
+pub const MAX_CHOICES: usize = 1000;
+/// Longest parameter name, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+/// Largest magnitude of an int bound: samplers work in `f64`, which holds
+/// integers exactly only up to 2^53.
+pub const MAX_INT_ABS: i64 = 1 << 53;
+
+/// What values a parameter takes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamKind {
+    /// A real in `[low, high]`; log-uniform when `log`; on the grid `low + k*step` when `step` is set.
+    Float {
+        low: f64,
+        high: f64,
+        log: bool,
+        step: Option<f64>,
+    },
+    /// An integer on the grid `low + k*step` in `[low, high]`; log-uniform when `log` (then `step == 1`).
+    Int {
+        low: i64,
+        high: i64,
+        step: i64,
+        log: bool,
+    },
+    /// One of a list of distinct strings, numbers or bools.
+    Categorical { choices: Vec<Value> },
+}
+
+/// `when` clause: the parameter is active only if `parent` is active and holds one of `values`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    parent: String,
+    values: Vec<Value>,
+    /// Index of the parent in the space's topological order.
+    parent_idx: usize,
+    /// `allowed[i]` says whether the parent's choice `i` activates the child.
+    allowed: Vec<bool>,
+}
+
+impl Condition {
+    pub fn parent(&self) -> &str {
+        &self.parent
+    }
+
+    pub fn values(&self) -> &[Value] {
+        &self.values
+    }
+}
+
+/// One parameter of a search space.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamSpec {
+    name: String,
+    kind: ParamKind,
+    when: Vec<Condition>,
+    /// Categorical only: choice indices sorted by `cmp_choice`, so a told value
+    /// is found by binary search instead of a scan over up to 1000 choices.
+    choice_order: Vec<usize>,
+}
+
+impl ParamSpec {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn kind(&self) -> &ParamKind {
+        &self.kind
+    }
+
+    /// The `when` conditions; all must hold for the parameter to be active.
+    pub fn conditions(&self) -> &[Condition] {
+        &self.when
+    }
+
+    /// Index of `value` among this categorical's choices; numbers compare by
+    /// value so `1` and `1.0` name the same choice.
+    pub(crate) fn choice_index(&self, value: &Value) -> Option<usize> {
+        let ParamKind::Categorical { choices } = &self.kind else {
+            return None;
+        };
+        self.choice_order
+            .binary_search_by(|&i| cmp_choice(&choices[i], value))
+            .ok()
+            .map(|pos| self.choice_order[pos])
+    }
+
+    /// Checks a told value against this parameter's range, grid or choices.
+    fn check_value(&self, value: &Value) -> Result<()> {
+        let name = &self.name;
+        match &self.kind {
+            ParamKind::Float {
+                low, high, step, ..
+            } => {
+                let v = value.as_f64().ok_or_else(|| {
+                    invalid(format!(
+                        "parameter '{name}': expected a number, got {value}"
+                    ))
+                })?;
+                if !(*low..=*high).contains(&v) {
+                    return Err(invalid(format!(
+                        "parameter '{name}': {v} is outside [{low}, {high}]"
+                    )));
+                }
+                if let Some(step) = step {
+                    let k = ((v - low) / step).round();
+                    // Clients compute grid points in their own float arithmetic
+                    // (0.1 * 3 != 0.3), so allow a sliver of the step.
+                    if (low + k * step - v).abs() > step * 1e-6 {
+                        return Err(invalid(format!(
+                            "parameter '{name}': {v} is not on the grid {low} + k * {step}"
+                        )));
+                    }
+                }
+                Ok(())
+            }
+            ParamKind::Int {
+                low, high, step, ..
+            } => {
+                let v = value.as_i64().ok_or_else(|| {
+                    invalid(format!(
+                        "parameter '{name}': expected an integer, got {value}"
+                    ))
+                })?;
+                if v < *low || v > *high {
+                    return Err(invalid(format!(
+                        "parameter '{name}': {v} is outside [{low}, {high}]"
+                    )));
+                }
+                if (v - low) % step != 0 {
+                    return Err(invalid(format!(
+                        "parameter '{name}': {v} is not on the grid {low} + k * {step}"
+                    )));
+                }
+                Ok(())
+            }
+            ParamKind::Categorical { choices } => match self.choice_index(value) {
+                Some(_) => Ok(()),
+                None => Err(invalid(format!(
+                    "parameter '{name}': {value} is not one of {}",
+                    list_values(choices)
+                ))),
+            },
+        }
+    }
+
+    /// The value in the samplers' internal space (log-transformed for log
+    /// params, the choice index for categoricals), or `None` when the value
+    /// doesn't belong to this parameter; history from an older space version
+    /// is then simply not learnt from instead of failing the ask.
+    pub(crate) fn to_internal(&self, value: &Value) -> Option<f64> {
+        if let ParamKind::Categorical { .. } = self.kind {
+            // The lookup is the whole check; don't pay for it twice.
+            return self.choice_index(value).map(|i| i as f64);
+        }
+        self.check_value(value).ok()?;
+        match &self.kind {
+            ParamKind::Float { log, .. } => {
+                let v = value.as_f64()?;
+                Some(if *log { v.ln() } else { v })
+            }
+            ParamKind::Int { log, .. } => {
+                let v = value.as_i64()? as f64;
+                Some(if *log { v.ln() } else { v })
+            }
+            ParamKind::Categorical { .. } => self.choice_index(value).map(|i| i as f64),
+        }
+    }
+
+    /// Support of a numeric parameter in internal space: `(low, high, step)`.
+    /// With a step, `low` and `high` are the first and last grid points; without
+    /// one they are the ends of a continuous interval.
+    pub(crate) fn internal_bounds(&self) -> Option<(f64, f64, Option<f64>)> {
+        match &self.kind {
+            ParamKind::Float {
+                low,
+                high,
+                log: true,
+                ..
+            } => Some((low.ln(), high.ln(), None)),
+            ParamKind::Float {
+                low, high, step, ..
+            } => Some((*low, *high, *step)),
+            // Each integer owns [v - 0.5, v + 0.5] before the log, as in Optuna,
+            // so the end values are as likely as the inner ones.
+            ParamKind::Int {
+                low,
+                high,
+                log: true,
+                ..
+            } => Some(((*low as f64 - 0.5).ln(), (*high as f64 + 0.5).ln(), None)),
+            ParamKind::Int {
+                low, high, step, ..
+            } => Some((*low as f64, *high as f64, Some(*step as f64))),
+            ParamKind::Categorical { .. } => None,
+        }
+    }
+
+    /// Maps an internal-space numeric value back to a JSON value that passes
+    /// `check_value` (rounded to the grid and clamped into range).
+    pub(crate) fn internal_to_value(&self, x: f64) -> Value {
+        match &self.kind {
+            ParamKind::Float {
+                low,
+                high,
+                log,
+                step,
+            } => {
+                let v = if *log { x.exp() } else { x };
+                let v = match step {
+                    Some(step) => {
+                        let n = ((high - low) / step).round();
+                        let k = ((v - low) / step).round().clamp(0.0, n);
+                        low + k * step
+                    }
+                    None => v,
+                };
+                Value::from(v.clamp(*low, *high))
+            }
+            ParamKind::Int {
+                low,
+                high,
+                step,
+                log,
+            } => {
+                let v = if *log { x.exp() } else { x };
+                let n = ((high - low) / step) as f64;
+                let k = ((v - *low as f64) / *step as f64).round().clamp(0.0, n);
+                // k <= n <= 2^54 and the product stays within the bounds, so
+                // the casts are exact.
+                Value::from((low + (k as i64) * step).clamp(*low, *high))
+            }
+            ParamKind::Categorical { choices } => {
+                let i = (x.max(0.0) as usize).min(choices.len() - 1);
+                choices[i].clone()
+            }
+        }
+    }
+}
+
+/// A validated search space. Parameters are kept in topological order
+/// (parents before children) so samplers can decide activity in one pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchSpace {
+    params: Vec<ParamSpec>,
+    index: BTreeMap<String, usize>,
+}
+
+impl SearchSpace {
+    /// Parses and checks a JSON spec (an object mapping parameter names to specs).
+    pub fn from_json(value: &Value) -> Result<Self> {
+        let obj = value.as_object().ok_or_else(|| {
+            invalid("search space must be a JSON object mapping parameter names to specs")
+        })?;
+        if obj.is_empty() {
+            return Err(invalid("search space must define at least one parameter"));
+        }
+        if obj.len() > MAX_PARAMS {
+            return Err(invalid(format!(
+                "search space defines {} parameters; the limit is {MAX_PARAMS}",
+                obj.len()
+            )));
+        }
+
+        let mut parsed: BTreeMap<String, ParsedSpec> = BTreeMap::new();
+        for (name, spec) in obj {
+            if name.is_empty() || name.len() > MAX_NAME_LEN {
+                return Err(invalid(format!(
+                    "parameter name {name:?} must be 1 to {MAX_NAME_LEN} bytes long"
+                )));
+            }
+            parsed.insert(name.clone(), parse_spec(name, spec)?);
+        }
+
+        // Check the `when` references before ordering, so a reference to a
+        // missing parameter is reported as such rather than as a cycle.
+        for (name, (_, when)) in &parsed {
+            for (parent, values) in when {
+                if parent == name {
+                    return Err(invalid(format!(
+                        "parameter '{name}': when cannot refer to the parameter itself"
+                    )));
+                }
+                let Some((parent_kind, _)) = parsed.get(parent) else {
+                    return Err(invalid(format!(
+                        "parameter '{name}': when refers to unknown parameter '{parent}'"
+                    )));
+                };
+                let ParamKind::Categorical { choices } = parent_kind else {
+                    return Err(invalid(format!(
+                        "parameter '{name}': when parent '{parent}' must be categorical"
+                    )));
+                };
+                for v in values {
+                    if !choices.iter().any(|c| cmp_choice(c, v) == Ordering::Equal) {
+                        return Err(invalid(format!(
+                            "parameter '{name}': when value {v} is not a choice of '{parent}' ({})",
+                            list_values(choices)
+                        )));
+                    }
+                }
+            }
+        }
+
+        let order = topological_order(&parsed)?;
+        let index: BTreeMap<String, usize> = order
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.clone(), i))
+            .collect();
+
+        let mut params: Vec<ParamSpec> = Vec::with_capacity(order.len());
+        for name in &order {
+            let (kind, when) = parsed
+                .remove(name)
+                .ok_or_else(|| invalid(format!("parameter '{name}' defined twice")))?;
+            let choice_order = match &kind {
+                ParamKind::Categorical { choices } => {
+                    let mut idx: Vec<usize> = (0..choices.len()).collect();
+                    idx.sort_by(|&a, &b| cmp_choice(&choices[a], &choices[b]));
+                    idx
+                }
+                _ => Vec::new(),
+            };
+            let mut conditions = Vec::with_capacity(when.len());
+            for (parent, values) in when {
+                let parent_idx = index[&parent];
+                // Parents precede children in `order`, so the parent is already built.
+                let parent_spec = &params[parent_idx];
+                let n_choices = match &parent_spec.kind {
+                    ParamKind::Categorical { choices } => choices.len(),
+                    _ => 0,
+                };
+                let mut allowed = vec![false; n_choices];
+                for v in &values {
+                    if let Some(i) = parent_spec.choice_index(v) {
+                        allowed[i] = true;
+                    }
+                }
+                conditions.push(Condition {
+                    parent,
+                    values,
+                    parent_idx,
+                    allowed,
+                });
+            }
+            params.push(ParamSpec {
+                name: name.clone(),
+                kind,
+                when: conditions,
+                choice_order,
+            });
+        }
+        Ok(SearchSpace { params, index })
+    }
+
+    /// The spec back in the JSON format `from_json` reads.
+    pub fn to_json(&self) -> Value {
+        let mut out = Map::new();
+        for p in &self.params {
+            let mut spec = Map::new();
+            match &p.kind {
+                ParamKind::Float {
+                    low,
+                    high,
+                    log,
+                    step,
+                } => {
+                    spec.insert("type".into(), "float".into());
+                    spec.insert("low".into(), Value::from(*low));
+                    spec.insert("high".into(), Value::from(*high));
+                    if *log {
+                        spec.insert("log".into(), true.into());
+                    }
+                    if let Some(step) = step {
+                        spec.insert("step".into(), Value::from(*step));
+                    }
+                }
+                ParamKind::Int {
+                    low,
+                    high,
+                    step,
+                    log,
+                } => {
+                    spec.insert("type".into(), "int".into());
+                    spec.insert("low".into(), Value::from(*low));
+                    spec.insert("high".into(), Value::from(*high));
+                    if *step != 1 {
+                        spec.insert("step".into(), Value::from(*step));
+                    }
+                    if *log {
+                        spec.insert("log".into(), true.into());
+                    }
+                }
+                ParamKind::Categorical { choices } => {
+                    spec.insert("type".into(), "categorical".into());
+                    spec.insert("choices".into(), Value::Array(choices.clone()));
+                }
+            }
+            if !p.when.is_empty() {
+                let when: Map<String, Value> = p
+                    .when
+                    .iter()
+                    .map(|c| (c.parent.clone(), Value::Array(c.values.clone())))
+                    .collect();
+                spec.insert("when".into(), Value::Object(when));
+            }
+            out.insert(p.name.clone(), Value::Object(spec));
+        }
+        Value::Object(out)
+    }
+
+    /// Parameters in topological order: every parent before its children.
+    pub fn params(&self) -> &[ParamSpec] {
+        &self.params
+    }
+
+    pub fn get(&self, name: &str) -> Option<&ParamSpec> {
+        self.index.get(name).map(|&i| &self.params[i])
+    }
+
+    pub fn len(&self) -> usize {
+        self.params.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
+
+    /// Whether `name` is active given the values in `params`: every `when`
+    /// parent is itself active and holds an allowed value. Unknown names are inactive.
+    pub fn is_active(&self, name: &str, params: &Params) -> bool {
+        self.index
+            .get(name)
+            .is_some_and(|&i| self.is_active_at(i, params))
+    }
+
+    pub(crate) fn is_active_at(&self, i: usize, params: &Params) -> bool {
+        self.params[i].when.iter().all(|c| {
+            let parent = &self.params[c.parent_idx];
+            // Recursion depth is bounded by the (acyclic) chain of parents.
+            self.is_active_at(c.parent_idx, params)
+                && params
+                    .get(&parent.name)
+                    .and_then(|v| parent.choice_index(v))
+                    .is_some_and(|ci| c.allowed[ci])
+        })
+    }
+
+    /// Checks told parameters: no unknown names, every active parameter
+    /// present and valid, no inactive parameter present.
+    pub fn validate(&self, params: &Params) -> Result<()> {
+        if let Some(unknown) = params.keys().find(|k| !self.index.contains_key(*k)) {
+            return Err(invalid(format!(
+                "unknown parameter '{unknown}' (not in the search space)"
+            )));
+        }
+        for (i, spec) in self.params.iter().enumerate() {
+            let active = self.is_active_at(i, params);
+            match (active, params.get(&spec.name)) {
+                (true, Some(v)) => spec.check_value(v)?,
+                (true, None) => {
+                    return Err(invalid(format!(
+                        "parameter '{}' is active but missing",
+                        spec.name
+                    )))
+                }
+                (false, Some(_)) => {
+                    let reason: Vec<String> = spec
+                        .when
+                        .iter()
+                        .map(|c| format!("{} in {}", c.parent, list_values(&c.values)))
+                        .collect();
+                    return Err(invalid(format!(
+                        "parameter '{}' is inactive (it requires {}) and must be omitted",
+                        spec.name,
+                        reason.join(" and ")
+                    )));
+                }
+                (false, None) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TryFrom<Value> for SearchSpace {
+    type Error = super::HpoError;
+
+    fn try_from(value: Value) -> Result<Self> {
+        SearchSpace::from_json(&value)
+    }
+}
+
+impl Serialize for SearchSpace {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for SearchSpace {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        SearchSpace::from_json(&value).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Total order on choice values: bools, then numbers (by value, -0 == 0), then strings.
+pub(super) fn cmp_choice(a: &Value, b: &Value) -> Ordering {
+    fn rank(v: &Value) -> u8 {
+        match v {
+            Value::Bool(_) => 0,
+            Value::Number(_) => 1,
+            Value::String(_) => 2,
+            _ => 3,
+        }
+    }
+    match (a, b) {
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap_or(0.0), y.as_f64().unwrap_or(0.0));
+            (x + 0.0).total_cmp(&(y + 0.0))
+        }
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        _ => rank(a).cmp(&rank(b)),
+    }
+}
+
+/// `[a, b, c]` for messages, cut short for long choice lists.
+fn list_values(values: &[Value]) -> String {
+    const SHOWN: usize = 10;
+    let mut parts: Vec<String> = values.iter().take(SHOWN).map(Value::to_string).collect();
+    if values.len() > SHOWN {
+        parts.push(format!("… {} more", values.len() - SHOWN));
+    }
+    format!("[{}]", parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn example() -> Value {
+        json!({
+            "family": {"type": "categorical", "choices": ["linear", "gbm"]},
+            "linear_l2": {"type": "float", "low": 1e-6, "high": 10.0, "log": true, "when": {"family": ["linear"]}},
+            "gbm_iterations": {"type": "int", "low": 50, "high": 400, "step": 50, "when": {"family": ["gbm"]}},
+            "x": {"type": "float", "low": -5, "high": 5}
+        })
+    }
+
+    fn params(v: Value) -> Params {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn parses_example_in_topological_order() {
+        let space = SearchSpace::from_json(&example()).unwrap();
+        assert_eq!(space.len(), 4);
+        let names: Vec<&str> = space.params().iter().map(|p| p.name()).collect();
+        let pos = |n: &str| names.iter().position(|m| *m == n).unwrap();
+        assert!(pos("family") < pos("linear_l2"));
+        assert!(pos("family") < pos("gbm_iterations"));
+        assert_eq!(
+            space.get("gbm_iterations").unwrap().kind(),
+            &ParamKind::Int {
+                low: 50,
+                high: 400,
+                step: 50,
+                log: false
+            }
+        );
+        assert_eq!(
+            space.get("linear_l2").unwrap().conditions()[0].parent(),
+            "family"
+        );
+    }
+
+    #[test]
+    fn nested_conditions_order_and_activity() {
+        let space = SearchSpace::from_json(&json!({
+            "c": {"type": "float", "low": 0, "high": 1, "when": {"b": [true]}},
+            "b": {"type": "categorical", "choices": [true, false], "when": {"a": ["on"]}},
+            "a": {"type": "categorical", "choices": ["on", "off"]}
+        }))
+        .unwrap();
+        let names: Vec<&str> = space.params().iter().map(|p| p.name()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert!(space.is_active("c", &params(json!({"a": "on", "b": true}))));
+        // A stale child value under an inactive parent doesn't activate the grandchild.
+        assert!(!space.is_active("c", &params(json!({"a": "off", "b": true}))));
+        assert!(!space.is_active("c", &params(json!({"a": "on", "b": false}))));
+        assert!(!space.is_active("nope", &params(json!({}))));
+    }
+
+    #[test]
+    fn to_json_round_trips() {
+        let space = SearchSpace::from_json(&example()).unwrap();
+        let again = SearchSpace::from_json(&space.to_json()).unwrap();
+        assert_eq!(space, again);
+        let via_serde: SearchSpace =
+            serde_json::from_str(&serde_json::to_string(&space).unwrap()).unwrap();
+        assert_eq!(space, via_serde);
+        assert_eq!(space.to_json()["linear_l2"]["log"], json!(true));
+        assert_eq!(space.to_json()["gbm_iterations"]["step"], json!(50));
+    }
+
+    #[test]
+    fn conditional_activity() {
+        let space = SearchSpace::from_json(&example()).unwrap();
+        let p = params(json!({"family": "linear"}));
+        assert!(space.is_active("family", &p));
+        assert!(space.is_active("x", &p));
+        assert!(space.is_active("linear_l2", &p));
+        assert!(!space.is_active("gbm_iterations", &p));
+        assert!(!space.is_active("linear_l2", &params(json!({}))));
+        assert!(!space.is_active("linear_l2", &params(json!({"family": "svm"}))));
+    }
+
+    #[test]
+    fn validate_accepts_good_params() {
+        let space = SearchSpace::from_json(&example()).unwrap();
+        space
+            .validate(&params(
+                json!({"family": "gbm", "gbm_iterations": 150, "x": -5}),
+            ))
+            .unwrap();
+        space
+            .validate(&params(
+                json!({"family": "linear", "linear_l2": 0.01, "x": 4.5}),
+            ))
+            .unwrap();
+    }
+
+    #[test]
+    fn validate_rejects_bad_params_naming_them() {
+        let space = SearchSpace::from_json(&example()).unwrap();
+        let cases = [
+            (
+                json!({"family": "gbm", "gbm_iterations": 150, "x": 0, "y": 1}),
+                "'y'",
+            ),
+            (
+                json!({"family": "gbm", "x": 0}),
+                "'gbm_iterations' is active but missing",
+            ),
+            (
+                json!({"family": "gbm", "gbm_iterations": 150, "x": 0, "linear_l2": 1.0}),
+                "'linear_l2' is inactive",
+            ),
+            (
+                json!({"family": "gbm", "gbm_iterations": 175, "x": 0}),
+                "'gbm_iterations': 175 is not on the grid",
+            ),
+            (
+                json!({"family": "gbm", "gbm_iterations": 450, "x": 0}),
+                "'gbm_iterations': 450 is outside",
+            ),
+            (
+                json!({"family": "gbm", "gbm_iterations": 150.0, "x": 0}),
+                "'gbm_iterations': expected an integer",
+            ),
+            (
+                json!({"family": "gbm", "gbm_iterations": 150, "x": 5.5}),
+                "'x': 5.5 is outside",
+            ),
+            (
+                json!({"family": "gbm", "gbm_iterations": 150, "x": "0"}),
+                "'x': expected a number",
+            ),
+            (
+                json!({"family": "svm", "x": 0}),
+                "'family': \"svm\" is not one of",
+            ),
+            (
+                json!({"family": "linear", "linear_l2": 0.0, "x": 0}),
+                "'linear_l2': 0 is outside",
+            ),
+        ];
+        for (p, expected) in cases {
+            let err = space.validate(&params(p.clone())).unwrap_err().to_string();
+            assert!(err.contains(expected), "{p}: {err}");
+        }
+    }
+
+    #[test]
+    fn categorical_numbers_compare_by_value() {
+        let space = SearchSpace::from_json(&json!({
+            "k": {"type": "categorical", "choices": [1, 2.5, "a", false]},
+            "y": {"type": "float", "low": 0, "high": 1, "when": {"k": [1.0]}}
+        }))
+        .unwrap();
+        space
+            .validate(&params(json!({"k": 1.0, "y": 0.5})))
+            .unwrap();
+        space.validate(&params(json!({"k": false}))).unwrap();
+        assert!(space.is_active("y", &params(json!({"k": 1}))));
+        assert!(space.validate(&params(json!({"k": true}))).is_err());
+    }
+
+    #[test]
+    fn stepped_float_grid_tolerates_client_rounding() {
+        let space = SearchSpace::from_json(&json!({
+            "f": {"type": "float", "low": 0, "high": 1, "step": 0.1}
+        }))
+        .unwrap();
+        space.validate(&params(json!({"f": 0.1 * 3.0}))).unwrap();
+        assert!(space.validate(&params(json!({"f": 0.35}))).is_err());
+    }
+
+    #[test]
+    fn internal_mapping_round_trips_on_grid() {
+        let space = SearchSpace::from_json(&json!({
+            "i": {"type": "int", "low": 50, "high": 400, "step": 50},
+            "l": {"type": "int", "low": 1, "high": 1000, "log": true},
+            "f": {"type": "float", "low": 0, "high": 1, "step": 0.25}
+        }))
+        .unwrap();
+        let i = space.get("i").unwrap();
+        assert_eq!(i.internal_to_value(163.0), json!(150));
+        assert_eq!(i.internal_to_value(1e9), json!(400));
+        let l = space.get("l").unwrap();
+        assert_eq!(
+            l.internal_to_value(l.to_internal(&json!(37)).unwrap()),
+            json!(37)
+        );
+        assert_eq!(l.internal_to_value(-3.0), json!(1));
+        let f = space.get("f").unwrap();
+        assert_eq!(f.internal_to_value(0.6), json!(0.5));
+        assert_eq!(f.to_internal(&json!(0.3)), None);
+    }
+}

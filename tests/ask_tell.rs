@@ -1,0 +1,186 @@
+//! Ask/tell over HTTP: an external objective optimised by the platform, and
+//! TPE beating random search on it at an equal budget.
+
+mod common;
+
+use common::Server;
+use serde_json::{json, Value};
+
+/// A shifted sphere with a log-scaled parameter and a categorical branch:
+/// the minimum 0 is at x=1.5, y=-2, lr=0.01 with kind="b".
+fn objective(p: &Value) -> f64 {
+    let x = p["x"].as_f64().unwrap();
+    let y = p["y"].as_f64().unwrap();
+    let lr = p["lr"].as_f64().unwrap();
+    let penalty = if p["kind"] == "b" { 0.0 } else { 2.0 };
+    (x - 1.5).powi(2) + (y + 2.0).powi(2) + (lr.log10() + 2.0).powi(2) + penalty
+}
+
+async fn best_of(server: &Server, sampler: &str, seed: u64, trials: u64) -> f64 {
+    let space = json!({
+        "x": {"type": "float", "low": -5, "high": 5},
+        "y": {"type": "float", "low": -5, "high": 5},
+        "lr": {"type": "float", "low": 1e-5, "high": 1.0, "log": true},
+        "kind": {"type": "categorical", "choices": ["a", "b", "c"]}
+    });
+    let body = json!({"name": format!("{sampler}-{seed}"), "search_space": space, "direction": "minimize",
+                      "sampler": {"type": sampler, "seed": seed}, "budget": {"trials": trials}});
+    let (s, exp) = server.post_json("/experiments", &body).await;
+    assert_eq!(s, 201, "{exp}");
+    let id = exp["id"].as_str().unwrap().to_string();
+    let mut best = f64::INFINITY;
+    for _ in 0..trials {
+        let (s, asked) = server
+            .post_json(&format!("/experiments/{id}/ask"), &json!({}))
+            .await;
+        assert_eq!(s, 201, "{asked}");
+        assert!(asked["trial_id"].is_string());
+        let value = objective(&asked["params"]);
+        best = best.min(value);
+        let n = asked["number"].as_u64().unwrap();
+        let (s, told) = server
+            .post_json(
+                &format!("/experiments/{id}/trials/{n}/tell"),
+                &json!({"value": value}),
+            )
+            .await;
+        assert_eq!(s, 200, "{told}");
+    }
+    let (s, over) = server
+        .post_json(&format!("/experiments/{id}/ask"), &json!({}))
+        .await;
+    assert_eq!(s, 409, "budget spent: {over}");
+    let (_, summary) = server.get(&format!("/experiments/{id}")).await;
+    assert_eq!(summary["best_trial"]["value"].as_f64(), Some(best));
+    best
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tpe_beats_random_at_equal_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]).await;
+    let seeds = [1u64, 2, 3, 4, 5];
+    let (mut tpe, mut random, mut wins) = (0.0, 0.0, 0);
+    for seed in seeds {
+        let t = best_of(&server, "tpe", seed, 50).await;
+        let r = best_of(&server, "random", seed, 50).await;
+        tpe += t;
+        random += r;
+        wins += usize::from(t < r);
+    }
+    let n = seeds.len() as f64;
+    assert!(
+        tpe / n < random / n,
+        "mean best: tpe {} vs random {}",
+        tpe / n,
+        random / n
+    );
+    assert!(
+        wins * 2 > seeds.len(),
+        "tpe won on {wins} of {} seeds",
+        seeds.len()
+    );
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_prunes_and_tell_is_recorded_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]).await;
+    let body = json!({"name": "curves", "search_space": {"x": {"type": "float", "low": 0, "high": 1}},
+                      "pruner": {"type": "median", "n_startup_trials": 2}, "budget": {"trials": 10}});
+    let (_, exp) = server.post_json("/experiments", &body).await;
+    let id = exp["id"].as_str().unwrap().to_string();
+    // Two good curves finish first.
+    for _ in 0..2 {
+        let (_, a) = server
+            .post_json(&format!("/experiments/{id}/ask"), &json!({}))
+            .await;
+        let n = a["number"].as_u64().unwrap();
+        for step in 0..3 {
+            let (s, r) = server
+                .post_json(
+                    &format!("/experiments/{id}/trials/{n}/report"),
+                    &json!({"step": step, "value": 1.0}),
+                )
+                .await;
+            assert_eq!((s, r["should_prune"].clone()), (200, json!(false)));
+        }
+        server
+            .post_json(
+                &format!("/experiments/{id}/trials/{n}/tell"),
+                &json!({"value": 1.0}),
+            )
+            .await;
+    }
+    // A much worse curve is told to stop.
+    let (_, a) = server
+        .post_json(&format!("/experiments/{id}/ask"), &json!({}))
+        .await;
+    let n = a["number"].as_u64().unwrap();
+    let (_, r) = server
+        .post_json(
+            &format!("/experiments/{id}/trials/{n}/report"),
+            &json!({"step": 0, "value": 9.0}),
+        )
+        .await;
+    assert_eq!(r["should_prune"], true);
+    let (s, t) = server
+        .post_json(
+            &format!("/experiments/{id}/trials/{n}/tell"),
+            &json!({"state": "pruned"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(t["state"], "pruned");
+    assert_eq!(
+        t["value"], 9.0,
+        "a pruned trial keeps its last reported value"
+    );
+    // Telling again is a conflict, not a second record.
+    let (s, again) = server
+        .post_json(
+            &format!("/experiments/{id}/trials/{n}/tell"),
+            &json!({"value": 0.5}),
+        )
+        .await;
+    assert_eq!(s, 409, "{again}");
+    // Bad tells.
+    let (_, a) = server
+        .post_json(&format!("/experiments/{id}/ask"), &json!({}))
+        .await;
+    let n = a["number"].as_u64().unwrap();
+    let (s, _) = server
+        .post_json(&format!("/experiments/{id}/trials/{n}/tell"), &json!({}))
+        .await;
+    assert_eq!(s, 400);
+    let (s, _) = server
+        .post_json(
+            &format!("/experiments/{id}/trials/{n}/tell"),
+            &json!({"state": "failed", "value": 1.0}),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (s, _) = server
+        .post_json(
+            &format!("/experiments/{id}/trials/{n}/tell"),
+            &json!({"value": "1"}),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (s, _) = server
+        .post_json(
+            &format!("/experiments/{id}/trials/99/tell"),
+            &json!({"value": 1.0}),
+        )
+        .await;
+    assert_eq!(s, 404);
+    let (s, t) = server
+        .post_json(
+            &format!("/experiments/{id}/trials/{n}/tell"),
+            &json!({"state": "failed"}),
+        )
+        .await;
+    assert_eq!((s, t["state"].clone()), (200, json!("failed")));
+    server.stop();
+}

@@ -63,6 +63,7 @@ die() { log "error: $*"; exit 1; }
 WORK="$(mktemp -d -t tracseq-bench.XXXXXX)"
 PLATFORM_PID=""
 HELLO_PID=""
+WRK_PID=""
 stop_pid() {
     local pid="$1"
     [ -n "$pid" ] || return 0
@@ -77,6 +78,7 @@ stop_pid() {
     wait "$pid" 2>/dev/null || true
 }
 cleanup() {
+    stop_pid "$WRK_PID"
     stop_pid "$HELLO_PID"
     stop_pid "$PLATFORM_PID"
     rm -rf "$WORK"
@@ -190,16 +192,29 @@ SETUP_CMDS=()   # the exact commands, in order, for the report
 # run_wrk NAME URL SHOWN_BASE: warmup, then the measured run; the summary
 # line goes to $WORK/NAME.bench and the command (with SHOWN_BASE for the
 # port) to SETUP_CMDS.
+# run_bounded SECONDS OUTFILE CMD...: run CMD under timeout in the background
+# and wait for it, so a signal to this script stops it at once (via cleanup).
+run_bounded() {
+    local budget="$1" out="$2"
+    shift 2
+    BENCH_BODY_FILE="$BODY_FILE" timeout "$budget" "$@" >"$out" 2>&1 &
+    WRK_PID=$!
+    local rc=0
+    wait "$WRK_PID" || rc=$?
+    WRK_PID=""
+    return "$rc"
+}
+
 run_wrk() {
     local name="$1" url="$2"
     local budget=$(( $(seconds "$DURATION") + $(seconds "$WARMUP") + 60 ))
     local warm_cmd=(wrk "-t$THREADS" "-c$CONNECTIONS" "-d$WARMUP" -s "$WRK_LUA" "$url")
     local cmd=(wrk "-t$THREADS" "-c$CONNECTIONS" "-d$DURATION" --latency -s "$WRK_LUA" "$url")
     log "$name: warmup ${warm_cmd[*]}"
-    BENCH_BODY_FILE="$BODY_FILE" timeout "$budget" "${warm_cmd[@]}" >"$WORK/$name.warmup.txt" 2>&1 \
+    run_bounded "$budget" "$WORK/$name.warmup.txt" "${warm_cmd[@]}" \
         || { cat "$WORK/$name.warmup.txt" >&2; die "$name warmup failed"; }
     log "$name: ${cmd[*]}"
-    BENCH_BODY_FILE="$BODY_FILE" timeout "$budget" "${cmd[@]}" >"$WORK/$name.txt" 2>&1 \
+    run_bounded "$budget" "$WORK/$name.txt" "${cmd[@]}" \
         || { cat "$WORK/$name.txt" >&2; die "$name wrk run failed"; }
     cat "$WORK/$name.txt" >&2
     local shown="${cmd[*]}"
@@ -325,10 +340,10 @@ PORTS_USED="$PORTS_USED HP=$HP"
 HELLO_PID=$!
 wait_http "http://127.0.0.1:$HP/health" "$HELLO_PID" "hello" "$WORK/hello.log"
 check_predict "http://127.0.0.1:$HP/predict"
+SETUP_CMDS+=("target/release/hello --port \$HP")
 run_wrk hello "http://127.0.0.1:$HP/predict" "http://127.0.0.1:\$HP"
 stop_pid "$HELLO_PID"
 HELLO_PID=""
-SETUP_CMDS+=("target/release/hello --port \$HP")
 
 # ---------------------------------------------------------------- report ---
 CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)"

@@ -1,0 +1,257 @@
+//! Scheduler and workers together on the memory backends: determinism,
+//! lease expiry after a worker dies, and retries ending in `dead`.
+
+use bytes::Bytes;
+use chrono::Utc;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracseq_core::config::LimitsConfig;
+use tracseq_core::lifecycle::{Event, RetryPolicy};
+use tracseq_core::ports::{transition, ArtifactPath, JobFilter, TransitionOutcome};
+use tracseq_core::types::{DatasetRecord, ExperimentState, JobState, TrialState};
+use tracseq_core::{DatasetId, ExperimentId, Platform, WorkerId};
+use tracseq_scheduler::service;
+use tracseq_scheduler::spec::ExperimentRequest;
+use tracseq_scheduler::Scheduler;
+use tracseq_worker::{Worker, WorkerOptions};
+
+const POLICY: RetryPolicy = RetryPolicy {
+    backoff_base_ms: 50,
+    backoff_max_ms: 200,
+};
+
+struct Fleet {
+    platform: Platform,
+    cancel: CancellationToken,
+    wake: Arc<Notify>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Fleet {
+    fn new() -> Fleet {
+        Fleet {
+            platform: Platform::in_memory(POLICY),
+            cancel: CancellationToken::new(),
+            wake: Arc::new(Notify::new()),
+            tasks: Vec::new(),
+        }
+    }
+
+    fn start_scheduler(&mut self) {
+        let s = Scheduler::new(
+            self.platform.clone(),
+            Duration::from_millis(50),
+            self.wake.clone(),
+        );
+        let c = self.cancel.clone();
+        self.tasks.push(tokio::spawn(async move {
+            s.run(c).await.unwrap();
+        }));
+    }
+
+    fn start_worker(&mut self, name: &str, lease: Duration) {
+        let opts = WorkerOptions {
+            id: WorkerId(name.into()),
+            resource_class: "cpu".into(),
+            slots: 1,
+            lease,
+            heartbeat: lease / 4,
+            drain: Duration::from_secs(30),
+            dataset_limits: Default::default(),
+        };
+        let w = Arc::new(Worker::new(self.platform.clone(), opts, self.wake.clone()));
+        let c = self.cancel.clone();
+        self.tasks.push(tokio::spawn(async move {
+            w.run(c).await.unwrap();
+        }));
+    }
+
+    async fn dataset(&self, csv: String, corrupt_digest: bool) -> DatasetId {
+        let id = DatasetId::new();
+        let path = ArtifactPath::dataset(id, "data.csv").unwrap();
+        let meta = self
+            .platform
+            .artifacts
+            .put(&path, Bytes::from(csv))
+            .await
+            .unwrap();
+        let sha256 = if corrupt_digest {
+            "0".repeat(64)
+        } else {
+            meta.sha256.unwrap()
+        };
+        let rec = DatasetRecord {
+            id,
+            name: "d".into(),
+            artifact_path: path.to_string(),
+            sha256,
+            size_bytes: meta.size,
+            rows: 0,
+            schema: json!([]),
+            created_at: Utc::now(),
+        };
+        self.platform.state.insert_dataset(&rec).await.unwrap();
+        id
+    }
+
+    async fn experiment(&self, body: Value) -> ExperimentId {
+        let req: ExperimentRequest = serde_json::from_value(body).unwrap();
+        let exp =
+            service::create_experiment(&self.platform, req, &LimitsConfig::default(), Utc::now())
+                .await
+                .unwrap();
+        self.wake.notify_one();
+        exp.id
+    }
+
+    async fn wait_finished(&self, id: ExperimentId) -> tracseq_core::types::Experiment {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let exp = self.platform.state.get_experiment(id).await.unwrap();
+            if exp.state.is_terminal() {
+                return exp;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "experiment did not finish: {exp:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+    }
+}
+
+fn automl(ds: DatasetId, trials: u64, parallelism: u32, seed: u64) -> Value {
+    json!({"name": "t", "dataset_id": ds, "target": "quality_score", "budget": {"trials": trials},
+           "parallelism": parallelism, "seed": seed, "max_attempts": 2})
+}
+
+async fn leaderboard(seed: u64) -> Vec<(u64, Value, Option<f64>, TrialState)> {
+    let mut fleet = Fleet::new();
+    fleet.start_scheduler();
+    fleet.start_worker("a", Duration::from_secs(10));
+    fleet.start_worker("b", Duration::from_secs(10));
+    let ds = fleet
+        .dataset(tracseq_learn::lab::generate_csv(300, 9), false)
+        .await;
+    let id = fleet.experiment(automl(ds, 8, 2, seed)).await;
+    let exp = fleet.wait_finished(id).await;
+    assert_eq!(exp.state, ExperimentState::Completed, "{exp:?}");
+    let trials = fleet.platform.state.list_trials(id).await.unwrap();
+    fleet.stop().await;
+    trials
+        .into_iter()
+        .map(|t| (t.number, Value::Object(t.params), t.value, t.state))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_seed_same_leaderboard_whatever_the_timing() {
+    let first = leaderboard(3).await;
+    let second = leaderboard(3).await;
+    assert_eq!(first.len(), 8);
+    assert_eq!(first, second);
+    let other = leaderboard(4).await;
+    assert_ne!(first, other, "another seed explores differently");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_workers_job_runs_again_after_its_lease_expires() {
+    let mut fleet = Fleet::new();
+    fleet.start_scheduler();
+    let ds = fleet
+        .dataset(tracseq_learn::lab::generate_csv(200, 1), false)
+        .await;
+    let id = fleet.experiment(automl(ds, 2, 1, 1)).await;
+
+    // A worker takes trial 0's job, claims it with a short lease, acks the
+    // message... and dies.
+    let mut sub = fleet.platform.queue.subscribe("cpu", 1).await.unwrap();
+    let delivery = tokio::time::timeout(Duration::from_secs(10), sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let claim = Event::Claim {
+        worker: WorkerId("doomed".into()),
+        lease: chrono::Duration::milliseconds(300),
+    };
+    let out = transition(
+        fleet.platform.state.as_ref(),
+        delivery.message.job_id,
+        claim,
+        Utc::now(),
+        &POLICY,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(out, TransitionOutcome::Applied { .. }));
+    delivery.ack().await.unwrap();
+    drop(sub);
+
+    fleet.start_worker("survivor", Duration::from_secs(10));
+    let exp = fleet.wait_finished(id).await;
+    assert_eq!(exp.state, ExperimentState::Completed, "{exp:?}");
+    let trials = fleet.platform.state.list_trials(id).await.unwrap();
+    assert_eq!(trials.len(), 2, "exactly the planned trials");
+    let job = fleet
+        .platform
+        .state
+        .get_job(trials[0].job_id.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(job.state, JobState::Succeeded);
+    assert_eq!(
+        (job.attempt, job.result_attempt),
+        (2, Some(2)),
+        "ran again, result recorded once"
+    );
+    assert!(job.last_error.unwrap().contains("lease expired"));
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_job_ends_dead_with_its_error_and_the_experiment_says_why() {
+    let mut fleet = Fleet::new();
+    fleet.start_scheduler();
+    fleet.start_worker("a", Duration::from_secs(10));
+    // The stored digest does not match the bytes: every attempt fails.
+    let ds = fleet
+        .dataset(tracseq_learn::lab::generate_csv(100, 1), true)
+        .await;
+    let id = fleet.experiment(automl(ds, 2, 2, 1)).await;
+    let exp = fleet.wait_finished(id).await;
+    assert_eq!(exp.state, ExperimentState::Failed);
+    assert!(exp
+        .error
+        .unwrap()
+        .contains("none of the 2 trials completed"));
+    let jobs = fleet
+        .platform
+        .state
+        .list_jobs(&JobFilter {
+            experiment_id: Some(id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 2);
+    for job in jobs {
+        assert_eq!(job.state, JobState::Dead);
+        assert_eq!(job.attempt, 2, "retried up to max_attempts");
+        assert!(
+            job.last_error.unwrap().contains("digest"),
+            "the error says what went wrong"
+        );
+    }
+    fleet.stop().await;
+}

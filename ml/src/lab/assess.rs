@@ -26,7 +26,7 @@ pub struct Assessment {
     pub score: f64,
     pub category: String,
     pub risk_factors: Vec<RiskFactor>,
-    /// One per risk factor, in the same order.
+    /// For the risk factors, in their order; advice shared by related features appears once.
     pub recommendations: Vec<String>,
 }
 
@@ -103,8 +103,8 @@ fn display_value(v: &Value) -> String {
 }
 
 /// Category, top risk factors (the features whose contributions lower the
-/// predicted score most, as the model itself attributes them) and one
-/// recommendation per risk factor.
+/// predicted score most, as the model itself attributes them) and the
+/// recommendations for those risk factors, each said once.
 pub fn assess(prediction: &Prediction) -> Assessment {
     let score = if prediction.value.is_finite() {
         prediction.value.clamp(0.0, 100.0)
@@ -132,10 +132,14 @@ pub fn assess(prediction: &Prediction) -> Assessment {
             ),
         })
         .collect();
-    let recommendations = risk_factors
-        .iter()
-        .map(|r| recommendation(&r.feature))
-        .collect();
+    // Related features (say, two temperature figures) share advice; say it once.
+    let mut recommendations: Vec<String> = Vec::new();
+    for r in &risk_factors {
+        let text = recommendation(&r.feature);
+        if !recommendations.contains(&text) {
+            recommendations.push(text);
+        }
+    }
     Assessment {
         score,
         category: quality_category(score).to_string(),

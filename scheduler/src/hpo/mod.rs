@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 
 pub use pruner::{MedianPrunerConfig, PrunerConfig};
 pub use random::RandomSampler;
-pub use sampler::{RandomSamplerConfig, Sampler, SamplerConfig, TpeSamplerConfig};
+pub use sampler::{
+    RandomSamplerConfig, Sampler, SamplerConfig, TpeSamplerConfig, MAX_EI_CANDIDATES,
+};
 pub use space::{
     Condition, ParamKind, ParamSpec, SearchSpace, MAX_CHOICES, MAX_INT_ABS, MAX_NAME_LEN,
     MAX_PARAMS,

@@ -60,6 +60,10 @@ enum Command {
     },
 }
 
+/// Request spans stay, but warp's per-request "finished" line is only kept
+/// for errors: a log line per prediction would cost more than the prediction.
+const DEFAULT_LOG: &str = "info,warp::filters::trace=warn";
+
 fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -91,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
             host,
             workers,
         } => {
-            init_tracing("info");
+            init_tracing(DEFAULT_LOG);
             let mut cfg = load_config(&cli)?;
             if let Some(p) = port {
                 cfg.api.port = *p;
@@ -115,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate => {
-            init_tracing("info");
+            init_tracing(DEFAULT_LOG);
             let cfg = load_config(&cli)?;
             std::fs::create_dir_all(&cfg.data_dir)?;
             let path = cfg.data_dir.join("state.db");

@@ -157,13 +157,7 @@ impl Runner {
             .find_model_version_by_job(job.id)
             .await?
         {
-            let r = TrainResult {
-                model_name: v.name,
-                version: v.version,
-                artifact: v.artifact_path,
-                sha256: v.sha256,
-            };
-            return Ok(Outcome::Succeeded(serde_json::to_value(r)?));
+            return trained(v);
         }
         let data = self.datasets.get(&self.platform, p.dataset_id).await?;
         let metric: Metric = p.metric.parse().map_err(learn_err)?;
@@ -215,15 +209,7 @@ impl Runner {
                 .register_model_version(new, chrono::Utc::now())
                 .await
             {
-                Ok(v) => {
-                    let r = TrainResult {
-                        model_name: v.name,
-                        version: v.version,
-                        artifact: v.artifact_path,
-                        sha256: v.sha256,
-                    };
-                    return Ok(Outcome::Succeeded(serde_json::to_value(r)?));
-                }
+                Ok(v) => return trained(v),
                 // Another train job took this number between our read and write.
                 Err(Error::Conflict(_)) => continue,
                 Err(e) => return Err(e),
@@ -268,6 +254,16 @@ impl Runner {
             "model": p.model, "version": p.version,
         })))
     }
+}
+
+fn trained(v: tracseq_core::types::ModelVersion) -> Result<Outcome, Error> {
+    let r = TrainResult {
+        model_name: v.name,
+        version: v.version,
+        artifact: v.artifact_path,
+        sha256: v.sha256,
+    };
+    Ok(Outcome::Succeeded(serde_json::to_value(r)?))
 }
 
 /// Rows of a data set as prediction records (the target column left out).

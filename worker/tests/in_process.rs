@@ -255,3 +255,60 @@ async fn a_poison_job_ends_dead_with_its_error_and_the_experiment_says_why() {
     }
     fleet.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classification_automl_registers_a_model_that_predicts_labels() {
+    let mut fleet = Fleet::new();
+    fleet.start_scheduler();
+    fleet.start_worker("a", Duration::from_secs(10));
+    // The lab data with a pass/fail target instead of the score.
+    let csv = tracseq_learn::lab::generate_csv(400, 5);
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap();
+    let target_col = header
+        .split(',')
+        .position(|c| c == "quality_score")
+        .unwrap();
+    let mut out = header.replace("quality_score", "passed") + "\n";
+    for line in lines {
+        let mut cells: Vec<String> = line.split(',').map(str::to_string).collect();
+        let score: f64 = cells[target_col].parse().unwrap();
+        cells[target_col] = if score >= 70.0 {
+            "pass".into()
+        } else {
+            "fail".into()
+        };
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    let ds = fleet.dataset(out, false).await;
+    let body = json!({"name": "passfail", "dataset_id": ds, "target": "passed", "budget": {"trials": 4}, "seed": 2});
+    let id = fleet.experiment(body).await;
+    let exp = fleet.wait_finished(id).await;
+    assert_eq!(exp.state, ExperimentState::Completed, "{exp:?}");
+    let spec = tracseq_scheduler::spec::ExperimentSpec::from_value(&exp.spec).unwrap();
+    assert_eq!(spec.metric.as_deref(), Some("auc"));
+    let version = fleet
+        .platform
+        .state
+        .get_model_version("passfail", None)
+        .await
+        .unwrap();
+    let auc = version.metrics["auc"];
+    assert!(auc > 0.7, "cross-validated AUC {auc}");
+    let bytes = fleet
+        .platform
+        .artifacts
+        .get(&ArtifactPath::parse(&version.artifact_path).unwrap())
+        .await
+        .unwrap();
+    let model =
+        tracseq_learn::artifact::ModelArtifact::from_bytes(&bytes, &version.sha256).unwrap();
+    let p = &model
+        .predict(&[tracseq_learn::lab::example_record(1)])
+        .unwrap()[0];
+    assert!(matches!(p.label.as_deref(), Some("pass") | Some("fail")));
+    let probs = p.probabilities.as_ref().unwrap();
+    assert!((probs.values().sum::<f64>() - 1.0).abs() < 1e-9);
+    fleet.stop().await;
+}

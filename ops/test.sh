@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The one test command: formatting, lints and every test of the workspace.
 #
-# It checks (and, where it can, installs or starts) what the tests need.
-# Embedded mode needs no external service; the distributed backends'
-# tests (PostgreSQL, RabbitMQ, S3) add their checks here as they land.
+# It checks, and where needed installs or starts, every service the tests
+# need: PostgreSQL (127.0.0.1:5432), RabbitMQ (127.0.0.1:5672) and a local S3
+# server (s3s-fs, started here on a free port). With CI set, a test whose
+# service is missing fails instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,39 @@ for component in rustfmt clippy; do
     rustup component add "$component"
   fi
 done
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() { # port seconds
+  for _ in $(seq 1 $(( $2 * 5 ))); do port_open "$1" && return 0; sleep 0.2; done
+  return 1
+}
+
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || { echo "cannot install $*: no apt-get" >&2; return 1; }
+  [ -n "${APT_UPDATED:-}" ] || { apt-get update -qq >&2; APT_UPDATED=1; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
+say "services"
+if ! port_open 5432; then
+  command -v pg_ctlcluster >/dev/null 2>&1 || apt_install postgresql
+  echo "starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start
+  wait_port 5432 30 || { echo "PostgreSQL did not start" >&2; exit 1; }
+fi
+echo "PostgreSQL: 127.0.0.1:5432"
+if ! port_open 5672; then
+  command -v rabbitmq-server >/dev/null 2>&1 || apt_install rabbitmq-server
+  echo "starting RabbitMQ"
+  rabbitmq-server -detached
+  wait_port 5672 90 || { echo "RabbitMQ did not start" >&2; exit 1; }
+fi
+echo "RabbitMQ: 127.0.0.1:5672"
+command -v python3 >/dev/null 2>&1 || apt_install python3
+eval "$(bash ops/s3-server.sh start)"
+trap 'bash ops/s3-server.sh stop' EXIT
+echo "S3 (s3s-fs): $TRACSEQ_TEST_S3_ENDPOINT"
 
 say "format"
 cargo fmt --all --check

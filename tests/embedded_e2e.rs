@@ -62,6 +62,40 @@ async fn automl_predict_restart_and_find_everything() {
     assert_eq!(status, 200);
     assert_eq!(model["versions"][0]["version"], 1);
     assert!(model["versions"][0]["metrics"]["rmse"].as_f64().is_some());
+    // Artifacts: listed with digests, downloadable, digest as registered.
+    let sha = model["versions"][0]["sha256"].as_str().unwrap().to_string();
+    let (status, listing) = server.get("/artifacts?prefix=models/quality").await;
+    assert_eq!(status, 200, "{listing}");
+    let items = listing["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["path"], "models/quality/1/model.json");
+    assert_eq!(items[0]["sha256"], sha.as_str());
+    let (_, trials_listing) = server
+        .get(&format!("/artifacts?prefix=experiments/{id}/trials"))
+        .await;
+    assert_eq!(
+        trials_listing["items"].as_array().unwrap().len(),
+        6,
+        "one result per trial"
+    );
+    let resp = server
+        .http
+        .get(format!(
+            "{}/artifacts/models/quality/1/model.json",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-checksum-sha256"].to_str().unwrap(), sha);
+    let body = resp.bytes().await.unwrap();
+    assert_eq!(tracseq_learn::artifact::sha256_hex(&body), sha);
+    let (status, _) = server.get("/artifacts/models/quality/9/model.json").await;
+    assert_eq!(status, 404);
+    let (status, _) = server.get("/artifacts/..%2F..%2Fetc%2Fpasswd").await;
+    assert_eq!(status, 400);
+
     let features = Value::Object(tracseq_learn::lab::example_record(3));
     let (status, pred) = server
         .post_json(

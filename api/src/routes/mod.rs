@@ -1,5 +1,6 @@
 //! Route table: each submodule owns one resource.
 
+mod artifacts;
 mod datasets;
 mod experiments;
 mod jobs;
@@ -36,7 +37,9 @@ pub fn all(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + 
         .unify()
         .or(models::routes(ctx.clone()))
         .unify()
-        .or(predict::routes(ctx))
+        .or(predict::routes(ctx.clone()))
+        .unify()
+        .or(artifacts::routes(ctx))
         .unify()
         .boxed()
 }

@@ -4,7 +4,7 @@
 //! Each object's SHA-256 is written beside it as `<path>.sha256`, so digests
 //! survive restarts and are visible to any client of the bucket or directory.
 
-use crate::ports::{ArtifactMeta, ArtifactPath, ArtifactStore, DIGEST_SUFFIX};
+use crate::ports::{ArtifactMeta, ArtifactPath, ArtifactStore, ByteStream, DIGEST_SUFFIX};
 use crate::{Error, Result};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -171,6 +171,11 @@ impl ArtifactStore for ObjectArtifactStore {
     async fn get(&self, path: &ArtifactPath) -> Result<Bytes> {
         let r = self.store.get(&ObjectPath::from(path.as_str())).await?;
         Ok(r.bytes().await?)
+    }
+
+    async fn get_stream(&self, path: &ArtifactPath) -> Result<ByteStream> {
+        let r = self.store.get(&ObjectPath::from(path.as_str())).await?;
+        Ok(Box::pin(r.into_stream().map_err(Error::from)))
     }
 
     async fn head(&self, path: &ArtifactPath) -> Result<ArtifactMeta> {

@@ -7,6 +7,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// Chunks of an artifact being read.
+pub type ByteStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<Bytes>> + Send>>;
+
 pub const DIGEST_SUFFIX: &str = ".sha256";
 
 /// A validated relative key such as `models/sample-quality/3/model.json`.
@@ -104,6 +107,12 @@ pub trait ArtifactStore: Send + Sync {
     /// including the SHA-256 digest. Returns only once the object is durable.
     async fn put(&self, path: &ArtifactPath, bytes: Bytes) -> Result<ArtifactMeta>;
     async fn get(&self, path: &ArtifactPath) -> Result<Bytes>;
+    /// The object as a stream of chunks, for downloads that should not be
+    /// held in memory whole. The default reads it whole.
+    async fn get_stream(&self, path: &ArtifactPath) -> Result<ByteStream> {
+        let bytes = self.get(path).await?;
+        Ok(Box::pin(futures::stream::once(async move { Ok(bytes) })))
+    }
     async fn head(&self, path: &ArtifactPath) -> Result<ArtifactMeta>;
     /// Objects under a prefix (a path prefix ending at a segment boundary), sorted by path.
     async fn list(&self, prefix: Option<&ArtifactPath>) -> Result<Vec<ArtifactMeta>>;

@@ -5,6 +5,6 @@ mod artifacts;
 mod queue;
 mod state;
 
-pub use artifacts::{ArtifactMeta, ArtifactPath, ArtifactStore, DIGEST_SUFFIX};
+pub use artifacts::{ArtifactMeta, ArtifactPath, ArtifactStore, ByteStream, DIGEST_SUFFIX};
 pub use queue::{Acker, Delivery, JobQueue, Subscription};
 pub use state::{transition, JobFilter, StateStore, TransitionOutcome};

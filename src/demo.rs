@@ -2,7 +2,7 @@
 //! own HTTP API — upload, AutoML with progress, leaderboard, registry,
 //! serving, and one real prediction.
 
-use crate::embedded::Embedded;
+use crate::embedded::Running;
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
@@ -32,8 +32,11 @@ pub async fn run(mut cfg: Config, args: &DemoArgs) -> anyhow::Result<()> {
     }
     // Enough workers to run the requested parallelism.
     cfg.worker.count = cfg.worker.count.max(args.parallelism as usize);
-    let running = Embedded::start(&cfg, SocketAddr::new(cfg.api.host, 0)).await?;
-    let result = drive(running.addr, &cfg, args).await;
+    let running = Running::embedded(&cfg, SocketAddr::new(cfg.api.host, 0)).await?;
+    let addr = running
+        .addr
+        .ok_or_else(|| anyhow::anyhow!("the api did not start"))?;
+    let result = drive(addr, &cfg, args).await;
     running.shutdown().await;
     result
 }

@@ -1,6 +1,8 @@
-//! Embedded mode: api + scheduler + workers in one process over SQLite, a
-//! local artifact directory and the in-process queue. Every task is spawned
-//! here, inside a named span, and stopped through one cancellation token.
+//! Assembles the components into running processes: the embedded platform
+//! (api + scheduler + workers over SQLite, a local directory and the
+//! in-process queue) or one distributed role over PostgreSQL, RabbitMQ and
+//! S3. Every task is spawned here, inside a named span, and stopped through
+//! one cancellation token.
 
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -12,51 +14,123 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, info_span, Instrument};
 use tracseq_core::backends::MemoryQueue;
 use tracseq_core::config::Config;
+use tracseq_core::platform::Role;
 use tracseq_core::{Platform, WorkerId};
 use tracseq_scheduler::service::dataset_limits;
 use tracseq_scheduler::Scheduler;
 use tracseq_worker::{Worker, WorkerOptions};
 
-pub struct Embedded {
-    pub addr: SocketAddr,
-    cancel: CancellationToken,
-    queue: MemoryQueue,
-    api: JoinHandle<()>,
-    workers: Vec<JoinHandle<()>>,
-    scheduler: JoinHandle<()>,
-}
-
 /// How long Ctrl-C waits for running jobs to finish.
 const DRAIN: Duration = Duration::from_secs(60);
 
-impl Embedded {
-    pub async fn start(cfg: &Config, addr: SocketAddr) -> anyhow::Result<Embedded> {
+pub struct Running {
+    /// Where the api listens, when this process runs it.
+    pub addr: Option<SocketAddr>,
+    cancel: CancellationToken,
+    /// The in-process queue of embedded mode, closed last at shutdown.
+    queue: Option<MemoryQueue>,
+    api: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+    scheduler: Option<JoinHandle<()>>,
+}
+
+/// What a process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parts {
+    pub api: bool,
+    pub scheduler: bool,
+    pub workers: usize,
+}
+
+impl Running {
+    /// Embedded mode: everything in this process.
+    pub async fn embedded(cfg: &Config, addr: SocketAddr) -> anyhow::Result<Running> {
         let (platform, queue) = Platform::embedded(&cfg.data_dir, cfg.retry_policy())
             .await
             .with_context(|| format!("opening data dir {}", cfg.data_dir.display()))?;
+        let parts = Parts {
+            api: true,
+            scheduler: true,
+            workers: cfg.worker.count,
+        };
+        Self::start(platform, Some(queue), cfg, parts, addr).await
+    }
+
+    /// One distributed role, connected to the shared engines.
+    pub async fn distributed(
+        cfg: &Config,
+        role: Role,
+        addr: SocketAddr,
+        workers: usize,
+    ) -> anyhow::Result<Running> {
+        let d = cfg.require_distributed()?;
+        let classes = vec![
+            "cpu".to_string(),
+            "gpu".to_string(),
+            cfg.worker.resource_class.clone(),
+        ];
+        let mut classes_unique = classes;
+        classes_unique.sort();
+        classes_unique.dedup();
+        let platform = Platform::distributed(d, role, classes_unique, cfg.retry_policy())
+            .await
+            .context("connecting to PostgreSQL, RabbitMQ and the artifact store")?;
+        let parts = match role {
+            Role::Api => Parts {
+                api: true,
+                scheduler: false,
+                workers: 0,
+            },
+            Role::Scheduler => Parts {
+                api: false,
+                scheduler: true,
+                workers: 0,
+            },
+            Role::Worker => Parts {
+                api: false,
+                scheduler: false,
+                workers,
+            },
+            Role::Migrate => anyhow::bail!("migrate is not a long-running role"),
+        };
+        Self::start(platform, None, cfg, parts, addr).await
+    }
+
+    async fn start(
+        platform: Platform,
+        queue: Option<MemoryQueue>,
+        cfg: &Config,
+        parts: Parts,
+        addr: SocketAddr,
+    ) -> anyhow::Result<Running> {
         let cancel = CancellationToken::new();
+        // Wakes the scheduler at once when it shares this process; across
+        // processes its tick picks the change up.
         let wake = Arc::new(Notify::new());
 
-        let scheduler = Scheduler::new(
-            platform.clone(),
-            Duration::from_millis(cfg.scheduler.tick_ms),
-            wake.clone(),
-        );
-        let sched_cancel = cancel.clone();
-        let scheduler = tokio::spawn(
-            async move {
-                if let Err(e) = scheduler.run(sched_cancel).await {
-                    error!(error = %e, "scheduler stopped");
+        let scheduler = parts.scheduler.then(|| {
+            let scheduler = Scheduler::new(
+                platform.clone(),
+                Duration::from_millis(cfg.scheduler.tick_ms),
+                wake.clone(),
+            );
+            let c = cancel.clone();
+            tokio::spawn(
+                async move {
+                    if let Err(e) = scheduler.run(c).await {
+                        error!(error = %e, "scheduler stopped");
+                    }
                 }
-            }
-            .instrument(info_span!("scheduler")),
-        );
+                .instrument(info_span!("scheduler")),
+            )
+        });
 
-        let mut workers = Vec::new();
         let host = hostname();
-        for i in 0..cfg.worker.count {
+        let pid = std::process::id();
+        let mut workers = Vec::new();
+        for i in 0..parts.workers {
             let opts = WorkerOptions {
-                id: WorkerId(format!("{host}-w{i}")),
+                id: WorkerId(format!("{host}-{pid}-w{i}")),
                 resource_class: cfg.worker.resource_class.clone(),
                 slots: cfg.worker.slots,
                 lease: Duration::from_secs(cfg.worker.lease_secs),
@@ -66,38 +140,42 @@ impl Embedded {
             };
             let worker = Arc::new(Worker::new(platform.clone(), opts, wake.clone()));
             let c = cancel.clone();
-            let handle = tokio::spawn(
+            workers.push(tokio::spawn(
                 async move {
                     if let Err(e) = worker.run(c).await {
                         error!(error = %e, "worker stopped");
                     }
                 }
                 .instrument(info_span!("worker", index = i)),
-            );
-            workers.push(handle);
+            ));
         }
 
-        let ctx = tracseq_api::ApiState::new(platform, cfg.api.clone(), cfg.limits.clone(), wake);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let api_cancel = cancel.clone();
-        let api = tokio::spawn(
-            async move {
-                let shutdown = async move { api_cancel.cancelled().await };
-                if let Err(e) = tracseq_api::serve(ctx, addr, shutdown, tx).await {
-                    error!(error = %e, %addr, "api server failed");
+        let (api, bound) = if parts.api {
+            let ctx =
+                tracseq_api::ApiState::new(platform, cfg.api.clone(), cfg.limits.clone(), wake);
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let c = cancel.clone();
+            let handle = tokio::spawn(
+                async move {
+                    let shutdown = async move { c.cancelled().await };
+                    if let Err(e) = tracseq_api::serve(ctx, addr, shutdown, tx).await {
+                        error!(error = %e, %addr, "api server failed");
+                    }
+                }
+                .instrument(info_span!("api")),
+            );
+            match rx.await {
+                Ok(a) => (Some(handle), Some(a)),
+                Err(_) => {
+                    cancel.cancel();
+                    anyhow::bail!("could not listen on {addr} (is the port in use?)");
                 }
             }
-            .instrument(info_span!("api")),
-        );
-        let addr = match rx.await {
-            Ok(a) => a,
-            Err(_) => {
-                cancel.cancel();
-                anyhow::bail!("could not listen on {addr} (is the port in use?)");
-            }
+        } else {
+            (None, None)
         };
-        Ok(Embedded {
-            addr,
+        Ok(Running {
+            addr: bound,
             cancel,
             queue,
             api,
@@ -114,9 +192,15 @@ impl Embedded {
         for w in self.workers {
             let _ = w.await;
         }
-        let _ = self.scheduler.await;
-        let _ = self.api.await;
-        self.queue.close();
+        if let Some(s) = self.scheduler {
+            let _ = s.await;
+        }
+        if let Some(a) = self.api {
+            let _ = a.await;
+        }
+        if let Some(q) = self.queue {
+            q.close();
+        }
         info!("stopped cleanly");
     }
 }

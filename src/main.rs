@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use tracseq_core::config::Config;
+use tracseq_core::platform::Role;
 
 #[derive(Parser)]
 #[command(
@@ -43,7 +44,31 @@ enum Command {
         #[arg(long)]
         workers: Option<usize>,
     },
-    /// Create or upgrade the embedded state database, then exit.
+    /// Distributed: serve the API over PostgreSQL, RabbitMQ and S3.
+    Api {
+        /// Port to listen on (config: api.port).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Address to bind (config: api.host).
+        #[arg(long)]
+        host: Option<std::net::IpAddr>,
+    },
+    /// Distributed: run the scheduler (dispatch loop, lease expiry, retries).
+    Scheduler,
+    /// Distributed: run workers that take jobs from RabbitMQ.
+    Worker {
+        /// Worker loops in this process.
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Jobs each runs at once (config: worker.slots).
+        #[arg(long)]
+        slots: Option<u16>,
+        /// Queue to consume, cpu or gpu (config: worker.resource_class).
+        #[arg(long)]
+        resource_class: Option<String>,
+    },
+    /// Create or upgrade the state database (PostgreSQL when a database URL
+    /// is configured, else the embedded SQLite file), then exit.
     Migrate,
     /// Write the synthetic sample-quality data set as CSV.
     Generate {
@@ -73,6 +98,15 @@ fn init_tracing(default: &str) {
         .init();
 }
 
+fn apply_listen(cfg: &mut Config, port: Option<u16>, host: Option<std::net::IpAddr>) {
+    if let Some(p) = port {
+        cfg.api.port = p;
+    }
+    if let Some(h) = host {
+        cfg.api.host = h;
+    }
+}
+
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let mut cfg = Config::load(cli.config.as_deref()).context("loading configuration")?;
     if let Some(d) = &cli.data_dir {
@@ -97,22 +131,68 @@ async fn main() -> anyhow::Result<()> {
         } => {
             init_tracing(DEFAULT_LOG);
             let mut cfg = load_config(&cli)?;
-            if let Some(p) = port {
-                cfg.api.port = *p;
-            }
-            if let Some(h) = host {
-                cfg.api.host = *h;
-            }
+            apply_listen(&mut cfg, *port, *host);
             if let Some(w) = workers {
                 cfg.worker.count = *w;
             }
             cfg.validate()?;
             let addr = SocketAddr::new(cfg.api.host, cfg.api.port);
-            let running = embedded::Embedded::start(&cfg, addr).await?;
+            let running = embedded::Running::embedded(&cfg, addr).await?;
+            if let Some(a) = running.addr {
+                println!(
+                    "tracseq-ml listening on http://{a} (data in {})",
+                    cfg.data_dir.display()
+                );
+            }
+            wait_for_shutdown_signal().await;
+            running.shutdown().await;
+            Ok(())
+        }
+        Command::Api { port, host } => {
+            init_tracing(DEFAULT_LOG);
+            let mut cfg = load_config(&cli)?;
+            apply_listen(&mut cfg, *port, *host);
+            cfg.validate()?;
+            let addr = SocketAddr::new(cfg.api.host, cfg.api.port);
+            let running = embedded::Running::distributed(&cfg, Role::Api, addr, 0).await?;
+            if let Some(a) = running.addr {
+                println!("tracseq-ml api listening on http://{a}");
+            }
+            wait_for_shutdown_signal().await;
+            running.shutdown().await;
+            Ok(())
+        }
+        Command::Scheduler => {
+            init_tracing(DEFAULT_LOG);
+            let cfg = load_config(&cli)?;
+            cfg.validate()?;
+            let addr = SocketAddr::new(cfg.api.host, 0);
+            let running = embedded::Running::distributed(&cfg, Role::Scheduler, addr, 0).await?;
+            println!("tracseq-ml scheduler running");
+            wait_for_shutdown_signal().await;
+            running.shutdown().await;
+            Ok(())
+        }
+        Command::Worker {
+            workers,
+            slots,
+            resource_class,
+        } => {
+            init_tracing(DEFAULT_LOG);
+            let mut cfg = load_config(&cli)?;
+            if let Some(s) = slots {
+                cfg.worker.slots = *s;
+            }
+            if let Some(c) = resource_class {
+                cfg.worker.resource_class = c.clone();
+            }
+            let count = workers.unwrap_or(1);
+            cfg.validate()?;
+            let addr = SocketAddr::new(cfg.api.host, 0);
+            let running = embedded::Running::distributed(&cfg, Role::Worker, addr, count).await?;
             println!(
-                "tracseq-ml listening on http://{} (data in {})",
-                running.addr,
-                cfg.data_dir.display()
+                "tracseq-ml worker running ({count} x {} slots on '{}')",
+                cfg.worker.slots, cfg.worker.resource_class
             );
             wait_for_shutdown_signal().await;
             running.shutdown().await;
@@ -121,10 +201,26 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             init_tracing(DEFAULT_LOG);
             let cfg = load_config(&cli)?;
-            std::fs::create_dir_all(&cfg.data_dir)?;
-            let path = cfg.data_dir.join("state.db");
-            tracseq_core::backends::SqliteStateStore::open(&path).await?;
-            println!("migrated {}", path.display());
+            if cfg.distributed.database_url.is_empty() {
+                std::fs::create_dir_all(&cfg.data_dir)?;
+                let path = cfg.data_dir.join("state.db");
+                tracseq_core::backends::SqliteStateStore::open(&path).await?;
+                println!("migrated {}", path.display());
+            } else {
+                let d = &cfg.distributed;
+                let opts = tracseq_core::backends::PgOptions {
+                    max_connections: 2,
+                    schema: (!d.database_schema.is_empty()).then(|| d.database_schema.clone()),
+                    application_name: "tracseq-ml migrate".into(),
+                    ..Default::default()
+                };
+                let store =
+                    tracseq_core::backends::PostgresStateStore::connect(&d.database_url, opts)
+                        .await?;
+                store.migrate().await?;
+                store.check_schema().await?;
+                println!("migrated the PostgreSQL schema");
+            }
             Ok(())
         }
         Command::Generate {

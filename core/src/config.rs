@@ -15,6 +15,30 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     pub worker: WorkerConfig,
     pub limits: LimitsConfig,
+    /// Where the distributed roles (`api`, `scheduler`, `worker`) find the
+    /// shared engines. Also set by `DATABASE_URL`, `AMQP_URL`,
+    /// `ARTIFACT_URL`, `S3_ENDPOINT` and `AWS_REGION`.
+    pub distributed: DistributedConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DistributedConfig {
+    /// PostgreSQL, e.g. `postgres://tracseq@db:5432/tracseq`.
+    pub database_url: String,
+    /// Pooled connections per process.
+    pub database_max_connections: u32,
+    /// Schema holding the tables (empty: the server's default, `public`).
+    pub database_schema: String,
+    /// RabbitMQ, e.g. `amqp://guest:guest@mq:5672/%2f`.
+    pub amqp_url: String,
+    /// Prefix of the exchanges and queues (`<prefix>.jobs.cpu`, ...).
+    pub amqp_prefix: String,
+    /// `s3://bucket/prefix`, or a directory shared by every host.
+    pub artifact_url: String,
+    /// S3-compatible endpoint (MinIO, Ceph...); empty for AWS itself.
+    pub s3_endpoint: String,
+    pub s3_region: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,9 +95,34 @@ impl Default for Config {
             scheduler: SchedulerConfig::default(),
             worker: WorkerConfig::default(),
             limits: LimitsConfig::default(),
+            distributed: DistributedConfig::default(),
         }
     }
 }
+
+impl Default for DistributedConfig {
+    fn default() -> Self {
+        DistributedConfig {
+            database_url: String::new(),
+            database_max_connections: 10,
+            database_schema: String::new(),
+            amqp_url: String::new(),
+            amqp_prefix: "tracseq".into(),
+            artifact_url: String::new(),
+            s3_endpoint: String::new(),
+            s3_region: String::new(),
+        }
+    }
+}
+
+/// The ecosystem's own variable names, read before `TRACSEQ_*` (which wins).
+const ECOSYSTEM_ENV: &[(&str, &str)] = &[
+    ("DATABASE_URL", "TRACSEQ_DISTRIBUTED_DATABASE_URL"),
+    ("AMQP_URL", "TRACSEQ_DISTRIBUTED_AMQP_URL"),
+    ("ARTIFACT_URL", "TRACSEQ_DISTRIBUTED_ARTIFACT_URL"),
+    ("S3_ENDPOINT", "TRACSEQ_DISTRIBUTED_S3_ENDPOINT"),
+    ("AWS_REGION", "TRACSEQ_DISTRIBUTED_S3_REGION"),
+];
 
 impl Default for ApiConfig {
     fn default() -> Self {
@@ -140,7 +189,12 @@ impl Config {
                 .map_err(|e| Error::Invalid(format!("config {}: {e}", path.display())))?;
             merge(&mut value, overlay);
         }
-        apply_env(&mut value, std::env::vars())?;
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        let ecosystem = ECOSYSTEM_ENV.iter().filter_map(|(from, to)| {
+            let v = vars.iter().find(|(k, _)| k == from)?;
+            Some((to.to_string(), v.1.clone()))
+        });
+        apply_env(&mut value, ecosystem.chain(vars.iter().cloned()))?;
         let cfg: Config = value
             .try_into()
             .map_err(|e: toml::de::Error| Error::Invalid(format!("config: {}", e.message())))?;
@@ -176,7 +230,28 @@ impl Config {
         if self.limits.max_parallelism == 0 || self.limits.max_trials == 0 {
             return bad("limits", "max_parallelism and max_trials must be above 0");
         }
+        if self.distributed.database_max_connections == 0 {
+            return bad("distributed.database_max_connections", "must be at least 1");
+        }
         crate::types::validate_name("worker.resource_class", &self.worker.resource_class)
+    }
+
+    /// The distributed engines, checked for presence: a role cannot start
+    /// without knowing where the shared state, queue and artifacts are.
+    pub fn require_distributed(&self) -> Result<&DistributedConfig> {
+        let d = &self.distributed;
+        for (value, key, env) in [
+            (&d.database_url, "distributed.database_url", "DATABASE_URL"),
+            (&d.amqp_url, "distributed.amqp_url", "AMQP_URL"),
+            (&d.artifact_url, "distributed.artifact_url", "ARTIFACT_URL"),
+        ] {
+            if value.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "config key '{key}' is not set (set it, or {env})"
+                )));
+            }
+        }
+        Ok(d)
     }
 
     pub fn retry_policy(&self) -> crate::lifecycle::RetryPolicy {
@@ -281,6 +356,23 @@ mod tests {
         let c = env(&[("TRACSEQ_API_PORT", "9000"), ("TRACSEQ_DATA_DIR", "/tmp/x")]).unwrap();
         assert_eq!(c.api.port, 9000);
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn ecosystem_variables_fill_the_distributed_section() {
+        let mut v = toml::Value::try_from(Config::default()).unwrap();
+        let vars = [(
+            "TRACSEQ_DISTRIBUTED_DATABASE_URL".to_string(),
+            "postgres://db/x".to_string(),
+        )];
+        apply_env(&mut v, vars.into_iter()).unwrap();
+        let c: Config = v.try_into().unwrap();
+        assert_eq!(c.distributed.database_url, "postgres://db/x");
+        let err = Config::default()
+            .require_distributed()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DATABASE_URL"), "{err}");
     }
 
     #[test]

@@ -45,3 +45,74 @@ impl Platform {
         }
     }
 }
+
+/// Which process is connecting (shown to operators, e.g. in `pg_stat_activity`).
+#[cfg(feature = "distributed")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Api,
+    Scheduler,
+    Worker,
+    Migrate,
+}
+
+#[cfg(feature = "distributed")]
+impl Platform {
+    /// Distributed mode: PostgreSQL, RabbitMQ and S3 (or a shared directory).
+    /// Every role but `Migrate` refuses a database whose schema is not
+    /// exactly the one this binary was built for.
+    pub async fn distributed(
+        cfg: &crate::config::DistributedConfig,
+        role: Role,
+        classes: Vec<String>,
+        policy: RetryPolicy,
+    ) -> Result<Self> {
+        use crate::backends::{AmqpOptions, AmqpQueue, PgOptions, PostgresStateStore};
+        let pg = PgOptions {
+            max_connections: cfg.database_max_connections,
+            schema: (!cfg.database_schema.is_empty()).then(|| cfg.database_schema.clone()),
+            application_name: format!("tracseq-ml {role:?}").to_lowercase(),
+            ..Default::default()
+        };
+        let state = PostgresStateStore::connect(&cfg.database_url, pg).await?;
+        if role == Role::Migrate {
+            state.migrate().await?;
+        } else {
+            state.check_schema().await?;
+        }
+        let amqp = AmqpOptions {
+            prefix: cfg.amqp_prefix.clone(),
+            classes,
+            ..Default::default()
+        };
+        let queue = AmqpQueue::connect(&cfg.amqp_url, amqp).await?;
+        Ok(Platform {
+            state: Arc::new(state),
+            queue: Arc::new(queue),
+            artifacts: Arc::new(artifact_store(cfg)?),
+            policy,
+        })
+    }
+}
+
+/// `s3://bucket/prefix` is S3 (with `s3_endpoint` for MinIO and friends);
+/// anything else is a directory every host mounts.
+#[cfg(feature = "distributed")]
+pub fn artifact_store(cfg: &crate::config::DistributedConfig) -> Result<ObjectArtifactStore> {
+    if cfg.artifact_url.starts_with("s3://") {
+        let non_empty = |s: &String| (!s.is_empty()).then(|| s.clone());
+        ObjectArtifactStore::s3(&crate::backends::object_artifacts::S3Options {
+            url: cfg.artifact_url.clone(),
+            endpoint: non_empty(&cfg.s3_endpoint),
+            region: non_empty(&cfg.s3_region),
+            access_key_id: None,
+            secret_access_key: None,
+        })
+    } else {
+        let dir = cfg
+            .artifact_url
+            .strip_prefix("file://")
+            .unwrap_or(&cfg.artifact_url);
+        ObjectArtifactStore::local(Path::new(dir))
+    }
+}

@@ -107,6 +107,9 @@ impl Runner {
                 match handle.block_on(service::report(&platform, exp, number, step, value)) {
                     Ok(true) => Step::Stop,
                     Ok(false) => Step::Continue,
+                    // The trial was finished elsewhere (its experiment was
+                    // cancelled): nothing more to compute.
+                    Err(Error::Conflict(_)) => Step::Stop,
                     Err(e) => {
                         // Pruning is an optimisation: a failed report must not fail the trial.
                         warn!(experiment_id = %exp, trial = number, error = %e, "report failed");

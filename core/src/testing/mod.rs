@@ -3,6 +3,7 @@
 
 mod artifacts;
 mod queue;
+pub mod services;
 mod state;
 
 pub use artifacts::artifact_store_suite;

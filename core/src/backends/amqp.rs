@@ -1,0 +1,805 @@
+//! RabbitMQ `JobQueue` (lapin 4): the dispatch queue of the distributed
+//! deployment.
+//!
+//! # Topology
+//! Declared (idempotently) on every channel this backend opens, so a broker
+//! that lost its definitions, or a queue deleted by an operator, heals on the
+//! next reconnect. With `prefix = "tracseq"`:
+//! - `tracseq.jobs`: durable **direct** exchange; routing key = resource class.
+//! - `tracseq.jobs.<class>`: one durable queue per class, bound with the class
+//!   as key, declared with `x-max-priority` and `x-dead-letter-exchange`.
+//! - `tracseq.jobs.dlx`: durable **fanout** dead-letter exchange, bound to the
+//!   single durable queue `tracseq.jobs.dead`. Fanout because dead letters of
+//!   every class go to one place; the original class stays in the routing key
+//!   and in the broker's `x-death` header.
+//!
+//! # Delivery guarantees
+//! At least once. `publish` sends a persistent message (delivery mode 2) with
+//! the job priority on a confirm-mode channel and returns only after the
+//! broker's ack; a broker nack is an error. A publish whose confirm was lost
+//! with the connection is retried, so a message may be enqueued twice; that is
+//! harmless because messages only wake a worker, which then claims the job's
+//! lease in the state store.
+//!
+//! # Reconnection
+//! One connection per `AmqpQueue`, shared by a publish channel and one channel
+//! per subscription. Every broker operation runs in a retry loop: on failure
+//! it waits (exponential backoff, 100 ms doubling up to 5 s), reconnects if the
+//! connection is gone, reopens the channel and re-declares the topology, and
+//! tries again, surfacing [`Error::Unavailable`] only once
+//! [`AmqpOptions::reconnect_timeout`] has passed. A [`Subscription`] whose
+//! channel died re-creates its channel, QoS and consumer the same way on the
+//! next `next()` call and continues.
+//!
+//! # Unsettled deliveries
+//! Dropping a [`Delivery`] without settling it spawns a `basic.nack(requeue =
+//! true)` on its channel, so the message comes back at once and the prefetch
+//! slot is freed even while the subscription lives on. If that cannot happen
+//! (no Tokio runtime, channel already gone) the fallback is channel close:
+//! the broker requeues every unacknowledged delivery of a channel when it
+//! closes, which happens when the subscription is dropped or the connection
+//! dies. Acking or nacking a delivery whose channel has died returns `Ok(())`:
+//! the broker has already requeued it and will redeliver it (flagged
+//! `redelivered`), which the lease claim in the state store makes harmless.
+//!
+//! # Malformed messages
+//! A body that does not decode as a JSON [`DispatchMessage`] is nacked without
+//! requeue (so it is dead-lettered for inspection) and consumption continues.
+
+use crate::ports::{Acker, Delivery, JobQueue, Subscription};
+use crate::types::DispatchMessage;
+use crate::{Error, Result};
+use async_trait::async_trait;
+use futures::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer, ErrorKind,
+    ExchangeKind,
+};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// First wait after a failed broker operation; doubles up to [`MAX_BACKOFF`].
+const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Lower bound for one attempt's time limit, so an attempt started just before
+/// the deadline still has a chance to complete.
+const MIN_ATTEMPT_TIME: Duration = Duration::from_secs(1);
+/// AMQP delivery mode for messages the broker writes to disk.
+const PERSISTENT: u8 = 2;
+
+/// How an [`AmqpQueue`] names and shapes its topology.
+#[derive(Clone, Debug)]
+pub struct AmqpOptions {
+    /// Prefix of every exchange and queue name (`<prefix>.jobs`,
+    /// `<prefix>.jobs.<class>`, ...). Distinct prefixes give fully isolated
+    /// queues on one broker (tests use a random one).
+    pub prefix: String,
+    /// Resource classes, one queue each. Publishing to, subscribing to or
+    /// asking the depth of another class is [`Error::Invalid`].
+    pub classes: Vec<String>,
+    /// `x-max-priority` of the class queues (RabbitMQ allows 1..=255, advises
+    /// at most 10). Changing it for existing queues needs them deleted first:
+    /// the broker refuses a declaration with different arguments.
+    pub max_priority: u8,
+    /// How long an operation keeps retrying (reconnecting with backoff)
+    /// before it fails with [`Error::Unavailable`].
+    pub reconnect_timeout: Duration,
+}
+
+impl Default for AmqpOptions {
+    fn default() -> Self {
+        AmqpOptions {
+            prefix: "tracseq".into(),
+            classes: vec!["cpu".into(), "gpu".into()],
+            max_priority: 9,
+            reconnect_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Exchange and queue names derived from [`AmqpOptions::prefix`].
+#[derive(Debug)]
+struct Names {
+    exchange: String,
+    dead_exchange: String,
+    dead_queue: String,
+}
+
+impl Names {
+    fn new(prefix: &str) -> Self {
+        Names {
+            exchange: format!("{prefix}.jobs"),
+            dead_exchange: format!("{prefix}.jobs.dlx"),
+            dead_queue: format!("{prefix}.jobs.dead"),
+        }
+    }
+
+    fn queue(&self, class: &str) -> String {
+        format!("{}.{class}", self.exchange)
+    }
+}
+
+/// The RabbitMQ implementation of [`JobQueue`]. Cheap to clone; clones share
+/// one connection.
+#[derive(Clone, Debug)]
+pub struct AmqpQueue {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// Behind a lock only so tests can point a live queue at a dead broker.
+    url: std::sync::Mutex<String>,
+    opts: AmqpOptions,
+    names: Names,
+    /// Serialises (re)connecting so concurrent callers share one new
+    /// connection instead of each opening their own.
+    state: tokio::sync::Mutex<State>,
+    closed: AtomicBool,
+}
+
+#[derive(Default)]
+struct State {
+    conn: Option<Arc<Connection>>,
+    /// Confirm-mode channel for publishing and depth queries.
+    channel: Option<Channel>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field(
+                "connected",
+                &self.conn.as_ref().map(|c| c.status().connected()),
+            )
+            .field("channel", &self.channel.as_ref().map(|c| c.id()))
+            .finish()
+    }
+}
+
+/// Outcome of one failed attempt inside [`Shared::retry`].
+enum Attempt {
+    /// Transient (connection, channel, timeout): reconnect and try again.
+    Retry(String),
+    /// Retrying cannot help; return this error at once.
+    Fatal(Error),
+}
+
+impl From<lapin::Error> for Attempt {
+    fn from(e: lapin::Error) -> Self {
+        // A declaration that conflicts with an existing queue or exchange, or
+        // credentials/permissions the broker refuses, are deployment errors:
+        // retrying for the whole reconnect timeout would only hide them.
+        if let ErrorKind::ProtocolError(amqp) = e.kind() {
+            match amqp.kind() {
+                AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED) => {
+                    return Attempt::Fatal(Error::Invalid(format!(
+                        "RabbitMQ refused the job queue topology (existing queues or \
+                         exchanges with other arguments?): {e}"
+                    )));
+                }
+                AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)
+                | AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED) => {
+                    return Attempt::Fatal(Error::Invalid(format!("RabbitMQ refused access: {e}")));
+                }
+                _ => {}
+            }
+        }
+        Attempt::Retry(e.to_string())
+    }
+}
+
+impl AmqpQueue {
+    /// Connects to `url` (e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`) and
+    /// declares the topology. Makes a single attempt, so a wrong URL or a
+    /// broker that is down fails fast with [`Error::Unavailable`] (retry at
+    /// the call site to wait for it); later broker or connection losses are
+    /// retried transparently, see the module docs.
+    pub async fn connect(url: &str, opts: AmqpOptions) -> Result<Self> {
+        if opts.classes.is_empty() {
+            return Err(Error::Invalid("AMQP queue needs at least one class".into()));
+        }
+        if opts.max_priority == 0 {
+            return Err(Error::Invalid("max_priority must be at least 1".into()));
+        }
+        let shared = Arc::new(Shared {
+            url: std::sync::Mutex::new(url.to_string()),
+            names: Names::new(&opts.prefix),
+            opts,
+            state: tokio::sync::Mutex::default(),
+            closed: AtomicBool::new(false),
+        });
+        let attempt = tokio::time::timeout(
+            shared.opts.reconnect_timeout.max(MIN_ATTEMPT_TIME),
+            shared.publish_channel(),
+        )
+        .await;
+        match attempt {
+            Ok(Ok(_)) => Ok(AmqpQueue { shared }),
+            Ok(Err(Attempt::Fatal(e))) => Err(e),
+            Ok(Err(Attempt::Retry(e))) => Err(Error::Unavailable(format!(
+                "cannot connect to RabbitMQ: {e}"
+            ))),
+            Err(_) => Err(Error::Unavailable(
+                "cannot connect to RabbitMQ: timed out".into(),
+            )),
+        }
+    }
+
+    /// The queue that holds a class's messages.
+    pub fn queue_name(&self, class: &str) -> String {
+        self.shared.names.queue(class)
+    }
+
+    /// The queue that collects dead-lettered messages of every class.
+    pub fn dead_letter_queue(&self) -> &str {
+        &self.shared.names.dead_queue
+    }
+
+    /// Messages waiting in the dead-letter queue, for metrics and tests.
+    pub async fn dead_letter_depth(&self) -> Result<u64> {
+        self.shared.depth_of(&self.shared.names.dead_queue).await
+    }
+
+    /// Closes the connection: subscriptions return `Ok(None)` and later calls
+    /// fail with [`Error::Unavailable`]. Unsettled deliveries are requeued by
+    /// the broker.
+    pub async fn close(&self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        let mut state = self.shared.state.lock().await;
+        state.channel = None;
+        if let Some(conn) = state.conn.take() {
+            // Already-closed connections answer with an error; nothing to do.
+            let _ = conn.close(200, "tracseq queue closed".into()).await;
+        }
+    }
+
+    fn check_class(&self, class: &str) -> Result<()> {
+        if self.shared.opts.classes.iter().any(|c| c == class) {
+            Ok(())
+        } else {
+            Err(Error::Invalid(format!(
+                "unknown resource class {class:?} (configured: {})",
+                self.shared.opts.classes.join(", ")
+            )))
+        }
+    }
+}
+
+impl Shared {
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Runs `attempt` until it succeeds, fails fatally, or the reconnect
+    /// timeout has passed. Attempts reconnect on their own (through
+    /// [`Shared::connection`] / [`Shared::publish_channel`]), since those see
+    /// that the connection or channel is no longer usable.
+    async fn retry<T, F, Fut>(&self, op: &str, mut attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, Attempt>>,
+    {
+        let deadline = Instant::now() + self.opts.reconnect_timeout;
+        let mut backoff = INITIAL_BACKOFF;
+        loop {
+            if self.is_closed() {
+                return Err(Error::Unavailable(format!("{op}: AMQP queue is closed")));
+            }
+            // Bound each attempt too: a half-open TCP connection can leave a
+            // confirm or an RPC reply pending until the heartbeat notices.
+            let limit = deadline
+                .saturating_duration_since(Instant::now())
+                .max(MIN_ATTEMPT_TIME);
+            let reason = match tokio::time::timeout(limit, attempt()).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(Attempt::Fatal(e))) => return Err(e),
+                Ok(Err(Attempt::Retry(reason))) => reason,
+                Err(_) => format!("no answer from RabbitMQ within {limit:?}"),
+            };
+            if Instant::now() + backoff >= deadline {
+                return Err(Error::Unavailable(format!(
+                    "{op}: RabbitMQ unavailable for {:?}: {reason}",
+                    self.opts.reconnect_timeout
+                )));
+            }
+            tracing::warn!(op, %reason, ?backoff, "AMQP operation failed; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// The shared connection, reconnecting if the current one is gone.
+    async fn connection(&self) -> std::result::Result<Arc<Connection>, Attempt> {
+        let mut state = self.state.lock().await;
+        self.connection_locked(&mut state).await
+    }
+
+    async fn connection_locked(
+        &self,
+        state: &mut State,
+    ) -> std::result::Result<Arc<Connection>, Attempt> {
+        if self.is_closed() {
+            return Err(Attempt::Fatal(Error::Unavailable(
+                "AMQP queue is closed".into(),
+            )));
+        }
+        if let Some(conn) = &state.conn {
+            if conn.status().connected() {
+                return Ok(conn.clone());
+            }
+        }
+        // The old connection (if any) is dead: its channels are too.
+        state.channel = None;
+        state.conn = None;
+        let props = ConnectionProperties::default()
+            .with_connection_name(format!("tracseq-ml {}", self.opts.prefix).into());
+        let url = self.url.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let conn = Arc::new(Connection::connect(&url, props).await?);
+        tracing::info!(prefix = %self.opts.prefix, "connected to RabbitMQ");
+        state.conn = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// The confirm-mode publish channel, reopened (and the topology
+    /// re-declared) if it or the connection died.
+    async fn publish_channel(&self) -> std::result::Result<Channel, Attempt> {
+        let mut state = self.state.lock().await;
+        let conn = self.connection_locked(&mut state).await?;
+        if let Some(channel) = &state.channel {
+            if channel.status().connected() {
+                return Ok(channel.clone());
+            }
+        }
+        let channel = self.open_channel(&conn).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        state.channel = Some(channel.clone());
+        Ok(channel)
+    }
+
+    /// Forgets the publish channel if it is still `stale`, so the next
+    /// attempt opens a new one and re-declares the topology.
+    async fn drop_publish_channel(&self, stale: &Channel) {
+        let mut state = self.state.lock().await;
+        if state.channel.as_ref().map(Channel::id) == Some(stale.id()) {
+            state.channel = None;
+        }
+    }
+
+    /// A new channel with the topology declared on it.
+    async fn open_channel(&self, conn: &Connection) -> std::result::Result<Channel, Attempt> {
+        let channel = conn.create_channel().await?;
+        self.declare_topology(&channel).await?;
+        Ok(channel)
+    }
+
+    async fn declare_topology(&self, ch: &Channel) -> std::result::Result<(), Attempt> {
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        let names = &self.names;
+        ch.exchange_declare(
+            names.dead_exchange.as_str().into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+        ch.queue_declare(
+            names.dead_queue.as_str().into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
+        .await?;
+        ch.queue_bind(
+            names.dead_queue.as_str().into(),
+            names.dead_exchange.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        ch.exchange_declare(
+            names.exchange.as_str().into(),
+            ExchangeKind::Direct,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+        let mut args = FieldTable::default();
+        // A signed 32-bit integer: the type every RabbitMQ version accepts
+        // for x-max-priority.
+        args.insert(
+            "x-max-priority".into(),
+            AMQPValue::LongInt(i32::from(self.opts.max_priority)),
+        );
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(names.dead_exchange.as_str().into()),
+        );
+        for class in &self.opts.classes {
+            let queue = names.queue(class);
+            ch.queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions::durable(),
+                args.clone(),
+            )
+            .await?;
+            ch.queue_bind(
+                queue.as_str().into(),
+                names.exchange.as_str().into(),
+                class.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn publish_once(
+        &self,
+        class: &str,
+        payload: &[u8],
+        properties: BasicProperties,
+    ) -> std::result::Result<(), Attempt> {
+        let channel = self.publish_channel().await?;
+        let confirm = channel
+            .basic_publish(
+                self.names.exchange.as_str().into(),
+                class.into(),
+                // Mandatory: a message no queue took comes back instead of
+                // vanishing, e.g. when the class queue was deleted.
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                payload,
+                properties,
+            )
+            .await?;
+        match confirm.await? {
+            Confirmation::Ack(None) => Ok(()),
+            Confirmation::Ack(Some(returned)) => {
+                // Unroutable: the binding or queue is missing. A fresh channel
+                // re-declares the topology, then the retry can succeed.
+                self.drop_publish_channel(&channel).await;
+                Err(Attempt::Retry(format!(
+                    "message to class {class:?} was returned unroutable: {}",
+                    returned.reply_text
+                )))
+            }
+            Confirmation::Nack(_) => Err(Attempt::Fatal(Error::Unavailable(format!(
+                "RabbitMQ refused (nacked) a message for class {class:?}"
+            )))),
+            Confirmation::NotRequested => Err(Attempt::Fatal(Error::Internal(
+                "publish channel is not in confirm mode".into(),
+            ))),
+        }
+    }
+
+    async fn depth_of(&self, queue: &str) -> Result<u64> {
+        self.retry("depth", || async {
+            let channel = self.publish_channel().await?;
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            };
+            // A missing queue closes the channel (404); the retry reopens it,
+            // which re-declares the topology, so the answer is then 0.
+            let declared = channel
+                .queue_declare(queue.into(), passive, FieldTable::default())
+                .await?;
+            Ok(u64::from(declared.message_count()))
+        })
+        .await
+    }
+
+    /// A channel with QoS and a consumer on `queue`.
+    async fn start_consumer(
+        &self,
+        queue: &str,
+        prefetch: u16,
+    ) -> std::result::Result<(Channel, Consumer), Attempt> {
+        let conn = self.connection().await?;
+        let channel = self.open_channel(&conn).await?;
+        // Per consumer (global = false): what the trait's `prefetch` means.
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
+        let consumer = channel
+            .basic_consume(
+                queue.into(),
+                // Empty: let the broker generate a unique tag.
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok((channel, consumer))
+    }
+}
+
+#[async_trait]
+impl JobQueue for AmqpQueue {
+    async fn publish(&self, class: &str, msg: &DispatchMessage) -> Result<()> {
+        self.check_class(class)?;
+        let payload = serde_json::to_vec(msg)
+            .map_err(|e| Error::Internal(format!("encoding dispatch message: {e}")))?;
+        let properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(PERSISTENT)
+            .with_priority(msg.priority);
+        let shared = &self.shared;
+        let payload = payload.as_slice();
+        shared
+            .retry("publish", || {
+                shared.publish_once(class, payload, properties.clone())
+            })
+            .await
+    }
+
+    async fn subscribe(&self, class: &str, prefetch: u16) -> Result<Box<dyn Subscription>> {
+        self.check_class(class)?;
+        if prefetch == 0 {
+            // basic.qos 0 means "unlimited", the opposite of what a caller
+            // passing 0 could want.
+            return Err(Error::Invalid("prefetch must be at least 1".into()));
+        }
+        let queue = self.shared.names.queue(class);
+        let consumer = self
+            .shared
+            .retry("subscribe", || self.shared.start_consumer(&queue, prefetch))
+            .await?;
+        Ok(Box::new(AmqpSubscription {
+            shared: self.shared.clone(),
+            queue,
+            prefetch,
+            consumer: Some(consumer),
+        }))
+    }
+
+    async fn depth(&self, class: &str) -> Result<u64> {
+        self.check_class(class)?;
+        self.shared.depth_of(&self.shared.names.queue(class)).await
+    }
+}
+
+struct AmqpSubscription {
+    shared: Arc<Shared>,
+    queue: String,
+    prefetch: u16,
+    /// `None` after the channel died, until the next `next()` re-creates it.
+    /// Dropping it (with the subscription) closes the channel, which makes
+    /// the broker requeue every delivery still unsettled on it.
+    consumer: Option<(Channel, Consumer)>,
+}
+
+#[async_trait]
+impl Subscription for AmqpSubscription {
+    async fn next(&mut self) -> Result<Option<Delivery>> {
+        // Cancel-safe: dropping this future (e.g. a caller's timeout) loses no
+        // message, since a consumer stream only yields what it already holds.
+        loop {
+            if self.shared.is_closed() {
+                return Ok(None);
+            }
+            let consumer = match &mut self.consumer {
+                Some((_, consumer)) => consumer,
+                None => {
+                    let (queue, prefetch) = (&self.queue, self.prefetch);
+                    let shared = &self.shared;
+                    let started = match shared
+                        .retry("resubscribe", || shared.start_consumer(queue, prefetch))
+                        .await
+                    {
+                        Ok(started) => started,
+                        // Closed while re-subscribing: the end, not an error.
+                        Err(_) if shared.is_closed() => return Ok(None),
+                        Err(e) => return Err(e),
+                    };
+                    tracing::info!(queue = %self.queue, "AMQP consumer re-created");
+                    &mut self.consumer.insert(started).1
+                }
+            };
+            match consumer.next().await {
+                Some(Ok(raw)) => match serde_json::from_slice::<DispatchMessage>(&raw.data) {
+                    Ok(message) => {
+                        return Ok(Some(Delivery {
+                            message,
+                            redelivered: raw.redelivered,
+                            acker: Box::new(AmqpAcker {
+                                acker: raw.acker,
+                                settled: AtomicBool::new(false),
+                            }),
+                        }));
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            queue = %self.queue,
+                            error = %e,
+                            bytes = raw.data.len(),
+                            "malformed dispatch message; dead-lettering it"
+                        );
+                        let reject = BasicNackOptions {
+                            requeue: false,
+                            multiple: false,
+                        };
+                        // If this fails the channel is gone and the broker
+                        // requeues the message; it is rejected again later.
+                        if let Err(e) = raw.acker.nack(reject).await {
+                            tracing::warn!(error = %e, "could not dead-letter message");
+                        }
+                    }
+                },
+                Some(Err(e)) => {
+                    // The channel or connection failed; the stream ends after
+                    // this. Start over on a fresh channel.
+                    tracing::warn!(queue = %self.queue, error = %e, "AMQP consumer failed");
+                    self.consumer = None;
+                }
+                None => {
+                    // Cancelled: by our own close, or by the broker (channel
+                    // or connection closed, queue deleted).
+                    if self.shared.is_closed() {
+                        return Ok(None);
+                    }
+                    tracing::warn!(queue = %self.queue, "AMQP consumer cancelled; re-subscribing");
+                    self.consumer = None;
+                }
+            }
+        }
+    }
+}
+
+struct AmqpAcker {
+    acker: lapin::Acker,
+    /// Set by the first settle (or by drop), so a delivery settles once.
+    settled: AtomicBool,
+}
+
+impl AmqpAcker {
+    fn claim(&self) -> Result<()> {
+        if self.settled.swap(true, Ordering::SeqCst) {
+            Err(Error::Conflict("delivery already settled".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Maps the result of settling a delivery. lapin answers `Ok(false)` when the
+/// delivery's channel is gone, and an error when it died during the call; in
+/// both cases the broker has requeued the message and will redeliver it, so
+/// there is nothing for the caller to do and this is not an error.
+fn settled(op: &str, outcome: lapin::Result<bool>) -> Result<()> {
+    match outcome {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            tracing::warn!(
+                op,
+                "delivery's channel is gone; the broker will redeliver it"
+            );
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(op, error = %e, "settling failed; the broker will redeliver the message");
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl Acker for AmqpAcker {
+    async fn ack(&self) -> Result<()> {
+        self.claim()?;
+        settled("ack", self.acker.ack(Default::default()).await)
+    }
+
+    async fn nack(&self, requeue: bool) -> Result<()> {
+        self.claim()?;
+        let options = BasicNackOptions {
+            requeue,
+            multiple: false,
+        };
+        settled("nack", self.acker.nack(options).await)
+    }
+}
+
+impl Drop for AmqpAcker {
+    fn drop(&mut self) {
+        if self.settled.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Requeue now rather than when the channel closes, so the message and
+        // the prefetch slot come back while the subscription lives on. Without
+        // a runtime the channel close (subscription drop) requeues it instead.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let acker = self.acker.clone();
+            runtime.spawn(async move {
+                let options = BasicNackOptions {
+                    requeue: true,
+                    multiple: false,
+                };
+                let _ = settled("requeue on drop", acker.nack(options).await);
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+impl AmqpQueue {
+    /// Simulates a lost connection: closes the live connection behind the
+    /// queue's back, as a broker restart or network failure would.
+    pub(crate) async fn sever_connection_for_test(&self) {
+        let state = self.shared.state.lock().await;
+        if let Some(conn) = &state.conn {
+            let _ = conn
+                .close(320, "test: simulated connection loss".into())
+                .await;
+        }
+    }
+
+    /// A plain channel on the queue's connection, for tests that need raw
+    /// AMQP (publishing garbage, inspecting properties).
+    pub(crate) async fn raw_channel_for_test(&self) -> Channel {
+        let conn = match self.shared.connection().await {
+            Ok(conn) => conn,
+            Err(_) => panic!("no AMQP connection"),
+        };
+        conn.create_channel().await.expect("create channel")
+    }
+
+    /// Points future reconnects at another URL (e.g. a dead port, to act as
+    /// a broker outage).
+    pub(crate) fn redirect_for_test(&self, url: &str) {
+        *self.shared.url.lock().unwrap_or_else(|e| e.into_inner()) = url.to_string();
+    }
+
+    pub(crate) fn exchange_for_test(&self) -> &str {
+        &self.shared.names.exchange
+    }
+
+    /// Deletes every queue and exchange of this prefix (test cleanup). Uses
+    /// its own connection, so it also works after [`AmqpQueue::close`].
+    pub(crate) async fn delete_topology_for_test(&self, url: &str) {
+        use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+        let conn = Connection::connect(url, ConnectionProperties::default())
+            .await
+            .expect("cleanup connection");
+        let ch = conn.create_channel().await.expect("cleanup channel");
+        let names = &self.shared.names;
+        for class in &self.shared.opts.classes {
+            let _ = ch
+                .queue_delete(
+                    names.queue(class).as_str().into(),
+                    QueueDeleteOptions::default(),
+                )
+                .await;
+        }
+        let _ = ch
+            .queue_delete(
+                names.dead_queue.as_str().into(),
+                QueueDeleteOptions::default(),
+            )
+            .await;
+        for exchange in [&names.exchange, &names.dead_exchange] {
+            let _ = ch
+                .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+                .await;
+        }
+        let _ = conn.close(200, "cleanup done".into()).await;
+    }
+}

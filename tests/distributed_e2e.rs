@@ -1,0 +1,333 @@
+//! The distributed deployment as separate processes — api, scheduler and
+//! three workers on PostgreSQL, RabbitMQ and S3 — surviving kill -9 of a
+//! worker mid-trial and of the scheduler mid-experiment.
+//!
+//! Needs the services `ops/test.sh` checks or starts; with `CI` set a
+//! missing one fails the test, otherwise it is skipped.
+
+mod common;
+
+use common::free_port;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Env {
+    vars: Vec<(String, String)>,
+    children: Vec<(String, Child)>,
+    base: String,
+    http: reqwest::Client,
+}
+
+fn service_or_skip(what: &str, ok: bool) -> bool {
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{what} is required when CI is set (run ops/test.sh)"
+        );
+        eprintln!("skipped: {what} unavailable (ops/test.sh starts it)");
+    }
+    ok
+}
+
+fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+impl Env {
+    fn new() -> Option<Env> {
+        let s3 = std::env::var("TRACSEQ_TEST_S3_ENDPOINT").ok();
+        if !service_or_skip("PostgreSQL on 127.0.0.1:5432", port_open(5432))
+            || !service_or_skip("RabbitMQ on 127.0.0.1:5672", port_open(5672))
+            || !service_or_skip("an S3 server (TRACSEQ_TEST_S3_ENDPOINT)", s3.is_some())
+        {
+            return None;
+        }
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+        let vars = vec![
+            (
+                "DATABASE_URL",
+                var(
+                    "TRACSEQ_TEST_DATABASE_URL",
+                    "postgres://postgres@127.0.0.1:5432/test",
+                ),
+            ),
+            ("TRACSEQ_DISTRIBUTED_DATABASE_SCHEMA", format!("e2e_{id}")),
+            (
+                "AMQP_URL",
+                var(
+                    "TRACSEQ_TEST_AMQP_URL",
+                    "amqp://guest:guest@127.0.0.1:5672/%2f",
+                ),
+            ),
+            ("TRACSEQ_DISTRIBUTED_AMQP_PREFIX", format!("e2e-{id}")),
+            (
+                "ARTIFACT_URL",
+                format!(
+                    "s3://{}/e2e-{id}",
+                    var("TRACSEQ_TEST_S3_BUCKET", "tracseq-test")
+                ),
+            ),
+            ("S3_ENDPOINT", s3.unwrap_or_default()),
+            (
+                "AWS_ACCESS_KEY_ID",
+                var("TRACSEQ_TEST_S3_ACCESS_KEY", "tracseq"),
+            ),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                var("TRACSEQ_TEST_S3_SECRET_KEY", "tracseq-secret"),
+            ),
+            ("AWS_REGION", "us-east-1".into()),
+            // Short leases so a killed worker's job comes back quickly.
+            ("TRACSEQ_WORKER_LEASE_SECS", "3".into()),
+            ("TRACSEQ_WORKER_HEARTBEAT_MS", "500".into()),
+            ("TRACSEQ_SCHEDULER_BACKOFF_BASE_MS", "200".into()),
+            ("TRACSEQ_SCHEDULER_TICK_MS", "100".into()),
+            ("RUST_LOG", "warn,warp::filters::trace=error".into()),
+        ];
+        let vars = vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        Some(Env {
+            vars,
+            children: Vec::new(),
+            base: String::new(),
+            http: reqwest::Client::new(),
+        })
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tracseq-ml"));
+        cmd.args(args)
+            .env_remove("TRACSEQ_API_PORT")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    fn spawn(&mut self, name: &str, args: &[&str]) {
+        let child = self.command(args).spawn().expect("spawn tracseq-ml");
+        self.children.push((name.to_string(), child));
+    }
+
+    fn pid(&self, name: &str) -> u32 {
+        self.children
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c.id())
+            .expect("child")
+    }
+
+    fn kill9(&mut self, name: &str) {
+        let pos = self
+            .children
+            .iter()
+            .position(|(n, _)| n == name)
+            .expect("child");
+        let (_, mut child) = self.children.remove(pos);
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+
+    async fn start(&mut self) {
+        let status = self.command(&["migrate"]).status().expect("migrate");
+        assert!(status.success(), "tracseq-ml migrate failed");
+        let port = free_port();
+        self.base = format!("http://127.0.0.1:{port}");
+        self.spawn("api", &["api", "--port", &port.to_string()]);
+        self.spawn("scheduler", &["scheduler"]);
+        for i in 0..3 {
+            self.spawn(&format!("worker{i}"), &["worker"]);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self
+            .http
+            .get(format!("{}/health", self.base))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "api did not come up");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET");
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.expect("json")
+    }
+
+    async fn post(&self, path: &str, body: reqwest::Body, content_type: &str) -> Value {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        let status = r.status();
+        let v: Value = r.json().await.expect("json");
+        assert!(status.is_success(), "POST {path}: {status} {v}");
+        v
+    }
+
+    async fn experiment(&self, ds: &str, trials: u64, seed: u64) -> String {
+        let body = json!({"name": format!("dist-{seed}"), "dataset_id": ds, "target": "quality_score",
+                          "budget": {"trials": trials}, "parallelism": 3, "seed": seed, "model_name": "dist"});
+        let exp = self
+            .post("/experiments", body.to_string().into(), "application/json")
+            .await;
+        exp["id"].as_str().unwrap().to_string()
+    }
+
+    async fn wait_done(&self, id: &str, secs: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.get(&format!("/experiments/{id}")).await;
+            if s["state"] == "completed" || s["state"] == "failed" || s["state"] == "cancelled" {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "experiment {id} did not finish: {s}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distributed_fleet_survives_killed_worker_and_scheduler() {
+    let Some(mut env) = Env::new() else { return };
+    env.start().await;
+    let csv = tracseq_learn::lab::generate_csv(500, 21);
+    let ds = env
+        .post("/datasets?name=dist", csv.into(), "text/csv")
+        .await;
+    let ds = ds["id"].as_str().unwrap().to_string();
+
+    // 40 trials; kill -9 worker0 while it holds a trial.
+    let id = env.experiment(&ds, 40, 1).await;
+    let victim = format!("-{}-w", env.pid("worker0"));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let killed_job = loop {
+        let running = env
+            .get(&format!(
+                "/experiments/{id}/trials?state=running&fields=job_id"
+            ))
+            .await;
+        let mut found = None;
+        for t in running.as_array().unwrap() {
+            let job = env
+                .get(&format!("/jobs/{}", t["job_id"].as_str().unwrap()))
+                .await;
+            if job["state"] == "running"
+                && job["lease_owner"]
+                    .as_str()
+                    .is_some_and(|o| o.contains(&victim))
+            {
+                found = Some(job["id"].as_str().unwrap().to_string());
+                break;
+            }
+        }
+        if let Some(job) = found {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "worker0 never held a trial");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    env.kill9("worker0");
+    let done = env.wait_done(&id, 600).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(done["counts"]["total"], 40, "exactly the planned trials");
+    assert_eq!(done["counts"]["running"], 0);
+    let job = env.get(&format!("/jobs/{killed_job}")).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["attempt"], 2, "ran again elsewhere: {job}");
+    assert_eq!(
+        job["result_attempt"], 2,
+        "result recorded once, by the second attempt"
+    );
+    assert!(job["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("lease expired"));
+
+    // The model is registered, stored in S3 and served.
+    let features = Value::Object(tracseq_learn::lab::example_record(2));
+    let pred = env
+        .post(
+            "/predict",
+            json!({"model": "dist", "features": features})
+                .to_string()
+                .into(),
+            "application/json",
+        )
+        .await;
+    assert!(pred["value"].as_f64().unwrap().is_finite());
+    let listing = env.get("/artifacts?prefix=models/dist").await;
+    assert_eq!(listing["items"].as_array().unwrap().len(), 1);
+
+    // kill -9 the scheduler mid-experiment and start another.
+    let id2 = env.experiment(&ds, 12, 2).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = env.get(&format!("/experiments/{id2}")).await;
+        if s["counts"]["complete"].as_u64().unwrap_or(0)
+            + s["counts"]["pruned"].as_u64().unwrap_or(0)
+            >= 3
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "second experiment made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    env.kill9("scheduler");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.spawn("scheduler2", &["scheduler"]);
+    let done = env.wait_done(&id2, 600).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(done["counts"]["total"], 12);
+    let trials = env
+        .get(&format!("/experiments/{id2}/trials?fields=number,state"))
+        .await;
+    let numbers: BTreeSet<u64> = trials
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        numbers,
+        (0..12).collect::<BTreeSet<u64>>(),
+        "no trial number used twice, none lost"
+    );
+    let model = env.get("/models/dist").await;
+    assert_eq!(
+        model["versions"].as_array().unwrap().len(),
+        2,
+        "one version per experiment"
+    );
+}

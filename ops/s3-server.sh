@@ -3,12 +3,14 @@
 # the tests: s3s-fs, which checks request signatures like real S3.
 #
 #   eval "$(ops/s3-server.sh start)"   # prints the TRACSEQ_TEST_S3_* exports
-#   ops/s3-server.sh stop
+#   ops/s3-server.sh stop              # stops the server those exports name
+#
+# Each start gets its own data directory and port, so concurrent test runs
+# never share (or stop) each other's server.
 set -euo pipefail
 
 CACHE="${TRACSEQ_CACHE:-$HOME/.cache/tracseq-ml}"
 BIN="$CACHE/bin/s3s-fs"
-STATE="$CACHE/s3"
 VERSION=0.14.1 # 0.15+ needs a newer rustc than this toolchain
 ACCESS_KEY=tracseq
 SECRET_KEY=tracseq-secret
@@ -27,31 +29,36 @@ free_port() {
 
 start() {
   install
-  stop >/dev/null 2>&1 || true
-  mkdir -p "$STATE/data/$BUCKET"
-  local port
+  local state port pid
+  state=$(mktemp -d "${TMPDIR:-/tmp}/tracseq-s3.XXXXXX")
+  mkdir -p "$state/data/$BUCKET"
   port=$(free_port)
   nohup "$BIN" --host 127.0.0.1 --port "$port" --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" \
-    "$STATE/data" >"$STATE/server.log" 2>&1 &
-  echo $! >"$STATE/pid"
+    "$state/data" >"$state/server.log" 2>&1 &
+  pid=$!
   for _ in $(seq 1 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       echo "export TRACSEQ_TEST_S3_ENDPOINT=http://127.0.0.1:$port"
       echo "export TRACSEQ_TEST_S3_BUCKET=$BUCKET"
       echo "export TRACSEQ_TEST_S3_ACCESS_KEY=$ACCESS_KEY"
       echo "export TRACSEQ_TEST_S3_SECRET_KEY=$SECRET_KEY"
+      echo "export TRACSEQ_TEST_S3_PID=$pid"
+      echo "export TRACSEQ_TEST_S3_DIR=$state"
       return 0
     fi
     sleep 0.1
   done
-  echo "s3s-fs did not start; see $STATE/server.log" >&2
+  echo "s3s-fs did not start; see $state/server.log" >&2
+  kill "$pid" 2>/dev/null || true
   return 1
 }
 
 stop() {
-  if [ -f "$STATE/pid" ]; then
-    kill "$(cat "$STATE/pid")" 2>/dev/null || true
-    rm -f "$STATE/pid"
+  if [ -n "${TRACSEQ_TEST_S3_PID:-}" ]; then
+    kill "$TRACSEQ_TEST_S3_PID" 2>/dev/null || true
+  fi
+  if [ -n "${TRACSEQ_TEST_S3_DIR:-}" ] && [ -d "$TRACSEQ_TEST_S3_DIR" ]; then
+    rm -rf "$TRACSEQ_TEST_S3_DIR"
   fi
 }
 

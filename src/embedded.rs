@@ -113,7 +113,8 @@ impl Running {
                 platform.clone(),
                 Duration::from_millis(cfg.scheduler.tick_ms),
                 wake.clone(),
-            );
+            )
+            .with_republish_after(Duration::from_secs(cfg.scheduler.republish_secs));
             let c = cancel.clone();
             tokio::spawn(
                 async move {

@@ -37,6 +37,10 @@ fn port_open(port: u16) -> bool {
 
 impl Env {
     fn new() -> Option<Env> {
+        Self::with_amqp(None)
+    }
+
+    fn with_amqp(amqp: Option<String>) -> Option<Env> {
         let s3 = std::env::var("TRACSEQ_TEST_S3_ENDPOINT").ok();
         if !service_or_skip("PostgreSQL on 127.0.0.1:5432", port_open(5432))
             || !service_or_skip("RabbitMQ on 127.0.0.1:5672", port_open(5672))
@@ -57,10 +61,12 @@ impl Env {
             ("TRACSEQ_DISTRIBUTED_DATABASE_SCHEMA", format!("e2e_{id}")),
             (
                 "AMQP_URL",
-                var(
-                    "TRACSEQ_TEST_AMQP_URL",
-                    "amqp://guest:guest@127.0.0.1:5672/%2f",
-                ),
+                amqp.unwrap_or_else(|| {
+                    var(
+                        "TRACSEQ_TEST_AMQP_URL",
+                        "amqp://guest:guest@127.0.0.1:5672/%2f",
+                    )
+                }),
             ),
             ("TRACSEQ_DISTRIBUTED_AMQP_PREFIX", format!("e2e-{id}")),
             (
@@ -85,6 +91,7 @@ impl Env {
             ("TRACSEQ_WORKER_HEARTBEAT_MS", "500".into()),
             ("TRACSEQ_SCHEDULER_BACKOFF_BASE_MS", "200".into()),
             ("TRACSEQ_SCHEDULER_TICK_MS", "100".into()),
+            ("TRACSEQ_SCHEDULER_REPUBLISH_SECS", "3".into()),
             ("RUST_LOG", "warn,warp::filters::trace=error".into()),
         ];
         let vars = vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
@@ -330,4 +337,159 @@ async fn distributed_fleet_survives_killed_worker_and_scheduler() {
         2,
         "one version per experiment"
     );
+}
+
+/// A RabbitMQ node of this test's own, on free ports, in a temporary
+/// directory: stopping it never touches the machine's shared broker.
+struct PrivateRabbit {
+    dir: tempfile::TempDir,
+    node: String,
+    port: u16,
+    dist_port: u16,
+}
+
+const RABBIT_BIN: &str = "/usr/lib/rabbitmq/bin";
+
+impl PrivateRabbit {
+    fn available() -> bool {
+        std::path::Path::new(RABBIT_BIN)
+            .join("rabbitmq-server")
+            .exists()
+    }
+
+    fn new() -> PrivateRabbit {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("enabled_plugins"), "[].").unwrap();
+        let node = format!(
+            "tqtest{}@localhost",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        PrivateRabbit {
+            dir,
+            node,
+            port: free_port(),
+            dist_port: free_port(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    fn command(&self, bin: &str) -> Command {
+        let d = self.dir.path();
+        let mut cmd = Command::new(format!("{RABBIT_BIN}/{bin}"));
+        cmd.env("HOME", d)
+            .env("RABBITMQ_NODENAME", &self.node)
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d.join("log"))
+            .env("RABBITMQ_PID_FILE", d.join("pid"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
+            .env("RABBITMQ_CONFIG_FILE", d.join("none"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd
+    }
+
+    fn start(&self) {
+        let ok = self
+            .command("rabbitmq-server")
+            .arg("-detached")
+            .status()
+            .map(|s| s.success());
+        assert!(
+            matches!(ok, Ok(true)),
+            "could not start a private RabbitMQ node"
+        );
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let ready = self
+                .command("rabbitmqctl")
+                .args(["-n", &self.node, "-q", "status"])
+                .status();
+            if matches!(ready, Ok(s) if s.success()) && port_open(self.port) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "private RabbitMQ node did not become ready"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn stop(&self) {
+        let _ = self
+            .command("rabbitmqctl")
+            .args(["-n", &self.node, "stop"])
+            .status();
+    }
+}
+
+impl Drop for PrivateRabbit {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_loss_mid_experiment_every_job_completes_once() {
+    if !service_or_skip(
+        "the rabbitmq-server package (for a private node)",
+        PrivateRabbit::available(),
+    ) {
+        return;
+    }
+    let rabbit = PrivateRabbit::new();
+    rabbit.start();
+    let Some(mut env) = Env::with_amqp(Some(rabbit.url())) else {
+        return;
+    };
+    env.start().await;
+    let csv = tracseq_learn::lab::generate_csv(400, 8);
+    let ds = env
+        .post("/datasets?name=broker", csv.into(), "text/csv")
+        .await;
+    let id = env.experiment(ds["id"].as_str().unwrap(), 20, 3).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = env.get(&format!("/experiments/{id}")).await;
+        if s["counts"]["total"].as_u64().unwrap_or(0) >= 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no progress before the broker loss"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The broker goes away mid-experiment and comes back.
+    rabbit.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    rabbit.start();
+
+    let done = env.wait_done(&id, 600).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(done["counts"]["total"], 20);
+    assert_eq!(done["counts"]["running"], 0);
+    let trials = env
+        .get(&format!(
+            "/experiments/{id}/trials?fields=number,job_id,state"
+        ))
+        .await;
+    for t in trials.as_array().unwrap() {
+        let job = env
+            .get(&format!("/jobs/{}", t["job_id"].as_str().unwrap()))
+            .await;
+        assert!(
+            job["state"] == "succeeded" || job["state"] == "pruned",
+            "{job}"
+        );
+        assert_eq!(
+            job["result_attempt"], job["attempt"],
+            "one recorded result per job: {job}"
+        );
+    }
 }

@@ -57,6 +57,10 @@ pub struct ApiConfig {
 pub struct SchedulerConfig {
     /// How often the dispatch loop wakes up when nothing notifies it.
     pub tick_ms: u64,
+    /// A job still queued this long after its last wake-up message is
+    /// published again (a message can be lost with a broker; duplicates are
+    /// harmless, the store decides who runs a job).
+    pub republish_secs: u64,
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
 }
@@ -139,6 +143,7 @@ impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
             tick_ms: 250,
+            republish_secs: 30,
             backoff_base_ms: 1_000,
             backoff_max_ms: 60_000,
         }

@@ -8,8 +8,9 @@ use crate::service::{self, best_trial, history, history_bound, time_is_up};
 use crate::spec::ExperimentSpec;
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -19,13 +20,16 @@ use tracseq_core::types::{
     DispatchMessage, Experiment, ExperimentKind, ExperimentState, Job, JobKind, JobState, NewJob,
     Trial, TrialState,
 };
-use tracseq_core::{Platform, Result};
+use tracseq_core::{JobId, Platform, Result};
 
 pub const DEFAULT_RESOURCE_CLASS: &str = "cpu";
 
 pub struct Scheduler {
     platform: Platform,
     tick: Duration,
+    republish_after: Duration,
+    /// When this process last published each queued job's wake-up.
+    published: Mutex<HashMap<JobId, Instant>>,
     /// Poked by workers and the api when something changed, so the loop
     /// reacts at once instead of at the next tick.
     wake: Arc<Notify>,
@@ -36,8 +40,17 @@ impl Scheduler {
         Scheduler {
             platform,
             tick,
+            republish_after: Duration::from_secs(30),
+            published: Mutex::new(HashMap::new()),
             wake,
         }
+    }
+
+    /// How long a job may stay queued after its last wake-up before it is
+    /// published again.
+    pub fn with_republish_after(mut self, after: Duration) -> Self {
+        self.republish_after = after;
+        self
     }
 
     /// Runs until cancelled. Starts by re-publishing every queued job: the
@@ -78,12 +91,53 @@ impl Scheduler {
         self.platform
             .queue
             .publish(&job.resource_class, &DispatchMessage::for_job(job))
-            .await
+            .await?;
+        self.lock_published().insert(job.id, Instant::now());
+        Ok(())
+    }
+
+    fn lock_published(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Instant>> {
+        self.published.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Re-publishes jobs that stayed queued long after their last wake-up:
+    /// the store is the truth and a message may have been lost (a publish
+    /// that failed after the job was stored, a broker that lost it).
+    async fn republish_stale(&self) -> Result<()> {
+        let queued = self
+            .platform
+            .state
+            .list_jobs(&JobFilter {
+                states: vec![JobState::Queued],
+                ..Default::default()
+            })
+            .await?;
+        let now = Instant::now();
+        let mut stale = Vec::new();
+        {
+            let mut published = self.lock_published();
+            let live: std::collections::HashSet<JobId> = queued.iter().map(|j| j.id).collect();
+            published.retain(|id, _| live.contains(id));
+            for job in &queued {
+                // A job someone else published (the api, another scheduler)
+                // gets a full interval before this one steps in.
+                let last = *published.entry(job.id).or_insert(now);
+                if now.duration_since(last) >= self.republish_after {
+                    stale.push(job);
+                }
+            }
+        }
+        for job in stale {
+            warn!(job_id = %job.id, "job still queued; publishing its wake-up again");
+            self.publish(job).await?;
+        }
+        Ok(())
     }
 
     /// One pass; `now` is passed in so tests can drive time.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<()> {
         self.sweep_due_jobs(now).await?;
+        self.republish_stale().await?;
         for exp in self
             .platform
             .state

@@ -312,3 +312,54 @@ async fn classification_automl_registers_a_model_that_predicts_labels() {
     assert!((probs.values().sum::<f64>() - 1.0).abs() < 1e-9);
     fleet.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_higher_priority_experiments_trials_run_first() {
+    let mut fleet = Fleet::new();
+    fleet.start_scheduler();
+    let ds = fleet
+        .dataset(tracseq_learn::lab::generate_csv(200, 3), false)
+        .await;
+    let body = |name: &str, priority: u8| {
+        json!({"name": name, "dataset_id": ds, "target": "quality_score", "budget": {"trials": 3},
+               "parallelism": 3, "seed": 1, "priority": priority,
+               "search_space": {"family": {"type": "categorical", "choices": ["linear"]}}})
+    };
+    let low = fleet.experiment(body("low", 1)).await;
+    let high = fleet.experiment(body("high", 8)).await;
+    // Both experiments' trials wait in the queue before any worker exists.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fleet.platform.queue.depth("cpu").await.unwrap() < 6 {
+        assert!(Instant::now() < deadline, "trials were not queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fleet.start_worker("only", Duration::from_secs(10));
+    for id in [low, high] {
+        assert_eq!(
+            fleet.wait_finished(id).await.state,
+            ExperimentState::Completed
+        );
+    }
+    let finished = |id| {
+        let state = fleet.platform.state.clone();
+        async move {
+            let filter = JobFilter {
+                experiment_id: Some(id),
+                ..Default::default()
+            };
+            let jobs = state.list_jobs(&filter).await.unwrap();
+            jobs.into_iter()
+                .filter(|j| j.kind == tracseq_core::types::JobKind::Trial)
+                .map(|j| j.finished_at.unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    let (high_done, low_done) = (finished(high).await, finished(low).await);
+    let last_high = high_done.iter().max().unwrap();
+    let first_low = low_done.iter().min().unwrap();
+    assert!(
+        last_high <= first_low,
+        "every high-priority trial ran before the low-priority ones"
+    );
+    fleet.stop().await;
+}

@@ -250,6 +250,31 @@ pub struct Trial {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+impl Trial {
+    /// A new running trial, as every store creates it.
+    pub fn new_running(
+        experiment_id: ExperimentId,
+        number: u64,
+        params: serde_json::Map<String, Value>,
+        job_id: Option<JobId>,
+        now: DateTime<Utc>,
+    ) -> Trial {
+        Trial {
+            id: TrialId::new(),
+            experiment_id,
+            number,
+            params,
+            state: TrialState::Running,
+            value: None,
+            intermediate: BTreeMap::new(),
+            job_id,
+            detail: None,
+            created_at: now,
+            finished_at: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelVersion {
     pub name: String,

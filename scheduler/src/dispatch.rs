@@ -70,14 +70,7 @@ impl Scheduler {
     }
 
     pub async fn republish_queued(&self) -> Result<()> {
-        let queued = self
-            .platform
-            .state
-            .list_jobs(&JobFilter {
-                states: vec![JobState::Queued],
-                ..Default::default()
-            })
-            .await?;
+        let queued = self.queued_jobs().await?;
         for job in &queued {
             self.publish(job).await?;
         }
@@ -85,6 +78,14 @@ impl Scheduler {
             info!(count = queued.len(), "re-published queued jobs");
         }
         Ok(())
+    }
+
+    async fn queued_jobs(&self) -> Result<Vec<Job>> {
+        let filter = JobFilter {
+            states: vec![JobState::Queued],
+            ..Default::default()
+        };
+        self.platform.state.list_jobs(&filter).await
     }
 
     async fn publish(&self, job: &Job) -> Result<()> {
@@ -104,14 +105,7 @@ impl Scheduler {
     /// the store is the truth and a message may have been lost (a publish
     /// that failed after the job was stored, a broker that lost it).
     async fn republish_stale(&self) -> Result<()> {
-        let queued = self
-            .platform
-            .state
-            .list_jobs(&JobFilter {
-                states: vec![JobState::Queued],
-                ..Default::default()
-            })
-            .await?;
+        let queued = self.queued_jobs().await?;
         let now = Instant::now();
         let mut stale = Vec::new();
         {

@@ -161,19 +161,7 @@ impl StateStore for MemoryStateStore {
             .trials
             .range((experiment, 0)..=(experiment, u64::MAX))
             .count() as u64;
-        let trial = Trial {
-            id: crate::TrialId::new(),
-            experiment_id: experiment,
-            number,
-            params,
-            state: TrialState::Running,
-            value: None,
-            intermediate: BTreeMap::new(),
-            job_id: job.as_ref().map(|j| j.id),
-            detail: None,
-            created_at: now,
-            finished_at: None,
-        };
+        let trial = Trial::new_running(experiment, number, params, job.as_ref().map(|j| j.id), now);
         if let Some(mut job) = job {
             if g.jobs.contains_key(&job.id) {
                 return Err(Error::Conflict(format!("job {} already exists", job.id)));

@@ -26,7 +26,7 @@
 //! already landed, and answers as if that attempt had succeeded.
 
 use crate::backends::memory_state::{model_not_found, version_taken};
-use crate::ids::{DatasetId, ExperimentId, JobId, TrialId};
+use crate::ids::{DatasetId, ExperimentId, JobId};
 use crate::ports::{JobFilter, StateStore};
 use crate::types::{
     DatasetRecord, Experiment, ExperimentState, Job, ModelVersion, NewModelVersion, Trial,
@@ -43,7 +43,6 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{Executor, Postgres, Row, Transaction};
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
@@ -715,19 +714,7 @@ impl StateStore for PostgresStateStore {
     ) -> Result<Trial> {
         // Built once so every attempt carries the same trial id, which is how
         // a retry recognises its own committed trial.
-        let trial = Trial {
-            id: TrialId::new(),
-            experiment_id: experiment,
-            number: 0,
-            params,
-            state: TrialState::Running,
-            value: None,
-            intermediate: BTreeMap::new(),
-            job_id: job.as_ref().map(|j| j.id),
-            detail: None,
-            created_at: now,
-            finished_at: None,
-        };
+        let trial = Trial::new_running(experiment, 0, params, job.as_ref().map(|j| j.id), now);
         let (trial, job) = (&trial, job.as_ref());
         self.run(|attempt| self.create_trial_once(trial, job, attempt))
             .await

@@ -19,7 +19,6 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -291,19 +290,7 @@ impl StateStore for SqliteStateStore {
         .fetch_one(&mut *tx)
         .await?;
         let number = number as u64;
-        let trial = Trial {
-            id: crate::TrialId::new(),
-            experiment_id: experiment,
-            number,
-            params,
-            state: TrialState::Running,
-            value: None,
-            intermediate: BTreeMap::new(),
-            job_id: job.as_ref().map(|j| j.id),
-            detail: None,
-            created_at: now,
-            finished_at: None,
-        };
+        let trial = Trial::new_running(experiment, number, params, job.as_ref().map(|j| j.id), now);
         if let Some(mut job) = job {
             job.trial_number = Some(number);
             insert_job_on(&mut *tx, &job).await?;

@@ -43,8 +43,11 @@ pub enum JobKind {
     Trial,
     Train,
     BatchPredict,
+    /// Does nothing and succeeds: a canary that proves the whole dispatch
+    /// path (store, queue, lease, result) works, and what it costs.
+    Noop,
 }
-str_enum!(JobKind { Trial => "trial", Train => "train", BatchPredict => "batch_predict" });
+str_enum!(JobKind { Trial => "trial", Train => "train", BatchPredict => "batch_predict", Noop => "noop" });
 
 /// Job states; the transitions between them live in [`crate::lifecycle`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

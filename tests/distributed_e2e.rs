@@ -197,6 +197,49 @@ impl Env {
         exp["id"].as_str().unwrap().to_string()
     }
 
+    fn var(&self, key: &str) -> String {
+        self.vars
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
+    /// Removes this test's schema, queues and exchanges from the shared
+    /// PostgreSQL and RabbitMQ (the S3 server belongs to this test run).
+    async fn cleanup(mut self) {
+        for (_, c) in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.children.clear();
+        let schema = self.var("TRACSEQ_DISTRIBUTED_DATABASE_SCHEMA");
+        if let Ok(pool) = sqlx::PgPool::connect(&self.var("DATABASE_URL")).await {
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .execute(&pool)
+                .await;
+        }
+        let prefix = self.var("TRACSEQ_DISTRIBUTED_AMQP_PREFIX");
+        let props = lapin::ConnectionProperties::default();
+        if let Ok(conn) = lapin::Connection::connect(&self.var("AMQP_URL"), props).await {
+            if let Ok(ch) = conn.create_channel().await {
+                for q in ["cpu", "gpu", "dead"] {
+                    let name = format!("{prefix}.jobs.{q}");
+                    let _ = ch
+                        .queue_delete(name.as_str().into(), Default::default())
+                        .await;
+                }
+                for x in ["jobs", "jobs.dlx"] {
+                    let name = format!("{prefix}.{x}");
+                    let _ = ch
+                        .exchange_delete(name.as_str().into(), Default::default())
+                        .await;
+                }
+            }
+            let _ = conn.close(0, "test done".into()).await;
+        }
+    }
+
     async fn wait_done(&self, id: &str, secs: u64) -> Value {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
@@ -337,6 +380,7 @@ async fn distributed_fleet_survives_killed_worker_and_scheduler() {
         2,
         "one version per experiment"
     );
+    env.cleanup().await;
 }
 
 /// A RabbitMQ node of this test's own, on free ports, in a temporary
@@ -492,4 +536,5 @@ async fn broker_loss_mid_experiment_every_job_completes_once() {
             "one recorded result per job: {job}"
         );
     }
+    env.cleanup().await;
 }

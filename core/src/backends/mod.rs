@@ -412,6 +412,140 @@ mod postgres_conformance {
         };
     }
 
+    /// A PostgreSQL server of this test's own (initdb into a temporary
+    /// directory, a free port), so it can be stopped and started without
+    /// touching the machine's shared server.
+    struct PrivatePostgres {
+        dir: tempfile::TempDir,
+        bin: std::path::PathBuf,
+        port: u16,
+    }
+
+    impl PrivatePostgres {
+        fn pg_ctl(&self, args: &[&str]) -> bool {
+            std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(self.dir.path().join("data"))
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        }
+
+        fn create() -> Option<PrivatePostgres> {
+            let bin = std::fs::read_dir("/usr/lib/postgresql")
+                .ok()
+                .and_then(|mut d| d.next())
+                .and_then(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .filter(|b| b.join("initdb").exists());
+            let Some(bin) = bin else {
+                crate::testing::services::service_unavailable(
+                    "PostgreSQL server binaries (initdb)",
+                    "/usr/lib/postgresql",
+                    &"not installed",
+                );
+                return None;
+            };
+            let dir = tempfile::tempdir().unwrap();
+            let chown = std::process::Command::new("chown")
+                .arg("postgres")
+                .arg(dir.path())
+                .status();
+            assert!(
+                chown.is_ok_and(|s| s.success()),
+                "chown postgres (the test runs as root)"
+            );
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let init = std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(bin.join("initdb"))
+                .args(["-A", "trust", "-U", "postgres", "-D"])
+                .arg(dir.path().join("data"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+            assert!(init.is_ok_and(|s| s.success()), "initdb failed");
+            let pg = PrivatePostgres { dir, bin, port };
+            assert!(pg.start(), "private PostgreSQL did not start");
+            Some(pg)
+        }
+
+        fn start(&self) -> bool {
+            let opts = format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1",
+                self.port,
+                self.dir.path().display()
+            );
+            let log = self.dir.path().join("log");
+            self.pg_ctl(&[
+                "-o",
+                &opts,
+                "-l",
+                log.to_str().unwrap_or("log"),
+                "-w",
+                "start",
+            ])
+        }
+
+        fn stop(&self) -> bool {
+            self.pg_ctl(&["-m", "fast", "-w", "stop"])
+        }
+
+        fn url(&self) -> String {
+            format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        }
+    }
+
+    impl Drop for PrivatePostgres {
+        fn drop(&mut self) {
+            self.stop();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_store_survives_a_server_restart() {
+        let Some(pg) = PrivatePostgres::create() else {
+            return;
+        };
+        let opts = PgOptions {
+            max_connections: 4,
+            acquire_timeout: std::time::Duration::from_secs(2),
+            max_retries: 8,
+            retry_backoff: std::time::Duration::from_millis(100),
+            ..Default::default()
+        };
+        let store = PostgresStateStore::connect(&pg.url(), opts).await.unwrap();
+        store.migrate().await.unwrap();
+        let before = new_experiment("before-restart");
+        store.insert_experiment(&before).await.unwrap();
+
+        // The server goes down; a call made meanwhile waits, retries and
+        // succeeds once the server is back.
+        assert!(pg.stop());
+        let reader = {
+            let store = store.clone();
+            tokio::spawn(async move { store.get_experiment(before.id).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        assert!(pg.start(), "restart");
+        assert_eq!(reader.await.unwrap().unwrap().name, "before-restart");
+
+        // And the pool works for new writes after the restart.
+        let after = new_experiment("after-restart");
+        store.insert_experiment(&after).await.unwrap();
+        store.check_schema().await.unwrap();
+        assert_eq!(store.list_experiments(None).await.unwrap().len(), 2);
+        store.close().await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn postgres_state_store_conforms() {
         let schema = schema_or_skip!();

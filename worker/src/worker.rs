@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 use tracseq_core::lifecycle::Event;
-use tracseq_core::ports::{transition, Delivery, TransitionOutcome};
+use tracseq_core::ports::{transition, transition_from, Delivery, TransitionOutcome};
 use tracseq_core::types::Job;
 use tracseq_core::{Error, Platform, Result, WorkerId};
 use tracseq_learn::dataset::Limits;
@@ -157,9 +157,9 @@ impl Worker {
             attempt,
             lease,
         };
-        let job = match transition(
+        let job = match transition_from(
             self.platform.state.as_ref(),
-            job_id,
+            &job,
             start,
             Utc::now(),
             &self.platform.policy,
@@ -257,9 +257,9 @@ impl Worker {
         };
         let mut wait = Duration::from_millis(100);
         for _ in 0..10 {
-            match transition(
+            match transition_from(
                 self.platform.state.as_ref(),
-                job.id,
+                job,
                 event.clone(),
                 Utc::now(),
                 &self.platform.policy,

@@ -7,4 +7,4 @@ mod state;
 
 pub use artifacts::{ArtifactMeta, ArtifactPath, ArtifactStore, ByteStream, DIGEST_SUFFIX};
 pub use queue::{Acker, Delivery, JobQueue, Subscription};
-pub use state::{transition, JobFilter, StateStore, TransitionOutcome};
+pub use state::{transition, transition_from, JobFilter, StateStore, TransitionOutcome};

@@ -149,3 +149,26 @@ pub async fn transition(
         "job {id}: too many concurrent updates"
     )))
 }
+
+/// Like [`transition`], starting from the copy of the job the caller already
+/// holds, which saves a read when that copy is current (a worker moving its
+/// own job along). A stale copy simply loses the compare-and-set and the
+/// event is applied to a fresh read, so the outcome is the same.
+pub async fn transition_from(
+    store: &dyn StateStore,
+    held: &Job,
+    event: Event,
+    now: DateTime<Utc>,
+    policy: &RetryPolicy,
+) -> Result<TransitionOutcome> {
+    let mut job = held.clone();
+    if let Ok(effects) = on_event(&mut job, event.clone(), now, policy) {
+        // Only a real change is attempted from the copy; anything else
+        // (a rejection, a no-op) is decided on the stored job.
+        if job != *held && store.update_job(&job).await? {
+            job.version += 1;
+            return Ok(TransitionOutcome::Applied { job, effects });
+        }
+    }
+    transition(store, held.id, event, now, policy).await
+}

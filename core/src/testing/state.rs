@@ -3,7 +3,7 @@
 use super::{new_experiment, new_job, t0};
 use crate::ids::{DatasetId, JobId, WorkerId};
 use crate::lifecycle::{Event, RetryPolicy};
-use crate::ports::{transition, JobFilter, StateStore, TransitionOutcome};
+use crate::ports::{transition, transition_from, JobFilter, StateStore, TransitionOutcome};
 use crate::types::{DatasetRecord, ExperimentState, JobState, NewModelVersion, TrialState};
 use crate::Error;
 use chrono::Duration;
@@ -15,6 +15,7 @@ use std::sync::Arc;
 pub async fn state_store_suite(store: Arc<dyn StateStore>) {
     jobs_round_trip_and_cas(store.as_ref()).await;
     claims_race_exactly_one_winner(store.clone()).await;
+    transition_from_held_and_stale_copies(store.as_ref()).await;
     due_jobs_and_retry_cycle(store.as_ref()).await;
     experiments_and_conditional_update(store.as_ref()).await;
     trials_numbering_jobs_and_final_state(store.clone()).await;
@@ -93,6 +94,49 @@ async fn claims_race_exactly_one_winner(s: Arc<dyn StateStore>) {
     assert_eq!(winners, 1, "exactly one claim wins");
     let stored = s.get_job(job.id).await.unwrap();
     assert_eq!((stored.state, stored.attempt), (JobState::Leased, 1));
+}
+
+async fn transition_from_held_and_stale_copies(s: &dyn StateStore) {
+    let policy = RetryPolicy::default();
+    let queued = new_job(None, 3);
+    s.insert_job(&queued).await.unwrap();
+    let claim = |w: &str| Event::Claim {
+        worker: WorkerId(w.into()),
+        lease: Duration::seconds(30),
+    };
+    let TransitionOutcome::Applied { job: held, .. } =
+        transition_from(s, &queued, claim("a"), t0(), &policy)
+            .await
+            .unwrap()
+    else {
+        panic!("claim from a current copy applies");
+    };
+    assert_eq!(
+        held,
+        s.get_job(queued.id).await.unwrap(),
+        "the returned job is what is stored"
+    );
+    // The old copy still says queued: the event is decided on the stored job.
+    let out = transition_from(s, &queued, claim("b"), t0(), &policy)
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, TransitionOutcome::Rejected { .. }),
+        "a stale copy cannot win a claim"
+    );
+    let start = Event::Start {
+        worker: WorkerId("a".into()),
+        attempt: 1,
+        lease: Duration::seconds(30),
+    };
+    let out = transition_from(s, &held, start, t0(), &policy)
+        .await
+        .unwrap();
+    assert_eq!(out.job().state, JobState::Running);
+    assert_eq!(
+        s.get_job(queued.id).await.unwrap().version,
+        held.version + 1
+    );
 }
 
 async fn due_jobs_and_retry_cycle(s: &dyn StateStore) {

@@ -3,7 +3,7 @@
 # distributed) and through Celery, same job count and worker count, in one run.
 # Rewrites the "## Dispatch throughput" section of bench/RESULTS.md.
 #
-# Usage: bash bench/dispatch.sh [--jobs N] [--workers W] [--slots S]
+# Usage: bash bench/dispatch.sh [--jobs N] [--workers W] [--slots S] [--batch B]
 #                               [--results FILE | --no-results] [--no-build]
 # Needs PostgreSQL (trust auth, database `test`), RabbitMQ (guest/guest) and
 # Redis on 127.0.0.1; override with TRACSEQ_BENCH_DATABASE_URL,
@@ -14,6 +14,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 JOBS=2000
 WORKERS=2
 SLOTS=4
+BATCH=100
 LATENCY_JOBS=20
 RESULTS="$ROOT/bench/RESULTS.md"
 BUILD=1
@@ -24,6 +25,7 @@ while [ $# -gt 0 ]; do
         --jobs) JOBS="$2"; shift ;;
         --workers) WORKERS="$2"; shift ;;
         --slots) SLOTS="$2"; shift ;;
+        --batch) BATCH="$2"; shift ;;
         --results) RESULTS="$2"; shift ;;
         --no-results) RESULTS="" ;;
         --no-build) BUILD=0 ;;
@@ -49,16 +51,22 @@ fi
 CELERY_VERSION="$("$VENV/bin/celery" --version | awk '{ print $1 }')"
 
 DISPATCH_ARGS="--jobs $JOBS --workers $WORKERS --slots $SLOTS --latency-jobs $LATENCY_JOBS"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/dispatch"
 CELERY_ARGS="--jobs $JOBS --workers $WORKERS --pool prefork --latency-jobs $LATENCY_JOBS"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
-for mode in embedded distributed; do
-    log "dispatch --mode $mode $DISPATCH_ARGS"
+# Rows: both modes submitting in batches (as the scheduler does per tick),
+# and distributed submitting one job at a time (as single API calls do).
+run_dispatch() {  # name mode batch
+    log "dispatch --mode $2 --batch $3 $DISPATCH_ARGS"
     # shellcheck disable=SC2086
-    timeout 180 target/release/dispatch --mode "$mode" $DISPATCH_ARGS > "$WORK/$mode.json"
-    cat "$WORK/$mode.json" >&2
-done
+    timeout 180 "$BIN" --mode "$2" --batch "$3" $DISPATCH_ARGS > "$WORK/$1.json"
+    cat "$WORK/$1.json" >&2
+}
+run_dispatch embedded embedded "$BATCH"
+run_dispatch distributed distributed "$BATCH"
+run_dispatch distributed_single distributed 1
 log "celery_noop.py $CELERY_ARGS"
 # shellcheck disable=SC2086
 (cd bench && timeout 180 "$VENV/bin/python" celery_noop.py $CELERY_ARGS) > "$WORK/celery.json"
@@ -68,15 +76,17 @@ COMMIT="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null ||
 CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)"
 PG_VERSION="$(psql -h 127.0.0.1 -U postgres -d test -tAc 'SHOW server_version' 2>/dev/null || echo unknown)"
 
-python3 - "$WORK" "$RESULTS" "$SECTION" "$JOBS" "$WORKERS" "$SLOTS" "$LATENCY_JOBS" \
+python3 - "$WORK" "$RESULTS" "$SECTION" "$JOBS" "$WORKERS" "$SLOTS" "$BATCH" "$LATENCY_JOBS" \
     "$COMMIT" "$(nproc)" "$CPU_MODEL" "$(date -u '+%Y-%m-%d %H:%M UTC')" "$CELERY_VERSION" "$PG_VERSION" <<'PY'
 import json, os, sys
-(work, results, heading, jobs, workers, slots, latency_jobs,
+(work, results, heading, jobs, workers, slots, batch, latency_jobs,
  commit, nproc, cpu, date, celery_version, pg_version) = sys.argv[1:]
-rows = {m: json.load(open(os.path.join(work, m + ".json"))) for m in ("embedded", "distributed", "celery")}
+MODES = ("embedded", "distributed", "distributed_single", "celery")
+rows = {m: json.load(open(os.path.join(work, m + ".json"))) for m in MODES}
 label = {
-    "embedded": "tracseq-ml embedded (SQLite + in-process queue)",
-    "distributed": "tracseq-ml distributed (PostgreSQL + RabbitMQ)",
+    "embedded": f"tracseq-ml embedded (SQLite + in-process queue), batches of {batch}",
+    "distributed": f"tracseq-ml distributed (PostgreSQL + RabbitMQ), batches of {batch}",
+    "distributed_single": "tracseq-ml distributed, submitted one at a time",
     "celery": f"Celery {celery_version} (RabbitMQ broker, Redis results, prefork)",
 }
 lines = [heading, "",
@@ -88,15 +98,17 @@ lines = [heading, "",
          "is `succeeded` in the store (Celery: every result is back from Redis).", "",
          "| mode | jobs | seconds | jobs/s | low-load latency median / p90 ms |",
          "|---|---:|---:|---:|---:|"]
-for m in ("embedded", "distributed", "celery"):
+for m in MODES:
     r = rows[m]
     l = r.get("latency") or {}
     lat = f"{l['median_ms']:.2f} / {l['p90_ms']:.2f}" if l else "—"
     lines.append(f"| {label[m]} | {r['jobs']:,} | {r['seconds']:.2f} | {r['jobs_per_sec']:,.0f} | {lat} |")
 d, c = rows["distributed"]["jobs_per_sec"], rows["celery"]["jobs_per_sec"]
+d1 = rows["distributed_single"]["jobs_per_sec"]
 lines += ["",
-          f"Ratio distributed / Celery: {d / c:.2f}x the jobs/s "
-          f"({'faster' if d >= c else 'slower'} than Celery on this machine).", ""]
+          f"Ratio distributed / Celery: {d / c:.2f}x the jobs/s in batches of {batch} "
+          f"({'faster' if d >= c else 'slower'} than Celery on this machine); "
+          f"{d1 / c:.2f}x submitting one at a time.", ""]
 od = rows["distributed"].get("latency", {})
 oe = rows["embedded"].get("latency", {})
 oc = rows["celery"].get("latency", {})
@@ -120,20 +132,22 @@ if od:
         "(interval 1 ms).", ""]
 lines += [
     f"Settings: tracseq-ml workers run in the `dispatch` process, each with {slots} slots",
-    f"(prefetch {slots}), lease 60 s; jobs are inserted and published sequentially by one",
-    f"task. Celery: one worker process, `--concurrency {workers} --pool prefork`, default",
+    f"(prefetch {slots}), lease 60 s; one task inserts jobs in batches of {batch} (one",
+    "transaction, then one round of publisher confirms for the batch's messages),",
+    "or one job at a time in the `submitted one at a time` row. Celery: one worker process, `--concurrency {workers} --pool prefork`, default",
     "prefetch multiplier (4), `--without-gossip --without-mingle --without-heartbeat`,",
     "one warm-up task before timing; tasks submitted sequentially with `apply_async`,",
     "results collected with `ResultSet.get`.", "",
     "Commands:", "", "```sh",
     "cargo build --release -p tracseq-bench --bin dispatch",
-    f"target/release/dispatch --mode embedded --jobs {jobs} --workers {workers} --slots {slots} --latency-jobs {latency_jobs}",
-    f"target/release/dispatch --mode distributed --jobs {jobs} --workers {workers} --slots {slots} --latency-jobs {latency_jobs}   # schema bench_<uuid>, AMQP prefix bench-<uuid>, both removed afterwards",
+    f"target/release/dispatch --mode embedded --batch {batch} --jobs {jobs} --workers {workers} --slots {slots} --latency-jobs {latency_jobs}",
+    f"target/release/dispatch --mode distributed --batch {batch} --jobs {jobs} --workers {workers} --slots {slots} --latency-jobs {latency_jobs}   # schema bench_<uuid>, AMQP prefix bench-<uuid>, both removed afterwards",
+    f"target/release/dispatch --mode distributed --batch 1 --jobs {jobs} --workers {workers} --slots {slots} --latency-jobs {latency_jobs}",
     "python3 -m venv bench/.venv && bench/.venv/bin/pip install celery redis",
     f"cd bench && .venv/bin/python celery_noop.py --jobs {jobs} --workers {workers} --pool prefork --latency-jobs {latency_jobs}",
     "```", "",
     "Raw output:", "", "```"]
-lines += [json.dumps(rows[m], separators=(",", ":")) for m in ("embedded", "distributed", "celery")]
+lines += [json.dumps(rows[m], separators=(",", ":")) for m in MODES]
 lines += ["```"]
 section = "\n".join(lines) + "\n"
 print(section)

@@ -2,8 +2,9 @@
 # The one test command: formatting, lints and every test of the workspace.
 #
 # It checks, and where needed installs or starts, every service the tests
-# need: PostgreSQL (127.0.0.1:5432), RabbitMQ (127.0.0.1:5672) and a local S3
-# server (s3s-fs, started here on a free port). With CI set, a test whose
+# need: PostgreSQL (127.0.0.1:5432), RabbitMQ (127.0.0.1:5672), a local S3
+# server (s3s-fs, started here on a free port) and libtorch for the
+# neural-network family (ops/libtorch.sh). With CI set, a test whose
 # service is missing fails instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,11 +55,19 @@ eval "$(bash ops/s3-server.sh start)"
 trap 'bash ops/s3-server.sh stop' EXIT
 echo "S3 (s3s-fs): $TRACSEQ_TEST_S3_ENDPOINT"
 
+say "libtorch"
+# The neural-network family builds against libtorch 2.11.0; installed once
+# into ~/.cache/tracseq-ml (outside the clone), CPU-only unless a GPU answers.
+eval "$(bash ops/libtorch.sh)"
+echo "LIBTORCH=$LIBTORCH ($TRACSEQ_TORCH_MODE)"
+
 say "format"
 cargo fmt --all --check
 
 say "lint"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --features torch -- -D warnings
+# The build without libtorch must stay clean too (the feature is optional).
+cargo clippy -p tracseq-learn --all-targets --locked -- -D warnings
 
 say "test"
-cargo test --workspace --locked
+cargo test --workspace --locked --features torch

@@ -18,7 +18,7 @@ use tracseq_core::platform::Role;
 use tracseq_core::{Platform, WorkerId};
 use tracseq_scheduler::service::dataset_limits;
 use tracseq_scheduler::Scheduler;
-use tracseq_worker::{Worker, WorkerOptions};
+use tracseq_worker::{HostResources, Worker, WorkerOptions};
 
 /// How long Ctrl-C waits for running jobs to finish.
 const DRAIN: Duration = Duration::from_secs(60);
@@ -64,11 +64,8 @@ impl Running {
         workers: usize,
     ) -> anyhow::Result<Running> {
         let d = cfg.require_distributed()?;
-        let classes = vec![
-            "cpu".to_string(),
-            "gpu".to_string(),
-            cfg.worker.resource_class.clone(),
-        ];
+        let mut classes = vec!["cpu".to_string(), "gpu".to_string()];
+        classes.extend(cfg.worker.classes());
         let mut classes_unique = classes;
         classes_unique.sort();
         classes_unique.dedup();
@@ -114,7 +111,8 @@ impl Running {
                 Duration::from_millis(cfg.scheduler.tick_ms),
                 wake.clone(),
             )
-            .with_republish_after(Duration::from_secs(cfg.scheduler.republish_secs));
+            .with_republish_after(Duration::from_secs(cfg.scheduler.republish_secs))
+            .with_unschedulable_after(Duration::from_secs(cfg.scheduler.unschedulable_secs));
             let c = cancel.clone();
             tokio::spawn(
                 async move {
@@ -129,10 +127,30 @@ impl Running {
         let host = hostname();
         let pid = std::process::id();
         let mut workers = Vec::new();
+        // One inventory and one set of reservations for all the worker
+        // loops of this process: they share the host's GPUs.
+        let resources = if parts.workers > 0 {
+            let (inventory, note) = tracseq_worker::gpu::detect(cfg.worker.gpus.as_deref())
+                .context("reading the GPU inventory (worker.gpus)")?;
+            if let Some(note) = note {
+                info!("{note}");
+            }
+            let slots = u32::from(cfg.worker.slots) * parts.workers as u32;
+            Some(Arc::new(
+                HostResources::new(WorkerId(format!("{host}-{pid}")), inventory, slots)
+                    .context("the GPU inventory")?,
+            ))
+        } else {
+            None
+        };
         for i in 0..parts.workers {
+            let Some(resources) = resources.clone() else {
+                break;
+            };
             let opts = WorkerOptions {
                 id: WorkerId(format!("{host}-{pid}-w{i}")),
-                resource_class: cfg.worker.resource_class.clone(),
+                resource_classes: cfg.worker.classes(),
+                host: resources,
                 slots: cfg.worker.slots,
                 lease: Duration::from_secs(cfg.worker.lease_secs),
                 heartbeat: Duration::from_millis(cfg.worker.heartbeat_ms),

@@ -3,6 +3,7 @@
 
 mod demo;
 mod embedded;
+mod gpu_check;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -63,9 +64,14 @@ enum Command {
         /// Jobs each runs at once (config: worker.slots).
         #[arg(long)]
         slots: Option<u16>,
-        /// Queue to consume, cpu or gpu (config: worker.resource_class).
+        /// Queues to consume: auto, cpu, gpu or a list such as gpu,cpu
+        /// (config: worker.resource_class).
         #[arg(long)]
         resource_class: Option<String>,
+        /// GPUs to offer instead of asking NVML, e.g. "0:A100:81920,1:A100:81920"
+        /// or "none" (config: worker.gpus).
+        #[arg(long)]
+        gpus: Option<String>,
     },
     /// Create or upgrade the state database (PostgreSQL when a database URL
     /// is configured, else the embedded SQLite file), then exit.
@@ -82,6 +88,16 @@ enum Command {
         /// Print one sample's features as a JSON object instead.
         #[arg(long)]
         example: bool,
+    },
+    /// Print what a worker on this host sees (NVML inventory), one
+    /// placement scenario on it, and (with the torch feature) the same
+    /// seeded MLP trained on CUDA and on CPU, as JSON.
+    GpuCheck {
+        /// Rows of sample-quality data for the MLP comparison.
+        #[arg(long, default_value_t = 8192)]
+        rows: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
     },
 }
 
@@ -177,6 +193,7 @@ async fn main() -> anyhow::Result<()> {
             workers,
             slots,
             resource_class,
+            gpus,
         } => {
             init_tracing(DEFAULT_LOG);
             let mut cfg = load_config(&cli)?;
@@ -185,6 +202,9 @@ async fn main() -> anyhow::Result<()> {
             }
             if let Some(c) = resource_class {
                 cfg.worker.resource_class = c.clone();
+            }
+            if let Some(g) = gpus {
+                cfg.worker.gpus = Some(g.clone());
             }
             let count = workers.unwrap_or(1);
             cfg.validate()?;
@@ -242,6 +262,14 @@ async fn main() -> anyhow::Result<()> {
                     .with_context(|| format!("writing {}", path.display()))?,
                 None => print!("{text}"),
             }
+            Ok(())
+        }
+        Command::GpuCheck { rows, seed } => {
+            if *rows < 100 || *rows > 1_000_000 {
+                anyhow::bail!("--rows must be 100..=1000000");
+            }
+            let report = gpu_check::run(*rows, *seed)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
     }

@@ -87,6 +87,21 @@ pub(crate) const ROUTES: &[(&str, &str, &str, &str, u16)] = &[
     ("post", "/jobs/{id}/cancel", "Cancel one job", "", 200),
     (
         "get",
+        "/workers",
+        "The fleet: each worker's slots, GPUs with live figures, running jobs, last heartbeat; dead workers marked",
+        "",
+        200,
+    ),
+    ("get", "/workers/{id}", "One worker", "", 200),
+    (
+        "get",
+        "/metrics",
+        "Prometheus metrics: workers, GPUs, reservations, queue depths",
+        "",
+        200,
+    ),
+    (
+        "get",
         "/models",
         "Registered models with their latest version",
         "",
@@ -144,7 +159,14 @@ fn schemas() -> Value {
             "model_name": {"type": "string"},
             "priority": {"type": "integer", "minimum": 0, "maximum": 9},
             "max_attempts": {"type": "integer", "minimum": 1, "maximum": 20},
-            "trial_timeout_secs": {"type": "integer", "minimum": 1}}},
+            "trial_timeout_secs": {"type": "integer", "minimum": 1},
+            "resources": {"type": "object", "additionalProperties": false, "properties": {
+                "cpus": {"type": "number", "exclusiveMinimum": 0, "default": 1},
+                "memory_mb": {"type": "integer", "minimum": 0, "default": 0},
+                "gpus": {"type": "number", "minimum": 0, "default": 0,
+                         "description": "a share of one device in (0, 1] (e.g. 0.25) or a whole number of devices"},
+                "gpu_memory_mb": {"type": "integer", "minimum": 0, "default": 0,
+                                  "description": "per device; needs gpus > 0"}}}}},
         "ReportRequest": {"type": "object", "required": ["step", "value"], "additionalProperties": false, "properties": {
             "step": {"type": "integer", "minimum": 0}, "value": {"type": "number"}}},
         "TellRequest": {"type": "object", "additionalProperties": false, "properties": {
@@ -245,7 +267,7 @@ mod tests {
         let doc = openapi();
         assert_eq!(
             doc["paths"].as_object().unwrap().len(),
-            17,
+            20,
             "distinct paths in ROUTES"
         );
         let unknown = warp::test::request().path("/nope").reply(&filter).await;

@@ -61,6 +61,10 @@ pub struct SchedulerConfig {
     /// published again (a message can be lost with a broker; duplicates are
     /// harmless, the store decides who runs a job).
     pub republish_secs: u64,
+    /// A queued job that no live worker could ever hold (too many GPUs, too
+    /// much memory) for this long is marked `unschedulable` with the reason.
+    /// The wait lets a fleet that is starting up register first.
+    pub unschedulable_secs: u64,
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
 }
@@ -76,8 +80,27 @@ pub struct WorkerConfig {
     pub lease_secs: u64,
     /// How often a worker renews its leases (well under `lease_secs`).
     pub heartbeat_ms: u64,
-    /// Resource class this worker consumes (`cpu`, `gpu`).
+    /// Queues this worker consumes: `auto` (`gpu` and `cpu` on a host with
+    /// GPUs, `cpu` elsewhere), or a comma-separated list such as `gpu,cpu`.
     pub resource_class: String,
+    /// The GPUs to offer instead of asking NVML, `index:name:memory_mb`
+    /// comma-separated (e.g. `0:A100:81920,1:A100:81920`), or `none`.
+    /// Unset: NVML where a driver exists, else no GPU.
+    pub gpus: Option<String>,
+}
+
+impl WorkerConfig {
+    /// The configured queues; empty means automatic.
+    pub fn classes(&self) -> Vec<String> {
+        if self.resource_class.trim() == "auto" {
+            return Vec::new();
+        }
+        self.resource_class
+            .split(',')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -144,6 +167,7 @@ impl Default for SchedulerConfig {
         SchedulerConfig {
             tick_ms: 250,
             republish_secs: 30,
+            unschedulable_secs: 30,
             backoff_base_ms: 1_000,
             backoff_max_ms: 60_000,
         }
@@ -157,7 +181,8 @@ impl Default for WorkerConfig {
             slots: 1,
             lease_secs: 30,
             heartbeat_ms: 5_000,
-            resource_class: "cpu".into(),
+            resource_class: "auto".into(),
+            gpus: None,
         }
     }
 }
@@ -238,7 +263,17 @@ impl Config {
         if self.distributed.database_max_connections == 0 {
             return bad("distributed.database_max_connections", "must be at least 1");
         }
-        crate::types::validate_name("worker.resource_class", &self.worker.resource_class)
+        let classes = self.worker.classes();
+        if classes.is_empty() && self.worker.resource_class.trim() != "auto" {
+            return bad(
+                "worker.resource_class",
+                "names no queue; use auto or e.g. gpu,cpu",
+            );
+        }
+        for class in &classes {
+            crate::types::validate_name("worker.resource_class", class)?;
+        }
+        Ok(())
     }
 
     /// The distributed engines, checked for presence: a role cannot start

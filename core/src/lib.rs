@@ -7,10 +7,12 @@
 pub mod backends;
 pub mod config;
 pub mod error;
+pub mod fleet;
 pub mod ids;
 pub mod lifecycle;
 pub mod platform;
 pub mod ports;
+pub mod resources;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 pub mod types;

@@ -7,6 +7,7 @@
 //! apply the outcome with a compare-and-set on [`Job::version`], which is what
 //! makes a claim or a result win exactly once across processes.
 
+use crate::fleet::GpuAssignment;
 use crate::ids::WorkerId;
 use crate::types::{Job, JobState};
 use chrono::{DateTime, Duration, Utc};
@@ -47,6 +48,15 @@ pub enum Event {
         worker: WorkerId,
         lease: Duration,
     },
+    /// Claim and Start as one step, for a worker that begins a job the
+    /// moment it takes it: one store write instead of two, and the `leased`
+    /// state is never stored.
+    ClaimAndStart {
+        worker: WorkerId,
+        lease: Duration,
+        /// The devices the worker's placement gave this attempt.
+        gpus: Option<GpuAssignment>,
+    },
     /// The claiming worker begins executing.
     Start {
         worker: WorkerId,
@@ -83,6 +93,11 @@ pub enum Event {
     /// The backoff after a failure is over.
     RetryDue,
     Cancel {
+        reason: String,
+    },
+    /// The scheduler found that no worker in the fleet could ever hold the
+    /// queued job.
+    Unschedulable {
         reason: String,
     },
 }
@@ -144,6 +159,37 @@ pub fn on_event(
             job.retry_at = None;
             vec![]
         }
+        Event::ClaimAndStart {
+            worker,
+            lease,
+            gpus,
+        } => {
+            // Both steps on a copy, so a rejection leaves `job` unchanged.
+            let mut next = job.clone();
+            let mut effects = on_event(
+                &mut next,
+                Event::Claim {
+                    worker: worker.clone(),
+                    lease,
+                },
+                now,
+                policy,
+            )?;
+            let attempt = next.attempt;
+            effects.extend(on_event(
+                &mut next,
+                Event::Start {
+                    worker,
+                    attempt,
+                    lease,
+                },
+                now,
+                policy,
+            )?);
+            next.gpus = gpus;
+            *job = next;
+            effects
+        }
         Event::Start {
             worker,
             attempt,
@@ -152,6 +198,7 @@ pub fn on_event(
             check_holder(job, &worker, attempt)?;
             require(job, &[JobState::Leased], "start")?;
             job.state = JobState::Running;
+            job.started_at = Some(now);
             job.lease_expires_at = Some(now + lease);
             job.deadline_at = Some(now + Duration::seconds(job.timeout_secs as i64));
             vec![]
@@ -240,6 +287,14 @@ pub fn on_event(
             job.retry_at = None;
             job.finished_at = Some(now);
             vec![Effect::Finished(JobState::Cancelled)]
+        }
+        Event::Unschedulable { reason } => {
+            // Only a waiting job: one a worker already holds evidently fits.
+            require(job, &[JobState::Queued], "mark unschedulable")?;
+            job.state = JobState::Unschedulable;
+            job.last_error = Some(format!("unschedulable: {reason}"));
+            job.finished_at = Some(now);
+            vec![Effect::Finished(JobState::Unschedulable)]
         }
     };
     job.updated_at = now;
@@ -357,6 +412,7 @@ mod tests {
             experiment_id: None,
             payload: json!({}),
             resource_class: "cpu".into(),
+            resources: Default::default(),
             priority: 0,
             max_attempts,
             timeout_secs: 60,
@@ -394,6 +450,68 @@ mod tests {
             at,
         )
         .unwrap();
+    }
+
+    #[test]
+    fn only_a_queued_job_becomes_unschedulable() {
+        let mut j = job(3);
+        let fx = ev(
+            &mut j,
+            Event::Unschedulable {
+                reason: "needs 2 GPUs".into(),
+            },
+            1,
+        )
+        .unwrap();
+        assert_eq!(fx, vec![Effect::Finished(JobState::Unschedulable)]);
+        assert_eq!(j.last_error.as_deref(), Some("unschedulable: needs 2 GPUs"));
+        assert!(j.state.is_terminal());
+
+        let mut held = job(3);
+        claim(&mut held, "a", 0);
+        let err = ev(&mut held, Event::Unschedulable { reason: "x".into() }, 1).unwrap_err();
+        assert!(matches!(err, Rejection::WrongState { .. }));
+    }
+
+    #[test]
+    fn claim_and_start_equals_claim_then_start() {
+        let mut one = job(3);
+        let mut two = one.clone();
+        ev(
+            &mut one,
+            Event::ClaimAndStart {
+                worker: w("a"),
+                lease: secs(10),
+                gpus: None,
+            },
+            5,
+        )
+        .unwrap();
+        claim(&mut two, "a", 5);
+        start(&mut two, "a", 5);
+        assert_eq!(one, two);
+        assert_eq!((one.state, one.attempt), (JobState::Running, 1));
+
+        // Taken already: rejected as a claim would be, and nothing changes.
+        let before = one.clone();
+        let err = ev(
+            &mut one,
+            Event::ClaimAndStart {
+                worker: w("b"),
+                lease: secs(10),
+                gpus: None,
+            },
+            6,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            Rejection::WrongState {
+                state: JobState::Running,
+                action: "claim"
+            }
+        );
+        assert_eq!(one, before);
     }
 
     #[test]

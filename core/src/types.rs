@@ -1,6 +1,8 @@
 //! Records kept in the state store: jobs, experiments, trials, model versions, data sets.
 
+use crate::fleet::GpuAssignment;
 use crate::ids::{DatasetId, ExperimentId, JobId, TrialId, WorkerId};
+use crate::resources::ResourceRequest;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -63,17 +65,25 @@ pub enum JobState {
     Dead,
     Cancelled,
     Pruned,
+    /// No worker in the fleet could ever hold what it asks for (the reason
+    /// is in `last_error`); resubmit with a smaller request or a bigger fleet.
+    Unschedulable,
 }
 str_enum!(JobState {
     Queued => "queued", Leased => "leased", Running => "running", Succeeded => "succeeded",
     Failed => "failed", Dead => "dead", Cancelled => "cancelled", Pruned => "pruned",
+    Unschedulable => "unschedulable",
 });
 
 impl JobState {
     pub fn is_terminal(&self) -> bool {
         matches!(
             self,
-            JobState::Succeeded | JobState::Dead | JobState::Cancelled | JobState::Pruned
+            JobState::Succeeded
+                | JobState::Dead
+                | JobState::Cancelled
+                | JobState::Pruned
+                | JobState::Unschedulable
         )
     }
     /// A worker holds the job (its lease must be kept alive).
@@ -92,6 +102,12 @@ pub struct Job {
     pub trial_number: Option<u64>,
     pub payload: Value,
     pub resource_class: String,
+    /// What the job needs on a worker; placement never overcommits it.
+    #[serde(default)]
+    pub resources: ResourceRequest,
+    /// The GPUs the current (or last) attempt was given on its worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<GpuAssignment>,
     pub priority: u8,
     pub state: JobState,
     /// Number of the current (or last) attempt; 0 before the first claim.
@@ -109,6 +125,9 @@ pub struct Job {
     pub result_attempt: Option<u32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When the current (or last) attempt started running.
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     /// Optimistic-concurrency counter; every stored update bumps it.
     pub version: i64,
@@ -121,6 +140,7 @@ pub struct NewJob {
     pub experiment_id: Option<ExperimentId>,
     pub payload: Value,
     pub resource_class: String,
+    pub resources: ResourceRequest,
     pub priority: u8,
     pub max_attempts: u32,
     pub timeout_secs: u64,
@@ -135,6 +155,8 @@ impl NewJob {
             trial_number,
             payload: self.payload,
             resource_class: self.resource_class,
+            resources: self.resources,
+            gpus: None,
             priority: self.priority,
             state: JobState::Queued,
             attempt: 0,
@@ -149,29 +171,52 @@ impl NewJob {
             result_attempt: None,
             created_at: now,
             updated_at: now,
+            started_at: None,
             finished_at: None,
             version: 0,
         }
     }
 }
 
-/// What travels over the queue: only a wake-up naming the job. The state
-/// store stays the source of truth, so a stale or duplicate message is harmless.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// What travels over the queue: a wake-up naming the job. The state store
+/// stays the source of truth, so a stale or duplicate message is harmless.
+/// Unknown fields are ignored (not refused) so that workers keep taking
+/// messages from a newer scheduler during a rolling upgrade.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DispatchMessage {
     pub job_id: JobId,
     pub kind: JobKind,
     pub priority: u8,
+    /// The job as stored when the message was published. A worker claims
+    /// from this copy with one compare-and-set instead of a read and a
+    /// write. Only a hint: a stale copy loses the compare-and-set and the
+    /// worker reads the store, which stays the truth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<Box<Job>>,
 }
 
+/// Jobs whose payload encodes larger than this travel without a copy in
+/// their message: the saved read is not worth a large message.
+const SNAPSHOT_PAYLOAD_LIMIT: usize = 4 * 1024;
+
 impl DispatchMessage {
+    /// The wake-up for `job`, which must be the job exactly as stored (a
+    /// worker claims from the copy with a compare-and-set on its version).
     pub fn for_job(job: &Job) -> Self {
+        let small = serde_json::to_vec(&job.payload)
+            .map(|b| b.len() <= SNAPSHOT_PAYLOAD_LIMIT)
+            .unwrap_or(false);
         DispatchMessage {
             job_id: job.id,
             kind: job.kind,
             priority: job.priority,
+            job: small.then(|| Box::new(job.clone())),
         }
+    }
+
+    /// The job copy, if present and really of this message's job.
+    pub fn snapshot(&self) -> Option<&Job> {
+        self.job.as_deref().filter(|j| j.id == self.job_id)
     }
 }
 

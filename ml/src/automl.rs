@@ -1,5 +1,14 @@
 //! What a worker runs: cross-validated evaluation of one trial, with pruning
 //! hooks, and the final fit on all rows into a [`ModelArtifact`].
+//!
+//! Intermediate values go to `on_step(step, value)`, and a step number means
+//! the same thing in every trial that reports it, so a pruner comparing
+//! trials at one step compares like with like:
+//! - step `k` (0-based, below the number of folds): the mean metric over
+//!   folds `0..=k`, reported by every family;
+//! - step `EPOCH_STEPS * (k + 1) + e`: the metric after epoch `e` of fold
+//!   `k` on that fold's own validation split (part of its training rows),
+//!   reported only by families that train in epochs (nn).
 
 use std::collections::BTreeMap;
 
@@ -17,7 +26,7 @@ use crate::profile::profile;
 use crate::task::{encode_target, infer_task, Task};
 
 /// How a trial is evaluated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EvalOptions {
     /// Number of CV folds (at least 2; default 3).
     pub folds: usize,
@@ -25,6 +34,10 @@ pub struct EvalOptions {
     pub seed: u64,
     /// Metric to optimise; `None` takes [`Metric::default_for`] the task.
     pub metric: Option<Metric>,
+    /// Where the nn family trains (`cpu`, `cuda:N`); `None` = the process
+    /// default (`TRACSEQ_TORCH_DEVICE`). A worker sets it from the job's
+    /// placement, so a job only touches the GPU it was given.
+    pub device: Option<String>,
 }
 
 impl Default for EvalOptions {
@@ -33,11 +46,16 @@ impl Default for EvalOptions {
             folds: 3,
             seed: 0,
             metric: None,
+            device: None,
         }
     }
 }
 
-/// The pruner's answer after each fold.
+/// Epoch steps of fold `k` start at `EPOCH_STEPS * (k + 1)`; every epoch
+/// index is below it (see the module docs).
+pub const EPOCH_STEPS: u32 = crate::model::nn::MAX_EPOCHS as u32;
+
+/// The pruner's answer after each fold (and, for nn, each epoch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     Continue,
@@ -90,7 +108,10 @@ fn prepare(
 
 /// Cross-validates `params` on `data`. The preprocessor is fitted inside each
 /// fold on that fold's training rows. After each fold, `on_step(fold, mean
-/// so far)` may return [`Step::Stop`] to prune the trial.
+/// so far)` may return [`Step::Stop`] to prune the trial; so may each
+/// epoch's report (see the module docs for step numbers). A trial pruned
+/// inside its first fold has no fold value; its `value` is then the last
+/// value it reported, as Optuna records for pruned trials.
 pub fn evaluate(
     data: &Dataset,
     target: &str,
@@ -105,12 +126,15 @@ pub fn evaluate(
         .then(|| p.y.iter().map(|&c| c as usize).collect());
     let folds = kfold(p.rows.len(), opts.folds, opts.seed, classes.as_deref())?;
     let width = p.task.output_width();
-    let trainer = p.params.trainer(opts.seed);
+    let trainer = p
+        .params
+        .trainer(opts.seed, p.metric, opts.device.as_deref())?;
 
     let mut fold_values = Vec::with_capacity(folds.len());
     let mut oof_y = Vec::with_capacity(p.rows.len());
     let mut oof_pred = Vec::with_capacity(p.rows.len() * width);
     let mut pruned = false;
+    let mut last_reported: Option<f64> = None;
     for (index, fold) in folds.iter().enumerate() {
         let train_rows: Vec<usize> = fold.train.iter().map(|&i| p.rows[i]).collect();
         let valid_rows: Vec<usize> = fold.valid.iter().map(|&i| p.rows[i]).collect();
@@ -120,7 +144,18 @@ pub fn evaluate(
         let pre = Preprocessor::fit(data, target, &train_rows)?;
         let x_train = pre.transform(data, &train_rows)?;
         let x_valid = pre.transform(data, &valid_rows)?;
-        let model = trainer.fit(&x_train, &train_y, &p.task)?;
+        let fold_step = u32::try_from(index + 1)
+            .ok()
+            .and_then(|k| k.checked_mul(EPOCH_STEPS))
+            .ok_or_else(|| internal("fold index overflows the step numbers"))?;
+        let mut on_epoch = |epoch: u32, value: f64| {
+            last_reported = Some(value);
+            on_step(fold_step + epoch, value)
+        };
+        let Some(model) = trainer.fit_observed(&x_train, &train_y, &p.task, &mut on_epoch)? else {
+            pruned = true;
+            break;
+        };
         let predictions = model.predict(&x_valid);
         let value = compute(p.metric, &p.task, &valid_y, &predictions).map_err(|e| match e {
             LearnError::Invalid(m) => invalid(format!("fold {index}: {m}; try fewer folds")),
@@ -137,11 +172,21 @@ pub fn evaluate(
             break;
         }
     }
+    let value = if fold_values.is_empty() {
+        last_reported.ok_or_else(|| internal("trial stopped before reporting a value"))?
+    } else {
+        fold_values.iter().sum::<f64>() / fold_values.len() as f64
+    };
     Ok(Evaluation {
         metric: p.metric,
-        value: fold_values.iter().sum::<f64>() / fold_values.len() as f64,
+        value,
         fold_values,
-        metrics: all_metrics(&p.task, &oof_y, &oof_pred),
+        // Metrics of no rows would be NaN, which JSON cannot carry.
+        metrics: if oof_y.is_empty() {
+            BTreeMap::new()
+        } else {
+            all_metrics(&p.task, &oof_y, &oof_pred)
+        },
         pruned,
         task: p.task,
     })
@@ -159,7 +204,10 @@ pub fn fit_final(
     let p = prepare(data, target, params, opts)?;
     let pre = Preprocessor::fit(data, target, &p.rows)?;
     let x = pre.transform(data, &p.rows)?;
-    let model = p.params.trainer(opts.seed).fit(&x, &p.y, &p.task)?;
+    let model = p
+        .params
+        .trainer(opts.seed, p.metric, opts.device.as_deref())?
+        .fit(&x, &p.y, &p.task)?;
     ModelArtifact::new(
         p.task,
         target.to_string(),
@@ -265,6 +313,7 @@ mod tests {
                 folds: 4,
                 seed: 1,
                 metric: Some(Metric::Mae),
+                device: None,
             },
             &mut |step, mean| {
                 steps.push((step, mean));

@@ -4,6 +4,10 @@
 //! The worker calls [`automl::evaluate`] for each HPO trial and
 //! [`automl::fit_final`] for the final model; serving loads a
 //! [`artifact::ModelArtifact`] and calls [`artifact::ModelArtifact::predict`].
+//!
+//! The neural-network family ([`model::nn`]) trains only in builds with the
+//! `torch` feature (libtorch through tch; `eval "$(ops/libtorch.sh)"` before
+//! building); every build serves nn models, in plain Rust.
 
 pub mod artifact;
 pub mod automl;

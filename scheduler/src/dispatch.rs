@@ -4,16 +4,18 @@
 //! wait, read the store, call pure code, write, publish.
 
 use crate::payload::{TrainPayload, TrainResult, TrialPayload, TrialResult};
+use crate::placement::{self, Fleet};
 use crate::service::{self, best_trial, history, history_bound, time_is_up};
 use crate::spec::ExperimentSpec;
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
+use tracseq_core::fleet::{WorkerRecord, WorkerStatus};
 use tracseq_core::lifecycle::{Effect, Event};
 use tracseq_core::ports::{transition, JobFilter, TransitionOutcome};
 use tracseq_core::types::{
@@ -30,6 +32,9 @@ pub struct Scheduler {
     republish_after: Duration,
     /// When this process last published each queued job's wake-up.
     published: Mutex<HashMap<JobId, Instant>>,
+    unschedulable_after: Duration,
+    /// Queued jobs no live worker could hold, and since when.
+    unplaceable: Mutex<HashMap<JobId, Instant>>,
     /// Poked by workers and the api when something changed, so the loop
     /// reacts at once instead of at the next tick.
     wake: Arc<Notify>,
@@ -42,6 +47,8 @@ impl Scheduler {
             tick,
             republish_after: Duration::from_secs(30),
             published: Mutex::new(HashMap::new()),
+            unschedulable_after: Duration::from_secs(30),
+            unplaceable: Mutex::new(HashMap::new()),
             wake,
         }
     }
@@ -50,6 +57,13 @@ impl Scheduler {
     /// published again.
     pub fn with_republish_after(mut self, after: Duration) -> Self {
         self.republish_after = after;
+        self
+    }
+
+    /// How long a queued job must stay beyond every live worker before it
+    /// is marked unschedulable.
+    pub fn with_unschedulable_after(mut self, after: Duration) -> Self {
+        self.unschedulable_after = after;
         self
     }
 
@@ -71,9 +85,7 @@ impl Scheduler {
 
     pub async fn republish_queued(&self) -> Result<()> {
         let queued = self.queued_jobs().await?;
-        for job in &queued {
-            self.publish(job).await?;
-        }
+        self.publish_all(&queued).await?;
         if !queued.is_empty() {
             info!(count = queued.len(), "re-published queued jobs");
         }
@@ -97,6 +109,26 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Publishes jobs' wake-ups in one batch per resource class.
+    async fn publish_all(&self, jobs: &[Job]) -> Result<()> {
+        let mut by_class: BTreeMap<&str, Vec<DispatchMessage>> = BTreeMap::new();
+        for job in jobs {
+            by_class
+                .entry(job.resource_class.as_str())
+                .or_default()
+                .push(DispatchMessage::for_job(job));
+        }
+        for (class, msgs) in by_class {
+            self.platform.queue.publish_batch(class, &msgs).await?;
+            let now = Instant::now();
+            let mut published = self.lock_published();
+            for m in &msgs {
+                published.insert(m.job_id, now);
+            }
+        }
+        Ok(())
+    }
+
     fn lock_published(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Instant>> {
         self.published.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -104,34 +136,115 @@ impl Scheduler {
     /// Re-publishes jobs that stayed queued long after their last wake-up:
     /// the store is the truth and a message may have been lost (a publish
     /// that failed after the job was stored, a broker that lost it).
-    async fn republish_stale(&self) -> Result<()> {
-        let queued = self.queued_jobs().await?;
+    async fn republish_stale(&self, queued: &[Job]) -> Result<()> {
         let now = Instant::now();
         let mut stale = Vec::new();
         {
             let mut published = self.lock_published();
-            let live: std::collections::HashSet<JobId> = queued.iter().map(|j| j.id).collect();
+            let live: HashSet<JobId> = queued.iter().map(|j| j.id).collect();
             published.retain(|id, _| live.contains(id));
-            for job in &queued {
+            for job in queued {
                 // A job someone else published (the api, another scheduler)
                 // gets a full interval before this one steps in.
                 let last = *published.entry(job.id).or_insert(now);
                 if now.duration_since(last) >= self.republish_after {
-                    stale.push(job);
+                    stale.push(job.clone());
                 }
             }
         }
-        for job in stale {
+        for job in &stale {
             warn!(job_id = %job.id, "job still queued; publishing its wake-up again");
-            self.publish(job).await?;
+        }
+        self.publish_all(&stale).await
+    }
+
+    /// Marks queued jobs that no live worker could ever hold, once that has
+    /// lasted `unschedulable_after`. With no live worker at all nothing is
+    /// judged: the fleet may be starting.
+    async fn mark_unschedulable(&self, queued: &[Job], now: DateTime<Utc>) -> Result<()> {
+        if queued.is_empty() {
+            self.lock_unplaceable().clear();
+            return Ok(());
+        }
+        let workers: Vec<WorkerRecord> = self
+            .platform
+            .state
+            .list_workers()
+            .await?
+            .into_iter()
+            .filter(|w| w.status(now) == WorkerStatus::Alive)
+            .collect();
+        if workers.is_empty() {
+            return Ok(());
+        }
+        let mut fleets: BTreeMap<&str, Fleet> = BTreeMap::new();
+        let mut verdicts = Vec::new();
+        for job in queued {
+            let class = job.resource_class.as_str();
+            let fleet = fleets
+                .entry(class)
+                .or_insert_with(|| fleet_for(&workers, class));
+            let verdict = if fleet.is_empty() {
+                Err(format!(
+                    "no live worker takes {class} jobs ({} live worker{} on other queues)",
+                    workers.len(),
+                    if workers.len() == 1 { "" } else { "s" }
+                ))
+            } else {
+                placement::schedulable(fleet, &job.resources)
+            };
+            verdicts.push((job.id, verdict));
+        }
+        let clock = Instant::now();
+        let mut due = Vec::new();
+        {
+            let mut seen = self.lock_unplaceable();
+            let live: HashSet<JobId> = queued.iter().map(|j| j.id).collect();
+            seen.retain(|id, _| live.contains(id));
+            for (id, verdict) in verdicts {
+                match verdict {
+                    Ok(()) => {
+                        seen.remove(&id);
+                    }
+                    Err(reason) => {
+                        let since = *seen.entry(id).or_insert(clock);
+                        if clock.duration_since(since) >= self.unschedulable_after {
+                            due.push((id, reason));
+                        }
+                    }
+                }
+            }
+        }
+        for (id, reason) in due {
+            let event = Event::Unschedulable {
+                reason: reason.clone(),
+            };
+            let out = transition(
+                self.platform.state.as_ref(),
+                id,
+                event,
+                now,
+                &self.platform.policy,
+            )
+            .await?;
+            if let TransitionOutcome::Applied { .. } = out {
+                warn!(job_id = %id, %reason, "job is unschedulable");
+                self.lock_unplaceable().remove(&id);
+            }
         }
         Ok(())
+    }
+
+    fn lock_unplaceable(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Instant>> {
+        self.unplaceable.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// One pass; `now` is passed in so tests can drive time.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<()> {
         self.sweep_due_jobs(now).await?;
-        self.republish_stale().await?;
+        let queued = self.queued_jobs().await?;
+        self.republish_stale(&queued).await?;
+        self.mark_unschedulable(&queued, now).await?;
         for exp in self
             .platform
             .state
@@ -196,9 +309,29 @@ impl Scheduler {
 
     /// Reconciles finished trial jobs, then starts as many trials as the
     /// budget, the parallelism and the deterministic-history rule allow.
+    /// The new trials' wake-ups go out together, one confirm round trip
+    /// for the tick, also when planning stopped on an error.
     async fn advance(&self, exp: Experiment, now: DateTime<Utc>) -> Result<()> {
+        let mut created = Vec::new();
+        let planned = self.plan_trials(exp, now, &mut created).await;
+        let published = self.publish_all(&created).await;
+        planned.and(published)
+    }
+
+    async fn plan_trials(
+        &self,
+        exp: Experiment,
+        now: DateTime<Utc>,
+        created_jobs: &mut Vec<Job>,
+    ) -> Result<()> {
         let spec = ExperimentSpec::from_value(&exp.spec)?;
         let mut trials = self.reconcile_trials(&exp, now).await?;
+        // Every trial asks for the same resources: when the fleet cannot
+        // hold one, it cannot hold the next either. Stop with the reason
+        // instead of queueing the whole budget to the same end.
+        if let Some(reason) = trials.iter().find_map(unschedulable_reason) {
+            return self.fail_experiment(exp, reason, now).await;
+        }
         let space = spec.space()?;
         let sampler = spec.sampler.build();
         loop {
@@ -255,7 +388,11 @@ impl Scheduler {
                 .create_trial(exp.id, params, Some(job.clone()), now)
                 .await?;
             info!(experiment_id = %exp.id, trial = trial.number, job_id = %job.id, "trial queued");
-            self.publish(&job).await?;
+            // The message's copy must equal the stored job exactly (a worker
+            // claims from it), and the store numbered it.
+            let mut job = job;
+            job.trial_number = Some(trial.number);
+            created_jobs.push(job);
             trials.push(trial);
         }
     }
@@ -272,7 +409,8 @@ impl Scheduler {
             kind,
             experiment_id: Some(exp.id),
             payload,
-            resource_class: DEFAULT_RESOURCE_CLASS.into(),
+            resource_class: spec.resources.resource_class().into(),
+            resources: spec.resources.clone(),
             priority: exp.priority,
             max_attempts: spec.max_attempts,
             timeout_secs: spec.trial_timeout_secs,
@@ -309,7 +447,7 @@ impl Scheduler {
                         ),
                     }
                 }
-                JobState::Dead | JobState::Cancelled => (
+                JobState::Dead | JobState::Cancelled | JobState::Unschedulable => (
                     TrialState::Failed,
                     None,
                     Some(json!({"error": job.last_error})),
@@ -327,6 +465,28 @@ impl Scheduler {
         } else {
             Ok(trials)
         }
+    }
+
+    async fn fail_experiment(
+        &self,
+        mut exp: Experiment,
+        reason: String,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let expected = exp.state;
+        exp.state = ExperimentState::Failed;
+        exp.error = Some(reason);
+        exp.updated_at = now;
+        exp.finished_at = Some(now);
+        if self
+            .platform
+            .state
+            .update_experiment(&exp, expected)
+            .await?
+        {
+            warn!(experiment_id = %exp.id, error = ?exp.error, "experiment failed");
+        }
+        Ok(())
     }
 
     async fn begin_finalize(
@@ -421,7 +581,7 @@ impl Scheduler {
                 exp.model_name = Some(result.model_name);
                 exp.model_version = Some(result.version);
             }
-            JobState::Dead | JobState::Cancelled | JobState::Pruned => {
+            JobState::Dead | JobState::Cancelled | JobState::Pruned | JobState::Unschedulable => {
                 exp.state = ExperimentState::Failed;
                 exp.error = Some(format!(
                     "final training failed: {}",
@@ -446,4 +606,30 @@ impl Scheduler {
 
 fn missing(field: &str) -> tracseq_core::Error {
     tracseq_core::Error::Internal(format!("AutoML experiment spec lacks {field}"))
+}
+
+/// A trial that failed because its job was unschedulable, and why.
+fn unschedulable_reason(t: &Trial) -> Option<String> {
+    if t.state != TrialState::Failed {
+        return None;
+    }
+    let error = t.detail.as_ref()?.get("error")?.as_str()?;
+    error
+        .starts_with("unschedulable:")
+        .then(|| format!("trial {} is {error}", t.number))
+}
+
+/// The live workers that consume `class`, as placement sees them.
+fn fleet_for(workers: &[WorkerRecord], class: &str) -> Fleet {
+    let mut fleet = Fleet::new();
+    for w in workers
+        .iter()
+        .filter(|w| w.resource_classes.iter().any(|c| c == class))
+    {
+        // A report placement cannot reason about is left out, not fatal.
+        if let Err(e) = fleet.set_worker(w.id.clone(), w.capacity.clone()) {
+            warn!(worker = %w.id, error = %e, "ignoring an unreadable worker capacity");
+        }
+    }
+    fleet
 }

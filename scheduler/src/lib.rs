@@ -4,6 +4,7 @@
 pub mod dispatch;
 pub mod hpo;
 pub mod payload;
+pub mod placement;
 pub mod service;
 pub mod spec;
 

@@ -4,6 +4,7 @@ use crate::hpo::{Direction, PrunerConfig, SamplerConfig, SearchSpace};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracseq_core::config::LimitsConfig;
+use tracseq_core::resources::ResourceRequest;
 use tracseq_core::types::validate_name;
 use tracseq_core::{DatasetId, Error, Result};
 
@@ -34,6 +35,9 @@ pub struct ExperimentRequest {
     pub priority: Option<u8>,
     pub max_attempts: Option<u32>,
     pub trial_timeout_secs: Option<u64>,
+    /// What each trial (and the final training job) needs on a worker;
+    /// `gpus > 0` sends them to the `gpu` queue.
+    pub resources: Option<ResourceRequest>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +67,9 @@ pub struct ExperimentSpec {
     pub model_name: Option<String>,
     pub max_attempts: u32,
     pub trial_timeout_secs: u64,
+    /// Older specs (before resources existed) read as the default request.
+    #[serde(default)]
+    pub resources: ResourceRequest,
 }
 
 impl ExperimentSpec {
@@ -191,6 +198,10 @@ pub fn validate(req: &ExperimentRequest, limits: &LimitsConfig) -> Result<Experi
     if req.priority.is_some_and(|p| p > MAX_PRIORITY) {
         return invalid(format!("priority must be 0..={MAX_PRIORITY}"));
     }
+    let resources = req.resources.clone().unwrap_or_default();
+    resources
+        .validate()
+        .map_err(|e| Error::Invalid(format!("resources: {e}")))?;
     Ok(ExperimentSpec {
         dataset_id: req.dataset_id,
         target: req.target.clone(),
@@ -207,6 +218,7 @@ pub fn validate(req: &ExperimentRequest, limits: &LimitsConfig) -> Result<Experi
         model_name: automl.then(|| req.model_name.clone().unwrap_or_else(|| req.name.clone())),
         max_attempts,
         trial_timeout_secs,
+        resources,
     })
 }
 

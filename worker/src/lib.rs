@@ -3,8 +3,11 @@
 //! upload artifacts, and record each result once.
 
 mod datasets;
+pub mod gpu;
+pub mod host;
 pub mod runner;
 mod worker;
 
 pub use datasets::DatasetCache;
+pub use host::HostResources;
 pub use worker::{Worker, WorkerOptions};

@@ -75,7 +75,7 @@ impl Runner {
                 Ok(p) => self.batch_predict(job, p).await,
                 Err(o) => return o,
             },
-            JobKind::Noop => Ok(Outcome::Succeeded(serde_json::json!({"noop": true}))),
+            JobKind::Noop => Ok(noop(job, &stop).await),
         };
         result.unwrap_or_else(Outcome::failed)
     }
@@ -95,6 +95,7 @@ impl Runner {
             folds: p.folds as usize,
             seed: p.seed,
             metric: Some(metric),
+            device: Some(torch_device(job)),
         };
         let platform = self.platform.clone();
         let handle = tokio::runtime::Handle::current();
@@ -169,6 +170,7 @@ impl Runner {
             folds: p.folds as usize,
             seed: p.seed,
             metric: Some(metric),
+            device: Some(torch_device(job)),
         };
         let (target, params, cv) = (p.target.clone(), p.params.clone(), p.cv_metrics.clone());
         let (artifact, bytes) = tokio::task::spawn_blocking(move || {
@@ -292,4 +294,41 @@ pub fn dataset_records(data: &Dataset, target: &str) -> Vec<Map<String, Value>> 
         }
     }
     rows
+}
+
+/// Longest a no-op job may sleep: enough for overhead and placement tests,
+/// short of anything that would hold a slot like real work.
+const MAX_NOOP_SLEEP_MS: u64 = 60_000;
+
+/// A no-op job: does nothing, or sleeps `sleep_ms` (stopping early when the
+/// lease is lost), which measures the platform's own cost per job and lets
+/// tests hold a slot or a GPU share for a known time.
+async fn noop(job: &Job, stop: &AtomicBool) -> Outcome {
+    let sleep_ms = job
+        .payload
+        .get("sleep_ms")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    if sleep_ms > MAX_NOOP_SLEEP_MS {
+        return Outcome::Failed {
+            error: format!("noop sleep_ms must be at most {MAX_NOOP_SLEEP_MS}, got {sleep_ms}"),
+            retryable: false,
+        };
+    }
+    let until = tokio::time::Instant::now() + std::time::Duration::from_millis(sleep_ms);
+    while tokio::time::Instant::now() < until && !stop.load(Ordering::SeqCst) {
+        let left = until - tokio::time::Instant::now();
+        tokio::time::sleep(left.min(std::time::Duration::from_millis(50))).await;
+    }
+    Outcome::Succeeded(json!({"noop": true, "slept_ms": sleep_ms}))
+}
+
+/// The device a job's model trains on: the first GPU its placement gave it,
+/// else the CPU, so a job without a GPU share never touches a GPU (which
+/// placement would not have accounted for).
+fn torch_device(job: &Job) -> String {
+    match job.gpus.as_ref().and_then(|g| g.devices.first()) {
+        Some(d) => format!("cuda:{}", d.index),
+        None => "cpu".into(),
+    }
 }

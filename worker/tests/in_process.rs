@@ -16,7 +16,7 @@ use tracseq_core::{DatasetId, ExperimentId, Platform, WorkerId};
 use tracseq_scheduler::service;
 use tracseq_scheduler::spec::ExperimentRequest;
 use tracseq_scheduler::Scheduler;
-use tracseq_worker::{Worker, WorkerOptions};
+use tracseq_worker::{HostResources, Worker, WorkerOptions};
 
 const POLICY: RetryPolicy = RetryPolicy {
     backoff_base_ms: 50,
@@ -55,7 +55,8 @@ impl Fleet {
     fn start_worker(&mut self, name: &str, lease: Duration) {
         let opts = WorkerOptions {
             id: WorkerId(name.into()),
-            resource_class: "cpu".into(),
+            resource_classes: vec!["cpu".into()],
+            host: Arc::new(HostResources::cpu_only(WorkerId(name.into()), 1)),
             slots: 1,
             lease,
             heartbeat: lease / 4,

@@ -11,7 +11,7 @@ use tracseq_core::lifecycle::RetryPolicy;
 use tracseq_core::ports::JobFilter;
 use tracseq_core::types::{DispatchMessage, JobKind, JobState, NewJob};
 use tracseq_core::{Platform, WorkerId};
-use tracseq_worker::{Worker, WorkerOptions};
+use tracseq_worker::{HostResources, Worker, WorkerOptions};
 
 const N: usize = 50;
 
@@ -27,7 +27,8 @@ async fn noop_jobs_all_succeed_on_first_attempt() {
     for name in ["a", "b"] {
         let opts = WorkerOptions {
             id: WorkerId(name.into()),
-            resource_class: "cpu".into(),
+            resource_classes: vec!["cpu".into()],
+            host: Arc::new(HostResources::cpu_only(WorkerId(name.into()), 2)),
             slots: 2,
             lease: Duration::from_secs(10),
             heartbeat: Duration::from_millis(2500),
@@ -46,6 +47,7 @@ async fn noop_jobs_all_succeed_on_first_attempt() {
             experiment_id: None,
             payload: json!({}),
             resource_class: "cpu".into(),
+            resources: Default::default(),
             priority: 0,
             max_attempts: 1,
             timeout_secs: 30,
@@ -88,7 +90,11 @@ async fn noop_jobs_all_succeed_on_first_attempt() {
         let job = platform.state.get_job(id).await.unwrap();
         assert_eq!(job.state, JobState::Succeeded, "{job:?}");
         assert_eq!(job.result_attempt, Some(1), "{job:?}");
-        assert_eq!(job.result, Some(json!({"noop": true})), "{job:?}");
+        assert_eq!(
+            job.result,
+            Some(json!({"noop": true, "slept_ms": 0})),
+            "{job:?}"
+        );
     }
 
     cancel.cancel();

@@ -6,6 +6,7 @@ mod experiments;
 mod jobs;
 mod models;
 mod predict;
+mod workers;
 
 use crate::problem::{respond, ApiError};
 use crate::Ctx;
@@ -39,7 +40,9 @@ pub fn all(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + 
         .unify()
         .or(predict::routes(ctx.clone()))
         .unify()
-        .or(artifacts::routes(ctx))
+        .or(artifacts::routes(ctx.clone()))
+        .unify()
+        .or(workers::routes(ctx))
         .unify()
         .boxed()
 }

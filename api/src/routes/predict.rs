@@ -131,6 +131,7 @@ async fn batch_predict(ctx: Ctx, body: Result<Bytes, ApiError>) -> ApiResult {
                 experiment_id: None,
                 payload: serde_json::to_value(&payload)?,
                 resource_class: DEFAULT_RESOURCE_CLASS.into(),
+                resources: Default::default(),
                 priority: 0,
                 max_attempts: 3,
                 timeout_secs: 3600,

@@ -68,6 +68,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// First wait after a failed broker operation; doubles up to [`MAX_BACKOFF`].
+/// Messages published before their confirms are awaited together.
+const PUBLISH_CHUNK: usize = 512;
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Lower bound for one attempt's time limit, so an attempt started just before
@@ -449,33 +451,59 @@ impl Shared {
         Ok(())
     }
 
+    /// Publishes every message on the confirm channel, then waits for all
+    /// the confirms: one round trip for the batch instead of one each.
     async fn publish_once(
         &self,
         class: &str,
-        payload: &[u8],
-        properties: BasicProperties,
+        messages: &[(Vec<u8>, BasicProperties)],
     ) -> std::result::Result<(), Attempt> {
         let channel = self.publish_channel().await?;
-        let confirm = channel
-            .basic_publish(
-                self.names.exchange.as_str().into(),
-                class.into(),
-                // Mandatory: a message no queue took comes back instead of
-                // vanishing, e.g. when the class queue was deleted.
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                payload,
-                properties,
-            )
-            .await?;
-        match confirm.await? {
+        let mut confirms = Vec::with_capacity(messages.len());
+        for (payload, properties) in messages {
+            let confirm = channel
+                .basic_publish(
+                    self.names.exchange.as_str().into(),
+                    class.into(),
+                    // Mandatory: a message no queue took comes back instead of
+                    // vanishing, e.g. when the class queue was deleted.
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    payload,
+                    properties.clone(),
+                )
+                .await?;
+            confirms.push(confirm);
+        }
+        // Every confirm is awaited even after a failure so none is left
+        // pending on the channel; the first failure decides the attempt.
+        let mut outcome = Ok(());
+        for confirm in confirms {
+            let checked = match confirm.await {
+                Ok(c) => self.check_confirmation(&channel, class, c).await,
+                Err(e) => Err(e.into()),
+            };
+            if outcome.is_ok() {
+                outcome = checked;
+            }
+        }
+        outcome
+    }
+
+    async fn check_confirmation(
+        &self,
+        channel: &Channel,
+        class: &str,
+        confirmation: Confirmation,
+    ) -> std::result::Result<(), Attempt> {
+        match confirmation {
             Confirmation::Ack(None) => Ok(()),
             Confirmation::Ack(Some(returned)) => {
                 // Unroutable: the binding or queue is missing. A fresh channel
                 // re-declares the topology, then the retry can succeed.
-                self.drop_publish_channel(&channel).await;
+                self.drop_publish_channel(channel).await;
                 Err(Attempt::Retry(format!(
                     "message to class {class:?} was returned unroutable: {}",
                     returned.reply_text
@@ -535,20 +563,31 @@ impl Shared {
 #[async_trait]
 impl JobQueue for AmqpQueue {
     async fn publish(&self, class: &str, msg: &DispatchMessage) -> Result<()> {
+        self.publish_batch(class, std::slice::from_ref(msg)).await
+    }
+
+    async fn publish_batch(&self, class: &str, msgs: &[DispatchMessage]) -> Result<()> {
         self.check_class(class)?;
-        let payload = serde_json::to_vec(msg)
-            .map_err(|e| Error::Internal(format!("encoding dispatch message: {e}")))?;
-        let properties = BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_delivery_mode(PERSISTENT)
-            .with_priority(msg.priority);
+        let mut encoded = Vec::with_capacity(msgs.len());
+        for msg in msgs {
+            let payload = serde_json::to_vec(msg)
+                .map_err(|e| Error::Internal(format!("encoding dispatch message: {e}")))?;
+            let properties = BasicProperties::default()
+                .with_content_type("application/json".into())
+                .with_delivery_mode(PERSISTENT)
+                .with_priority(msg.priority);
+            encoded.push((payload, properties));
+        }
         let shared = &self.shared;
-        let payload = payload.as_slice();
-        shared
-            .retry("publish", || {
-                shared.publish_once(class, payload, properties.clone())
-            })
-            .await
+        // A failed attempt publishes its whole chunk again: duplicates are
+        // harmless wake-ups (the store decides), a missing one is not. Chunks
+        // bound how much one failure repeats.
+        for chunk in encoded.chunks(PUBLISH_CHUNK) {
+            shared
+                .retry("publish", || shared.publish_once(class, chunk))
+                .await?;
+        }
+        Ok(())
     }
 
     async fn subscribe(&self, class: &str, prefetch: u16) -> Result<Box<dyn Subscription>> {

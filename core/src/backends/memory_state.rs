@@ -1,6 +1,7 @@
 //! In-memory `StateStore` for tests: the same semantics as SQL, behind one mutex.
 
-use crate::ids::{DatasetId, ExperimentId, JobId};
+use crate::fleet::WorkerRecord;
+use crate::ids::{DatasetId, ExperimentId, JobId, WorkerId};
 use crate::ports::{JobFilter, StateStore};
 use crate::types::{
     DatasetRecord, Experiment, ExperimentState, Job, ModelVersion, NewModelVersion, Trial,
@@ -25,6 +26,7 @@ struct Inner {
     trials: BTreeMap<(ExperimentId, u64), Trial>,
     models: BTreeMap<(String, u32), ModelVersion>,
     datasets: BTreeMap<DatasetId, DatasetRecord>,
+    workers: BTreeMap<WorkerId, WorkerRecord>,
 }
 
 impl MemoryStateStore {
@@ -47,6 +49,22 @@ impl StateStore for MemoryStateStore {
             return Err(Error::Conflict(format!("job {} already exists", job.id)));
         }
         g.jobs.insert(job.id, job.clone());
+        Ok(())
+    }
+
+    async fn insert_jobs(&self, jobs: &[Job]) -> Result<()> {
+        let mut g = self.lock();
+        // All or none: check every id (against the store and the batch)
+        // before inserting any.
+        let mut seen = std::collections::HashSet::new();
+        for job in jobs {
+            if g.jobs.contains_key(&job.id) || !seen.insert(job.id) {
+                return Err(Error::Conflict(format!("job {} already exists", job.id)));
+            }
+        }
+        for job in jobs {
+            g.jobs.insert(job.id, job.clone());
+        }
         Ok(())
     }
 
@@ -310,6 +328,17 @@ impl StateStore for MemoryStateStore {
         let mut out: Vec<DatasetRecord> = self.lock().datasets.values().cloned().collect();
         out.sort_by_key(|e| std::cmp::Reverse(e.id));
         Ok(out)
+    }
+
+    async fn upsert_worker(&self, worker: &WorkerRecord) -> Result<()> {
+        self.lock()
+            .workers
+            .insert(worker.id.clone(), worker.clone());
+        Ok(())
+    }
+
+    async fn list_workers(&self) -> Result<Vec<WorkerRecord>> {
+        Ok(self.lock().workers.values().cloned().collect())
     }
 }
 

@@ -116,6 +116,7 @@ mod amqp_conformance {
             job_id: JobId::new(),
             kind: JobKind::Trial,
             priority,
+            job: None,
         }
     }
 
@@ -710,7 +711,7 @@ mod postgres_conformance {
         admin.close().await.unwrap();
         match store.check_schema().await {
             Err(Error::Invalid(m)) => assert!(
-                m.contains("newer than this binary (version 9999 > 1)"),
+                m.contains("newer than this binary (version 9999 > 2)"),
                 "{m}"
             ),
             other => panic!("expected newer schema, got {other:?}"),

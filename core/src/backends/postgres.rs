@@ -26,6 +26,7 @@
 //! already landed, and answers as if that attempt had succeeded.
 
 use crate::backends::memory_state::{model_not_found, version_taken};
+use crate::fleet::WorkerRecord;
 use crate::ids::{DatasetId, ExperimentId, JobId};
 use crate::ports::{JobFilter, StateStore};
 use crate::types::{
@@ -564,6 +565,36 @@ impl StateStore for PostgresStateStore {
         .await
     }
 
+    async fn insert_jobs(&self, jobs: &[Job]) -> Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        self.run(|attempt| async move {
+            let mut tx = self.pool.begin().await?;
+            for job in jobs {
+                match insert_job_on(&mut *tx, job).await {
+                    Ok(()) => {}
+                    // The transaction is all or none, so on a retry one
+                    // duplicate means the earlier attempt committed them all,
+                    // unless what is stored differs (a real conflict).
+                    Err(f) if attempt > 0 && is_unique_violation(&f) => {
+                        drop(tx);
+                        for job in jobs {
+                            if self.job_once(job.id).await? != *job {
+                                return Err(f);
+                            }
+                        }
+                        return Ok(());
+                    }
+                    Err(f) => return Err(f),
+                }
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn get_job(&self, id: JobId) -> Result<Job> {
         self.run(|_| self.job_once(id)).await
     }
@@ -884,6 +915,36 @@ impl StateStore for PostgresStateStore {
     async fn list_datasets(&self) -> Result<Vec<DatasetRecord>> {
         self.run(|_| async move {
             let rows = sqlx::query("SELECT body FROM datasets ORDER BY id DESC")
+                .fetch_all(&self.pool)
+                .await?;
+            bodies(&rows)
+        })
+        .await
+    }
+
+    async fn upsert_worker(&self, worker: &WorkerRecord) -> Result<()> {
+        // Idempotent: a retry after an unknown commit writes the same row.
+        self.run(|_| async move {
+            sqlx::query(
+                "INSERT INTO workers (id, resource_class, last_heartbeat_at, body)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (id) DO UPDATE SET resource_class = EXCLUDED.resource_class,
+                     last_heartbeat_at = EXCLUDED.last_heartbeat_at, body = EXCLUDED.body",
+            )
+            .bind(&worker.id.0)
+            .bind(worker.resource_classes.join(","))
+            .bind(ms(worker.last_heartbeat_at))
+            .bind(json(worker))
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_workers(&self) -> Result<Vec<WorkerRecord>> {
+        self.run(|_| async move {
+            let rows = sqlx::query("SELECT body FROM workers ORDER BY id")
                 .fetch_all(&self.pool)
                 .await?;
             bodies(&rows)

@@ -6,6 +6,7 @@
 //! beside the writer.
 
 use crate::backends::memory_state::{model_not_found, version_taken};
+use crate::fleet::WorkerRecord;
 use crate::ids::{DatasetId, ExperimentId, JobId};
 use crate::ports::{JobFilter, StateStore};
 use crate::types::{
@@ -125,6 +126,15 @@ where
 impl StateStore for SqliteStateStore {
     async fn insert_job(&self, job: &Job) -> Result<()> {
         insert_job_on(&self.writer, job).await
+    }
+
+    async fn insert_jobs(&self, jobs: &[Job]) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        for job in jobs {
+            insert_job_on(&mut *tx, job).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn get_job(&self, id: JobId) -> Result<Job> {
@@ -493,6 +503,30 @@ impl StateStore for SqliteStateStore {
 
     async fn list_datasets(&self) -> Result<Vec<DatasetRecord>> {
         let rows = sqlx::query("SELECT body FROM datasets ORDER BY id DESC")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| decode(r.get::<&str, _>("body")))
+            .collect()
+    }
+
+    async fn upsert_worker(&self, worker: &WorkerRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO workers (id, resource_class, last_heartbeat_at, body) VALUES (?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET resource_class = excluded.resource_class,
+                 last_heartbeat_at = excluded.last_heartbeat_at, body = excluded.body",
+        )
+        .bind(&worker.id.0)
+        .bind(worker.resource_classes.join(","))
+        .bind(ms(worker.last_heartbeat_at))
+        .bind(serde_json::to_string(worker)?)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_workers(&self) -> Result<Vec<WorkerRecord>> {
+        let rows = sqlx::query("SELECT body FROM workers ORDER BY id")
             .fetch_all(&self.reader)
             .await?;
         rows.iter()

@@ -9,6 +9,16 @@ use async_trait::async_trait;
 #[async_trait]
 pub trait JobQueue: Send + Sync {
     async fn publish(&self, class: &str, msg: &DispatchMessage) -> Result<()>;
+    /// Publishes several messages; returns once all are accepted. Backends
+    /// with publisher confirms wait for the confirms together instead of one
+    /// round trip each. A failure may leave some published: messages are
+    /// wake-ups, so the caller simply publishes again.
+    async fn publish_batch(&self, class: &str, msgs: &[DispatchMessage]) -> Result<()> {
+        for msg in msgs {
+            self.publish(class, msg).await?;
+        }
+        Ok(())
+    }
     /// Starts consuming a class with at most `prefetch` unacknowledged deliveries.
     async fn subscribe(&self, class: &str, prefetch: u16) -> Result<Box<dyn Subscription>>;
     /// Messages waiting (not delivered) in a class, for metrics and tests.

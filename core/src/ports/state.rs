@@ -1,5 +1,6 @@
 //! `StateStore`: the source of truth for jobs, experiments, trials, models and data sets.
 
+use crate::fleet::WorkerRecord;
 use crate::ids::{DatasetId, ExperimentId, JobId};
 use crate::lifecycle::{on_event, Effect, Event, Rejection, RetryPolicy};
 use crate::types::{
@@ -22,6 +23,14 @@ pub struct JobFilter {
 pub trait StateStore: Send + Sync {
     // --- jobs -----------------------------------------------------------
     async fn insert_job(&self, job: &Job) -> Result<()>;
+    /// Inserts several jobs at once, all or none: the scheduler's trials of
+    /// one tick and bulk submissions pay for one commit, not one each.
+    async fn insert_jobs(&self, jobs: &[Job]) -> Result<()> {
+        for job in jobs {
+            self.insert_job(job).await?;
+        }
+        Ok(())
+    }
     async fn get_job(&self, id: JobId) -> Result<Job>;
     /// Compare-and-set: writes `job` only if the stored version still equals
     /// `job.version`, storing it as `job.version + 1`. `Ok(false)` = lost the race.
@@ -96,6 +105,13 @@ pub trait StateStore: Send + Sync {
     async fn insert_dataset(&self, ds: &DatasetRecord) -> Result<()>;
     async fn get_dataset(&self, id: DatasetId) -> Result<DatasetRecord>;
     async fn list_datasets(&self) -> Result<Vec<DatasetRecord>>;
+
+    // --- worker fleet -------------------------------------------------------
+    /// Creates or replaces a worker's row (every heartbeat writes it whole).
+    async fn upsert_worker(&self, worker: &WorkerRecord) -> Result<()>;
+    /// Every worker ever recorded, by id; readers judge liveness with
+    /// [`WorkerRecord::status`].
+    async fn list_workers(&self) -> Result<Vec<WorkerRecord>>;
 }
 
 #[derive(Debug, Clone)]

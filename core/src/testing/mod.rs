@@ -28,6 +28,7 @@ pub fn new_job(experiment: Option<ExperimentId>, max_attempts: u32) -> Job {
         experiment_id: experiment,
         payload: json!({"objective": "noop"}),
         resource_class: "cpu".into(),
+        resources: Default::default(),
         priority: 0,
         max_attempts,
         timeout_secs: 60,

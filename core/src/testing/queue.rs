@@ -11,6 +11,7 @@ fn msg(priority: u8) -> DispatchMessage {
         job_id: JobId::new(),
         kind: JobKind::Trial,
         priority,
+        job: None,
     }
 }
 
@@ -43,6 +44,16 @@ pub async fn job_queue_suite(q: &dyn JobQueue, class: &str) {
     // Nack without requeue: dropped (dead-lettered).
     d.nack(false).await.unwrap();
     assert!(timeout(short, sub.next()).await.is_err());
+
+    // A batch: every message arrives, in order.
+    let batch: Vec<_> = (0..3).map(|_| msg(0)).collect();
+    q.publish_batch(class, &batch).await.unwrap();
+    for m in &batch {
+        let d = timeout(wait, sub.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(&d.message, m);
+        d.ack().await.unwrap();
+    }
+    q.publish_batch(class, &[]).await.unwrap();
 
     // Prefetch: with one unsettled delivery, the next waits.
     let c1 = msg(0);

@@ -14,6 +14,7 @@ use std::sync::Arc;
 /// Runs every check against a fresh, empty store.
 pub async fn state_store_suite(store: Arc<dyn StateStore>) {
     jobs_round_trip_and_cas(store.as_ref()).await;
+    batch_insert_all_or_none(store.as_ref()).await;
     claims_race_exactly_one_winner(store.clone()).await;
     transition_from_held_and_stale_copies(store.as_ref()).await;
     due_jobs_and_retry_cycle(store.as_ref()).await;
@@ -21,6 +22,7 @@ pub async fn state_store_suite(store: Arc<dyn StateStore>) {
     trials_numbering_jobs_and_final_state(store.clone()).await;
     model_registry(store.as_ref()).await;
     datasets(store.as_ref()).await;
+    worker_registry(store.as_ref()).await;
 }
 
 async fn jobs_round_trip_and_cas(s: &dyn StateStore) {
@@ -68,6 +70,30 @@ async fn jobs_round_trip_and_cas(s: &dyn StateStore) {
     assert!(none.iter().all(|j| j.state == JobState::Dead));
 }
 
+async fn batch_insert_all_or_none(s: &dyn StateStore) {
+    s.insert_jobs(&[]).await.unwrap();
+    let batch: Vec<_> = (1..=5).map(|i| new_job(None, i)).collect();
+    s.insert_jobs(&batch).await.unwrap();
+    for job in &batch {
+        assert_eq!(&s.get_job(job.id).await.unwrap(), job);
+    }
+    // One taken id refuses the whole batch: nothing half-written.
+    let fresh: Vec<_> = (1..=3).map(|i| new_job(None, i)).collect();
+    let mut clash = fresh.clone();
+    clash.push(batch[2].clone());
+    assert!(matches!(
+        s.insert_jobs(&clash).await,
+        Err(Error::Conflict(_))
+    ));
+    for job in &fresh {
+        assert!(
+            matches!(s.get_job(job.id).await, Err(Error::NotFound(_))),
+            "a refused batch left job {} behind",
+            job.id
+        );
+    }
+}
+
 async fn claims_race_exactly_one_winner(s: Arc<dyn StateStore>) {
     let job = new_job(None, 3);
     s.insert_job(&job).await.unwrap();
@@ -94,6 +120,35 @@ async fn claims_race_exactly_one_winner(s: Arc<dyn StateStore>) {
     assert_eq!(winners, 1, "exactly one claim wins");
     let stored = s.get_job(job.id).await.unwrap();
     assert_eq!((stored.state, stored.attempt), (JobState::Leased, 1));
+
+    // The same race from the copy a wake-up message carries (claim and
+    // start in one write): still exactly one winner, started once.
+    let job = new_job(None, 3);
+    s.insert_job(&job).await.unwrap();
+    let mut handles = Vec::new();
+    for i in 0..8 {
+        let (s, held) = (s.clone(), job.clone());
+        handles.push(tokio::spawn(async move {
+            let ev = Event::ClaimAndStart {
+                worker: WorkerId(format!("w{i}")),
+                lease: Duration::seconds(30),
+                gpus: None,
+            };
+            transition_from(s.as_ref(), &held, ev, t0(), &policy)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut winners = Vec::new();
+    for h in handles {
+        if let TransitionOutcome::Applied { job, .. } = h.await.unwrap() {
+            winners.push(job);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one claim-and-start wins");
+    let stored = s.get_job(job.id).await.unwrap();
+    assert_eq!(stored, winners[0]);
+    assert_eq!((stored.state, stored.attempt), (JobState::Running, 1));
 }
 
 async fn transition_from_held_and_stale_copies(s: &dyn StateStore) {
@@ -410,4 +465,67 @@ async fn datasets(s: &dyn StateStore) {
         Err(Error::NotFound(_))
     ));
     assert!(s.list_datasets().await.unwrap().contains(&ds));
+}
+
+async fn worker_registry(s: &dyn StateStore) {
+    use crate::fleet::{RunningJob, WorkerRecord, WorkerStatus};
+    use crate::resources::{GpuInfo, ResourceRequest, WorkerCapacity};
+    let mut w = WorkerRecord {
+        id: WorkerId("gpu-host-1".into()),
+        resource_classes: vec!["gpu".into(), "cpu".into()],
+        slots: 4,
+        capacity: WorkerCapacity {
+            cpus: 16.0,
+            memory_mb: 64_000,
+            gpus: vec![GpuInfo {
+                index: 0,
+                uuid: "GPU-0".into(),
+                name: "A100".into(),
+                memory_total_mb: 81_920,
+                memory_free_mb: Some(80_000),
+                utilization_pct: Some(12),
+                temperature_c: Some(40),
+                power_w: Some(71.5),
+            }],
+        },
+        inventory: "configured".into(),
+        running: vec![],
+        started_at: t0(),
+        last_heartbeat_at: t0(),
+        heartbeat_ms: 1_000,
+        stopped: false,
+        version: "test".into(),
+    };
+    s.upsert_worker(&w).await.unwrap();
+    let mut other = w.clone();
+    other.id = WorkerId("cpu-host-1".into());
+    other.capacity.gpus.clear();
+    s.upsert_worker(&other).await.unwrap();
+    // A heartbeat replaces the row whole.
+    w.last_heartbeat_at = t0() + Duration::seconds(1);
+    w.running.push(RunningJob {
+        job_id: JobId::new(),
+        kind: crate::types::JobKind::Trial,
+        attempt: 1,
+        resources: ResourceRequest::default(),
+        gpus: Default::default(),
+        started_at: t0(),
+    });
+    s.upsert_worker(&w).await.unwrap();
+    let listed = s.list_workers().await.unwrap();
+    let ids: Vec<_> = listed.iter().map(|x| x.id.0.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["cpu-host-1", "gpu-host-1"],
+        "one row per worker, by id"
+    );
+    assert_eq!(listed[1], w);
+    assert_eq!(
+        listed[1].status(t0() + Duration::seconds(2)),
+        WorkerStatus::Alive
+    );
+    assert_eq!(
+        listed[0].status(t0() + Duration::seconds(60)),
+        WorkerStatus::Dead
+    );
 }

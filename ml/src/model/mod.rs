@@ -4,26 +4,43 @@
 //! the predicted value (regression) or one probability per class.
 //! Contributions explain the model's *margin* in its own units: target units
 //! for regression, log-odds of the positive class for binary classification,
-//! and the predicted class's margin (softmax logit for linear, one-vs-rest
-//! log-odds for gbm) for multiclass. Contributions plus the base value equal
-//! that margin.
+//! and the predicted class's margin (softmax logit for linear and nn,
+//! one-vs-rest log-odds for gbm) for multiclass. Contributions plus the base
+//! value equal that margin.
 
 pub mod gbm;
 pub mod linear;
+pub mod nn;
 pub mod params;
 
 use serde::{Deserialize, Serialize};
 
+use crate::automl::Step;
 use crate::error::{invalid, Result};
 use crate::matrix::DenseMatrix;
 use crate::task::Task;
 
-pub use params::{default_search_space, Family, GbmParams, LinearParams, ModelParams};
+pub use params::{default_search_space, Family, GbmParams, LinearParams, ModelParams, NnParams};
 
 /// Fits a model of one family on an encoded matrix.
 pub trait Trainer {
     /// `y` holds regression targets or class indices (as `f64`) for `task`.
     fn fit(&self, x: &DenseMatrix, y: &[f64], task: &Task) -> Result<FittedModel>;
+
+    /// [`Trainer::fit`] for a pruned search: families that train in epochs
+    /// call `on_epoch(epoch, value)` after each epoch with the metric on
+    /// their own validation split, and stop when it returns [`Step::Stop`],
+    /// giving `Ok(None)`. Families trained in one go never call it.
+    fn fit_observed(
+        &self,
+        x: &DenseMatrix,
+        y: &[f64],
+        task: &Task,
+        on_epoch: &mut dyn FnMut(u32, f64) -> Step,
+    ) -> Result<Option<FittedModel>> {
+        let _ = on_epoch;
+        self.fit(x, y, task).map(Some)
+    }
 }
 
 /// A trained model of any family.
@@ -32,6 +49,7 @@ pub trait Trainer {
 pub enum FittedModel {
     Linear(linear::LinearModel),
     Gbm(gbm::GbmModel),
+    Nn(nn::NnModel),
 }
 
 impl FittedModel {
@@ -39,6 +57,7 @@ impl FittedModel {
         match self {
             FittedModel::Linear(_) => Family::Linear,
             FittedModel::Gbm(_) => Family::Gbm,
+            FittedModel::Nn(_) => Family::Nn,
         }
     }
 
@@ -47,6 +66,7 @@ impl FittedModel {
         match self {
             FittedModel::Linear(m) => m.n_features(),
             FittedModel::Gbm(m) => m.n_features(),
+            FittedModel::Nn(m) => m.n_features(),
         }
     }
 
@@ -55,6 +75,7 @@ impl FittedModel {
         match self {
             FittedModel::Linear(m) => m.output_width(),
             FittedModel::Gbm(m) => m.output_width(),
+            FittedModel::Nn(m) => m.output_width(),
         }
     }
 
@@ -63,8 +84,8 @@ impl FittedModel {
     pub fn validate(&self) -> std::result::Result<(), String> {
         match self {
             FittedModel::Linear(m) => m.validate(),
-            // Boosters are checked while decoding (see `gbm`).
-            FittedModel::Gbm(_) => Ok(()),
+            // Boosters and networks are checked while decoding (see `gbm`, `nn`).
+            FittedModel::Gbm(_) | FittedModel::Nn(_) => Ok(()),
         }
     }
 
@@ -73,6 +94,7 @@ impl FittedModel {
         match self {
             FittedModel::Linear(m) => m.predict_row(x, out),
             FittedModel::Gbm(m) => m.predict_row(x, out),
+            FittedModel::Nn(m) => m.predict_row(x, out),
         }
     }
 
@@ -104,6 +126,7 @@ impl FittedModel {
         match self {
             FittedModel::Linear(m) => m.contributions_row(x, class, out),
             FittedModel::Gbm(m) => m.contributions_row(x, class, out),
+            FittedModel::Nn(m) => m.contributions_row(x, class, out),
         }
     }
 
@@ -133,6 +156,7 @@ impl FittedModel {
         match self {
             FittedModel::Linear(m) => m.margin_row(x, class),
             FittedModel::Gbm(m) => m.margin_row(x, class),
+            FittedModel::Nn(m) => m.margin_row(x, class),
         }
     }
 }

@@ -9,7 +9,14 @@
 //! Defaults (used when a parameter is absent):
 //! `family` = "gbm"; `linear_l2` = 0.01; `gbm_iterations` = 150,
 //! `gbm_learning_rate` = 0.1, `gbm_max_depth` = 4, `gbm_min_leaf_weight` = 1.0,
-//! `gbm_l2` = 1.0, `gbm_subsample` = 1.0.
+//! `gbm_l2` = 1.0, `gbm_subsample` = 1.0; `nn_layers` = 2, `nn_width` = 64,
+//! `nn_dropout` = 0.1, `nn_batch_norm` = true, `nn_learning_rate` = 0.001,
+//! `nn_weight_decay` = 0.0001, `nn_batch_size` = 64, `nn_epochs` = 100.
+//!
+//! The "nn" family trains with libtorch, so only builds with the `torch`
+//! feature accept it; other builds reject it here, naming the feature, and
+//! leave it out of [`default_search_space`] so a study on such a build never
+//! samples a family it cannot train. (Serving an nn model needs no libtorch.)
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -18,6 +25,7 @@ use super::gbm::GbmTrainer;
 use super::linear::LinearTrainer;
 use super::Trainer;
 use crate::error::{invalid, Result};
+use crate::metrics::Metric;
 
 /// A model family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -25,6 +33,7 @@ use crate::error::{invalid, Result};
 pub enum Family {
     Linear,
     Gbm,
+    Nn,
 }
 
 impl Family {
@@ -32,6 +41,7 @@ impl Family {
         match self {
             Family::Linear => "linear",
             Family::Gbm => "gbm",
+            Family::Nn => "nn",
         }
     }
 }
@@ -73,15 +83,55 @@ impl Default for GbmParams {
     }
 }
 
+/// Largest `nn_layers`; also the most hidden layers a stored model may have.
+pub const NN_MAX_LAYERS: usize = 8;
+/// Largest `nn_width`; also the widest hidden layer a stored model may have.
+pub const NN_MAX_WIDTH: usize = 1024;
+
+/// Multilayer perceptron settings (see [`super::nn`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct NnParams {
+    /// Hidden layers, each linear, then batch norm (optional), ReLU, dropout.
+    pub layers: usize,
+    /// Units per hidden layer.
+    pub width: usize,
+    /// Probability of zeroing a hidden unit while training.
+    pub dropout: f64,
+    pub batch_norm: bool,
+    /// AdamW step size.
+    pub learning_rate: f64,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f64,
+    pub batch_size: usize,
+    /// Most epochs; early stopping on a validation split usually ends sooner.
+    pub epochs: usize,
+}
+
+impl Default for NnParams {
+    fn default() -> Self {
+        NnParams {
+            layers: 2,
+            width: 64,
+            dropout: 0.1,
+            batch_norm: true,
+            learning_rate: 1e-3,
+            weight_decay: 1e-4,
+            batch_size: 64,
+            epochs: 100,
+        }
+    }
+}
+
 /// Parsed, validated hyperparameters of one trial.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "family", rename_all = "lowercase")]
 pub enum ModelParams {
     Linear(LinearParams),
     Gbm(GbmParams),
+    Nn(NnParams),
 }
 
-const KNOWN: [&str; 8] = [
+const KNOWN: [&str; 16] = [
     "family",
     "linear_l2",
     "gbm_iterations",
@@ -90,7 +140,18 @@ const KNOWN: [&str; 8] = [
     "gbm_min_leaf_weight",
     "gbm_l2",
     "gbm_subsample",
+    "nn_layers",
+    "nn_width",
+    "nn_dropout",
+    "nn_batch_norm",
+    "nn_learning_rate",
+    "nn_weight_decay",
+    "nn_batch_size",
+    "nn_epochs",
 ];
+
+/// Whether this build can train the "nn" family (it has libtorch).
+pub const NN_AVAILABLE: bool = cfg!(feature = "torch");
 
 fn float(
     params: &Map<String, Value>,
@@ -136,6 +197,38 @@ fn int(
     Ok(x as usize)
 }
 
+fn boolean(params: &Map<String, Value>, name: &str, default: bool) -> Result<bool> {
+    match params.get(name) {
+        None => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(v) => Err(invalid(format!(
+            "parameter '{name}' must be true or false, got {v}"
+        ))),
+    }
+}
+
+fn nn_params(params: &Map<String, Value>) -> Result<NnParams> {
+    let d = NnParams::default();
+    let p = NnParams {
+        layers: int(params, "nn_layers", d.layers, 1, NN_MAX_LAYERS)?,
+        width: int(params, "nn_width", d.width, 1, NN_MAX_WIDTH)?,
+        // At 1.0 every unit would be dropped and the scaling divides by zero.
+        dropout: float(params, "nn_dropout", d.dropout, 0.0, 0.9)?,
+        batch_norm: boolean(params, "nn_batch_norm", d.batch_norm)?,
+        learning_rate: float(params, "nn_learning_rate", d.learning_rate, 1e-6, 1.0)?,
+        weight_decay: float(params, "nn_weight_decay", d.weight_decay, 0.0, 1.0)?,
+        batch_size: int(params, "nn_batch_size", d.batch_size, 1, 65_536)?,
+        epochs: int(params, "nn_epochs", d.epochs, 1, super::nn::MAX_EPOCHS)?,
+    };
+    // Batch norm needs two rows per batch to estimate a variance.
+    if p.batch_norm && p.batch_size < 2 {
+        return Err(invalid(
+            "parameter 'nn_batch_size' must be at least 2 when nn_batch_norm is true",
+        ));
+    }
+    Ok(p)
+}
+
 impl ModelParams {
     /// Parses sampler output; see the module docs for names and defaults.
     pub fn from_map(params: &Map<String, Value>) -> Result<ModelParams> {
@@ -149,12 +242,19 @@ impl ModelParams {
             None => Family::Gbm,
             Some(Value::String(s)) if s == "linear" => Family::Linear,
             Some(Value::String(s)) if s == "gbm" => Family::Gbm,
+            Some(Value::String(s)) if s == "nn" => Family::Nn,
             Some(other) => {
                 return Err(invalid(format!(
-                    "parameter 'family' must be \"linear\" or \"gbm\", got {other}"
+                    "parameter 'family' must be \"linear\", \"gbm\" or \"nn\", got {other}"
                 )))
             }
         };
+        if family == Family::Nn && !NN_AVAILABLE {
+            return Err(invalid(
+                "family \"nn\" needs a build with the `torch` feature (libtorch); \
+                 this build has none, so choose \"linear\" or \"gbm\"",
+            ));
+        }
         Ok(match family {
             Family::Linear => ModelParams::Linear(LinearParams {
                 l2: float(params, "linear_l2", LinearParams::default().l2, 0.0, 1e6)?,
@@ -176,6 +276,7 @@ impl ModelParams {
                     subsample: float(params, "gbm_subsample", d.subsample, 0.05, 1.0)?,
                 })
             }
+            Family::Nn => ModelParams::Nn(nn_params(params)?),
         })
     }
 
@@ -183,15 +284,39 @@ impl ModelParams {
         match self {
             ModelParams::Linear(_) => Family::Linear,
             ModelParams::Gbm(_) => Family::Gbm,
+            ModelParams::Nn(_) => Family::Nn,
         }
     }
 
     /// A trainer for these parameters; `seed` drives any randomness
-    /// (row subsampling) so the same seed gives the same model.
-    pub fn trainer(&self, seed: u64) -> Box<dyn Trainer> {
+    /// (row subsampling, initial weights, batches) so the same seed gives
+    /// the same model. `metric` is what families that stop early watch.
+    /// `device` (`cpu`, `cuda:N`) overrides the process default for "nn".
+    /// Fails only for "nn" on a build without the `torch` feature.
+    pub fn trainer(
+        &self,
+        seed: u64,
+        metric: Metric,
+        device: Option<&str>,
+    ) -> Result<Box<dyn Trainer>> {
         match *self {
-            ModelParams::Linear(params) => Box::new(LinearTrainer { params }),
-            ModelParams::Gbm(params) => Box::new(GbmTrainer { params, seed }),
+            ModelParams::Linear(params) => Ok(Box::new(LinearTrainer { params })),
+            ModelParams::Gbm(params) => Ok(Box::new(GbmTrainer { params, seed })),
+            #[cfg(feature = "torch")]
+            ModelParams::Nn(params) => {
+                let mut t = super::nn::train::NnTrainer::new(params, seed, metric)?;
+                if let Some(d) = device {
+                    t.device = super::nn::NnDevice::parse(d)?;
+                }
+                Ok(Box::new(t))
+            }
+            #[cfg(not(feature = "torch"))]
+            ModelParams::Nn(_) => {
+                let _ = (metric, device);
+                Err(invalid(
+                    "family \"nn\" needs a build with the `torch` feature (libtorch)",
+                ))
+            }
         }
     }
 }
@@ -200,10 +325,13 @@ impl ModelParams {
 ///
 /// Ranges keep one trial (3-fold CV, ~2,000 rows x ~25 encoded columns)
 /// under a second on one core: at most 200 trees of depth 5 (~0.6 s on a
-/// shared 2-core build box, ~0.2 s for a typical draw).
+/// shared 2-core build box, ~0.2 s for a typical draw). The nn ranges are
+/// small for the same reason: the costliest draw (2 x 64, batch 64, 40
+/// epochs) takes ~1.0 s on that box (`nn_trial_timing` in the nn tests), and
+/// early stopping ends many draws before `nn_epochs`.
 pub fn default_search_space() -> Value {
     let gbm = json!({"family": ["gbm"]});
-    json!({
+    let mut space = json!({
         "family": {"type": "categorical", "choices": ["linear", "gbm"]},
         "linear_l2": {"type": "float", "low": 1e-6, "high": 10.0, "log": true,
                       "when": {"family": ["linear"]}},
@@ -213,7 +341,25 @@ pub fn default_search_space() -> Value {
         "gbm_min_leaf_weight": {"type": "float", "low": 0.5, "high": 20.0, "log": true, "when": gbm},
         "gbm_l2": {"type": "float", "low": 0.001, "high": 10.0, "log": true, "when": gbm},
         "gbm_subsample": {"type": "float", "low": 0.5, "high": 1.0, "when": gbm},
-    })
+    });
+    if NN_AVAILABLE {
+        let nn = json!({"family": ["nn"]});
+        let extra = json!({
+            "family": {"type": "categorical", "choices": ["linear", "gbm", "nn"]},
+            "nn_layers": {"type": "int", "low": 1, "high": 2, "when": nn},
+            "nn_width": {"type": "int", "low": 16, "high": 64, "log": true, "when": nn},
+            "nn_dropout": {"type": "float", "low": 0.0, "high": 0.3, "when": nn},
+            "nn_batch_norm": {"type": "categorical", "choices": [true, false], "when": nn},
+            "nn_learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": true, "when": nn},
+            "nn_weight_decay": {"type": "float", "low": 1e-6, "high": 1e-2, "log": true, "when": nn},
+            "nn_batch_size": {"type": "int", "low": 64, "high": 256, "step": 64, "when": nn},
+            "nn_epochs": {"type": "int", "low": 10, "high": 40, "step": 10, "when": nn},
+        });
+        if let (Some(space), Some(extra)) = (space.as_object_mut(), extra.as_object()) {
+            space.extend(extra.clone());
+        }
+    }
+    space
 }
 
 #[cfg(test)]
@@ -277,15 +423,78 @@ mod tests {
             panic!("space is an object")
         };
         for name in KNOWN {
-            assert!(space.contains_key(name), "{name}");
+            // nn parameters are known to every build (so a typo check never
+            // hides the real error) but sampled only where nn can train.
+            let expected = NN_AVAILABLE || !name.starts_with("nn_");
+            assert_eq!(space.contains_key(name), expected, "{name}");
         }
-        for bound in ["low", "high"] {
-            let mut m = Map::new();
-            m.insert("family".into(), json!("gbm"));
-            for (name, spec) in space.iter().filter(|(n, _)| n.starts_with("gbm_")) {
-                m.insert(name.clone(), spec[bound].clone());
+        let families: &[&str] = if NN_AVAILABLE {
+            &["gbm", "nn"]
+        } else {
+            &["gbm"]
+        };
+        for family in families {
+            for bound in ["low", "high"] {
+                let mut m = Map::new();
+                m.insert("family".into(), json!(family));
+                let prefix = format!("{family}_");
+                for (name, spec) in space.iter().filter(|(n, _)| n.starts_with(&prefix)) {
+                    let value = match spec.get(bound) {
+                        Some(v) => v.clone(),
+                        None => spec["choices"][0].clone(),
+                    };
+                    m.insert(name.clone(), value);
+                }
+                let parsed = ModelParams::from_map(&m);
+                assert!(parsed.is_ok(), "{family} {bound}: {parsed:?}");
             }
-            assert!(ModelParams::from_map(&m).is_ok(), "{bound}");
+        }
+    }
+
+    #[test]
+    fn nn_params_parse_or_name_the_missing_feature() {
+        let p = parse(json!({"family": "nn", "nn_width": 32, "nn_batch_norm": false}));
+        if NN_AVAILABLE {
+            let Ok(ModelParams::Nn(nn)) = p else {
+                panic!("{p:?}")
+            };
+            assert_eq!(nn.width, 32);
+            assert!(!nn.batch_norm);
+            assert_eq!(nn.layers, NnParams::default().layers);
+            let cases = [
+                (json!({"family": "nn", "nn_dropout": 1.0}), "nn_dropout"),
+                (
+                    json!({"family": "nn", "nn_batch_norm": "yes"}),
+                    "nn_batch_norm",
+                ),
+                (json!({"family": "nn", "nn_layers": 0}), "nn_layers"),
+                (json!({"family": "nn", "nn_width": 4096}), "nn_width"),
+                (
+                    json!({"family": "nn", "nn_learning_rate": 0.0}),
+                    "nn_learning_rate",
+                ),
+                (json!({"family": "nn", "nn_epochs": 1.5}), "nn_epochs"),
+                (json!({"family": "nn", "nn_batch_size": 1}), "nn_batch_size"),
+                (
+                    json!({"family": "nn", "nn_weight_decay": -0.1}),
+                    "nn_weight_decay",
+                ),
+            ];
+            for (v, name) in cases {
+                match parse(v) {
+                    Err(LearnError::Invalid(m)) => assert!(m.contains(name), "{m}"),
+                    other => panic!("{name}: {other:?}"),
+                }
+            }
+            // Without batch norm a batch of one row is fine.
+            assert!(
+                parse(json!({"family": "nn", "nn_batch_size": 1, "nn_batch_norm": false})).is_ok()
+            );
+        } else {
+            match p {
+                Err(LearnError::Invalid(m)) => assert!(m.contains("`torch` feature"), "{m}"),
+                other => panic!("{other:?}"),
+            }
         }
     }
 }

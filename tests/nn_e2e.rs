@@ -1,0 +1,136 @@
+//! The neural-network family through the real binary: an AutoML experiment
+//! of MLP trials on the sample-quality data, its model served by
+//! `/predict`, and an MLP trial pruned from the validation values it
+//! reports each epoch. Needs the `torch` feature (ops/test.sh builds with it).
+#![cfg(feature = "torch")]
+
+mod common;
+
+use common::Server;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn upload(server: &Server, rows: usize, seed: u64) -> String {
+    let csv = tracseq_learn::lab::generate_csv(rows, seed);
+    let (status, ds) = server
+        .post_raw("/datasets?name=lab", csv.into_bytes(), "text/csv")
+        .await;
+    assert_eq!(status, 201, "{ds}");
+    ds["id"].as_str().unwrap().to_string()
+}
+
+async fn run_to_end(server: &Server, spec: &Value) -> (String, Value) {
+    let (status, exp) = server.post_json("/experiments", spec).await;
+    assert_eq!(status, 201, "{exp}");
+    let id = exp["id"].as_str().unwrap().to_string();
+    let done = server
+        .wait_for(
+            &format!("/experiments/{id}"),
+            Duration::from_secs(300),
+            |b| b["state"] != "running" && b["state"] != "finalizing",
+        )
+        .await;
+    (id, done)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mlp_automl_experiment_is_served_by_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]).await;
+    let ds = upload(&server, 600, 21).await;
+    let spec = json!({
+        "name": "mlp", "dataset_id": ds, "target": "quality_score",
+        "budget": {"trials": 4}, "parallelism": 2, "seed": 3, "cv_folds": 3,
+        "model_name": "quality-mlp",
+        "search_space": {
+            "family": {"type": "categorical", "choices": ["nn"]},
+            "nn_width": {"type": "int", "low": 8, "high": 32},
+            "nn_epochs": {"type": "int", "low": 5, "high": 15},
+            "nn_learning_rate": {"type": "float", "low": 0.001, "high": 0.03, "log": true}
+        }
+    });
+    let (id, done) = run_to_end(&server, &spec).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(done["counts"]["total"], 4);
+    assert_eq!(done["model_name"], "quality-mlp");
+
+    // Every trial reported per-epoch validation values (steps >= 1000).
+    let (_, trials) = server.get(&format!("/experiments/{id}/trials")).await;
+    for t in trials.as_array().unwrap() {
+        assert_eq!(t["params"]["family"], "nn", "{t}");
+        let epochs = t["intermediate"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| k.parse::<u32>().unwrap() >= 1000)
+            .count();
+        assert!(epochs >= 1, "trial {} reported no epoch: {t}", t["number"]);
+    }
+
+    let (status, model) = server.get("/models/quality-mlp").await;
+    assert_eq!(status, 200, "{model}");
+    assert_eq!(model["versions"][0]["params"]["family"], "nn");
+    let features = tracseq_learn::lab::example_record(4);
+    let (status, pred) = server
+        .post_json(
+            "/predict",
+            &json!({"model": "quality-mlp", "features": features}),
+        )
+        .await;
+    assert_eq!(status, 200, "{pred}");
+    let value = pred["value"].as_f64().unwrap();
+    assert!(value.is_finite(), "{pred}");
+    assert!(pred["quality"]["category"].is_string(), "{pred}");
+    assert!(!pred["contributions"].as_array().unwrap().is_empty());
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hopeless_mlp_trial_is_pruned_from_its_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]).await;
+    let ds = upload(&server, 600, 22).await;
+    // Trials alternate between a learning rate that learns and one that
+    // barely moves (1e-6): the median pruner, comparing each epoch's
+    // validation value with finished trials at the same epoch, stops the
+    // hopeless ones early.
+    let spec = json!({
+        "name": "mlp-prune", "dataset_id": ds, "target": "quality_score",
+        "budget": {"trials": 6}, "parallelism": 1, "seed": 9, "cv_folds": 2,
+        "sampler": {"type": "random"},
+        "pruner": {"type": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
+        "search_space": {
+            "family": {"type": "categorical", "choices": ["nn"]},
+            "nn_learning_rate": {"type": "categorical", "choices": [0.03, 0.000001]},
+            "nn_epochs": {"type": "categorical", "choices": [25]},
+            "nn_batch_norm": {"type": "categorical", "choices": [false]},
+            "nn_dropout": {"type": "categorical", "choices": [0.0]}
+        }
+    });
+    let (id, done) = run_to_end(&server, &spec).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    let (_, trials) = server.get(&format!("/experiments/{id}/trials")).await;
+    let trials = trials.as_array().unwrap();
+    let pruned: Vec<&Value> = trials.iter().filter(|t| t["state"] == "pruned").collect();
+    assert!(!pruned.is_empty(), "no trial was pruned: {trials:?}");
+    for t in &pruned {
+        assert_eq!(t["params"]["nn_learning_rate"], 0.000001, "{t}");
+        let last_step = t["intermediate"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.parse::<u32>().unwrap())
+            .max()
+            .unwrap();
+        assert!(
+            last_step >= 1000,
+            "pruned at an epoch report (step {last_step}), not only after a fold: {t}"
+        );
+    }
+    // The good configuration was never pruned.
+    assert!(trials
+        .iter()
+        .filter(|t| t["params"]["nn_learning_rate"] == 0.03)
+        .all(|t| t["state"] == "complete"));
+    server.stop();
+}

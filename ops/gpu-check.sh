@@ -22,7 +22,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ROWS="${TRACSEQ_GPU_CHECK_ROWS:-20000}"
 SEED="${TRACSEQ_GPU_CHECK_SEED:-42}"
 
-eval "$(bash "$ROOT/ops/libtorch.sh")"
+# TRACSEQ_LIBTORCH_MODE=cuda runs a CUDA-linked binary on a host without a GPU.
+eval "$(bash "$ROOT/ops/libtorch.sh" "${TRACSEQ_LIBTORCH_MODE:-auto}")"
 if [ "$TRACSEQ_TORCH_MODE" != cuda ]; then
     echo "gpu-check: no NVIDIA GPU answers nvidia-smi here; the check still runs, CPU only" >&2
 fi
@@ -42,3 +43,45 @@ nvidia-smi --query-gpu=index,name,uuid,memory.total,memory.used,utilization.gpu,
     --format=csv 2>&1 || echo "(nvidia-smi unavailable)"
 echo "== $BIN gpu-check --rows $ROWS --seed $SEED"
 "$BIN" gpu-check --rows "$ROWS" --seed "$SEED"
+
+# The dispatch path on this host: `tracseq-ml up` (embedded: scheduler, two
+# workers sharing the host's GPUs) runs an MLP experiment whose trials ask
+# for half a GPU each; every trial job records the device it was given.
+echo "== end to end: MLP trials asking for gpus: 0.5 through tracseq-ml up"
+WORK="$(mktemp -d)"
+PORT=$((20000 + RANDOM % 20000))
+"$BIN" up --port "$PORT" --data-dir "$WORK/data" --workers 2 >"$WORK/up.log" 2>&1 &
+UP=$!
+trap 'kill $UP 2>/dev/null || true; rm -rf "$WORK"' EXIT
+B="http://127.0.0.1:$PORT"
+for _ in $(seq 1 100); do curl -sf "$B/health" >/dev/null && break; sleep 0.2; done
+"$BIN" generate --rows 4000 --seed 7 --out "$WORK/samples.csv"
+DS=$(curl -sf -X POST --data-binary @"$WORK/samples.csv" -H 'content-type: text/csv' "$B/datasets?name=gpu-check" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+EXP=$(curl -sf -X POST "$B/experiments" -H 'content-type: application/json' -d "{
+  \"name\": \"gpu-check\", \"dataset_id\": \"$DS\", \"target\": \"quality_score\",
+  \"budget\": {\"trials\": 6}, \"parallelism\": 4, \"seed\": 7, \"model_name\": \"gpu-check\",
+  \"resources\": {\"gpus\": 0.5},
+  \"search_space\": {\"family\": {\"type\": \"categorical\", \"choices\": [\"nn\"]},
+                     \"nn_epochs\": {\"type\": \"int\", \"low\": 10, \"high\": 30}}}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+for _ in $(seq 1 600); do
+    STATE=$(curl -sf "$B/experiments/$EXP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
+    case "$STATE" in running | finalizing) sleep 0.5 ;; *) break ;; esac
+done
+curl -sf "$B/experiments/$EXP" | python3 -c '
+import json, sys
+e = json.load(sys.stdin)
+print(json.dumps({k: e.get(k) for k in ("state", "error", "counts", "best_trial", "model_version")}, indent=1))'
+curl -sf "$B/experiments/$EXP/trials" | python3 -c '
+import json, sys, urllib.request
+base = sys.argv[1]
+for t in json.load(sys.stdin):
+    job = json.load(urllib.request.urlopen(base + "/jobs/" + t["job_id"]))
+    print("trial", t["number"], t["state"], "value=%s" % t.get("value"),
+          "gpus=" + json.dumps(job.get("gpus")),
+          "started=%s finished=%s" % (job.get("started_at"), job.get("finished_at")))' "$B"
+echo "== GET /workers"
+curl -sf "$B/workers" | python3 -m json.tool
+echo "== GET /metrics (GPU lines)"
+curl -sf "$B/metrics" | grep -E '^tracseq_(gpu|workers)' || true

@@ -51,6 +51,8 @@ if ! port_open 5672; then
 fi
 echo "RabbitMQ: 127.0.0.1:5672"
 command -v python3 >/dev/null 2>&1 || apt_install python3
+# curl is the independent S3 client the distributed test reads objects with.
+command -v curl >/dev/null 2>&1 || apt_install curl
 eval "$(bash ops/s3-server.sh start)"
 trap 'bash ops/s3-server.sh stop' EXIT
 echo "S3 (s3s-fs): $TRACSEQ_TEST_S3_ENDPOINT"

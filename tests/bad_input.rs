@@ -29,6 +29,31 @@ fn assert_problem(status: u16, body: &Value, expected: u16, needle: &str) {
     );
 }
 
+/// Declares a body over the limit and sends none of it: the server must
+/// answer 413 from the declared length alone. (Sending the bytes races the
+/// server's early answer: an HTTP client may see its write fail with a
+/// broken pipe instead of reading the 413.)
+async fn declare_oversize_body(server: &Server, path: &str, len: usize) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = server.base.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/csv\r\n\
+         Content-Length: {len}\r\nConnection: close\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_4xx_and_leaves_no_record() {
     let dir = tempfile::tempdir().unwrap();
@@ -54,9 +79,7 @@ async fn bad_input_gets_4xx_and_leaves_no_record() {
         )
         .await;
     assert_problem(s, &b, 400, "dataset name");
-    let (s, b) = server
-        .post_raw("/datasets", vec![b'x'; 2_000_000], "text/csv")
-        .await;
+    let (s, b) = declare_oversize_body(&server, "/datasets", 2_000_000).await;
     assert_problem(s, &b, 413, "limit");
 
     // Experiments: malformed JSON, unknown fields, wrong types, bad values.

@@ -265,6 +265,58 @@ impl Drop for Env {
     }
 }
 
+/// Any S3 client reads what the platform stored, at the documented keys:
+/// here curl's own SigV4 signing (no object_store involved) lists the
+/// bucket and fetches the model, whose bytes hash to its `.sha256` sidecar.
+fn objects_are_readable_with_another_s3_client(env: &Env) {
+    let endpoint = env.var("S3_ENDPOINT");
+    let url = env.var("ARTIFACT_URL");
+    let (bucket, prefix) = url
+        .strip_prefix("s3://")
+        .and_then(|rest| rest.split_once('/'))
+        .expect("ARTIFACT_URL is s3://bucket/prefix");
+    let user = format!(
+        "{}:{}",
+        env.var("AWS_ACCESS_KEY_ID"),
+        env.var("AWS_SECRET_ACCESS_KEY")
+    );
+    let curl = |path: &str| -> Vec<u8> {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--fail",
+                "--aws-sigv4",
+                "aws:amz:us-east-1:s3",
+                "--user",
+            ])
+            .arg(&user)
+            .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
+            .arg(format!("{endpoint}/{bucket}{path}"))
+            .output()
+            .expect("curl runs");
+        assert!(
+            out.status.success(),
+            "curl {path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    // ListObjectsV2 (one query parameter: curl 7.88 signs no more).
+    let listing = String::from_utf8(curl("?list-type=2")).unwrap();
+    let model_key = format!("{prefix}/models/dist/1/model.json");
+    for key in [model_key.clone(), format!("{model_key}.sha256")] {
+        assert!(
+            listing.contains(&format!("<Key>{key}</Key>")),
+            "{key} not listed by S3: {listing}"
+        );
+    }
+    assert!(listing.contains(&format!("<Key>{prefix}/datasets/")));
+    let model = curl(&format!("/{model_key}"));
+    let sidecar = String::from_utf8(curl(&format!("/{model_key}.sha256"))).unwrap();
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&model));
+    assert_eq!(sidecar.trim(), digest, "the sidecar names the stored bytes");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distributed_fleet_survives_killed_worker_and_scheduler() {
     let Some(mut env) = Env::new() else { return };
@@ -336,6 +388,7 @@ async fn distributed_fleet_survives_killed_worker_and_scheduler() {
     assert!(pred["value"].as_f64().unwrap().is_finite());
     let listing = env.get("/artifacts?prefix=models/dist").await;
     assert_eq!(listing["items"].as_array().unwrap().len(), 1);
+    objects_are_readable_with_another_s3_client(&env);
 
     // kill -9 the scheduler mid-experiment and start another.
     let id2 = env.experiment(&ds, 12, 2).await;

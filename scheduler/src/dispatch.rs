@@ -476,6 +476,17 @@ impl Scheduler {
         let expected = exp.state;
         exp.state = ExperimentState::Failed;
         exp.error = Some(reason);
+        self.store_finished(exp, expected, now).await
+    }
+
+    /// Stores an experiment's final state unless someone (a cancel) changed
+    /// its state first.
+    async fn store_finished(
+        &self,
+        mut exp: Experiment,
+        expected: ExperimentState,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         exp.updated_at = now;
         exp.finished_at = Some(now);
         if self
@@ -484,7 +495,7 @@ impl Scheduler {
             .update_experiment(&exp, expected)
             .await?
         {
-            warn!(experiment_id = %exp.id, error = ?exp.error, "experiment failed");
+            info!(experiment_id = %exp.id, state = %exp.state, error = ?exp.error, model_version = ?exp.model_version, "experiment finished");
         }
         Ok(())
     }
@@ -590,17 +601,7 @@ impl Scheduler {
             }
             _ => return Ok(()),
         }
-        exp.updated_at = now;
-        exp.finished_at = Some(now);
-        if self
-            .platform
-            .state
-            .update_experiment(&exp, expected)
-            .await?
-        {
-            info!(experiment_id = %exp.id, state = %exp.state, model_version = ?exp.model_version, "experiment finished");
-        }
-        Ok(())
+        self.store_finished(exp, expected, now).await
     }
 }
 

@@ -134,7 +134,7 @@ lines += [
     f"Settings: tracseq-ml workers run in the `dispatch` process, each with {slots} slots",
     f"(prefetch {slots}), lease 60 s; one task inserts jobs in batches of {batch} (one",
     "transaction, then one round of publisher confirms for the batch's messages),",
-    "or one job at a time in the `submitted one at a time` row. Celery: one worker process, `--concurrency {workers} --pool prefork`, default",
+    f"or one job at a time in the `submitted one at a time` row. Celery: one worker process, `--concurrency {workers} --pool prefork`, default",
     "prefetch multiplier (4), `--without-gossip --without-mingle --without-heartbeat`,",
     "one warm-up task before timing; tasks submitted sequentially with `apply_async`,",
     "results collected with `ResultSet.get`.", "",

@@ -186,6 +186,11 @@ impl Worker {
         if drained.is_err() {
             warn!(worker = %self.opts.id, "drain timed out; abandoning running jobs to lease expiry");
             running.abort_all();
+            while running.join_next().await.is_some() {}
+            // Aborted jobs never reached their own clean-up.
+            for job in std::mem::take(&mut *self.lock_running()).into_keys() {
+                self.opts.host.release(&job);
+            }
         }
         drop(beat);
         self.report(true).await;

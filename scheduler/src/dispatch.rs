@@ -5,7 +5,7 @@
 
 use crate::payload::{TrainPayload, TrainResult, TrialPayload, TrialResult};
 use crate::placement::{self, Fleet};
-use crate::service::{self, best_trial, history, history_bound, time_is_up};
+use crate::service::{self, best_trial, history, history_bound, no_improvement_stop, time_is_up};
 use crate::spec::ExperimentSpec;
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -340,8 +340,11 @@ impl Scheduler {
                 .filter(|t| t.state == TrialState::Running)
                 .count() as u32;
             let created = trials.len() as u64;
-            let budget_left =
-                spec.budget.trials.is_none_or(|b| created < b) && !time_is_up(&spec, &exp, now);
+            // A spent trial budget, the time budget and a stalled best value
+            // all end the experiment the same way: finalize once nothing runs.
+            let budget_left = spec.budget.trials.is_none_or(|b| created < b)
+                && !time_is_up(&spec, &exp, now)
+                && no_improvement_stop(&spec, &trials).is_none();
             if !budget_left {
                 if running == 0 {
                     return self.begin_finalize(exp, &spec, &trials, now).await;

@@ -133,10 +133,14 @@ pub async fn ask(p: &Platform, id: ExperimentId, now: DateTime<Utc>) -> Result<T
             "experiment {id} runs its own trials; ask/tell is for experiments without a dataset"
         )));
     }
+    let trials = p.state.list_trials(id).await?;
+    let stalled = no_improvement_stop(&spec, &trials);
     if exp.state != ExperimentState::Running {
+        if let (ExperimentState::Completed, Some(n)) = (exp.state, stalled) {
+            return Err(stopped_no_improvement(id, n));
+        }
         return Err(Error::Conflict(format!("experiment {id} is {}", exp.state)));
     }
-    let trials = p.state.list_trials(id).await?;
     if spec.budget.trials.is_some_and(|b| trials.len() as u64 >= b) {
         return Err(Error::Conflict(format!(
             "experiment {id} has used its budget of trials"
@@ -147,6 +151,18 @@ pub async fn ask(p: &Platform, id: ExperimentId, now: DateTime<Utc>) -> Result<T
             "experiment {id} has used its time budget"
         )));
     }
+    if let Some(n) = stalled {
+        // The experiment is over: say so in its state too, so clients that
+        // poll it see it end. Trials still running can still be told.
+        let mut done = exp.clone();
+        done.state = ExperimentState::Completed;
+        done.updated_at = now;
+        done.finished_at = Some(now);
+        p.state
+            .update_experiment(&done, ExperimentState::Running)
+            .await?;
+        return Err(stopped_no_improvement(id, n));
+    }
     let space = spec.space()?;
     let number = trials.len() as u64;
     let params =
@@ -154,6 +170,50 @@ pub async fn ask(p: &Platform, id: ExperimentId, now: DateTime<Utc>) -> Result<T
             .build()
             .sample(&space, &history(&trials, None), spec.direction, number);
     p.state.create_trial(id, params, None, now).await
+}
+
+fn stopped_no_improvement(id: ExperimentId, n: u64) -> Error {
+    Error::Conflict(format!(
+        "experiment stopped: no improvement in {n} trials (experiment {id})"
+    ))
+}
+
+/// Complete trials since the best value last improved: `values` are the
+/// complete trials' `(number, value)`, taken in trial-number order (so the
+/// answer doesn't depend on the order trials finish or are listed in). Only
+/// a strictly better value counts as an improvement; the first complete
+/// trial is one. Non-finite values are ignored like failed trials.
+pub fn trials_since_improvement(direction: hpo::Direction, values: &[(u64, f64)]) -> u64 {
+    let mut sorted: Vec<(u64, f64)> = values
+        .iter()
+        .copied()
+        .filter(|(_, v)| v.is_finite())
+        .collect();
+    sorted.sort_by_key(|&(number, _)| number);
+    let mut best: Option<f64> = None;
+    let mut since = 0;
+    for (_, v) in sorted {
+        if best.is_none_or(|b| direction.is_better(v, b)) {
+            best = Some(v);
+            since = 0;
+        } else {
+            since += 1;
+        }
+    }
+    since
+}
+
+/// `Some(N)` when the experiment's `budget.no_improvement_trials` (N) is set
+/// and the best value has not improved in the last N complete trials: no new
+/// trial may start.
+pub fn no_improvement_stop(spec: &ExperimentSpec, trials: &[Trial]) -> Option<u64> {
+    let n = spec.budget.no_improvement_trials?;
+    let values: Vec<(u64, f64)> = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete)
+        .filter_map(|t| t.value.map(|v| (t.number, v)))
+        .collect();
+    (trials_since_improvement(spec.direction, &values) >= n).then_some(n)
 }
 
 pub fn time_is_up(spec: &ExperimentSpec, exp: &Experiment, now: DateTime<Utc>) -> bool {
@@ -186,9 +246,10 @@ pub async fn report(
         .into_iter()
         .filter(|t| t.number != number)
         .collect();
+    // The trial's number places it in a Hyperband bracket.
     Ok(spec
         .pruner
-        .should_prune(spec.direction, step, &trial.intermediate, &hist))
+        .should_prune_trial(number, spec.direction, step, &trial.intermediate, &hist))
 }
 
 /// Body of `POST /experiments/{id}/trials/{number}/tell`.
@@ -384,4 +445,149 @@ pub async fn summary(p: &Platform, exp: Experiment) -> Result<ExperimentSummary>
         counts,
         best_trial,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracseq_core::lifecycle::RetryPolicy;
+
+    fn platform() -> Platform {
+        Platform::in_memory(RetryPolicy::default())
+    }
+
+    async fn create(p: &Platform, v: Value) -> Experiment {
+        let req: ExperimentRequest = serde_json::from_value(v).unwrap();
+        create_experiment(p, req, &LimitsConfig::default(), Utc::now())
+            .await
+            .unwrap()
+    }
+
+    fn canonical(p: &Map<String, Value>) -> String {
+        serde_json::to_string(&p.iter().collect::<std::collections::BTreeMap<_, _>>()).unwrap()
+    }
+
+    fn tell_value(value: f64) -> TellRequest {
+        TellRequest {
+            value: Some(value),
+            state: None,
+            params: None,
+        }
+    }
+
+    #[test]
+    fn trials_since_improvement_counts_complete_trials_after_the_best() {
+        use hpo::Direction::{Maximize, Minimize};
+        assert_eq!(trials_since_improvement(Minimize, &[]), 0);
+        assert_eq!(trials_since_improvement(Minimize, &[(0, 1.0)]), 0);
+        // Equal values don't improve; order is by trial number, not by slice order.
+        let v = [(3, 0.5), (0, 1.0), (1, 0.5), (2, 0.7), (4, f64::NAN)];
+        assert_eq!(trials_since_improvement(Minimize, &v), 2);
+        assert_eq!(trials_since_improvement(Maximize, &v), 3);
+        let v = [(0, 3.0), (1, 2.0), (2, 1.0)];
+        assert_eq!(trials_since_improvement(Minimize, &v), 0);
+        assert_eq!(trials_since_improvement(Maximize, &v), 2);
+    }
+
+    #[tokio::test]
+    async fn ask_stops_after_n_trials_without_improvement() {
+        let p = platform();
+        let exp = create(
+            &p,
+            json!({
+                "name": "stall",
+                "search_space": {"x": {"type": "float", "low": 0, "high": 1}},
+                "sampler": {"type": "random"},
+                "budget": {"trials": 50, "no_improvement_trials": 2}
+            }),
+        )
+        .await;
+        // 1.0 and 0.5 improve; 0.7 and 0.5 (a tie) don't: two trials without improvement.
+        for (i, value) in [1.0, 0.5, 0.7, 0.5].into_iter().enumerate() {
+            let t = ask(&p, exp.id, Utc::now()).await.unwrap();
+            assert_eq!(t.number, i as u64);
+            tell(&p, exp.id, t.number, tell_value(value), Utc::now())
+                .await
+                .unwrap();
+        }
+        for _ in 0..2 {
+            let err = ask(&p, exp.id, Utc::now()).await.unwrap_err();
+            assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+            assert!(
+                err.to_string()
+                    .contains("experiment stopped: no improvement in 2 trials"),
+                "{err}"
+            );
+        }
+        let stored = p.state.get_experiment(exp.id).await.unwrap();
+        assert_eq!(stored.state, ExperimentState::Completed);
+        assert!(stored.finished_at.is_some());
+        assert_eq!(p.state.list_trials(exp.id).await.unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn ask_keeps_going_while_the_best_improves() {
+        let p = platform();
+        let exp = create(
+            &p,
+            json!({
+                "name": "improving",
+                "search_space": {"x": {"type": "float", "low": 0, "high": 1}},
+                "direction": "maximize",
+                "budget": {"no_improvement_trials": 1}
+            }),
+        )
+        .await;
+        for value in [1.0, 2.0, 3.0, 4.0] {
+            let t = ask(&p, exp.id, Utc::now()).await.unwrap();
+            tell(&p, exp.id, t.number, tell_value(value), Utc::now())
+                .await
+                .unwrap();
+        }
+        // A pending trial doesn't count; one without improvement does.
+        let t = ask(&p, exp.id, Utc::now()).await.unwrap();
+        tell(&p, exp.id, t.number, tell_value(1.0), Utc::now())
+            .await
+            .unwrap();
+        let err = ask(&p, exp.id, Utc::now()).await.unwrap_err();
+        assert!(
+            err.to_string().contains("no improvement in 1 trials"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn grid_ask_visits_every_point_once_then_stops() {
+        let p = platform();
+        let exp = create(
+            &p,
+            json!({
+                "name": "grid",
+                "search_space": {
+                    "model": {"type": "categorical", "choices": ["a", "b"]},
+                    "depth": {"type": "int", "low": 1, "high": 2, "when": {"model": ["b"]}}
+                },
+                "sampler": {"type": "grid"}
+            }),
+        )
+        .await;
+        let spec = ExperimentSpec::from_value(&exp.spec).unwrap();
+        assert_eq!(spec.budget.trials, Some(3));
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..3 {
+            let t = ask(&p, exp.id, Utc::now()).await.unwrap();
+            assert!(seen.insert(canonical(&t.params)));
+        }
+        let expected: std::collections::BTreeSet<String> = [
+            json!({"model": "a"}),
+            json!({"depth": 1, "model": "b"}),
+            json!({"depth": 2, "model": "b"}),
+        ]
+        .iter()
+        .map(|v| canonical(v.as_object().unwrap()))
+        .collect();
+        assert_eq!(seen, expected);
+        let err = ask(&p, exp.id, Utc::now()).await.unwrap_err();
+        assert!(err.to_string().contains("budget of trials"), "{err}");
+    }
 }

@@ -47,6 +47,10 @@ pub struct Budget {
     pub trials: Option<u64>,
     /// Wall-clock seconds after which no new trial starts.
     pub seconds: Option<u64>,
+    /// Stop starting trials once the best value has not improved in this
+    /// many consecutive complete trials (see `service::trials_since_improvement`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_improvement_trials: Option<u64>,
 }
 
 /// The validated spec stored with the experiment; every default resolved.
@@ -141,8 +145,9 @@ pub fn validate(req: &ExperimentRequest, limits: &LimitsConfig) -> Result<Experi
                 ..Default::default()
             })
         });
-    sampler
-        .validate()
+    // A grid is finite: its size is the most trials the experiment can run.
+    let grid_size = sampler
+        .validate_for(&space)
         .map_err(|e| Error::Invalid(format!("sampler: {e}")))?;
     let pruner: PrunerConfig =
         parse_tagged("pruner", req.pruner.as_ref(), seed)?.unwrap_or(if automl {
@@ -154,7 +159,36 @@ pub fn validate(req: &ExperimentRequest, limits: &LimitsConfig) -> Result<Experi
         .validate()
         .map_err(|e| Error::Invalid(format!("pruner: {e}")))?;
 
-    match (req.budget.trials, req.budget.seconds) {
+    let mut budget = req.budget.clone();
+    if let Some(points) = grid_size {
+        match budget.trials {
+            Some(t) if t > points => {
+                return invalid(format!(
+                    "budget.trials {t} exceeds the {points} points of the grid sampler; lower it or leave it out to run the whole grid"
+                ))
+            }
+            Some(_) => {}
+            None if points > limits.max_trials => {
+                return invalid(format!(
+                    "the grid sampler has {points} points, more than the limit of {} trials; set budget.trials or shrink the grid",
+                    limits.max_trials
+                ))
+            }
+            // Without a trial budget a grid experiment runs every point once.
+            None => budget.trials = Some(points),
+        }
+    }
+    match budget.no_improvement_trials {
+        Some(0) => return invalid("budget.no_improvement_trials must be at least 1".into()),
+        Some(n) if n > limits.max_trials => {
+            return invalid(format!(
+                "budget.no_improvement_trials {n} exceeds the limit of {}",
+                limits.max_trials
+            ))
+        }
+        _ => {}
+    }
+    match (budget.trials, budget.seconds) {
         (None, None) if automl => return invalid("budget needs trials or seconds".into()),
         (Some(0), _) => return invalid("budget.trials must be at least 1".into()),
         (Some(t), _) if t > limits.max_trials => {
@@ -211,7 +245,7 @@ pub fn validate(req: &ExperimentRequest, limits: &LimitsConfig) -> Result<Experi
         search_space: space.to_json(),
         sampler,
         pruner,
-        budget: req.budget.clone(),
+        budget,
         parallelism,
         cv_folds,
         seed,
@@ -327,5 +361,80 @@ mod tests {
         assert!(matches!(s.pruner, PrunerConfig::Median(_)));
         assert_eq!(s.model_name.as_deref(), Some("q"));
         assert!(s.search_space.get("family").is_some());
+    }
+
+    fn grid_space() -> Value {
+        json!({
+            "k": {"type": "categorical", "choices": ["a", "b"]},
+            "n": {"type": "int", "low": 1, "high": 3}
+        })
+    }
+
+    #[test]
+    fn grid_sampler_defaults_the_trial_budget_to_the_grid_size() {
+        let v = json!({"name": "g", "search_space": grid_space(), "sampler": {"type": "grid"}, "seed": 4});
+        let s = req(v).unwrap();
+        assert_eq!(s.budget.trials, Some(6));
+        let SamplerConfig::Grid(g) = &s.sampler else {
+            panic!("{:?}", s.sampler)
+        };
+        assert_eq!(g.seed, 4);
+        let v = json!({"name": "g", "search_space": grid_space(), "sampler": {"type": "grid"}, "budget": {"trials": 4}});
+        assert_eq!(req(v).unwrap().budget.trials, Some(4));
+        // AutoML needs no other budget with a grid.
+        let v = json!({"name": "q", "dataset_id": DatasetId::new(), "target": "y", "search_space": grid_space(), "sampler": {"type": "grid"}});
+        assert_eq!(req(v).unwrap().budget.trials, Some(6));
+    }
+
+    #[test]
+    fn grid_and_no_improvement_errors_name_the_field() {
+        let cases = [
+            (
+                json!({"sampler": {"type": "grid"}, "budget": {"trials": 7}}),
+                "budget.trials 7 exceeds the 6 points of the grid sampler",
+            ),
+            (
+                json!({"sampler": {"type": "grid", "grid": {"n": [4]}}}),
+                "sampler: sampler.grid.n: 4 is outside [1, 3]",
+            ),
+            (
+                json!({"sampler": {"type": "grid", "grid": {"z": [4]}}}),
+                "unknown parameter 'z'",
+            ),
+            (
+                json!({"sampler": {"type": "grid", "grid": {"k": ["a", "a"]}}}),
+                "\"a\" is listed twice",
+            ),
+            (
+                json!({"sampler": {"type": "grid", "points_per_dimension": 0}}),
+                "points_per_dimension",
+            ),
+            (
+                json!({"budget": {"no_improvement_trials": 0}}),
+                "budget.no_improvement_trials must be at least 1",
+            ),
+            (
+                json!({"budget": {"no_improvement_trials": 10_001}}),
+                "budget.no_improvement_trials 10001 exceeds the limit",
+            ),
+        ];
+        for (extra, needle) in cases {
+            let mut v = json!({"name": "g", "search_space": grid_space()});
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            let err = req(v.clone()).unwrap_err().to_string();
+            assert!(err.contains(needle), "{v}: {err}");
+        }
+        let big = json!({
+            "name": "g",
+            "search_space": {"a": {"type": "int", "low": 0, "high": 99}, "b": {"type": "int", "low": 0, "high": 99}, "c": {"type": "categorical", "choices": [1, 2]}},
+            "sampler": {"type": "grid"}
+        });
+        let err = req(big).unwrap_err().to_string();
+        assert!(err.contains("more than the limit of 10000 trials"), "{err}");
+        let mut v = ask_tell();
+        v["budget"] = json!({"no_improvement_trials": 3});
+        assert_eq!(req(v).unwrap().budget.no_improvement_trials, Some(3));
     }
 }

@@ -6,6 +6,8 @@
 //! its asks arrive in, and the scheduler can recompute a suggestion after a
 //! crash instead of persisting sampler state.
 
+mod asha;
+pub mod grid;
 mod parzen;
 mod pruner;
 mod random;
@@ -23,6 +25,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub use asha::{AshaPrunerConfig, HyperbandPrunerConfig};
 pub use pruner::{MedianPrunerConfig, PrunerConfig};
 pub use random::RandomSampler;
 pub use sampler::{

@@ -4,9 +4,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::asha::{AshaPrunerConfig, HyperbandPrunerConfig};
 use super::{invalid, Direction, FinishedTrial, Result, TrialState};
 
-/// Pruner choice as given in a study spec: `{"type": "none"}` or `{"type": "median", ...}`.
+/// Pruner choice as given in a study spec: `{"type": "none"}`,
+/// `{"type": "median", ...}`, `{"type": "asha", ...}` or `{"type": "hyperband", ...}`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", from = "PrunerConfigRepr")]
 pub enum PrunerConfig {
@@ -14,6 +16,8 @@ pub enum PrunerConfig {
     #[default]
     None,
     Median(MedianPrunerConfig),
+    Asha(AshaPrunerConfig),
+    Hyperband(HyperbandPrunerConfig),
 }
 
 /// Deserialisation shape of `PrunerConfig`: serde lets a unit variant of an
@@ -24,6 +28,8 @@ pub enum PrunerConfig {
 enum PrunerConfigRepr {
     None(NoFields),
     Median(MedianPrunerConfig),
+    Asha(AshaPrunerConfig),
+    Hyperband(HyperbandPrunerConfig),
 }
 
 #[derive(Deserialize)]
@@ -35,6 +41,8 @@ impl From<PrunerConfigRepr> for PrunerConfig {
         match repr {
             PrunerConfigRepr::None(NoFields {}) => PrunerConfig::None,
             PrunerConfigRepr::Median(m) => PrunerConfig::Median(m),
+            PrunerConfigRepr::Asha(a) => PrunerConfig::Asha(a),
+            PrunerConfigRepr::Hyperband(h) => PrunerConfig::Hyperband(h),
         }
     }
 }
@@ -71,11 +79,17 @@ impl PrunerConfig {
                 Err(invalid("pruner.interval_steps must be at least 1 (got 0)"))
             }
             PrunerConfig::Median(_) => Ok(()),
+            PrunerConfig::Asha(a) => a.validate(),
+            PrunerConfig::Hyperband(h) => h.validate(),
         }
     }
 
     /// Whether the running trial that just reported `step` should stop.
     /// `trial_intermediate` holds its values so far, `step` included.
+    ///
+    /// Hyperband needs the trial's number to find its bracket; this call
+    /// doesn't have it, so Hyperband judges the trial as plain ASHA against
+    /// all brackets. Callers that know the number use [`Self::should_prune_trial`].
     pub fn should_prune(
         &self,
         direction: Direction,
@@ -84,8 +98,30 @@ impl PrunerConfig {
         history: &[FinishedTrial],
     ) -> bool {
         match self {
+            PrunerConfig::Hyperband(h) => {
+                h.should_prune_unnumbered(direction, step, trial_intermediate, history)
+            }
+            _ => self.should_prune_trial(u64::MAX, direction, step, trial_intermediate, history),
+        }
+    }
+
+    /// [`Self::should_prune`] for trial `number`, which Hyperband brackets by;
+    /// the other pruners ignore it.
+    pub fn should_prune_trial(
+        &self,
+        number: u64,
+        direction: Direction,
+        step: u32,
+        trial_intermediate: &BTreeMap<u32, f64>,
+        history: &[FinishedTrial],
+    ) -> bool {
+        match self {
             PrunerConfig::None => false,
             PrunerConfig::Median(m) => m.should_prune(direction, step, trial_intermediate, history),
+            PrunerConfig::Asha(a) => a.should_prune(direction, step, trial_intermediate, history),
+            PrunerConfig::Hyperband(h) => {
+                h.should_prune(number, direction, step, trial_intermediate, history)
+            }
         }
     }
 }
@@ -288,7 +324,7 @@ mod tests {
         assert!(
             serde_json::from_value::<PrunerConfig>(json!({"type": "median", "warmup": 4})).is_err()
         );
-        assert!(serde_json::from_value::<PrunerConfig>(json!({"type": "hyperband"})).is_err());
+        assert!(serde_json::from_value::<PrunerConfig>(json!({"type": "successive"})).is_err());
         assert!(serde_json::from_value::<PrunerConfig>(json!({"type": "none", "n": 1})).is_err());
         assert_eq!(
             serde_json::to_value(PrunerConfig::None).unwrap(),

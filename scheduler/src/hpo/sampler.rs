@@ -4,6 +4,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::grid::{GridSampler, GridSamplerConfig};
 use super::{
     invalid, Direction, FinishedTrial, Params, RandomSampler, Result, SearchSpace, TpeSampler,
 };
@@ -33,12 +34,14 @@ pub(crate) fn trial_rng(seed: u64, trial_number: u64) -> ChaCha8Rng {
     rng
 }
 
-/// Sampler choice as given in a study spec: `{"type": "random", ...}` or `{"type": "tpe", ...}`.
+/// Sampler choice as given in a study spec: `{"type": "random", ...}`,
+/// `{"type": "tpe", ...}` or `{"type": "grid", ...}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum SamplerConfig {
     Random(RandomSamplerConfig),
     Tpe(TpeSamplerConfig),
+    Grid(GridSamplerConfig),
 }
 
 impl Default for SamplerConfig {
@@ -53,6 +56,17 @@ impl SamplerConfig {
         match self {
             SamplerConfig::Random(_) => Ok(()),
             SamplerConfig::Tpe(c) => c.validate(),
+            SamplerConfig::Grid(c) => c.validate(),
+        }
+    }
+
+    /// Checks the config against the space it will sample; answers the
+    /// number of points for a grid (`None` for the unbounded samplers).
+    pub fn validate_for(&self, space: &SearchSpace) -> Result<Option<u64>> {
+        self.validate()?;
+        match self {
+            SamplerConfig::Grid(c) => c.size(space).map(Some),
+            SamplerConfig::Random(_) | SamplerConfig::Tpe(_) => Ok(None),
         }
     }
 
@@ -63,6 +77,7 @@ impl SamplerConfig {
         match self {
             SamplerConfig::Random(c) => Box::new(RandomSampler::new(c.seed)),
             SamplerConfig::Tpe(c) => Box::new(TpeSampler::new_clamped(c.clone())),
+            SamplerConfig::Grid(c) => Box::new(GridSampler::new(c.clone())),
         }
     }
 }
@@ -151,6 +166,31 @@ mod tests {
         let back: SamplerConfig =
             serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
         assert_eq!(back, c);
+        let c: SamplerConfig = serde_json::from_value(
+            json!({"type": "grid", "seed": 1, "grid": {"x": [1, 2]}, "shuffle": false}),
+        )
+        .unwrap();
+        let SamplerConfig::Grid(grid) = &c else {
+            panic!("{c:?}")
+        };
+        assert_eq!((grid.points_per_dimension, grid.shuffle), (5, false));
+        let back: SamplerConfig =
+            serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn validate_for_sizes_grids_only() {
+        let space = SearchSpace::from_json(
+            &json!({"k": {"type": "categorical", "choices": ["a", "b", "c"]}}),
+        )
+        .unwrap();
+        let grid: SamplerConfig = serde_json::from_value(json!({"type": "grid"})).unwrap();
+        assert_eq!(grid.validate_for(&space).unwrap(), Some(3));
+        assert_eq!(SamplerConfig::default().validate_for(&space).unwrap(), None);
+        let bad: SamplerConfig =
+            serde_json::from_value(json!({"type": "grid", "grid": {"k": ["d"]}})).unwrap();
+        assert!(bad.validate_for(&space).is_err());
     }
 
     #[test]
@@ -158,7 +198,8 @@ mod tests {
         for bad in [
             json!({"type": "tpe", "gama": 0.2}),
             json!({"type": "random", "seed": 1, "n_startup_trials": 3}),
-            json!({"type": "grid"}),
+            json!({"type": "grid", "points": 3}),
+            json!({"type": "grid", "grid": [1, 2]}),
             json!({"seed": 1}),
             json!({"type": "random", "seed": -1}),
         ] {

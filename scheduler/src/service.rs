@@ -409,6 +409,29 @@ pub struct ExperimentSummary {
     pub experiment: Experiment,
     pub counts: TrialCounts,
     pub best_trial: Option<BestTrial>,
+    /// Each parameter's share of the value's variance (see `hpo::importance`);
+    /// absent while there are too few complete trials (`importance_reason`
+    /// says why) and in listings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub importance: Option<hpo::importance::Importance>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub importance_reason: Option<String>,
+}
+
+/// The parameter importances of an experiment's complete trials, or why there are none.
+pub fn importance(
+    spec: &ExperimentSpec,
+    trials: &[Trial],
+) -> std::result::Result<hpo::importance::Importance, String> {
+    let space = spec
+        .space()
+        .map_err(|e| format!("search space unreadable: {e}"))?;
+    let complete: Vec<(u64, &Map<String, Value>, f64)> = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete)
+        .filter_map(|t| t.value.map(|v| (t.number, &t.params, v)))
+        .collect();
+    hpo::importance::importance(&space, &complete, spec.seed)
 }
 
 pub fn best_trial(spec: &ExperimentSpec, trials: &[Trial]) -> Option<BestTrial> {
@@ -429,6 +452,20 @@ pub fn best_trial(spec: &ExperimentSpec, trials: &[Trial]) -> Option<BestTrial> 
 }
 
 pub async fn summary(p: &Platform, exp: Experiment) -> Result<ExperimentSummary> {
+    summary_with(p, exp, true).await
+}
+
+/// The summary without parameter importances (a forest fit each), for
+/// listings: `GET /experiments/{id}` shows them.
+pub async fn brief_summary(p: &Platform, exp: Experiment) -> Result<ExperimentSummary> {
+    summary_with(p, exp, false).await
+}
+
+async fn summary_with(
+    p: &Platform,
+    exp: Experiment,
+    with_importance: bool,
+) -> Result<ExperimentSummary> {
     let spec = ExperimentSpec::from_value(&exp.spec)?;
     let trials = p.state.list_trials(exp.id).await?;
     let count = |s: TrialState| trials.iter().filter(|t| t.state == s).count() as u64;
@@ -440,10 +477,20 @@ pub async fn summary(p: &Platform, exp: Experiment) -> Result<ExperimentSummary>
         failed: count(TrialState::Failed),
     };
     let best_trial = best_trial(&spec, &trials);
+    let (importance, importance_reason) = if !with_importance {
+        (None, None)
+    } else {
+        match importance(&spec, &trials) {
+            Ok(imp) => (Some(imp), None),
+            Err(reason) => (None, Some(reason)),
+        }
+    };
     Ok(ExperimentSummary {
         experiment: exp,
         counts,
         best_trial,
+        importance,
+        importance_reason,
     })
 }
 
@@ -487,6 +534,52 @@ mod tests {
         let v = [(0, 3.0), (1, 2.0), (2, 1.0)];
         assert_eq!(trials_since_improvement(Minimize, &v), 0);
         assert_eq!(trials_since_improvement(Maximize, &v), 2);
+    }
+
+    #[tokio::test]
+    async fn summary_reports_parameter_importance_once_enough_trials_are_complete() {
+        let p = platform();
+        let exp = create(
+            &p,
+            json!({
+                "name": "importance",
+                "search_space": {
+                    "x": {"type": "float", "low": 0, "high": 1},
+                    "y": {"type": "float", "low": 0, "high": 1}
+                },
+                "sampler": {"type": "random"},
+                "budget": {"trials": 50}
+            }),
+        )
+        .await;
+        let summary_json = |s: ExperimentSummary| serde_json::to_value(s).unwrap();
+        for i in 0..30 {
+            let t = ask(&p, exp.id, Utc::now()).await.unwrap();
+            let x = t.params["x"].as_f64().unwrap();
+            tell(&p, exp.id, t.number, tell_value(10.0 * x), Utc::now())
+                .await
+                .unwrap();
+            if i == 3 {
+                let exp = p.state.get_experiment(exp.id).await.unwrap();
+                let s = summary_json(summary(&p, exp).await.unwrap());
+                assert_eq!(s["importance"], Value::Null, "{s}");
+                let reason = s["importance_reason"].as_str().unwrap();
+                assert!(reason.contains("at least 5"), "{reason}");
+            }
+        }
+        let exp = p.state.get_experiment(exp.id).await.unwrap();
+        let s = summary_json(summary(&p, exp.clone()).await.unwrap());
+        let imp = &s["importance"];
+        assert_eq!(imp["method"], "forest partial-dependence variance", "{s}");
+        assert_eq!(imp["trials"], 30);
+        assert_eq!(imp["params"][0]["name"], "x", "{s}");
+        assert!(
+            imp["params"][0]["importance"].as_f64().unwrap() > 0.7,
+            "{s}"
+        );
+        assert!(s.get("importance_reason").is_none(), "{s}");
+        // Same numbers on every GET.
+        assert_eq!(summary_json(summary(&p, exp).await.unwrap()), s);
     }
 
     #[tokio::test]

@@ -88,7 +88,7 @@ async fn create(ctx: Ctx, body: Result<Bytes, ApiError>) -> ApiResult {
 async fn list(ctx: Ctx) -> ApiResult {
     let mut out = Vec::new();
     for exp in ctx.platform.state.list_experiments(None).await? {
-        out.push(service::summary(&ctx.platform, exp).await?);
+        out.push(service::brief_summary(&ctx.platform, exp).await?);
     }
     Ok(json_reply(&out, StatusCode::OK))
 }

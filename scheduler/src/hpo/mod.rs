@@ -8,6 +8,7 @@
 
 mod asha;
 pub mod grid;
+pub mod importance;
 mod parzen;
 mod pruner;
 mod random;

@@ -23,28 +23,26 @@ pub struct HostResources {
 impl HostResources {
     /// `slots` is the total over the worker loops sharing this host.
     pub fn new(node: WorkerId, inventory: Box<dyn GpuInventory>, slots: u32) -> Result<Self> {
-        let host = HostResources {
-            node,
-            inventory,
-            min_cpus: f64::from(slots.max(1)),
-            fleet: Mutex::new(Fleet::new()),
-        };
+        let host = Self::unrefreshed(node, inventory, slots);
         host.refresh()?;
         Ok(host)
     }
 
     /// A host with no GPU (tests, benchmarks, CPU-only deployments).
     pub fn cpu_only(node: WorkerId, slots: u32) -> Self {
-        let inventory = Box::new(gpu::ConfiguredInventory::none());
-        let host = HostResources {
+        let host = Self::unrefreshed(node, Box::new(gpu::ConfiguredInventory::none()), slots);
+        // A configured empty inventory always validates.
+        let _ = host.refresh();
+        host
+    }
+
+    fn unrefreshed(node: WorkerId, inventory: Box<dyn GpuInventory>, slots: u32) -> Self {
+        HostResources {
             node,
             inventory,
             min_cpus: f64::from(slots.max(1)),
             fleet: Mutex::new(Fleet::new()),
-        };
-        // A configured empty inventory always validates.
-        let _ = host.refresh();
-        host
+        }
     }
 
     pub fn inventory_name(&self) -> &str {

@@ -4,8 +4,10 @@
 # It checks, and where needed installs or starts, every service the tests
 # need: PostgreSQL (127.0.0.1:5432), RabbitMQ (127.0.0.1:5672), a local S3
 # server (s3s-fs, started here on a free port) and libtorch for the
-# neural-network family (ops/libtorch.sh). With CI set, a test whose
-# service is missing fails instead of skipping.
+# neural-network family (ops/libtorch.sh), and the build tools of the
+# LightGBM and XGBoost families (cmake >= 3.28, ninja, libclang:
+# ops/native-deps.sh). With CI set, a test whose service is missing fails
+# instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,13 +65,22 @@ say "libtorch"
 eval "$(bash ops/libtorch.sh)"
 echo "LIBTORCH=$LIBTORCH ($TRACSEQ_TORCH_MODE)"
 
+say "native build tools"
+# LightGBM and XGBoost build from their bundled C++ sources (cached in the
+# target directory after the first build).
+eval "$(bash ops/native-deps.sh)"
+echo "CMAKE=$CMAKE LIBCLANG_PATH=$LIBCLANG_PATH"
+
 say "format"
 cargo fmt --all --check
 
 say "lint"
 cargo clippy --workspace --all-targets --locked --features torch -- -D warnings
-# The build without libtorch must stay clean too (the feature is optional).
-cargo clippy -p tracseq-learn --all-targets --locked -- -D warnings
+# The model crate without libtorch and without LightGBM/XGBoost must stay
+# clean too (the features are optional). Other feature sets are not linted
+# here: each changes the build scripts' dependency features, so cargo would
+# build LightGBM and XGBoost from source once more for each.
+cargo clippy -p tracseq-learn --all-targets --locked --no-default-features -- -D warnings
 
 say "test"
 cargo test --workspace --locked --features torch

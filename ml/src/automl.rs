@@ -8,7 +8,10 @@
 //!   folds `0..=k`, reported by every family;
 //! - step `EPOCH_STEPS * (k + 1) + e`: the metric after epoch `e` of fold
 //!   `k` on that fold's own validation split (part of its training rows),
-//!   reported only by families that train in epochs (nn).
+//!   reported only by families that train in epochs (nn);
+//! - step `EPOCH_STEPS * (k + 1) + r`: for families that boost in rounds
+//!   (lightgbm, random_forest, xgboost), the metric after round `r` (1-based)
+//!   of fold `k` on fold `k`'s validation rows, every few rounds.
 
 use std::collections::BTreeMap;
 
@@ -20,7 +23,7 @@ use crate::cv::kfold;
 use crate::dataset::Dataset;
 use crate::error::{internal, invalid, LearnError, Result};
 use crate::metrics::{all_metrics, compute, Metric};
-use crate::model::ModelParams;
+use crate::model::{ModelParams, Watch};
 use crate::preprocess::Preprocessor;
 use crate::profile::profile;
 use crate::task::{encode_target, infer_task, Task};
@@ -51,9 +54,14 @@ impl Default for EvalOptions {
     }
 }
 
-/// Epoch steps of fold `k` start at `EPOCH_STEPS * (k + 1)`; every epoch
-/// index is below it (see the module docs).
-pub const EPOCH_STEPS: u32 = crate::model::nn::MAX_EPOCHS as u32;
+/// Epoch and round steps of fold `k` start at `EPOCH_STEPS * (k + 1)`;
+/// every epoch index and round number is below it (see the module docs).
+pub const EPOCH_STEPS: u32 = 10_000;
+
+const _: () = assert!(
+    crate::model::nn::MAX_EPOCHS < EPOCH_STEPS as usize
+        && crate::model::params::MAX_ROUNDS < EPOCH_STEPS as usize
+);
 
 /// The pruner's answer after each fold (and, for nn, each epoch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +160,12 @@ pub fn evaluate(
             last_reported = Some(value);
             on_step(fold_step + epoch, value)
         };
-        let Some(model) = trainer.fit_observed(&x_train, &train_y, &p.task, &mut on_epoch)? else {
+        let watch = Watch {
+            x: &x_valid,
+            y: &valid_y,
+        };
+        let Some(model) = trainer.fit_watched(&x_train, &train_y, &p.task, watch, &mut on_epoch)?
+        else {
             pruned = true;
             break;
         };

@@ -8,10 +8,19 @@
 //! one-vs-rest log-odds for gbm) for multiclass. Contributions plus the base
 //! value equal that margin.
 
+pub mod boosted;
 pub mod gbm;
+#[cfg(feature = "lightgbm")]
+pub mod lightgbm;
 pub mod linear;
 pub mod nn;
 pub mod params;
+pub mod trees;
+#[cfg(feature = "xgboost")]
+pub mod xgboost;
+
+#[cfg(all(test, feature = "lightgbm", feature = "xgboost"))]
+mod library_tests;
 
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +29,20 @@ use crate::error::{invalid, Result};
 use crate::matrix::DenseMatrix;
 use crate::task::Task;
 
-pub use params::{default_search_space, Family, GbmParams, LinearParams, ModelParams, NnParams};
+pub use params::{
+    default_search_space, Family, GbmParams, LightgbmParams, LinearParams, ModelParams, NnParams,
+    RandomForestParams, XgboostParams,
+};
+
+/// Held-out rows a trainer may score itself on while it trains: the fold's
+/// validation rows in a cross-validated trial. Their metric is only
+/// *reported* (for pruning); no family fits or stops early on them, so the
+/// fold's score stays an honest estimate.
+#[derive(Debug, Clone, Copy)]
+pub struct Watch<'a> {
+    pub x: &'a DenseMatrix,
+    pub y: &'a [f64],
+}
 
 /// Fits a model of one family on an encoded matrix.
 pub trait Trainer {
@@ -41,6 +63,22 @@ pub trait Trainer {
         let _ = on_epoch;
         self.fit(x, y, task).map(Some)
     }
+
+    /// [`Trainer::fit_observed`] with the fold's validation rows at hand:
+    /// families that boost in rounds report the metric on `watch` every few
+    /// rounds through `on_round(round, value)` and stop when it returns
+    /// [`Step::Stop`]. Others ignore `watch` (nn watches its own split).
+    fn fit_watched(
+        &self,
+        x: &DenseMatrix,
+        y: &[f64],
+        task: &Task,
+        watch: Watch<'_>,
+        on_round: &mut dyn FnMut(u32, f64) -> Step,
+    ) -> Result<Option<FittedModel>> {
+        let _ = watch;
+        self.fit_observed(x, y, task, on_round)
+    }
 }
 
 /// A trained model of any family.
@@ -50,6 +88,10 @@ pub enum FittedModel {
     Linear(linear::LinearModel),
     Gbm(gbm::GbmModel),
     Nn(nn::NnModel),
+    Lightgbm(boosted::TreeModel),
+    #[serde(rename = "random_forest")]
+    RandomForest(boosted::TreeModel),
+    Xgboost(boosted::TreeModel),
 }
 
 impl FittedModel {
@@ -58,6 +100,9 @@ impl FittedModel {
             FittedModel::Linear(_) => Family::Linear,
             FittedModel::Gbm(_) => Family::Gbm,
             FittedModel::Nn(_) => Family::Nn,
+            FittedModel::Lightgbm(_) => Family::Lightgbm,
+            FittedModel::RandomForest(_) => Family::RandomForest,
+            FittedModel::Xgboost(_) => Family::Xgboost,
         }
     }
 
@@ -67,6 +112,9 @@ impl FittedModel {
             FittedModel::Linear(m) => m.n_features(),
             FittedModel::Gbm(m) => m.n_features(),
             FittedModel::Nn(m) => m.n_features(),
+            FittedModel::Lightgbm(m) | FittedModel::RandomForest(m) | FittedModel::Xgboost(m) => {
+                m.n_features()
+            }
         }
     }
 
@@ -76,6 +124,9 @@ impl FittedModel {
             FittedModel::Linear(m) => m.output_width(),
             FittedModel::Gbm(m) => m.output_width(),
             FittedModel::Nn(m) => m.output_width(),
+            FittedModel::Lightgbm(m) | FittedModel::RandomForest(m) | FittedModel::Xgboost(m) => {
+                m.output_width()
+            }
         }
     }
 
@@ -84,6 +135,9 @@ impl FittedModel {
     pub fn validate(&self) -> std::result::Result<(), String> {
         match self {
             FittedModel::Linear(m) => m.validate(),
+            FittedModel::Lightgbm(m) | FittedModel::RandomForest(m) | FittedModel::Xgboost(m) => {
+                m.validate()
+            }
             // Boosters and networks are checked while decoding (see `gbm`, `nn`).
             FittedModel::Gbm(_) | FittedModel::Nn(_) => Ok(()),
         }
@@ -95,6 +149,9 @@ impl FittedModel {
             FittedModel::Linear(m) => m.predict_row(x, out),
             FittedModel::Gbm(m) => m.predict_row(x, out),
             FittedModel::Nn(m) => m.predict_row(x, out),
+            FittedModel::Lightgbm(m) | FittedModel::RandomForest(m) | FittedModel::Xgboost(m) => {
+                m.predict_row(x, out)
+            }
         }
     }
 
@@ -127,6 +184,9 @@ impl FittedModel {
             FittedModel::Linear(m) => m.contributions_row(x, class, out),
             FittedModel::Gbm(m) => m.contributions_row(x, class, out),
             FittedModel::Nn(m) => m.contributions_row(x, class, out),
+            FittedModel::Lightgbm(m) | FittedModel::RandomForest(m) | FittedModel::Xgboost(m) => {
+                m.contributions_row(x, class, out)
+            }
         }
     }
 
@@ -157,6 +217,9 @@ impl FittedModel {
             FittedModel::Linear(m) => m.margin_row(x, class),
             FittedModel::Gbm(m) => m.margin_row(x, class),
             FittedModel::Nn(m) => m.margin_row(x, class),
+            FittedModel::Lightgbm(m) | FittedModel::RandomForest(m) | FittedModel::Xgboost(m) => {
+                m.margin_row(x, class)
+            }
         }
     }
 }
@@ -195,7 +258,34 @@ pub(crate) mod test_data {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
+    use crate::dataset::{ColumnData, Dataset, Limits};
+    use crate::lab;
     use crate::matrix::DenseMatrix;
+
+    /// `n` rows of the synthetic lab data (regression on the quality score).
+    pub fn lab_data(n: usize) -> Dataset {
+        match Dataset::from_csv(lab::generate_csv(n, 7).as_bytes(), &Limits::default()) {
+            Ok(d) => d,
+            Err(e) => panic!("lab data: {e}"),
+        }
+    }
+
+    /// The lab data with the score turned into a pass/fail label.
+    pub fn pass_fail(n: usize) -> Dataset {
+        let mut data = lab_data(n);
+        for c in &mut data.columns {
+            if c.name == lab::TARGET {
+                if let ColumnData::Numeric(v) = &c.data {
+                    c.data = ColumnData::Categorical(
+                        v.iter()
+                            .map(|s| Some(if *s >= 70.0 { "pass" } else { "fail" }.to_string()))
+                            .collect(),
+                    );
+                }
+            }
+        }
+        data
+    }
 
     /// `n` rows of `p` standard-uniform features in [-2, 2].
     pub fn uniform(n: usize, p: usize, seed: u64) -> DenseMatrix {

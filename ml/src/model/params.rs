@@ -11,12 +11,23 @@
 //! `gbm_learning_rate` = 0.1, `gbm_max_depth` = 4, `gbm_min_leaf_weight` = 1.0,
 //! `gbm_l2` = 1.0, `gbm_subsample` = 1.0; `nn_layers` = 2, `nn_width` = 64,
 //! `nn_dropout` = 0.1, `nn_batch_norm` = true, `nn_learning_rate` = 0.001,
-//! `nn_weight_decay` = 0.0001, `nn_batch_size` = 64, `nn_epochs` = 100.
+//! `nn_weight_decay` = 0.0001, `nn_batch_size` = 64, `nn_epochs` = 100;
+//! `lgbm_iterations` = 200, `lgbm_learning_rate` = 0.1, `lgbm_num_leaves` = 31,
+//! `lgbm_min_data_in_leaf` = 20, `lgbm_feature_fraction` = 1.0,
+//! `lgbm_bagging_fraction` = 1.0, `lgbm_l2` = 0.0 (LightGBM's defaults);
+//! `rf_trees` = 200, `rf_num_leaves` = 255, `rf_min_data_in_leaf` = 2,
+//! `rf_feature_fraction` = 0.7, `rf_bagging_fraction` = 0.632;
+//! `xgb_iterations` = 200, `xgb_learning_rate` = 0.1, `xgb_max_depth` = 6,
+//! `xgb_min_child_weight` = 1.0, `xgb_subsample` = 1.0,
+//! `xgb_colsample_bytree` = 1.0, `xgb_l2` = 1.0, `xgb_l1` = 0.0.
 //!
 //! The "nn" family trains with libtorch, so only builds with the `torch`
 //! feature accept it; other builds reject it here, naming the feature, and
 //! leave it out of [`default_search_space`] so a study on such a build never
 //! samples a family it cannot train. (Serving an nn model needs no libtorch.)
+//! The same holds for "lightgbm" and "random_forest" (feature `lightgbm`)
+//! and "xgboost" (feature `xgboost`), which are on by default; their models
+//! are served without the libraries.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -34,14 +45,62 @@ pub enum Family {
     Linear,
     Gbm,
     Nn,
+    Lightgbm,
+    #[serde(rename = "random_forest")]
+    RandomForest,
+    Xgboost,
 }
 
 impl Family {
+    pub const ALL: [Family; 6] = [
+        Family::Linear,
+        Family::Gbm,
+        Family::Nn,
+        Family::Lightgbm,
+        Family::RandomForest,
+        Family::Xgboost,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Family::Linear => "linear",
             Family::Gbm => "gbm",
             Family::Nn => "nn",
+            Family::Lightgbm => "lightgbm",
+            Family::RandomForest => "random_forest",
+            Family::Xgboost => "xgboost",
+        }
+    }
+
+    /// The prefix of this family's parameter names.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Family::Linear => "linear_",
+            Family::Gbm => "gbm_",
+            Family::Nn => "nn_",
+            Family::Lightgbm => "lgbm_",
+            Family::RandomForest => "rf_",
+            Family::Xgboost => "xgb_",
+        }
+    }
+
+    /// Whether this build can train the family (see the module docs).
+    pub fn available(self) -> bool {
+        match self {
+            Family::Linear | Family::Gbm => true,
+            Family::Nn => NN_AVAILABLE,
+            Family::Lightgbm | Family::RandomForest => cfg!(feature = "lightgbm"),
+            Family::Xgboost => cfg!(feature = "xgboost"),
+        }
+    }
+
+    /// The build feature a family needs, for error messages.
+    fn feature(self) -> &'static str {
+        match self {
+            Family::Linear | Family::Gbm => "",
+            Family::Nn => "torch",
+            Family::Lightgbm | Family::RandomForest => "lightgbm",
+            Family::Xgboost => "xgboost",
         }
     }
 }
@@ -79,6 +138,89 @@ impl Default for GbmParams {
             min_leaf_weight: 1.0,
             l2: 1.0,
             subsample: 1.0,
+        }
+    }
+}
+
+/// Most boosting rounds (or forest trees) a trial may ask for.
+pub const MAX_ROUNDS: usize = 5_000;
+
+/// LightGBM gradient boosting settings (LightGBM's own parameter names).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LightgbmParams {
+    pub iterations: usize,
+    pub learning_rate: f64,
+    pub num_leaves: usize,
+    pub min_data_in_leaf: usize,
+    /// Share of features each tree sees.
+    pub feature_fraction: f64,
+    /// Share of rows each round trains on (bagging every round when < 1).
+    pub bagging_fraction: f64,
+    pub l2: f64,
+}
+
+impl Default for LightgbmParams {
+    fn default() -> Self {
+        LightgbmParams {
+            iterations: 200,
+            learning_rate: 0.1,
+            num_leaves: 31,
+            min_data_in_leaf: 20,
+            feature_fraction: 1.0,
+            bagging_fraction: 1.0,
+            l2: 0.0,
+        }
+    }
+}
+
+/// Random forest settings: LightGBM's `rf` mode, every tree on a bootstrap-
+/// like row sample and a feature sample, outputs averaged.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RandomForestParams {
+    pub trees: usize,
+    pub num_leaves: usize,
+    pub min_data_in_leaf: usize,
+    pub feature_fraction: f64,
+    /// Below 1: LightGBM's rf mode needs row sampling to decorrelate trees.
+    pub bagging_fraction: f64,
+}
+
+impl Default for RandomForestParams {
+    fn default() -> Self {
+        RandomForestParams {
+            trees: 200,
+            num_leaves: 255,
+            min_data_in_leaf: 2,
+            feature_fraction: 0.7,
+            bagging_fraction: 0.632,
+        }
+    }
+}
+
+/// XGBoost settings (XGBoost's names: eta, lambda, alpha).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct XgboostParams {
+    pub iterations: usize,
+    pub learning_rate: f64,
+    pub max_depth: usize,
+    pub min_child_weight: f64,
+    pub subsample: f64,
+    pub colsample_bytree: f64,
+    pub l2: f64,
+    pub l1: f64,
+}
+
+impl Default for XgboostParams {
+    fn default() -> Self {
+        XgboostParams {
+            iterations: 200,
+            learning_rate: 0.1,
+            max_depth: 6,
+            min_child_weight: 1.0,
+            subsample: 1.0,
+            colsample_bytree: 1.0,
+            l2: 1.0,
+            l1: 0.0,
         }
     }
 }
@@ -129,9 +271,13 @@ pub enum ModelParams {
     Linear(LinearParams),
     Gbm(GbmParams),
     Nn(NnParams),
+    Lightgbm(LightgbmParams),
+    #[serde(rename = "random_forest")]
+    RandomForest(RandomForestParams),
+    Xgboost(XgboostParams),
 }
 
-const KNOWN: [&str; 16] = [
+const KNOWN: [&str; 36] = [
     "family",
     "linear_l2",
     "gbm_iterations",
@@ -148,6 +294,26 @@ const KNOWN: [&str; 16] = [
     "nn_weight_decay",
     "nn_batch_size",
     "nn_epochs",
+    "lgbm_iterations",
+    "lgbm_learning_rate",
+    "lgbm_num_leaves",
+    "lgbm_min_data_in_leaf",
+    "lgbm_feature_fraction",
+    "lgbm_bagging_fraction",
+    "lgbm_l2",
+    "rf_trees",
+    "rf_num_leaves",
+    "rf_min_data_in_leaf",
+    "rf_feature_fraction",
+    "rf_bagging_fraction",
+    "xgb_iterations",
+    "xgb_learning_rate",
+    "xgb_max_depth",
+    "xgb_min_child_weight",
+    "xgb_subsample",
+    "xgb_colsample_bytree",
+    "xgb_l2",
+    "xgb_l1",
 ];
 
 /// Whether this build can train the "nn" family (it has libtorch).
@@ -229,6 +395,82 @@ fn nn_params(params: &Map<String, Value>) -> Result<NnParams> {
     Ok(p)
 }
 
+fn lightgbm_params(params: &Map<String, Value>) -> Result<LightgbmParams> {
+    let d = LightgbmParams::default();
+    Ok(LightgbmParams {
+        iterations: int(params, "lgbm_iterations", d.iterations, 1, MAX_ROUNDS)?,
+        learning_rate: float(params, "lgbm_learning_rate", d.learning_rate, 1e-4, 1.0)?,
+        num_leaves: int(params, "lgbm_num_leaves", d.num_leaves, 2, 4_096)?,
+        min_data_in_leaf: int(
+            params,
+            "lgbm_min_data_in_leaf",
+            d.min_data_in_leaf,
+            1,
+            100_000,
+        )?,
+        // LightGBM requires both fractions in (0, 1].
+        feature_fraction: float(
+            params,
+            "lgbm_feature_fraction",
+            d.feature_fraction,
+            0.05,
+            1.0,
+        )?,
+        bagging_fraction: float(
+            params,
+            "lgbm_bagging_fraction",
+            d.bagging_fraction,
+            0.05,
+            1.0,
+        )?,
+        l2: float(params, "lgbm_l2", d.l2, 0.0, 1e6)?,
+    })
+}
+
+fn random_forest_params(params: &Map<String, Value>) -> Result<RandomForestParams> {
+    let d = RandomForestParams::default();
+    Ok(RandomForestParams {
+        trees: int(params, "rf_trees", d.trees, 1, MAX_ROUNDS)?,
+        num_leaves: int(params, "rf_num_leaves", d.num_leaves, 2, 4_096)?,
+        min_data_in_leaf: int(
+            params,
+            "rf_min_data_in_leaf",
+            d.min_data_in_leaf,
+            1,
+            100_000,
+        )?,
+        feature_fraction: float(params, "rf_feature_fraction", d.feature_fraction, 0.05, 1.0)?,
+        // LightGBM's rf mode refuses bagging_fraction = 1 (every tree alike).
+        bagging_fraction: float(
+            params,
+            "rf_bagging_fraction",
+            d.bagging_fraction,
+            0.05,
+            0.95,
+        )?,
+    })
+}
+
+fn xgboost_params(params: &Map<String, Value>) -> Result<XgboostParams> {
+    let d = XgboostParams::default();
+    Ok(XgboostParams {
+        iterations: int(params, "xgb_iterations", d.iterations, 1, MAX_ROUNDS)?,
+        learning_rate: float(params, "xgb_learning_rate", d.learning_rate, 1e-4, 1.0)?,
+        max_depth: int(params, "xgb_max_depth", d.max_depth, 1, 16)?,
+        min_child_weight: float(params, "xgb_min_child_weight", d.min_child_weight, 0.0, 1e6)?,
+        subsample: float(params, "xgb_subsample", d.subsample, 0.05, 1.0)?,
+        colsample_bytree: float(
+            params,
+            "xgb_colsample_bytree",
+            d.colsample_bytree,
+            0.05,
+            1.0,
+        )?,
+        l2: float(params, "xgb_l2", d.l2, 0.0, 1e6)?,
+        l1: float(params, "xgb_l1", d.l1, 0.0, 1e6)?,
+    })
+}
+
 impl ModelParams {
     /// Parses sampler output; see the module docs for names and defaults.
     pub fn from_map(params: &Map<String, Value>) -> Result<ModelParams> {
@@ -238,22 +480,45 @@ impl ModelParams {
                 KNOWN.join(", ")
             )));
         }
-        let family = match params.get("family") {
-            None => Family::Gbm,
-            Some(Value::String(s)) if s == "linear" => Family::Linear,
-            Some(Value::String(s)) if s == "gbm" => Family::Gbm,
-            Some(Value::String(s)) if s == "nn" => Family::Nn,
-            Some(other) => {
-                return Err(invalid(format!(
-                    "parameter 'family' must be \"linear\", \"gbm\" or \"nn\", got {other}"
-                )))
-            }
+        let names = || {
+            Family::ALL
+                .iter()
+                .map(|f| format!("\"{}\"", f.name()))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
-        if family == Family::Nn && !NN_AVAILABLE {
-            return Err(invalid(
-                "family \"nn\" needs a build with the `torch` feature (libtorch); \
-                 this build has none, so choose \"linear\" or \"gbm\"",
-            ));
+        let family =
+            match params.get("family") {
+                None => Family::Gbm,
+                Some(Value::String(s)) => Family::ALL
+                    .into_iter()
+                    .find(|f| f.name() == s)
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "parameter 'family' must be one of {}, got \"{s}\"",
+                            names()
+                        ))
+                    })?,
+                Some(other) => {
+                    return Err(invalid(format!(
+                        "parameter 'family' must be one of {}, got {other}",
+                        names()
+                    )))
+                }
+            };
+        if !family.available() {
+            let available: Vec<&str> = Family::ALL
+                .into_iter()
+                .filter(|f| f.available())
+                .map(Family::name)
+                .collect();
+            return Err(invalid(format!(
+                "family \"{}\" needs a build with the `{}` feature; this build has none, \
+                 so choose one of {}",
+                family.name(),
+                family.feature(),
+                available.join(", ")
+            )));
         }
         Ok(match family {
             Family::Linear => ModelParams::Linear(LinearParams {
@@ -277,6 +542,9 @@ impl ModelParams {
                 })
             }
             Family::Nn => ModelParams::Nn(nn_params(params)?),
+            Family::Lightgbm => ModelParams::Lightgbm(lightgbm_params(params)?),
+            Family::RandomForest => ModelParams::RandomForest(random_forest_params(params)?),
+            Family::Xgboost => ModelParams::Xgboost(xgboost_params(params)?),
         })
     }
 
@@ -285,6 +553,9 @@ impl ModelParams {
             ModelParams::Linear(_) => Family::Linear,
             ModelParams::Gbm(_) => Family::Gbm,
             ModelParams::Nn(_) => Family::Nn,
+            ModelParams::Lightgbm(_) => Family::Lightgbm,
+            ModelParams::RandomForest(_) => Family::RandomForest,
+            ModelParams::Xgboost(_) => Family::Xgboost,
         }
     }
 
@@ -312,54 +583,124 @@ impl ModelParams {
             }
             #[cfg(not(feature = "torch"))]
             ModelParams::Nn(_) => {
-                let _ = (metric, device);
+                let _ = device;
                 Err(invalid(
                     "family \"nn\" needs a build with the `torch` feature (libtorch)",
                 ))
+            }
+            #[cfg(feature = "lightgbm")]
+            ModelParams::Lightgbm(p) => Ok(Box::new(super::lightgbm::LightgbmTrainer {
+                mode: super::lightgbm::Mode::Gbdt(p),
+                seed,
+                metric,
+                threads: 1,
+            })),
+            #[cfg(feature = "lightgbm")]
+            ModelParams::RandomForest(p) => Ok(Box::new(super::lightgbm::LightgbmTrainer {
+                mode: super::lightgbm::Mode::RandomForest(p),
+                seed,
+                metric,
+                threads: 1,
+            })),
+            #[cfg(feature = "xgboost")]
+            ModelParams::Xgboost(params) => Ok(Box::new(super::xgboost::XgboostTrainer {
+                params,
+                seed,
+                metric,
+                threads: 1,
+            })),
+            #[allow(unreachable_patterns)]
+            other => {
+                let _ = metric;
+                Err(invalid(format!(
+                    "family \"{}\" needs a build with the `{}` feature",
+                    other.family().name(),
+                    other.family().feature()
+                )))
             }
         }
     }
 }
 
-/// The search space the scheduler samples trials from.
+/// The search space the scheduler samples trials from: `family` over every
+/// family this build can train, each with its own conditional parameters.
 ///
 /// Ranges keep one trial (3-fold CV, ~2,000 rows x ~25 encoded columns)
-/// under a second on one core: at most 200 trees of depth 5 (~0.6 s on a
-/// shared 2-core build box, ~0.2 s for a typical draw). The nn ranges are
+/// around a second on one core: at most 200 trees of depth 5 for gbm
+/// (~0.6 s on a shared 2-core build box, ~0.2 s for a typical draw), at
+/// most 300 rounds for the library families (LightGBM's 300 trees of 64
+/// leaves take ~0.3 s there, XGBoost's of depth 8 ~0.5 s). The nn ranges are
 /// small for the same reason: the costliest draw (2 x 64, batch 64, 40
 /// epochs) takes ~1.0 s on that box (`nn_trial_timing` in the nn tests), and
 /// early stopping ends many draws before `nn_epochs`.
 pub fn default_search_space() -> Value {
-    let gbm = json!({"family": ["gbm"]});
-    let mut space = json!({
-        "family": {"type": "categorical", "choices": ["linear", "gbm"]},
-        "linear_l2": {"type": "float", "low": 1e-6, "high": 10.0, "log": true,
-                      "when": {"family": ["linear"]}},
-        "gbm_iterations": {"type": "int", "low": 50, "high": 200, "step": 50, "when": gbm},
-        "gbm_learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": true, "when": gbm},
-        "gbm_max_depth": {"type": "int", "low": 2, "high": 5, "when": gbm},
-        "gbm_min_leaf_weight": {"type": "float", "low": 0.5, "high": 20.0, "log": true, "when": gbm},
-        "gbm_l2": {"type": "float", "low": 0.001, "high": 10.0, "log": true, "when": gbm},
-        "gbm_subsample": {"type": "float", "low": 0.5, "high": 1.0, "when": gbm},
-    });
-    if NN_AVAILABLE {
-        let nn = json!({"family": ["nn"]});
-        let extra = json!({
-            "family": {"type": "categorical", "choices": ["linear", "gbm", "nn"]},
-            "nn_layers": {"type": "int", "low": 1, "high": 2, "when": nn},
-            "nn_width": {"type": "int", "low": 16, "high": 64, "log": true, "when": nn},
-            "nn_dropout": {"type": "float", "low": 0.0, "high": 0.3, "when": nn},
-            "nn_batch_norm": {"type": "categorical", "choices": [true, false], "when": nn},
-            "nn_learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": true, "when": nn},
-            "nn_weight_decay": {"type": "float", "low": 1e-6, "high": 1e-2, "log": true, "when": nn},
-            "nn_batch_size": {"type": "int", "low": 64, "high": 256, "step": 64, "when": nn},
-            "nn_epochs": {"type": "int", "low": 10, "high": 40, "step": 10, "when": nn},
-        });
-        if let (Some(space), Some(extra)) = (space.as_object_mut(), extra.as_object()) {
-            space.extend(extra.clone());
+    let when = |f: Family| json!({"family": [f.name()]});
+    let per_family = |f: Family| -> Value {
+        match f {
+            Family::Linear => json!({
+                "linear_l2": {"type": "float", "low": 1e-6, "high": 10.0, "log": true},
+            }),
+            Family::Gbm => json!({
+                "gbm_iterations": {"type": "int", "low": 50, "high": 200, "step": 50},
+                "gbm_learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": true},
+                "gbm_max_depth": {"type": "int", "low": 2, "high": 5},
+                "gbm_min_leaf_weight": {"type": "float", "low": 0.5, "high": 20.0, "log": true},
+                "gbm_l2": {"type": "float", "low": 0.001, "high": 10.0, "log": true},
+                "gbm_subsample": {"type": "float", "low": 0.5, "high": 1.0},
+            }),
+            Family::Nn => json!({
+                "nn_layers": {"type": "int", "low": 1, "high": 2},
+                "nn_width": {"type": "int", "low": 16, "high": 64, "log": true},
+                "nn_dropout": {"type": "float", "low": 0.0, "high": 0.3},
+                "nn_batch_norm": {"type": "categorical", "choices": [true, false]},
+                "nn_learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": true},
+                "nn_weight_decay": {"type": "float", "low": 1e-6, "high": 1e-2, "log": true},
+                "nn_batch_size": {"type": "int", "low": 64, "high": 256, "step": 64},
+                "nn_epochs": {"type": "int", "low": 10, "high": 40, "step": 10},
+            }),
+            Family::Lightgbm => json!({
+                "lgbm_iterations": {"type": "int", "low": 50, "high": 300, "step": 50},
+                "lgbm_learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": true},
+                "lgbm_num_leaves": {"type": "int", "low": 4, "high": 64, "log": true},
+                "lgbm_min_data_in_leaf": {"type": "int", "low": 2, "high": 50, "log": true},
+                "lgbm_feature_fraction": {"type": "float", "low": 0.5, "high": 1.0},
+                "lgbm_bagging_fraction": {"type": "float", "low": 0.5, "high": 1.0},
+                "lgbm_l2": {"type": "float", "low": 0.001, "high": 10.0, "log": true},
+            }),
+            Family::RandomForest => json!({
+                "rf_trees": {"type": "int", "low": 50, "high": 300, "step": 50},
+                "rf_num_leaves": {"type": "int", "low": 16, "high": 512, "log": true},
+                "rf_min_data_in_leaf": {"type": "int", "low": 1, "high": 20, "log": true},
+                "rf_feature_fraction": {"type": "float", "low": 0.3, "high": 1.0},
+                "rf_bagging_fraction": {"type": "float", "low": 0.5, "high": 0.9},
+            }),
+            Family::Xgboost => json!({
+                "xgb_iterations": {"type": "int", "low": 50, "high": 300, "step": 50},
+                "xgb_learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": true},
+                "xgb_max_depth": {"type": "int", "low": 2, "high": 8},
+                "xgb_min_child_weight": {"type": "float", "low": 0.5, "high": 20.0, "log": true},
+                "xgb_subsample": {"type": "float", "low": 0.5, "high": 1.0},
+                "xgb_colsample_bytree": {"type": "float", "low": 0.5, "high": 1.0},
+                "xgb_l2": {"type": "float", "low": 0.001, "high": 10.0, "log": true},
+                "xgb_l1": {"type": "float", "low": 0.001, "high": 1.0, "log": true},
+            }),
+        }
+    };
+    let families: Vec<Family> = Family::ALL.into_iter().filter(|f| f.available()).collect();
+    let mut space = Map::new();
+    space.insert(
+        "family".into(),
+        json!({"type": "categorical", "choices": families.iter().map(|f| f.name()).collect::<Vec<_>>()}),
+    );
+    for family in families {
+        if let Value::Object(params) = per_family(family) {
+            for (name, mut spec) in params {
+                spec["when"] = when(family);
+                space.insert(name, spec);
+            }
         }
     }
-    space
+    Value::Object(space)
 }
 
 #[cfg(test)]
@@ -422,23 +763,24 @@ mod tests {
         let Some(space) = space.as_object() else {
             panic!("space is an object")
         };
-        for name in KNOWN {
-            // nn parameters are known to every build (so a typo check never
-            // hides the real error) but sampled only where nn can train.
-            let expected = NN_AVAILABLE || !name.starts_with("nn_");
-            assert_eq!(space.contains_key(name), expected, "{name}");
+        for name in KNOWN.iter().filter(|n| **n != "family") {
+            // Every family's parameters are known to every build (so a typo
+            // check never hides the real error) but sampled only where the
+            // family can train.
+            let Some(family) = Family::ALL
+                .into_iter()
+                .find(|f| name.starts_with(f.prefix()))
+            else {
+                panic!("{name} has no family prefix")
+            };
+            assert_eq!(space.contains_key(*name), family.available(), "{name}");
         }
-        let families: &[&str] = if NN_AVAILABLE {
-            &["gbm", "nn"]
-        } else {
-            &["gbm"]
-        };
-        for family in families {
+        for family in Family::ALL.into_iter().filter(|f| f.available()) {
             for bound in ["low", "high"] {
                 let mut m = Map::new();
-                m.insert("family".into(), json!(family));
-                let prefix = format!("{family}_");
-                for (name, spec) in space.iter().filter(|(n, _)| n.starts_with(&prefix)) {
+                m.insert("family".into(), json!(family.name()));
+                let prefix = family.prefix();
+                for (name, spec) in space.iter().filter(|(n, _)| n.starts_with(prefix)) {
                     let value = match spec.get(bound) {
                         Some(v) => v.clone(),
                         None => spec["choices"][0].clone(),
@@ -446,7 +788,7 @@ mod tests {
                     m.insert(name.clone(), value);
                 }
                 let parsed = ModelParams::from_map(&m);
-                assert!(parsed.is_ok(), "{family} {bound}: {parsed:?}");
+                assert!(parsed.is_ok(), "{family:?} {bound}: {parsed:?}");
             }
         }
     }

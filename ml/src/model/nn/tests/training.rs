@@ -9,13 +9,13 @@ use serde_json::{json, Map, Value};
 use super::ok;
 use crate::artifact::{sha256_hex, ModelArtifact};
 use crate::automl::{evaluate, fit_final, EvalOptions, Evaluation, Step, EPOCH_STEPS};
-use crate::dataset::{ColumnData, Dataset, Limits};
+use crate::dataset::Dataset;
 use crate::lab;
 use crate::matrix::DenseMatrix;
 use crate::metrics::Metric;
 use crate::model::nn::train::{NnTrainer, PATIENCE};
 use crate::model::nn::NnDevice;
-use crate::model::test_data::uniform;
+use crate::model::test_data::{lab_data, pass_fail, uniform};
 use crate::model::NnParams;
 use crate::task::Task;
 use crate::LearnError;
@@ -42,30 +42,6 @@ fn small() -> NnParams {
         batch_size: 32,
         epochs: 60,
     }
-}
-
-fn lab_data(n: usize) -> Dataset {
-    ok(Dataset::from_csv(
-        lab::generate_csv(n, 7).as_bytes(),
-        &Limits::default(),
-    ))
-}
-
-/// The lab data with the score turned into a pass/fail label.
-fn pass_fail(n: usize) -> Dataset {
-    let mut data = lab_data(n);
-    for c in &mut data.columns {
-        if c.name == lab::TARGET {
-            if let ColumnData::Numeric(v) = &c.data {
-                c.data = ColumnData::Categorical(
-                    v.iter()
-                        .map(|s| Some(if *s >= 70.0 { "pass" } else { "fail" }.to_string()))
-                        .collect(),
-                );
-            }
-        }
-    }
-    data
 }
 
 fn params(v: Value) -> Map<String, Value> {

@@ -1,0 +1,281 @@
+//! The library-trained families (lightgbm, random_forest, xgboost): training
+//! on the lab data, watched rounds and pruning, determinism, and artifacts
+//! that survive a digest-checked round trip with identical predictions.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use super::test_data::{lab_data, pass_fail};
+use super::{Family, FittedModel, ModelParams, Trainer, Watch};
+use crate::artifact::{sha256_hex, ModelArtifact};
+use crate::automl::{evaluate, fit_final, EvalOptions, Step};
+use crate::dataset::Dataset;
+use crate::lab;
+use crate::matrix::DenseMatrix;
+use crate::metrics::{compute, Metric};
+use crate::task::Task;
+use crate::LearnError;
+
+fn ok<T, E: std::fmt::Debug>(r: Result<T, E>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+fn params(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+/// Small settings per family, quick in debug builds.
+fn family_params(family: Family) -> Map<String, Value> {
+    params(match family {
+        Family::Lightgbm => json!({"family": "lightgbm", "lgbm_iterations": 60,
+                                   "lgbm_num_leaves": 15, "lgbm_min_data_in_leaf": 5}),
+        Family::RandomForest => json!({"family": "random_forest", "rf_trees": 40,
+                                       "rf_num_leaves": 31}),
+        Family::Xgboost => json!({"family": "xgboost", "xgb_iterations": 60,
+                                  "xgb_max_depth": 4}),
+        other => panic!("not a library family: {other:?}"),
+    })
+}
+
+fn library_families() -> Vec<Family> {
+    [Family::Lightgbm, Family::RandomForest, Family::Xgboost]
+        .into_iter()
+        .filter(|f| f.available())
+        .collect()
+}
+
+/// The lab data with the delay category (four classes) as the target.
+const MULTICLASS_TARGET: &str = "processing_delay_category";
+
+#[test]
+fn every_family_round_trips_through_an_artifact_with_identical_predictions() {
+    let regression = lab_data(400);
+    let binary = pass_fail(400);
+    for family in library_families() {
+        for (data, target) in [
+            (&regression, lab::TARGET),
+            (&binary, lab::TARGET),
+            (&regression, MULTICLASS_TARGET),
+        ] {
+            let p = family_params(family);
+            let a = ok(fit_final(
+                data,
+                target,
+                &p,
+                &EvalOptions::default(),
+                BTreeMap::new(),
+            ));
+            assert_eq!(a.family, family);
+            let bytes = a.to_bytes();
+            let digest = sha256_hex(&bytes);
+            let b = ok(ModelArtifact::from_bytes(&bytes, &digest));
+            assert_eq!(b.family, family);
+            let mut records: Vec<Map<String, Value>> = (1..=5).map(lab::example_record).collect();
+            records.push(Map::new());
+            let (pa, pb) = (ok(a.predict(&records)), ok(b.predict(&records)));
+            assert_eq!(pa, pb, "{family:?} {target}");
+            for pred in &pa {
+                // Contributions explain the margin exactly.
+                let total = pred.base_value
+                    + pred
+                        .contributions
+                        .iter()
+                        .map(|c| c.contribution)
+                        .sum::<f64>();
+                assert!(total.is_finite(), "{family:?} {target}");
+                if pred.probabilities.is_none() {
+                    assert!(
+                        (total - pred.value).abs() < 1e-9 * (1.0 + pred.value.abs()),
+                        "{family:?} {target}: {total} vs {}",
+                        pred.value
+                    );
+                }
+                if let Some(probs) = &pred.probabilities {
+                    let sum: f64 = probs.values().sum();
+                    assert!((sum - 1.0).abs() < 1e-9, "{family:?} {target}: {sum}");
+                }
+            }
+            // Any change to the stored trees fails the digest check.
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let at = text
+                .find("\"threshold\"")
+                .map_or(bytes.len() / 2, |i| i + 13);
+            let mut tampered = bytes.clone();
+            tampered[at] = if tampered[at] == b'1' { b'2' } else { b'1' };
+            assert!(matches!(
+                ModelArtifact::from_bytes(&tampered, &digest),
+                Err(LearnError::Corrupt(_))
+            ));
+        }
+    }
+}
+
+/// The encoded lab data split into training and validation rows.
+fn split(data: &Dataset, n_train: usize) -> (DenseMatrix, Vec<f64>, DenseMatrix, Vec<f64>) {
+    let task = Task::Regression;
+    let target = ok(crate::task::encode_target(data, lab::TARGET, &task));
+    let (train, valid) = target.rows.split_at(n_train);
+    let pre = ok(crate::preprocess::Preprocessor::fit(
+        data,
+        lab::TARGET,
+        train,
+    ));
+    (
+        ok(pre.transform(data, train)),
+        target.y[..n_train].to_vec(),
+        ok(pre.transform(data, valid)),
+        target.y[n_train..].to_vec(),
+    )
+}
+
+fn trainer(family: Family, extra: Value) -> Box<dyn Trainer> {
+    let mut p = family_params(family);
+    p.extend(params(extra));
+    ok(ok(ModelParams::from_map(&p)).trainer(3, Metric::Rmse, None))
+}
+
+#[test]
+fn watched_training_reports_rounds_and_stops_when_pruned() {
+    let data = lab_data(600);
+    let (x, y, vx, vy) = split(&data, 450);
+    for family in library_families() {
+        let rounds = json!({"lgbm_iterations": 100, "rf_trees": 100, "xgb_iterations": 100});
+        let extra = params(rounds)
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(family.prefix()))
+            .collect();
+        let t = trainer(family, Value::Object(extra));
+        let watch = Watch { x: &vx, y: &vy };
+
+        let mut reports = Vec::new();
+        let model = ok(
+            t.fit_watched(&x, &y, &Task::Regression, watch, &mut |r, v| {
+                reports.push((r, v));
+                Step::Continue
+            }),
+        );
+        let Some(model) = model else {
+            panic!("{family:?}: unpruned training gave no model")
+        };
+        let steps: Vec<u32> = reports.iter().map(|r| r.0).collect();
+        assert_eq!(
+            steps,
+            (1..=20).map(|k| k * 5).collect::<Vec<_>>(),
+            "{family:?}"
+        );
+        // The last report is the returned model's metric on the watched rows.
+        let last = reports.last().map(|r| r.1).unwrap_or(f64::NAN);
+        let served = ok(compute(
+            Metric::Rmse,
+            &Task::Regression,
+            &vy,
+            &model.predict(&vx),
+        ));
+        assert!(
+            (last - served).abs() < 1e-4 * (1.0 + served),
+            "{family:?}: {last} vs {served}"
+        );
+        if family != Family::RandomForest {
+            // Boosting improves on its first rounds.
+            assert!(reports[19].1 < reports[0].1, "{family:?}: {reports:?}");
+        }
+
+        let mut calls = 0;
+        let pruned = ok(
+            t.fit_watched(&x, &y, &Task::Regression, watch, &mut |_, _| {
+                calls += 1;
+                Step::Stop
+            }),
+        );
+        assert!(pruned.is_none(), "{family:?}");
+        assert_eq!(calls, 1, "{family:?}: pruning stops at the first report");
+    }
+}
+
+#[test]
+fn same_seed_same_model_and_every_family_beats_the_mean() {
+    let data = lab_data(600);
+    let target = ok(crate::task::encode_target(
+        &data,
+        lab::TARGET,
+        &Task::Regression,
+    ));
+    let mean = target.y.iter().sum::<f64>() / target.y.len() as f64;
+    let sd =
+        (target.y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / target.y.len() as f64).sqrt();
+    let opts = EvalOptions::default();
+    for family in library_families() {
+        let p = family_params(family);
+        let e = ok(evaluate(&data, lab::TARGET, &p, &opts, &mut |_, _| {
+            Step::Continue
+        }));
+        assert_eq!(e.metric, Metric::Rmse);
+        assert!(
+            e.value < 0.8 * sd,
+            "{family:?}: RMSE {} vs sd {sd}",
+            e.value
+        );
+        let again = ok(evaluate(&data, lab::TARGET, &p, &opts, &mut |_, _| {
+            Step::Continue
+        }));
+        assert_eq!(e.fold_values, again.fold_values, "{family:?}");
+        let a = ok(fit_final(&data, lab::TARGET, &p, &opts, BTreeMap::new()));
+        let b = ok(fit_final(&data, lab::TARGET, &p, &opts, BTreeMap::new()));
+        assert_eq!(
+            serde_json::to_string(&a.model).ok(),
+            serde_json::to_string(&b.model).ok(),
+            "{family:?}"
+        );
+        assert!(matches!(
+            (&a.model, family),
+            (FittedModel::Lightgbm(_), Family::Lightgbm)
+                | (FittedModel::RandomForest(_), Family::RandomForest)
+                | (FittedModel::Xgboost(_), Family::Xgboost)
+        ));
+    }
+}
+
+#[test]
+fn bad_library_params_name_the_parameter() {
+    let cases = [
+        (
+            json!({"family": "lightgbm", "lgbm_num_leaves": 1}),
+            "lgbm_num_leaves",
+        ),
+        (
+            json!({"family": "lightgbm", "lgbm_feature_fraction": 0.0}),
+            "lgbm_feature_fraction",
+        ),
+        (
+            json!({"family": "random_forest", "rf_bagging_fraction": 1.0}),
+            "rf_bagging_fraction",
+        ),
+        (
+            json!({"family": "random_forest", "rf_trees": 0}),
+            "rf_trees",
+        ),
+        (
+            json!({"family": "xgboost", "xgb_max_depth": 40}),
+            "xgb_max_depth",
+        ),
+        (
+            json!({"family": "xgboost", "xgb_subsample": "half"}),
+            "xgb_subsample",
+        ),
+        (
+            json!({"family": "xgboost", "xgb_iterations": 5001}),
+            "xgb_iterations",
+        ),
+        (json!({"family": "forest"}), "family"),
+    ];
+    for (v, name) in cases {
+        match ModelParams::from_map(&params(v)) {
+            Err(LearnError::Invalid(m)) => assert!(m.contains(name), "{m}"),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}

@@ -13,8 +13,18 @@
 # - libclang (bindgen generates both C API bindings) and a C++ compiler with
 #   OpenMP: Debian's libclang-dev and g++, installed with apt-get when absent.
 #
-# Prints CMAKE (read by the `cmake` crate), PATH (ninja) and LIBCLANG_PATH;
-# progress goes to stderr.
+# Prints CMAKE (read by the `cmake` crate), PATH (ninja), LIBCLANG_PATH and
+# XGBOOST_LIB_DIR; progress goes to stderr.
+#
+# XGBOOST_LIB_DIR: the `xgb` crate always enables xgboost_lib-sys's default
+# `use_prebuilt_xgb` feature (its dependency does not turn default features
+# off), whose build script downloads libxgboost.so from GitHub unless
+# XGBOOST_LIB_DIR is set, and offline that fails the build. We build XGBoost
+# from source (`local_build`), so it points at an empty directory: the
+# download is skipped and the library built from source is the only one the
+# linker finds. (Not in .cargo/config.toml: cargo fingerprints `[env]`
+# values, and a path relative to the clone would rebuild every crate in
+# each new clone.)
 set -euo pipefail
 
 CMAKE_VERSION=3.31.6
@@ -73,3 +83,5 @@ log "$("$cmake_dir/cmake" --version | head -n 1), ninja $("$ROOT/tools/ninja" --
 echo "export CMAKE='$cmake_dir/cmake'"
 echo "export PATH='$cmake_dir:$ROOT/tools':\"\$PATH\""
 echo "export LIBCLANG_PATH='$(libclang_dir)'"
+mkdir -p "$ROOT/no-prebuilt-xgboost"
+echo "export XGBOOST_LIB_DIR='$ROOT/no-prebuilt-xgboost'"

@@ -282,9 +282,7 @@ impl TreeEnsemble {
         self.base = vec![0.0; self.groups];
         let mut out = vec![0.0; self.groups];
         self.margins_row(first_row, &mut out);
-        for g in 0..self.groups {
-            self.base[g] = reference[g] - out[g];
-        }
+        self.base = reference.iter().zip(&out).map(|(r, o)| r - o).collect();
     }
 }
 
@@ -395,20 +393,22 @@ pub fn from_lightgbm(text: &str, n_features: usize) -> Result<TreeEnsemble> {
             }
             Ok(i as u32)
         };
-        let mut nodes = Vec::with_capacity(internal + leaves);
-        for i in 0..internal {
-            // decision_type bits: 1 categorical, 2 default left, 4..12 missing type.
-            let missing = (decision[i] >> 2) & 3;
-            nodes.push(Node {
-                feature: feature[i],
-                threshold: threshold[i],
-                left: index(left[i])?,
-                right: index(right[i])?,
-                value: 0.0,
-                zero_missing: missing == 1,
-                default_left: decision[i] & 2 != 0,
-            });
-        }
+        let mut nodes = (0..internal)
+            .map(|i| {
+                // decision_type bits: 1 categorical, 2 default left, 4..12 missing type.
+                let missing = (decision[i] >> 2) & 3;
+                Ok(Node {
+                    feature: feature[i],
+                    threshold: threshold[i],
+                    left: index(left[i])?,
+                    right: index(right[i])?,
+                    value: 0.0,
+                    zero_missing: missing == 1,
+                    default_left: decision[i] & 2 != 0,
+                })
+            })
+            .collect::<Result<Vec<Node>>>()?;
+        nodes.reserve(leaves);
         nodes.extend(leaf_value.iter().map(|&v| Node::leaf(v)));
         let mut cover = vec![0.0; internal];
         cover.extend(leaf_count);
@@ -505,22 +505,23 @@ pub fn from_xgboost(model: &Value, n_features: usize, groups: usize) -> Result<T
                 "XGBoost tree {t} has categorical splits, which this platform does not train"
             )));
         }
-        let mut nodes = Vec::with_capacity(n);
-        for i in 0..n {
-            if left[i] < 0.0 {
-                nodes.push(Node::leaf(condition[i]));
-            } else {
-                nodes.push(Node {
-                    feature: feature[i] as u32,
-                    threshold: condition[i],
-                    left: left[i] as u32,
-                    right: right[i] as u32,
-                    value: 0.0,
-                    zero_missing: false,
-                    default_left: default_left[i] != 0.0,
-                });
-            }
-        }
+        let nodes: Vec<Node> = (0..n)
+            .map(|i| {
+                if left[i] < 0.0 {
+                    Node::leaf(condition[i])
+                } else {
+                    Node {
+                        feature: feature[i] as u32,
+                        threshold: condition[i],
+                        left: left[i] as u32,
+                        right: right[i] as u32,
+                        value: 0.0,
+                        zero_missing: false,
+                        default_left: default_left[i] != 0.0,
+                    }
+                }
+            })
+            .collect();
         trees.push(
             TreeBuilder {
                 nodes,

@@ -58,10 +58,8 @@ impl Default for EvalOptions {
 /// every epoch index and round number is below it (see the module docs).
 pub const EPOCH_STEPS: u32 = 10_000;
 
-const _: () = assert!(
-    crate::model::nn::MAX_EPOCHS < EPOCH_STEPS as usize
-        && crate::model::params::MAX_ROUNDS < EPOCH_STEPS as usize
-);
+const _: () = assert!(crate::model::nn::MAX_EPOCHS < EPOCH_STEPS as usize);
+const _: () = assert!(crate::model::params::MAX_ROUNDS < EPOCH_STEPS as usize);
 
 /// The pruner's answer after each fold (and, for nn, each epoch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

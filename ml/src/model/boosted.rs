@@ -103,6 +103,7 @@ impl TreeModel {
 
     /// Outputs (as [`TreeModel::predict_row`]) from library outputs that
     /// give one probability per row for binary tasks.
+    #[cfg_attr(not(any(feature = "lightgbm", feature = "xgboost")), allow(dead_code))]
     pub(crate) fn widen_binary(link: Link, outputs: &[f64]) -> Vec<f64> {
         match link {
             Link::Sigmoid => outputs.iter().flat_map(|&p| [1.0 - p, p]).collect(),
@@ -115,6 +116,7 @@ impl TreeModel {
 /// about twenty reports per fold, and always the last round. Reports are
 /// written to the store and read by the pruner, so one per round would cost
 /// more than it tells.
+#[cfg_attr(not(any(feature = "lightgbm", feature = "xgboost")), allow(dead_code))]
 pub(crate) fn report_every(rounds: usize) -> usize {
     (rounds / 20).max(1)
 }

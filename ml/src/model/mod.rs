@@ -263,6 +263,11 @@ pub(crate) mod test_data {
     use crate::matrix::DenseMatrix;
 
     /// `n` rows of the synthetic lab data (regression on the quality score).
+    // Used by the nn and library-family tests, which need their features.
+    #[cfg_attr(
+        not(any(feature = "torch", all(feature = "lightgbm", feature = "xgboost"))),
+        allow(dead_code)
+    )]
     pub fn lab_data(n: usize) -> Dataset {
         match Dataset::from_csv(lab::generate_csv(n, 7).as_bytes(), &Limits::default()) {
             Ok(d) => d,
@@ -271,6 +276,10 @@ pub(crate) mod test_data {
     }
 
     /// The lab data with the score turned into a pass/fail label.
+    #[cfg_attr(
+        not(any(feature = "torch", all(feature = "lightgbm", feature = "xgboost"))),
+        allow(dead_code)
+    )]
     pub fn pass_fail(n: usize) -> Dataset {
         let mut data = lab_data(n);
         for c in &mut data.columns {

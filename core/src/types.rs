@@ -289,7 +289,14 @@ pub struct Trial {
     pub number: u64,
     pub params: serde_json::Map<String, Value>,
     pub state: TrialState,
+    /// The objective value; in a multi-objective experiment, the first
+    /// objective's (so ranking by `value` means ranking by the first objective).
     pub value: Option<f64>,
+    /// Multi-objective experiments only: one value per objective, in the
+    /// experiment's objective order. Records from before multi-objective
+    /// experiments read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<f64>>,
     pub intermediate: BTreeMap<u32, f64>,
     pub job_id: Option<JobId>,
     /// Extra results (all metrics, fold values, artifact path).
@@ -314,12 +321,62 @@ impl Trial {
             params,
             state: TrialState::Running,
             value: None,
+            values: None,
             intermediate: BTreeMap::new(),
             job_id,
             detail: None,
             created_at: now,
             finished_at: None,
         }
+    }
+}
+
+/// How a trial ended, recorded in one write by
+/// [`crate::ports::StateStore::finish_trial`], so no reader ever sees a final
+/// state without its values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrialOutcome {
+    pub state: TrialState,
+    pub value: Option<f64>,
+    /// One value per objective (multi-objective experiments only).
+    pub values: Option<Vec<f64>>,
+    pub detail: Option<Value>,
+}
+
+impl TrialOutcome {
+    /// A single-objective outcome.
+    pub fn new(state: TrialState, value: Option<f64>, detail: Option<Value>) -> Self {
+        TrialOutcome {
+            state,
+            value,
+            values: None,
+            detail,
+        }
+    }
+
+    /// The same outcome with one value per objective.
+    pub fn with_values(mut self, values: Option<Vec<f64>>) -> Self {
+        self.values = values;
+        self
+    }
+
+    /// Writes the outcome onto a running trial.
+    pub fn apply(&self, trial: &mut Trial, now: DateTime<Utc>) {
+        trial.state = self.state;
+        trial.value = self.value;
+        trial.values = self.values.clone();
+        trial.detail = self.detail.clone();
+        trial.finished_at = Some(now);
+    }
+
+    /// Whether `trial` already holds exactly this outcome, finished at `now`
+    /// (a retried write that had in fact committed).
+    pub fn is_recorded_on(&self, trial: &Trial, now: DateTime<Utc>) -> bool {
+        trial.state == self.state
+            && trial.value == self.value
+            && trial.values == self.values
+            && trial.detail == self.detail
+            && trial.finished_at == Some(now)
     }
 }
 
@@ -401,6 +458,25 @@ mod tests {
             );
         }
         assert!("bogus".parse::<JobKind>().is_err());
+    }
+
+    #[test]
+    fn trials_stored_before_multi_objective_read_without_values() {
+        let mut t =
+            Trial::new_running(ExperimentId::new(), 0, Default::default(), None, Utc::now());
+        let mut body = serde_json::to_value(&t).unwrap();
+        assert!(
+            body.get("values").is_none(),
+            "single-objective bodies stay as they were"
+        );
+        body.as_object_mut().unwrap().remove("values");
+        let back: Trial = serde_json::from_value(body).unwrap();
+        assert_eq!(back.values, None);
+        TrialOutcome::new(TrialState::Complete, Some(1.0), None)
+            .with_values(Some(vec![1.0, 2.0]))
+            .apply(&mut t, Utc::now());
+        let back: Trial = serde_json::from_value(serde_json::to_value(&t).unwrap()).unwrap();
+        assert_eq!(back.values, Some(vec![1.0, 2.0]));
     }
 
     #[test]

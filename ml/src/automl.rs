@@ -81,6 +81,30 @@ pub struct Evaluation {
     pub metrics: BTreeMap<String, f64>,
     pub pruned: bool,
     pub task: Task,
+    /// Mean wall-clock time per validation row, in microseconds, to encode
+    /// the rows with the fold's fitted preprocessing and predict them with
+    /// its model, over the folds that finished: what serving pays per
+    /// record, measured on this worker. `None` if no fold finished.
+    #[serde(default)]
+    pub latency_us: Option<f64>,
+    /// Bytes of each fold's fitted model serialized as in the model artifact
+    /// (JSON), averaged over the folds that finished. `None` if none did.
+    #[serde(default)]
+    pub model_bytes: Option<u64>,
+}
+
+/// Counts the bytes written to it: sizes a serialization without holding it.
+struct ByteCounter(u64);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Task, metric, params and usable rows shared by `evaluate` and `fit_final`.
@@ -141,6 +165,10 @@ pub fn evaluate(
     let mut oof_pred = Vec::with_capacity(p.rows.len() * width);
     let mut pruned = false;
     let mut last_reported: Option<f64> = None;
+    // Prediction time and rows over the finished folds, and their models' sizes.
+    let mut predict_time = std::time::Duration::ZERO;
+    let mut predicted_rows = 0usize;
+    let mut model_sizes: Vec<u64> = Vec::with_capacity(folds.len());
     for (index, fold) in folds.iter().enumerate() {
         let train_rows: Vec<usize> = fold.train.iter().map(|&i| p.rows[i]).collect();
         let valid_rows: Vec<usize> = fold.valid.iter().map(|&i| p.rows[i]).collect();
@@ -149,7 +177,9 @@ pub fn evaluate(
 
         let pre = Preprocessor::fit(data, target, &train_rows)?;
         let x_train = pre.transform(data, &train_rows)?;
+        let encode_start = std::time::Instant::now();
         let x_valid = pre.transform(data, &valid_rows)?;
+        let encode_time = encode_start.elapsed();
         let fold_step = u32::try_from(index + 1)
             .ok()
             .and_then(|k| k.checked_mul(EPOCH_STEPS))
@@ -167,7 +197,14 @@ pub fn evaluate(
             pruned = true;
             break;
         };
+        let predict_start = std::time::Instant::now();
         let predictions = model.predict(&x_valid);
+        predict_time += encode_time + predict_start.elapsed();
+        predicted_rows += valid_rows.len();
+        let mut size = ByteCounter(0);
+        serde_json::to_writer(&mut size, &model)
+            .map_err(|e| internal(format!("model does not serialize: {e}")))?;
+        model_sizes.push(size.0);
         let value = compute(p.metric, &p.task, &valid_y, &predictions).map_err(|e| match e {
             LearnError::Invalid(m) => invalid(format!("fold {index}: {m}; try fewer folds")),
             other => other,
@@ -200,6 +237,10 @@ pub fn evaluate(
         },
         pruned,
         task: p.task,
+        latency_us: (predicted_rows > 0)
+            .then(|| predict_time.as_secs_f64() * 1e6 / predicted_rows as f64),
+        model_bytes: (!model_sizes.is_empty())
+            .then(|| model_sizes.iter().sum::<u64>() / model_sizes.len() as u64),
     })
 }
 
@@ -288,8 +329,66 @@ mod tests {
                 "{:?}",
                 a.metrics
             );
-            assert_eq!(a, run(&data, &p, &opts));
+            // Everything but the measured prediction time repeats exactly.
+            let mut again = run(&data, &p, &opts);
+            assert!(again.latency_us.is_some_and(|l| l > 0.0), "{again:?}");
+            again.latency_us = a.latency_us;
+            assert_eq!(a, again);
         }
+    }
+
+    #[test]
+    fn evaluate_measures_prediction_latency_and_model_size() {
+        let data = lab_data(600);
+        let opts = EvalOptions::default();
+        let linear = run(&data, &params(json!({"family": "linear"})), &opts);
+        let small = run(
+            &data,
+            &params(json!({"family": "gbm", "gbm_iterations": 20, "gbm_max_depth": 2})),
+            &opts,
+        );
+        let large = run(
+            &data,
+            &params(json!({"family": "gbm", "gbm_iterations": 300, "gbm_max_depth": 6})),
+            &opts,
+        );
+        for e in [&linear, &small, &large] {
+            let latency = e.latency_us.unwrap_or_default();
+            // Positive, and far below a second per row.
+            assert!(latency > 0.0 && latency < 1e6, "{e:?}");
+        }
+        // The size is the model's own serialization: a linear model over
+        // the encoded features is small, and more and deeper trees are bigger.
+        let (l, s, g) = (
+            linear.model_bytes.unwrap_or_default(),
+            small.model_bytes.unwrap_or_default(),
+            large.model_bytes.unwrap_or_default(),
+        );
+        assert!(
+            l > 0 && l < s && s * 5 < g,
+            "linear {l}, gbm small {s}, gbm large {g}"
+        );
+        // It is the model part of the final artifact, within the fold-to-fold
+        // spread of tree shapes.
+        let p = params(json!({"family": "gbm", "gbm_iterations": 300, "gbm_max_depth": 6}));
+        let Ok(artifact) = fit_final(&data, lab::TARGET, &p, &opts, BTreeMap::new()) else {
+            panic!("fit_final failed");
+        };
+        let in_artifact = serde_json::to_vec(&artifact.model)
+            .unwrap_or_default()
+            .len() as f64;
+        let ratio = g as f64 / in_artifact;
+        assert!(
+            (0.5..2.0).contains(&ratio),
+            "folds {g} vs artifact {in_artifact}"
+        );
+        // More work per row costs more time per row.
+        assert!(
+            large.latency_us > linear.latency_us,
+            "large gbm {:?} vs linear {:?}",
+            large.latency_us,
+            linear.latency_us
+        );
     }
 
     #[test]

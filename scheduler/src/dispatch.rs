@@ -3,6 +3,7 @@
 //! sweeps expired leases, deadlines and due retries. The loop itself is thin:
 //! wait, read the store, call pure code, write, publish.
 
+use crate::objectives;
 use crate::payload::{TrainPayload, TrainResult, TrialPayload, TrialResult};
 use crate::placement::{self, Fleet};
 use crate::service::{self, best_trial, history, history_bound, no_improvement_stop, time_is_up};
@@ -20,7 +21,7 @@ use tracseq_core::lifecycle::{Effect, Event};
 use tracseq_core::ports::{transition, JobFilter, TransitionOutcome};
 use tracseq_core::types::{
     DispatchMessage, Experiment, ExperimentKind, ExperimentState, Job, JobKind, JobState, NewJob,
-    Trial, TrialState,
+    Trial, TrialOutcome, TrialState,
 };
 use tracseq_core::{JobId, Platform, Result};
 
@@ -363,12 +364,15 @@ impl Scheduler {
                 // Wait for the trials this one must learn from.
                 return Ok(());
             }
-            let params = sampler.sample(
-                &space,
-                &history(&trials, Some(bound)),
-                spec.direction,
-                number,
-            );
+            let params = match objectives::suggest(&spec, &space, &trials, Some(bound), number)? {
+                Some(params) => params,
+                None => sampler.sample(
+                    &space,
+                    &history(&trials, Some(bound)),
+                    spec.direction,
+                    number,
+                ),
+            };
             let payload = TrialPayload {
                 experiment_id: exp.id,
                 dataset_id: spec.dataset_id.ok_or_else(|| missing("dataset_id"))?,
@@ -423,43 +427,39 @@ impl Scheduler {
 
     /// Copies the outcome of every finished trial job onto its trial (idempotent).
     async fn reconcile_trials(&self, exp: &Experiment, now: DateTime<Utc>) -> Result<Vec<Trial>> {
+        let spec = ExperimentSpec::from_value(&exp.spec)?;
         let trials = self.platform.state.list_trials(exp.id).await?;
         let mut changed = false;
         for t in trials.iter().filter(|t| t.state == TrialState::Running) {
             let Some(job_id) = t.job_id else { continue };
             let job = self.platform.state.get_job(job_id).await?;
-            let (state, value, detail) = match job.state {
+            let outcome = match job.state {
                 JobState::Succeeded | JobState::Pruned => {
                     match job
                         .result
                         .clone()
                         .map(serde_json::from_value::<TrialResult>)
                     {
-                        Some(Ok(r)) => {
-                            let state = if job.state == JobState::Pruned {
-                                TrialState::Pruned
-                            } else {
-                                TrialState::Complete
-                            };
-                            (state, Some(r.value), serde_json::to_value(&r).ok())
-                        }
-                        _ => (
+                        Some(Ok(r)) => trial_outcome(&spec, job.state, r),
+                        _ => TrialOutcome::new(
                             TrialState::Failed,
                             None,
                             Some(json!({"error": "job result unreadable"})),
                         ),
                     }
                 }
-                JobState::Dead | JobState::Cancelled | JobState::Unschedulable => (
-                    TrialState::Failed,
-                    None,
-                    Some(json!({"error": job.last_error})),
-                ),
+                JobState::Dead | JobState::Cancelled | JobState::Unschedulable => {
+                    TrialOutcome::new(
+                        TrialState::Failed,
+                        None,
+                        Some(json!({"error": job.last_error})),
+                    )
+                }
                 _ => continue,
             };
             self.platform
                 .state
-                .finish_trial(exp.id, t.number, state, value, detail, now)
+                .finish_trial(exp.id, t.number, outcome, now)
                 .await?;
             changed = true;
         }
@@ -606,6 +606,34 @@ impl Scheduler {
         }
         self.store_finished(exp, expected, now).await
     }
+}
+
+/// A finished trial job's result as its trial's outcome. In a
+/// multi-objective experiment a complete trial needs every objective's value;
+/// a result without one (a worker that does not measure it) fails the trial
+/// with the reason, since the sampler and the front cannot place it.
+fn trial_outcome(spec: &ExperimentSpec, job_state: JobState, r: TrialResult) -> TrialOutcome {
+    let state = if job_state == JobState::Pruned {
+        TrialState::Pruned
+    } else {
+        TrialState::Complete
+    };
+    let values = match (&spec.objectives, state) {
+        (Some(objectives), TrialState::Complete) => {
+            match objectives::automl_values(objectives, &r) {
+                Ok(values) => Some(values),
+                Err(reason) => {
+                    let mut detail = serde_json::to_value(&r).unwrap_or_else(|_| json!({}));
+                    if let Some(obj) = detail.as_object_mut() {
+                        obj.insert("error".into(), json!(reason));
+                    }
+                    return TrialOutcome::new(TrialState::Failed, None, Some(detail));
+                }
+            }
+        }
+        _ => None,
+    };
+    TrialOutcome::new(state, Some(r.value), serde_json::to_value(&r).ok()).with_values(values)
 }
 
 fn missing(field: &str) -> tracseq_core::Error {

@@ -1,8 +1,10 @@
 //! The scheduler: HPO (search spaces, samplers, pruners), experiment specs
-//! and operations, job payloads, and the dispatch loop with lease expiry.
+//! and operations (single- and multi-objective), job payloads, and the
+//! dispatch loop with lease expiry.
 
 pub mod dispatch;
 pub mod hpo;
+pub mod objectives;
 pub mod payload;
 pub mod placement;
 pub mod service;

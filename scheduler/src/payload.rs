@@ -52,6 +52,15 @@ pub struct TrialResult {
     pub metrics: BTreeMap<String, f64>,
     pub pruned: bool,
     pub artifact: Option<String>,
+    /// Mean prediction time per validation row, in microseconds, measured
+    /// by the worker (the `latency_us` objective). Absent from results of
+    /// older workers and of trials pruned before their first fold ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_us: Option<f64>,
+    /// Bytes of the fitted model as serialized in the artifact, mean over
+    /// the folds (the `model_bytes` objective).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_bytes: Option<u64>,
 }
 
 /// What a train job records as its result.

@@ -3,6 +3,7 @@
 //! calls around the pure HPO code.
 
 use crate::hpo::{self, FinishedTrial, SearchSpace};
+use crate::objectives;
 use crate::spec::{self, ExperimentRequest, ExperimentSpec};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -11,7 +12,7 @@ use tracseq_core::config::LimitsConfig;
 use tracseq_core::lifecycle::Event;
 use tracseq_core::ports::{transition, ArtifactPath, JobFilter};
 use tracseq_core::types::{
-    Experiment, ExperimentKind, ExperimentState, JobState, Trial, TrialState,
+    Experiment, ExperimentKind, ExperimentState, JobState, Trial, TrialOutcome, TrialState,
 };
 use tracseq_core::{Error, ExperimentId, Platform, Result};
 use tracseq_learn::dataset::{Dataset, Limits};
@@ -40,15 +41,21 @@ pub async fn create_experiment(
         let target = spec.target.clone().unwrap_or_default();
         let task = tracseq_learn::task::infer_task(&data, &target)
             .map_err(|e| Error::Invalid(e.to_string()))?;
+        // With objectives, the metric is the first of them.
+        let field = if spec.objectives.is_some() {
+            "objectives[0].name"
+        } else {
+            "metric"
+        };
         let metric = match &spec.metric {
             Some(m) => m
                 .parse::<Metric>()
-                .map_err(|e| Error::Invalid(format!("metric: {e}")))?,
+                .map_err(|e| Error::Invalid(format!("{field}: {e}")))?,
             None => Metric::default_for(&task),
         };
         metric
             .check_applies(&task)
-            .map_err(|e| Error::Invalid(format!("metric: {e}")))?;
+            .map_err(|e| Error::Invalid(format!("{field}: {e}")))?;
         spec.direction = match metric.direction() {
             tracseq_learn::metrics::Direction::Minimize => hpo::Direction::Minimize,
             tracseq_learn::metrics::Direction::Maximize => hpo::Direction::Maximize,
@@ -165,10 +172,14 @@ pub async fn ask(p: &Platform, id: ExperimentId, now: DateTime<Utc>) -> Result<T
     }
     let space = spec.space()?;
     let number = trials.len() as u64;
-    let params =
-        spec.sampler
-            .build()
-            .sample(&space, &history(&trials, None), spec.direction, number);
+    let params = match objectives::suggest(&spec, &space, &trials, None, number)? {
+        Some(params) => params,
+        None => {
+            spec.sampler
+                .build()
+                .sample(&space, &history(&trials, None), spec.direction, number)
+        }
+    };
     p.state.create_trial(id, params, None, now).await
 }
 
@@ -257,6 +268,9 @@ pub async fn report(
 #[serde(deny_unknown_fields)]
 pub struct TellRequest {
     pub value: Option<f64>,
+    /// Multi-objective experiments: one value per objective, in order.
+    #[serde(default, deserialize_with = "objectives::deserialize_values")]
+    pub values: Option<Vec<f64>>,
     pub state: Option<String>,
     /// Params evaluated by the client, if it did not use the asked ones exactly.
     pub params: Option<Map<String, Value>>,
@@ -287,21 +301,7 @@ pub async fn tell(
             )))
         }
     };
-    let value = match (state, req.value) {
-        (TrialState::Complete, None) => {
-            return Err(Error::Invalid(
-                "value is required for a complete trial".into(),
-            ))
-        }
-        (TrialState::Failed, Some(_)) => {
-            return Err(Error::Invalid("a failed trial has no value".into()))
-        }
-        (_, Some(v)) if !v.is_finite() => {
-            return Err(Error::Invalid(format!("value must be finite (got {v})")))
-        }
-        (TrialState::Pruned, None) => trial.intermediate.values().last().copied(),
-        (_, v) => v,
-    };
+    let (value, values) = objectives::told_values(&spec, state, &req, &trial)?;
     if let Some(params) = &req.params {
         let space: SearchSpace = spec.space()?;
         space
@@ -313,11 +313,10 @@ pub async fn tell(
             )));
         }
     }
-    if !p
-        .state
-        .finish_trial(id, number, state, value, None, now)
-        .await?
-    {
+    // Everything is checked before this one write: a refused tell leaves
+    // the trial untouched, an accepted one stores state and values together.
+    let outcome = TrialOutcome::new(state, value, None).with_values(values);
+    if !p.state.finish_trial(id, number, outcome, now).await? {
         return Err(Error::Conflict(format!(
             "trial {number} was already told ({})",
             trial.state
@@ -344,16 +343,12 @@ pub async fn cancel(p: &Platform, id: ExperimentId, now: DateTime<Utc>) -> Resul
             cancel_jobs(p, id, now).await?;
             for t in p.state.list_trials(id).await? {
                 if t.state == TrialState::Running {
-                    p.state
-                        .finish_trial(
-                            id,
-                            t.number,
-                            TrialState::Failed,
-                            None,
-                            Some(json!({"error": "cancelled"})),
-                            now,
-                        )
-                        .await?;
+                    let outcome = TrialOutcome::new(
+                        TrialState::Failed,
+                        None,
+                        Some(json!({"error": "cancelled"})),
+                    );
+                    p.state.finish_trial(id, t.number, outcome, now).await?;
                 }
             }
             return Ok(exp);
@@ -396,10 +391,14 @@ pub struct TrialCounts {
     pub failed: u64,
 }
 
+/// The best complete trial; in a multi-objective experiment, best by the
+/// first objective (with all its values), one end of the Pareto front.
 #[derive(Clone, Debug, Serialize)]
 pub struct BestTrial {
     pub number: u64,
     pub value: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<f64>>,
     pub params: Map<String, Value>,
 }
 
@@ -409,6 +408,11 @@ pub struct ExperimentSummary {
     pub experiment: Experiment,
     pub counts: TrialCounts,
     pub best_trial: Option<BestTrial>,
+    /// Multi-objective experiments (on `GET /experiments/{id}` only): the
+    /// complete trials no other complete trial dominates, best first by the
+    /// first objective.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pareto_front: Option<Vec<objectives::FrontTrial>>,
     /// Each parameter's share of the value's variance (see `hpo::importance`);
     /// absent while there are too few complete trials (`importance_reason`
     /// says why) and in listings.
@@ -418,7 +422,9 @@ pub struct ExperimentSummary {
     pub importance_reason: Option<String>,
 }
 
-/// The parameter importances of an experiment's complete trials, or why there are none.
+/// The parameter importances of an experiment's complete trials, or why
+/// there are none. In a multi-objective experiment they explain the first
+/// objective (each trial's `value`).
 pub fn importance(
     spec: &ExperimentSpec,
     trials: &[Trial],
@@ -435,6 +441,17 @@ pub fn importance(
 }
 
 pub fn best_trial(spec: &ExperimentSpec, trials: &[Trial]) -> Option<BestTrial> {
+    if spec.objectives.is_some() {
+        // Best by the first objective with ties broken by the next ones, so
+        // never a dominated trial: the head of the Pareto front.
+        let head = objectives::pareto_front(spec, trials)?.into_iter().next()?;
+        return Some(BestTrial {
+            number: head.number,
+            value: *head.values.first()?,
+            params: head.params,
+            values: Some(head.values),
+        });
+    }
     trials
         .iter()
         .filter(|t| t.state == TrialState::Complete)
@@ -447,6 +464,7 @@ pub fn best_trial(spec: &ExperimentSpec, trials: &[Trial]) -> Option<BestTrial> 
         .map(|(t, v)| BestTrial {
             number: t.number,
             value: v,
+            values: t.values.clone(),
             params: t.params.clone(),
         })
 }
@@ -455,8 +473,9 @@ pub async fn summary(p: &Platform, exp: Experiment) -> Result<ExperimentSummary>
     summary_with(p, exp, true).await
 }
 
-/// The summary without parameter importances (a forest fit each), for
-/// listings: `GET /experiments/{id}` shows them.
+/// The summary without parameter importances (a forest fit each) and
+/// Pareto fronts (a trial list each), for listings: `GET /experiments/{id}`
+/// shows them.
 pub async fn brief_summary(p: &Platform, exp: Experiment) -> Result<ExperimentSummary> {
     summary_with(p, exp, false).await
 }
@@ -477,6 +496,11 @@ async fn summary_with(
         failed: count(TrialState::Failed),
     };
     let best_trial = best_trial(&spec, &trials);
+    let pareto_front = if with_importance {
+        objectives::pareto_front(&spec, &trials)
+    } else {
+        None
+    };
     let (importance, importance_reason) = if !with_importance {
         (None, None)
     } else {
@@ -489,6 +513,7 @@ async fn summary_with(
         experiment: exp,
         counts,
         best_trial,
+        pareto_front,
         importance,
         importance_reason,
     })
@@ -517,6 +542,7 @@ mod tests {
     fn tell_value(value: f64) -> TellRequest {
         TellRequest {
             value: Some(value),
+            values: None,
             state: None,
             params: None,
         }

@@ -1,6 +1,7 @@
 //! Experiment specs: the body of `POST /experiments`, validated at the edge.
 
 use crate::hpo::{Direction, PrunerConfig, SamplerConfig, SearchSpace};
+use crate::objectives::{self, Objective};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracseq_core::config::LimitsConfig;
@@ -22,6 +23,9 @@ pub struct ExperimentRequest {
     pub metric: Option<String>,
     /// Ask/tell: whether smaller or larger told values are better (default minimize).
     pub direction: Option<Direction>,
+    /// Multi-objective experiments: 2 to 4 `{name, direction}` objects
+    /// (see [`crate::objectives`]); replaces `metric` and `direction`.
+    pub objectives: Option<Value>,
     /// Required for ask/tell; AutoML defaults to the model families' space.
     pub search_space: Option<Value>,
     pub sampler: Option<Value>,
@@ -60,7 +64,12 @@ pub struct ExperimentSpec {
     pub target: Option<String>,
     pub task: Option<Value>,
     pub metric: Option<String>,
+    /// The first objective's direction in a multi-objective experiment.
     pub direction: Direction,
+    /// Multi-objective experiments only; `None` for a single objective, which
+    /// keeps single-objective specs exactly as they were stored before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objectives: Option<Vec<Objective>>,
     pub search_space: Value,
     pub sampler: SamplerConfig,
     pub pruner: PrunerConfig,
@@ -84,6 +93,13 @@ impl ExperimentSpec {
 
     pub fn space(&self) -> Result<SearchSpace> {
         SearchSpace::from_json(&self.search_space).map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// The objectives' directions in order when there are several.
+    pub fn multi_objective_directions(&self) -> Option<Vec<Direction>> {
+        self.objectives
+            .as_ref()
+            .map(|o| o.iter().map(|o| o.direction).collect())
     }
 }
 
@@ -128,6 +144,25 @@ pub fn validate(req: &ExperimentRequest, limits: &LimitsConfig) -> Result<Experi
             );
         }
     }
+    let objectives = match &req.objectives {
+        None => None,
+        Some(v) => {
+            if req.direction.is_some() {
+                return invalid(
+                    "direction does not apply with objectives; give each objective its direction"
+                        .into(),
+                );
+            }
+            if req.metric.is_some() {
+                return invalid(
+                    "metric does not apply with objectives; name the metric as the first objective"
+                        .into(),
+                );
+            }
+            Some(objectives::parse(v, automl)?)
+        }
+    };
+    let multi = objectives.is_some();
     let search_space = match &req.search_space {
         Some(s) => s.clone(),
         None => tracseq_learn::model::default_search_space(),
@@ -140,17 +175,28 @@ pub fn validate(req: &ExperimentRequest, limits: &LimitsConfig) -> Result<Experi
     let seed = req.seed.unwrap_or(0);
     let sampler: SamplerConfig = parse_tagged("sampler", req.sampler.as_ref(), seed)?
         .unwrap_or_else(|| {
-            SamplerConfig::Tpe(crate::hpo::TpeSamplerConfig {
-                seed,
-                ..Default::default()
-            })
+            if multi {
+                SamplerConfig::Nsga2(crate::hpo::nsga2::Nsga2SamplerConfig {
+                    seed,
+                    ..Default::default()
+                })
+            } else {
+                SamplerConfig::Tpe(crate::hpo::TpeSamplerConfig {
+                    seed,
+                    ..Default::default()
+                })
+            }
         });
     // A grid is finite: its size is the most trials the experiment can run.
     let grid_size = sampler
         .validate_for(&space)
         .map_err(|e| Error::Invalid(format!("sampler: {e}")))?;
+    if multi {
+        crate::hpo::multi::build_multi_objective(&sampler)
+            .map_err(|e| Error::Invalid(format!("sampler: {e}")))?;
+    }
     let pruner: PrunerConfig =
-        parse_tagged("pruner", req.pruner.as_ref(), seed)?.unwrap_or(if automl {
+        parse_tagged("pruner", req.pruner.as_ref(), seed)?.unwrap_or(if automl && !multi {
             PrunerConfig::Median(Default::default())
         } else {
             PrunerConfig::None
@@ -158,6 +204,14 @@ pub fn validate(req: &ExperimentRequest, limits: &LimitsConfig) -> Result<Experi
     pruner
         .validate()
         .map_err(|e| Error::Invalid(format!("pruner: {e}")))?;
+    // Pruners compare trials by one intermediate value; with several
+    // objectives there is no single "worse" to stop on (Optuna refuses too).
+    if multi && pruner != PrunerConfig::None {
+        return invalid(
+            "pruner: pruning needs a single objective; remove pruner (or use {\"type\": \"none\"}) for a multi-objective experiment"
+                .into(),
+        );
+    }
 
     let mut budget = req.budget.clone();
     if let Some(points) = grid_size {
@@ -177,6 +231,12 @@ pub fn validate(req: &ExperimentRequest, limits: &LimitsConfig) -> Result<Experi
             // Without a trial budget a grid experiment runs every point once.
             None => budget.trials = Some(points),
         }
+    }
+    if multi && budget.no_improvement_trials.is_some() {
+        return invalid(
+            "budget.no_improvement_trials needs a single objective; a multi-objective experiment has no one best value to improve"
+                .into(),
+        );
     }
     match budget.no_improvement_trials {
         Some(0) => return invalid("budget.no_improvement_trials must be at least 1".into()),
@@ -240,8 +300,16 @@ pub fn validate(req: &ExperimentRequest, limits: &LimitsConfig) -> Result<Experi
         dataset_id: req.dataset_id,
         target: req.target.clone(),
         task: None,
-        metric: req.metric.clone(),
-        direction: req.direction.unwrap_or_default(),
+        // An AutoML experiment's first objective is its metric.
+        metric: match &objectives {
+            Some(o) if automl => Some(o[0].name.clone()),
+            _ => req.metric.clone(),
+        },
+        direction: match &objectives {
+            Some(o) => o[0].direction,
+            None => req.direction.unwrap_or_default(),
+        },
+        objectives,
         search_space: space.to_json(),
         sampler,
         pruner,
@@ -436,5 +504,120 @@ mod tests {
         let mut v = ask_tell();
         v["budget"] = json!({"no_improvement_trials": 3});
         assert_eq!(req(v).unwrap().budget.no_improvement_trials, Some(3));
+    }
+
+    fn two_objectives() -> Value {
+        json!([{"name": "auc", "direction": "maximize"}, {"name": "latency_ms", "direction": "minimize"}])
+    }
+
+    #[test]
+    fn multi_objective_defaults_to_nsga2_without_a_pruner() {
+        let mut v = ask_tell();
+        v["objectives"] = two_objectives();
+        v["seed"] = json!(9);
+        let s = req(v).unwrap();
+        let SamplerConfig::Nsga2(c) = &s.sampler else {
+            panic!("{:?}", s.sampler)
+        };
+        assert_eq!((c.seed, c.population_size), (9, 24));
+        assert_eq!(s.pruner, PrunerConfig::None);
+        assert_eq!(s.direction, Direction::Maximize, "the first objective's");
+        assert_eq!(
+            s.multi_objective_directions(),
+            Some(vec![Direction::Maximize, Direction::Minimize])
+        );
+        // Stored and read back unchanged; single-objective specs carry no objectives.
+        let back = ExperimentSpec::from_value(&serde_json::to_value(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+        let single = serde_json::to_value(req(ask_tell()).unwrap()).unwrap();
+        assert!(single.get("objectives").is_none(), "{single}");
+        // Value-blind samplers work too.
+        for sampler in [json!({"type": "random"}), json!({"type": "grid"})] {
+            let mut v = ask_tell();
+            v["objectives"] = two_objectives();
+            v["sampler"] = sampler;
+            v["budget"] = json!({"trials": 5});
+            req(v).unwrap();
+        }
+        // AutoML: the metric comes from the first objective, no median pruner.
+        let v = json!({"name": "q", "dataset_id": DatasetId::new(), "target": "y", "budget": {"trials": 10},
+                       "objectives": [{"name": "rmse"}, {"name": "model_bytes"}]});
+        let s = req(v).unwrap();
+        assert_eq!(s.metric.as_deref(), Some("rmse"));
+        assert_eq!(s.direction, Direction::Minimize);
+        assert_eq!(s.pruner, PrunerConfig::None);
+    }
+
+    #[test]
+    fn multi_objective_errors_name_the_field() {
+        let automl = json!({"name": "q", "dataset_id": DatasetId::new(), "target": "y", "budget": {"trials": 10}});
+        let cases = [
+            (
+                ask_tell(),
+                json!({"objectives": [{"name": "a", "direction": "minimize"}]}),
+                "objectives must list 2 to 4",
+            ),
+            (
+                ask_tell(),
+                json!({"direction": "minimize"}),
+                "direction does not apply with objectives",
+            ),
+            (
+                ask_tell(),
+                json!({"sampler": {"type": "tpe"}}),
+                "sampler: sampler \"tpe\" optimises a single objective",
+            ),
+            (
+                ask_tell(),
+                json!({"sampler": {"type": "nsga2", "population_size": 1}}),
+                "sampler.population_size must be in 2..=1000",
+            ),
+            (
+                ask_tell(),
+                json!({"sampler": {"type": "nsga2", "crossover": 1}}),
+                "sampler: unknown field `crossover`",
+            ),
+            (
+                ask_tell(),
+                json!({"pruner": {"type": "median"}}),
+                "pruner: pruning needs a single objective",
+            ),
+            (
+                ask_tell(),
+                json!({"budget": {"no_improvement_trials": 3}}),
+                "budget.no_improvement_trials needs a single objective",
+            ),
+            (
+                automl.clone(),
+                json!({"metric": "auc", "objectives": [{"name": "auc"}, {"name": "latency_us"}]}),
+                "metric does not apply with objectives",
+            ),
+            (
+                automl.clone(),
+                json!({"objectives": [{"name": "auc"}, {"name": "latency_ms"}]}),
+                "objectives[1].name 'latency_ms' is not measured per trial",
+            ),
+            (
+                automl.clone(),
+                json!({"objectives": [{"name": "auc"}, {"name": "latency_us"}], "pruner": {"type": "asha"}}),
+                "pruner: pruning needs a single objective",
+            ),
+        ];
+        for (base, extra, needle) in cases {
+            let mut v = base;
+            if extra.get("objectives").is_none() {
+                v["objectives"] = two_objectives();
+            }
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            let err = req(v.clone()).unwrap_err().to_string();
+            assert!(err.contains(needle), "{v}: {err}");
+        }
+        // An explicit "none" pruner is fine.
+        let mut v = ask_tell();
+        v["objectives"] = two_objectives();
+        v["pruner"] = json!({"type": "none"});
+        req(v).unwrap();
     }
 }

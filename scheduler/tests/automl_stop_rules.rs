@@ -89,6 +89,8 @@ async fn drive(p: &Platform, id: ExperimentId, values: &[f64]) -> usize {
                 metrics: [("rmse".to_string(), value)].into_iter().collect(),
                 pruned: false,
                 artifact: None,
+                latency_us: None,
+                model_bytes: None,
             };
             let done = Event::Succeed {
                 worker: worker.clone(),

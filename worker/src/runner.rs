@@ -137,6 +137,11 @@ impl Runner {
             metrics: eval.metrics,
             pruned: eval.pruned,
             artifact: None,
+            // Measured on every trial (they cost one clock read and one
+            // serialization per fold), so a multi-objective experiment can
+            // optimise them and any experiment's results show them.
+            latency_us: eval.latency_us,
+            model_bytes: eval.model_bytes,
         };
         let path = ArtifactPath::trial(p.experiment_id, number, "result.json")?;
         result.artifact = Some(path.to_string());

@@ -108,6 +108,7 @@ const TRIAL_FIELDS: &[&str] = &[
     "params",
     "state",
     "value",
+    "values",
     "intermediate",
     "job_id",
     "detail",
@@ -116,7 +117,8 @@ const TRIAL_FIELDS: &[&str] = &[
 ];
 
 /// `?fields=number,value` keeps only those keys; `?sort=value` puts the best
-/// first (by the experiment's direction); `?state=complete` filters;
+/// first (by the experiment's direction; the first objective's in a
+/// multi-objective experiment); `?state=complete` filters;
 /// `?limit=N` keeps the first N.
 async fn trials(ctx: Ctx, id: String, q: HashMap<String, String>) -> ApiResult {
     let id = exp_id(&id)?;

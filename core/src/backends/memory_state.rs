@@ -5,7 +5,7 @@ use crate::ids::{DatasetId, ExperimentId, JobId, WorkerId};
 use crate::ports::{JobFilter, StateStore};
 use crate::types::{
     DatasetRecord, Experiment, ExperimentState, Job, ModelVersion, NewModelVersion, Trial,
-    TrialState,
+    TrialOutcome, TrialState,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -232,9 +232,7 @@ impl StateStore for MemoryStateStore {
         &self,
         experiment: ExperimentId,
         number: u64,
-        state: TrialState,
-        value: Option<f64>,
-        detail: Option<Value>,
+        outcome: TrialOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let mut g = self.lock();
@@ -244,10 +242,7 @@ impl StateStore for MemoryStateStore {
         if t.state != TrialState::Running {
             return Ok(false);
         }
-        t.state = state;
-        t.value = value;
-        t.detail = detail;
-        t.finished_at = Some(now);
+        outcome.apply(t, now);
         Ok(true)
     }
 

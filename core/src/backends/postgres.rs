@@ -31,7 +31,7 @@ use crate::ids::{DatasetId, ExperimentId, JobId};
 use crate::ports::{JobFilter, StateStore};
 use crate::types::{
     DatasetRecord, Experiment, ExperimentState, Job, ModelVersion, NewModelVersion, Trial,
-    TrialState,
+    TrialOutcome, TrialState,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -813,27 +813,18 @@ impl StateStore for PostgresStateStore {
         &self,
         experiment: ExperimentId,
         number: u64,
-        state: TrialState,
-        value: Option<f64>,
-        detail: Option<Value>,
+        outcome: TrialOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let detail = &detail;
+        let outcome = &outcome;
         self.run(|attempt| async move {
             let mut tx = self.pool.begin().await?;
             let mut trial = lock_trial(&mut tx, experiment, number).await?;
             if trial.state != TrialState::Running {
                 // On a retry, the final state may be the one we wrote.
-                let ours = trial.state == state
-                    && trial.value == value
-                    && trial.detail == *detail
-                    && trial.finished_at == Some(now);
-                return Ok(attempt > 0 && ours);
+                return Ok(attempt > 0 && outcome.is_recorded_on(&trial, now));
             }
-            trial.state = state;
-            trial.value = value;
-            trial.detail = detail.clone();
-            trial.finished_at = Some(now);
+            outcome.apply(&mut trial, now);
             write_trial(&mut tx, &trial).await?;
             tx.commit().await?;
             Ok(true)

@@ -11,7 +11,7 @@ use crate::ids::{DatasetId, ExperimentId, JobId};
 use crate::ports::{JobFilter, StateStore};
 use crate::types::{
     DatasetRecord, Experiment, ExperimentState, Job, ModelVersion, NewModelVersion, Trial,
-    TrialState,
+    TrialOutcome, TrialState,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -366,9 +366,7 @@ impl StateStore for SqliteStateStore {
         &self,
         experiment: ExperimentId,
         number: u64,
-        state: TrialState,
-        value: Option<f64>,
-        detail: Option<Value>,
+        outcome: TrialOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
@@ -376,10 +374,7 @@ impl StateStore for SqliteStateStore {
         if trial.state != TrialState::Running {
             return Ok(false);
         }
-        trial.state = state;
-        trial.value = value;
-        trial.detail = detail;
-        trial.finished_at = Some(now);
+        outcome.apply(&mut trial, now);
         write_trial(&mut tx, &trial).await?;
         tx.commit().await?;
         Ok(true)

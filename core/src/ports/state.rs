@@ -5,7 +5,7 @@ use crate::ids::{DatasetId, ExperimentId, JobId};
 use crate::lifecycle::{on_event, Effect, Event, Rejection, RetryPolicy};
 use crate::types::{
     DatasetRecord, Experiment, ExperimentState, Job, JobState, ModelVersion, NewModelVersion,
-    Trial, TrialState,
+    Trial, TrialOutcome,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -78,9 +78,7 @@ pub trait StateStore: Send + Sync {
         &self,
         experiment: ExperimentId,
         number: u64,
-        state: TrialState,
-        value: Option<f64>,
-        detail: Option<Value>,
+        outcome: TrialOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool>;
 

@@ -4,7 +4,9 @@ use super::{new_experiment, new_job, t0};
 use crate::ids::{DatasetId, JobId, WorkerId};
 use crate::lifecycle::{Event, RetryPolicy};
 use crate::ports::{transition, transition_from, JobFilter, StateStore, TransitionOutcome};
-use crate::types::{DatasetRecord, ExperimentState, JobState, NewModelVersion, TrialState};
+use crate::types::{
+    DatasetRecord, ExperimentState, JobState, NewModelVersion, TrialOutcome, TrialState,
+};
 use crate::Error;
 use chrono::Duration;
 use serde_json::{json, Map};
@@ -356,23 +358,39 @@ async fn trials_numbering_jobs_and_final_state(s: Arc<dyn StateStore>) {
         .finish_trial(
             exp.id,
             0,
-            TrialState::Complete,
-            Some(0.3),
-            Some(json!({"k": 1})),
+            TrialOutcome::new(TrialState::Complete, Some(0.3), Some(json!({"k": 1}))),
             t0()
         )
         .await
         .unwrap());
     assert!(
-        !s.finish_trial(exp.id, 0, TrialState::Failed, None, None, t0())
-            .await
-            .unwrap(),
+        !s.finish_trial(
+            exp.id,
+            0,
+            TrialOutcome::new(TrialState::Failed, None, None),
+            t0()
+        )
+        .await
+        .unwrap(),
         "once"
     );
     let t = s.get_trial(exp.id, 0).await.unwrap();
     assert_eq!(
-        (t.state, t.value, t.detail),
-        (TrialState::Complete, Some(0.3), Some(json!({"k": 1})))
+        (t.state, t.value, t.values, t.detail),
+        (TrialState::Complete, Some(0.3), None, Some(json!({"k": 1})))
+    );
+    // A multi-objective outcome keeps every value, in order, with its state.
+    let outcome = TrialOutcome::new(TrialState::Complete, Some(0.9), None)
+        .with_values(Some(vec![0.9, 12.5, -3.0]));
+    assert!(s.finish_trial(exp.id, 1, outcome, t0()).await.unwrap());
+    let t = s.get_trial(exp.id, 1).await.unwrap();
+    assert_eq!(
+        (t.state, t.value, t.values),
+        (TrialState::Complete, Some(0.9), Some(vec![0.9, 12.5, -3.0]))
+    );
+    assert_eq!(
+        s.list_trials(exp.id).await.unwrap()[1].values,
+        Some(vec![0.9, 12.5, -3.0])
     );
     assert!(matches!(
         s.record_intermediate(exp.id, 0, 3, 0.1).await,

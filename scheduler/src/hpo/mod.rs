@@ -1,4 +1,4 @@
-//! Hyperparameter optimisation: search spaces, samplers (random, TPE) and pruners.
+//! Hyperparameter optimisation: search spaces, samplers (random, TPE, grid, NSGA-II) and pruners.
 //!
 //! Everything here is a pure function of its inputs: no I/O, no clock reads and
 //! no global RNG. Each trial's random draws come from an RNG derived from
@@ -9,6 +9,9 @@
 mod asha;
 pub mod grid;
 pub mod importance;
+pub mod multi;
+pub mod nsga2;
+pub mod pareto;
 mod parzen;
 mod pruner;
 mod random;

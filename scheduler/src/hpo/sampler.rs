@@ -5,6 +5,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::grid::{GridSampler, GridSamplerConfig};
+use super::nsga2::{Nsga2Sampler, Nsga2SamplerConfig};
 use super::{
     invalid, Direction, FinishedTrial, Params, RandomSampler, Result, SearchSpace, TpeSampler,
 };
@@ -35,13 +36,15 @@ pub(crate) fn trial_rng(seed: u64, trial_number: u64) -> ChaCha8Rng {
 }
 
 /// Sampler choice as given in a study spec: `{"type": "random", ...}`,
-/// `{"type": "tpe", ...}` or `{"type": "grid", ...}`.
+/// `{"type": "tpe", ...}`, `{"type": "grid", ...}` or `{"type": "nsga2", ...}`
+/// (multi-objective; see `hpo::multi` for which support several objectives).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum SamplerConfig {
     Random(RandomSamplerConfig),
     Tpe(TpeSamplerConfig),
     Grid(GridSamplerConfig),
+    Nsga2(Nsga2SamplerConfig),
 }
 
 impl Default for SamplerConfig {
@@ -57,6 +60,7 @@ impl SamplerConfig {
             SamplerConfig::Random(_) => Ok(()),
             SamplerConfig::Tpe(c) => c.validate(),
             SamplerConfig::Grid(c) => c.validate(),
+            SamplerConfig::Nsga2(c) => c.validate(),
         }
     }
 
@@ -66,7 +70,7 @@ impl SamplerConfig {
         self.validate()?;
         match self {
             SamplerConfig::Grid(c) => c.size(space).map(Some),
-            SamplerConfig::Random(_) | SamplerConfig::Tpe(_) => Ok(None),
+            SamplerConfig::Random(_) | SamplerConfig::Tpe(_) | SamplerConfig::Nsga2(_) => Ok(None),
         }
     }
 
@@ -78,6 +82,7 @@ impl SamplerConfig {
             SamplerConfig::Random(c) => Box::new(RandomSampler::new(c.seed)),
             SamplerConfig::Tpe(c) => Box::new(TpeSampler::new_clamped(c.clone())),
             SamplerConfig::Grid(c) => Box::new(GridSampler::new(c.clone())),
+            SamplerConfig::Nsga2(c) => Box::new(Nsga2Sampler::new_clamped(c.clone())),
         }
     }
 }

@@ -1,6 +1,10 @@
 //! The HTTP API (warp): data sets, experiments and ask/tell, jobs, the model
 //! registry, serving, and the OpenAPI description of all of it.
 
+// The OpenAPI schema table is one `json!` literal, deeper than the default
+// macro recursion limit of 128 allows.
+#![recursion_limit = "256"]
+
 mod openapi;
 pub mod problem;
 mod routes;

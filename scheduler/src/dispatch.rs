@@ -6,7 +6,9 @@
 use crate::objectives;
 use crate::payload::{TrainPayload, TrainResult, TrialPayload, TrialResult};
 use crate::placement::{self, Fleet};
-use crate::service::{self, best_trial, history, history_bound, no_improvement_stop, time_is_up};
+use crate::service::{
+    self, best_trial, history, no_improvement_stop, pending_between, sampling_bound, time_is_up,
+};
 use crate::spec::ExperimentSpec;
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -356,7 +358,7 @@ impl Scheduler {
                 return Ok(());
             }
             let number = created;
-            let bound = history_bound(&spec, number);
+            let bound = sampling_bound(&spec, sampler.as_ref(), number);
             if trials
                 .iter()
                 .any(|t| t.number < bound && t.state == TrialState::Running)
@@ -364,11 +366,15 @@ impl Scheduler {
                 // Wait for the trials this one must learn from.
                 return Ok(());
             }
+            // Trials bound..number run in parallel with this one: the
+            // sampler knows their params (constant liar, a generation's
+            // positions) but never their results, whatever the timing.
             let params = match objectives::suggest(&spec, &space, &trials, Some(bound), number)? {
                 Some(params) => params,
-                None => sampler.sample(
+                None => sampler.sample_with_pending(
                     &space,
                     &history(&trials, Some(bound)),
+                    &pending_between(&trials, bound, number),
                     spec.direction,
                     number,
                 ),

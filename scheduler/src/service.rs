@@ -123,6 +123,42 @@ pub fn history_bound(spec: &ExperimentSpec, number: u64) -> u64 {
     (number + 1).saturating_sub(spec.parallelism as u64)
 }
 
+/// The history bound an AutoML trial is sampled with: the parallelism rule,
+/// raised where the sampler needs more finished trials (a particle swarm's
+/// whole previous generation). Still a function of the number alone.
+pub fn sampling_bound(spec: &ExperimentSpec, sampler: &dyn hpo::Sampler, number: u64) -> u64 {
+    history_bound(spec, number)
+        .max(sampler.required_history(number))
+        .min(number)
+}
+
+/// Trials `from..to` as pending trials: AutoML trial `to` knows their params
+/// (they were sampled before it) but may not use their results, whether
+/// they have finished by now or not, so it samples the same way whatever
+/// the timing.
+pub fn pending_between(trials: &[Trial], from: u64, to: u64) -> Vec<hpo::PendingTrial> {
+    trials
+        .iter()
+        .filter(|t| (from..to).contains(&t.number))
+        .map(|t| hpo::PendingTrial {
+            number: t.number,
+            params: t.params.clone(),
+        })
+        .collect()
+}
+
+/// The running trials of an ask/tell experiment, as pending trials.
+pub fn running_trials(trials: &[Trial]) -> Vec<hpo::PendingTrial> {
+    trials
+        .iter()
+        .filter(|t| t.state == TrialState::Running)
+        .map(|t| hpo::PendingTrial {
+            number: t.number,
+            params: t.params.clone(),
+        })
+        .collect()
+}
+
 async fn running_experiment(
     p: &Platform,
     id: ExperimentId,
@@ -172,13 +208,17 @@ pub async fn ask(p: &Platform, id: ExperimentId, now: DateTime<Utc>) -> Result<T
     }
     let space = spec.space()?;
     let number = trials.len() as u64;
+    // Ask/tell learns from whatever has finished; the trials clients are
+    // still running are pending, so parallel clients get spread-out points.
     let params = match objectives::suggest(&spec, &space, &trials, None, number)? {
         Some(params) => params,
-        None => {
-            spec.sampler
-                .build()
-                .sample(&space, &history(&trials, None), spec.direction, number)
-        }
+        None => spec.sampler.build().sample_with_pending(
+            &space,
+            &history(&trials, None),
+            &running_trials(&trials),
+            spec.direction,
+            number,
+        ),
     };
     p.state.create_trial(id, params, None, now).await
 }

@@ -478,6 +478,18 @@ mod tests {
                 "points_per_dimension",
             ),
             (
+                json!({"sampler": {"type": "nelder_mead"}}),
+                "sampler: sampler nelder_mead needs at least one float parameter without step or when",
+            ),
+            (
+                json!({"sampler": {"type": "particle_swarm", "population": 1}}),
+                "sampler: sampler.population must be in 2..=1000 (got 1)",
+            ),
+            (
+                json!({"sampler": {"type": "tpe", "multivariate": "yes"}}),
+                "sampler: invalid type: string \"yes\", expected a boolean",
+            ),
+            (
                 json!({"budget": {"no_improvement_trials": 0}}),
                 "budget.no_improvement_trials must be at least 1",
             ),

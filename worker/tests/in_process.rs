@@ -137,6 +137,17 @@ fn automl(ds: DatasetId, trials: u64, parallelism: u32, seed: u64) -> Value {
 }
 
 async fn leaderboard(seed: u64) -> Vec<(u64, Value, Option<f64>, TrialState)> {
+    leaderboard_with(seed, json!({}), 8, 2).await
+}
+
+/// The trials of an AutoML experiment run by two workers; `extra` adds
+/// spec fields (sampler, search space).
+async fn leaderboard_with(
+    seed: u64,
+    extra: Value,
+    trials: u64,
+    parallelism: u32,
+) -> Vec<(u64, Value, Option<f64>, TrialState)> {
     let mut fleet = Fleet::new();
     fleet.start_scheduler();
     fleet.start_worker("a", Duration::from_secs(10));
@@ -144,7 +155,11 @@ async fn leaderboard(seed: u64) -> Vec<(u64, Value, Option<f64>, TrialState)> {
     let ds = fleet
         .dataset(tracseq_learn::lab::generate_csv(300, 9), false)
         .await;
-    let id = fleet.experiment(automl(ds, 8, 2, seed)).await;
+    let mut spec = automl(ds, trials, parallelism, seed);
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    let id = fleet.experiment(spec).await;
     let exp = fleet.wait_finished(id).await;
     assert_eq!(exp.state, ExperimentState::Completed, "{exp:?}");
     let trials = fleet.platform.state.list_trials(id).await.unwrap();
@@ -163,6 +178,35 @@ async fn same_seed_same_leaderboard_whatever_the_timing() {
     assert_eq!(first, second);
     let other = leaderboard(4).await;
     assert_ne!(first, other, "another seed explores differently");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_samplers_give_the_same_leaderboard_whatever_the_timing() {
+    // Past its start-up trials TPE's constant liar reads the pending
+    // trials, and the particle swarm hands one generation (3 trials) to the
+    // parallel workers at a time: both only from what the trial number
+    // fixes, so the timing of the two workers changes nothing.
+    let space = json!({
+        "gbm_learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": true},
+        "gbm_subsample": {"type": "float", "low": 0.5, "high": 1.0},
+        "gbm_max_depth": {"type": "int", "low": 2, "high": 5}
+    });
+    for sampler in [
+        json!({"type": "tpe", "n_startup_trials": 3}),
+        json!({"type": "particle_swarm", "population": 3}),
+    ] {
+        let extra = json!({"search_space": space, "sampler": sampler});
+        let first = leaderboard_with(5, extra.clone(), 9, 3).await;
+        let second = leaderboard_with(5, extra, 9, 3).await;
+        assert_eq!(first.len(), 9, "{sampler}");
+        assert_eq!(first, second, "{sampler}");
+        // Parallel trials were spread out: no two share their params.
+        for (i, a) in first.iter().enumerate() {
+            for b in &first[i + 1..] {
+                assert_ne!(a.1, b.1, "{sampler}: trials {} and {}", a.0, b.0);
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,5 @@
-//! Hyperparameter optimisation: search spaces, samplers (random, TPE, grid, NSGA-II) and pruners.
+//! Hyperparameter optimisation: search spaces, samplers (random, grid, TPE,
+//! Nelder–Mead, particle swarm, NSGA-II) and pruners.
 //!
 //! Everything here is a pure function of its inputs: no I/O, no clock reads and
 //! no global RNG. Each trial's random draws come from an RNG derived from
@@ -10,16 +11,22 @@ mod asha;
 pub mod grid;
 pub mod importance;
 pub mod multi;
+mod nelder_mead;
 pub mod nsga2;
 pub mod pareto;
+mod particle_swarm;
 mod parzen;
+mod parzen_joint;
 mod pruner;
 mod random;
+mod replay;
 mod sampler;
 mod space;
 mod space_json;
 mod tpe;
 
+#[cfg(test)]
+mod argmin_tests;
 #[cfg(test)]
 mod quality_tests;
 
@@ -30,6 +37,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 pub use asha::{AshaPrunerConfig, HyperbandPrunerConfig};
+pub use nelder_mead::{NelderMeadSampler, NelderMeadSamplerConfig};
+pub use particle_swarm::{ParticleSwarmSampler, ParticleSwarmSamplerConfig, MAX_POPULATION};
 pub use pruner::{MedianPrunerConfig, PrunerConfig};
 pub use random::RandomSampler;
 pub use sampler::{
@@ -44,6 +53,16 @@ pub use tpe::TpeSampler;
 /// One trial's parameter values: ints are JSON integers, floats JSON numbers,
 /// categoricals the choice value itself. Inactive conditional parameters are absent.
 pub type Params = serde_json::Map<String, serde_json::Value>;
+
+/// A trial that was asked but has not finished (it runs in parallel): its
+/// params are known, its value is not. Samplers that spread parallel trials
+/// (TPE's constant liar) or wait on evaluations (Nelder–Mead, particle swarm)
+/// read these; the others ignore them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingTrial {
+    pub number: u64,
+    pub params: Params,
+}
 
 /// Errors of the HPO module. Every message names the parameter or key at fault
 /// and what is wrong with it, so the API can hand it to the user verbatim.

@@ -9,7 +9,7 @@
 use rand::Rng;
 
 /// ln √(2π).
-const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
+pub(crate) const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
 
 /// Terms further than this below the largest one change a log-sum-exp by less
 /// than n·e^-40 (relative); skipping their `exp` is most of the saving when
@@ -89,7 +89,13 @@ fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> f64 {
 }
 
 /// A normal(mu, sigma) draw truncated to [lo, hi], by rejection.
-fn truncated_normal<R: Rng + ?Sized>(rng: &mut R, mu: f64, sigma: f64, lo: f64, hi: f64) -> f64 {
+pub(crate) fn truncated_normal<R: Rng + ?Sized>(
+    rng: &mut R,
+    mu: f64,
+    sigma: f64,
+    lo: f64,
+    hi: f64,
+) -> f64 {
     for _ in 0..64 {
         let x = mu + sigma * standard_normal(rng);
         if (lo..=hi).contains(&x) {
@@ -124,17 +130,55 @@ pub(crate) fn observation_weights(n: usize) -> Vec<f64> {
     w
 }
 
+/// Observation weights for `n` observations in trial order, as `(index,
+/// weight)`: Optuna's weights up to `cap` observations; past it, a
+/// systematic sample of `cap` draws with probability proportional to those
+/// weights, each draw carrying `total / cap` (an index drawn twice carries
+/// twice that). The sample keeps the mixture's expected density and its
+/// total weight (so the prior's share is unchanged) while bounding the
+/// components every candidate is scored against: that is what keeps an
+/// ask's cost flat past a few thousand trials, where exact Parzen
+/// estimators grow linearly. `rng` is drawn from only when capping.
+pub(crate) fn capped_weights<R: Rng + ?Sized>(
+    n: usize,
+    cap: usize,
+    rng: &mut R,
+) -> Vec<(usize, f64)> {
+    let weights = observation_weights(n);
+    if n <= cap || cap == 0 {
+        return weights.into_iter().enumerate().collect();
+    }
+    let total: f64 = weights.iter().sum();
+    let step = total / cap as f64;
+    let mut next = rng.gen::<f64>() * step;
+    let mut cum = 0.0;
+    let mut out = Vec::with_capacity(cap);
+    for (i, w) in weights.into_iter().enumerate() {
+        cum += w;
+        let mut count = 0u32;
+        while next < cum {
+            count += 1;
+            next += step;
+        }
+        if count > 0 {
+            out.push((i, f64::from(count) * step));
+        }
+    }
+    out
+}
+
 /// Mixture weights: observations then the prior, normalised. With no
 /// observations the prior is the whole mixture.
-fn mixture_weights(n_obs: usize, prior_weight: f64) -> Vec<f64> {
-    let mut w = observation_weights(n_obs);
+fn mixture_weights(obs_weights: &[f64], prior_weight: f64) -> Vec<f64> {
+    let n_obs = obs_weights.len();
+    let mut w = obs_weights.to_vec();
     w.push(if n_obs == 0 { 1.0 } else { prior_weight });
     let total: f64 = w.iter().sum();
     w.iter_mut().for_each(|x| *x /= total);
     w
 }
 
-fn cumulative(weights: &[f64]) -> Vec<f64> {
+pub(crate) fn cumulative(weights: &[f64]) -> Vec<f64> {
     weights
         .iter()
         .scan(0.0, |acc, w| {
@@ -145,7 +189,7 @@ fn cumulative(weights: &[f64]) -> Vec<f64> {
 }
 
 /// Index drawn with probability proportional to the increments of `cum`.
-fn draw_index<R: Rng + ?Sized>(rng: &mut R, cum: &[f64]) -> usize {
+pub(crate) fn draw_index<R: Rng + ?Sized>(rng: &mut R, cum: &[f64]) -> usize {
     let total = cum.last().copied().unwrap_or(0.0);
     let u = rng.gen::<f64>() * total;
     cum.partition_point(|&c| c <= u)
@@ -182,8 +226,29 @@ pub(crate) struct TruncNormMixture {
 impl TruncNormMixture {
     /// `obs` are internal-space values in trial order (it sets the weights);
     /// `low`/`high` are the support ends, or the first/last grid points with `step`.
+    #[cfg(test)]
     pub(crate) fn new(
         obs: &[f64],
+        low: f64,
+        high: f64,
+        step: Option<f64>,
+        prior_weight: f64,
+    ) -> Self {
+        Self::new_weighted(
+            obs,
+            &observation_weights(obs.len()),
+            low,
+            high,
+            step,
+            prior_weight,
+        )
+    }
+
+    /// As `new`, with each observation's weight given (`obs_weights[i]` for
+    /// `obs[i]`), e.g. from `capped_weights`.
+    pub(crate) fn new_weighted(
+        obs: &[f64],
+        obs_weights: &[f64],
         low: f64,
         high: f64,
         step: Option<f64>,
@@ -193,8 +258,6 @@ impl TruncNormMixture {
         let (support_lo, support_hi) = (low - half, high + half);
         let range = support_hi - support_lo;
         let n = obs.len();
-
-        let obs_weights = observation_weights(n);
         // Observations sorted once, as packed integers (order-preserving bits
         // of the value, then the trial position): much faster than comparing
         // f64s, and ties fall in trial order so the result depends on nothing
@@ -391,7 +454,7 @@ fn argmax(xs: &[f64]) -> usize {
     best
 }
 
-fn log_sum_exp(terms: &[f64]) -> f64 {
+pub(crate) fn log_sum_exp(terms: &[f64]) -> f64 {
     let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if !max.is_finite() {
         return max;
@@ -416,11 +479,27 @@ pub(crate) struct CategoricalMixture {
 
 impl CategoricalMixture {
     /// `obs` are choice indices (< `n_choices`) in trial order.
+    #[cfg(test)]
     pub(crate) fn new(obs: &[usize], n_choices: usize, prior_weight: f64) -> Self {
+        Self::new_weighted(
+            obs,
+            &observation_weights(obs.len()),
+            n_choices,
+            prior_weight,
+        )
+    }
+
+    /// As `new`, with each observation's weight given.
+    pub(crate) fn new_weighted(
+        obs: &[usize],
+        obs_weights: &[f64],
+        n_choices: usize,
+        prior_weight: f64,
+    ) -> Self {
         let c = n_choices as f64;
         let mut probs = vec![1.0 / c; n_choices];
         if !obs.is_empty() {
-            let weights = mixture_weights(obs.len(), prior_weight);
+            let weights = mixture_weights(obs_weights, prior_weight);
             let (obs_w, prior_w) = weights.split_at(obs.len());
             // Each observation's kernel puts prior_weight / n_kernels on every
             // choice and 1 more on its own, normalised; the prior kernel is uniform.
@@ -453,134 +532,5 @@ impl CategoricalMixture {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::SeedableRng;
-    use rand_chacha::ChaCha8Rng;
-
-    /// Reference Φ(b) − Φ(a) by Simpson's rule on the density.
-    fn mass_by_quadrature(a: f64, b: f64) -> f64 {
-        let n = 20_000;
-        let h = (b - a) / n as f64;
-        let f = |x: f64| (-0.5 * x * x - LN_SQRT_2PI).exp();
-        let mut s = f(a) + f(b);
-        for i in 1..n {
-            s += f(a + i as f64 * h) * if i % 2 == 1 { 4.0 } else { 2.0 };
-        }
-        s * h / 3.0
-    }
-
-    #[test]
-    fn gauss_mass_matches_quadrature_and_survives_tails() {
-        for (a, b) in [
-            (-1.0, 1.0),
-            (0.0, 1.0),
-            (-3.0, -2.5),
-            (2.0, 2.0005),
-            (0.3, 5.0),
-            (-8.0, 8.0),
-            (4.0, 6.0),
-        ] {
-            let want = mass_by_quadrature(a, b).ln();
-            let got = ln_gauss_mass(a, b);
-            assert!((got - want).abs() < 1e-5, "[{a}, {b}]: {got} vs {want}");
-        }
-        // Deep tail: finite and close to the asymptotic ln φ(a) − ln a.
-        let got = ln_gauss_mass(40.0, 41.0);
-        let approx = -0.5 * 1600.0 - LN_SQRT_2PI - 40f64.ln();
-        assert!(
-            got.is_finite() && (got - approx).abs() < 1e-2,
-            "{got} vs {approx}"
-        );
-        assert_eq!(ln_gauss_mass(-41.0, -40.0), got);
-    }
-
-    #[test]
-    fn order_bits_sort_like_total_cmp() {
-        let mut xs = vec![
-            3.5,
-            -0.0,
-            0.0,
-            -2.0,
-            f64::INFINITY,
-            1e-300,
-            -1e300,
-            f64::NEG_INFINITY,
-        ];
-        let mut by_bits = xs.clone();
-        xs.sort_by(f64::total_cmp);
-        by_bits.sort_by_key(|&x| order_bits(x));
-        assert_eq!(
-            xs.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
-            by_bits.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
-        );
-    }
-
-    #[test]
-    fn weights_ramp_like_optuna() {
-        assert_eq!(observation_weights(3), vec![1.0; 3]);
-        let w = observation_weights(30);
-        assert_eq!(w.len(), 30);
-        assert!((w[0] - 1.0 / 30.0).abs() < 1e-12);
-        assert!((w[4] - 1.0).abs() < 1e-12);
-        assert!(w[1] > w[0] && w[2] > w[1]);
-        assert!(w[5..].iter().all(|&x| x == 1.0));
-    }
-
-    #[test]
-    fn continuous_density_integrates_to_one() {
-        let mix = TruncNormMixture::new(&[0.1, 0.2, 0.25, 0.9], 0.0, 1.0, None, 1.0);
-        let mut scratch = Vec::new();
-        let n = 4000;
-        let h = 1.0 / n as f64;
-        let total: f64 = (0..n)
-            .map(|i| mix.log_pdf((i as f64 + 0.5) * h, &mut scratch).exp() * h)
-            .sum();
-        assert!((total - 1.0).abs() < 1e-3, "{total}");
-    }
-
-    #[test]
-    fn grid_probabilities_sum_to_one() {
-        let mix = TruncNormMixture::new(&[50.0, 100.0, 100.0, 350.0], 50.0, 400.0, Some(50.0), 1.0);
-        let mut scratch = Vec::new();
-        let total: f64 = (0..8)
-            .map(|k| mix.log_pdf(50.0 + 50.0 * k as f64, &mut scratch).exp())
-            .sum();
-        assert!((total - 1.0).abs() < 1e-5, "{total}");
-        // A fine integer grid exercises the narrow-cell path and the far-term skip.
-        let obs: Vec<f64> = (0..300).map(|i| ((i * 37) % 1000) as f64).collect();
-        let mix = TruncNormMixture::new(&obs, 0.0, 999.0, Some(1.0), 1.0);
-        let total: f64 = (0..1000)
-            .map(|k| mix.log_pdf(k as f64, &mut scratch).exp())
-            .sum();
-        assert!((total - 1.0).abs() < 1e-4, "{total}");
-    }
-
-    #[test]
-    fn samples_stay_in_support_and_on_grid() {
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let mix = TruncNormMixture::new(&[0.0, 0.0, 1.0], 0.0, 1.0, None, 1.0);
-        let grid = TruncNormMixture::new(&[2.0, 6.0], 0.0, 10.0, Some(2.0), 1.0);
-        for _ in 0..2000 {
-            let x = mix.sample(&mut rng);
-            assert!((0.0..=1.0).contains(&x));
-            let g = grid.sample(&mut rng);
-            assert!((0.0..=10.0).contains(&g) && g % 2.0 == 0.0, "{g}");
-        }
-    }
-
-    #[test]
-    fn categorical_mixture_favours_observed_choices() {
-        let mix = CategoricalMixture::new(&[1, 1, 2], 4, 1.0);
-        let total: f64 = (0..4).map(|c| mix.log_prob(c).exp()).sum();
-        assert!((total - 1.0).abs() < 1e-12);
-        assert!(mix.log_prob(1) > mix.log_prob(2));
-        assert!(mix.log_prob(2) > mix.log_prob(0));
-        assert!((mix.log_prob(0) - mix.log_prob(3)).abs() < 1e-12);
-        let uniform = CategoricalMixture::new(&[], 4, 1.0);
-        assert!((uniform.log_prob(3) - 0.25f64.ln()).abs() < 1e-12);
-        let mut rng = ChaCha8Rng::seed_from_u64(2);
-        let ones = (0..1000).filter(|_| mix.sample(&mut rng) == 1).count();
-        assert!(ones > 400, "{ones}");
-    }
-}
+#[path = "parzen_tests.rs"]
+mod tests;

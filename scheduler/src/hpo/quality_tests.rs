@@ -1,4 +1,4 @@
-//! Optimisation-quality checks: on known functions and an equal budget, TPE must beat random search.
+//! Optimisation-quality checks: on known functions and an equal budget, TPE (both modes) must beat random search, and multivariate TPE must beat independent TPE where parameters interact.
 
 use std::collections::BTreeMap;
 
@@ -34,63 +34,86 @@ fn best_of(sampler: &dyn Sampler, space: &SearchSpace, f: &dyn Fn(&Params) -> f6
     best
 }
 
-/// Runs both samplers over all seeds and checks TPE wins on the mean and on a majority.
-fn assert_tpe_beats_random(space: &SearchSpace, f: &dyn Fn(&Params) -> f64) {
-    let mut tpe_best = Vec::new();
-    let mut random_best = Vec::new();
-    for seed in 0..SEEDS {
-        let tpe = TpeSampler::new(TpeSamplerConfig {
+fn tpe(seed: u64, multivariate: bool) -> Box<dyn Sampler> {
+    Box::new(
+        TpeSampler::new(TpeSamplerConfig {
             seed,
+            multivariate,
             ..Default::default()
         })
-        .unwrap();
-        tpe_best.push(best_of(&tpe, space, f));
-        random_best.push(best_of(&RandomSampler::new(seed), space, f));
+        .unwrap(),
+    )
+}
+
+fn random(seed: u64) -> Box<dyn Sampler> {
+    Box::new(RandomSampler::new(seed))
+}
+
+/// Runs both samplers over all seeds and checks the first wins on the mean
+/// and on a majority of seeds.
+fn assert_beats(
+    space: &SearchSpace,
+    f: &dyn Fn(&Params) -> f64,
+    (name, better): (&str, &dyn Fn(u64) -> Box<dyn Sampler>),
+    (other, worse): (&str, &dyn Fn(u64) -> Box<dyn Sampler>),
+) {
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    for seed in 0..SEEDS {
+        a.push(best_of(better(seed).as_ref(), space, f));
+        b.push(best_of(worse(seed).as_ref(), space, f));
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let wins = tpe_best
-        .iter()
-        .zip(&random_best)
-        .filter(|(t, r)| t < r)
-        .count();
+    let wins = a.iter().zip(&b).filter(|(x, y)| x < y).count();
     assert!(
-        mean(&tpe_best) < mean(&random_best) && wins * 2 > SEEDS as usize,
-        "tpe {tpe_best:?} (mean {}) vs random {random_best:?} (mean {}), tpe wins {wins}/{SEEDS}",
-        mean(&tpe_best),
-        mean(&random_best)
+        mean(&a) < mean(&b) && wins * 2 > SEEDS as usize,
+        "{name} {a:?} (mean {}) vs {other} {b:?} (mean {}), {name} wins {wins}/{SEEDS}",
+        mean(&a),
+        mean(&b)
     );
+}
+
+/// Both TPE modes beat random search.
+fn assert_tpe_beats_random(space: &SearchSpace, f: &dyn Fn(&Params) -> f64) {
+    for (name, multivariate) in [("multivariate tpe", true), ("independent tpe", false)] {
+        assert_beats(
+            space,
+            f,
+            (name, &|seed| tpe(seed, multivariate)),
+            ("random", &random),
+        );
+    }
 }
 
 fn f64_of(p: &Params, name: &str) -> f64 {
     p[name].as_f64().unwrap()
 }
 
-#[test]
-fn tpe_beats_random_on_shifted_sphere_with_log_param() {
-    let space = SearchSpace::from_json(&json!({
+fn sphere_space() -> SearchSpace {
+    SearchSpace::from_json(&json!({
         "x0": {"type": "float", "low": -5, "high": 5},
         "x1": {"type": "float", "low": -5, "high": 5},
         "x2": {"type": "float", "low": -5, "high": 5},
         "x3": {"type": "float", "low": -5, "high": 5},
         "lr": {"type": "float", "low": 1e-5, "high": 1.0, "log": true}
     }))
-    .unwrap();
-    let shifts = [1.3, -2.1, 0.7, 3.2];
-    let f = |p: &Params| {
-        let sphere: f64 = shifts
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (f64_of(p, &format!("x{i}")) - s).powi(2))
-            .sum();
-        sphere + (f64_of(p, "lr").log10() + 2.5).powi(2)
-    };
-    assert_tpe_beats_random(&space, &f);
+    .unwrap()
 }
 
-#[test]
-fn tpe_beats_random_on_conditional_space() {
-    // Three model families with their own parameters; "gbm" holds the optimum.
-    let space = SearchSpace::from_json(&json!({
+/// A shifted sphere plus a log-scaled parameter: separable.
+fn shifted_sphere(p: &Params) -> f64 {
+    let shifts = [1.3, -2.1, 0.7, 3.2];
+    let sphere: f64 = shifts
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (f64_of(p, &format!("x{i}")) - s).powi(2))
+        .sum();
+    sphere + (f64_of(p, "lr").log10() + 2.5).powi(2)
+}
+
+/// Three model families with their own parameters; "gbm" holds the optimum.
+fn conditional_space() -> SearchSpace {
+    SearchSpace::from_json(&json!({
         "family": {"type": "categorical", "choices": ["linear", "gbm", "nn"]},
         "linear_l2": {"type": "float", "low": 1e-6, "high": 10.0, "log": true, "when": {"family": ["linear"]}},
         "gbm_iterations": {"type": "int", "low": 50, "high": 400, "step": 50, "when": {"family": ["gbm"]}},
@@ -100,23 +123,82 @@ fn tpe_beats_random_on_conditional_space() {
         "nn_dropout": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.05, "when": {"family": ["nn"]}},
         "x": {"type": "float", "low": -3, "high": 3}
     }))
-    .unwrap();
-    let f = |p: &Params| {
-        let shared = (f64_of(p, "x") - 1.0).powi(2);
-        let branch = match p["family"].as_str().unwrap() {
-            "linear" => 1.0 + 0.1 * (f64_of(p, "linear_l2").log10() + 3.0).powi(2),
-            "gbm" => {
-                let it = f64_of(p, "gbm_iterations");
-                ((it - 250.0) / 200.0).powi(2)
-                    + 0.5 * (f64_of(p, "gbm_lr").log10() + 1.3).powi(2)
-                    + (f64_of(p, "gbm_subsample") - 0.8).powi(2)
-            }
-            _ => {
-                0.6 + 0.5 * (f64_of(p, "nn_units").log2() - 7.0).powi(2)
-                    + 4.0 * (f64_of(p, "nn_dropout") - 0.2).powi(2)
-            }
-        };
-        shared + branch
+    .unwrap()
+}
+
+fn conditional(p: &Params) -> f64 {
+    let shared = (f64_of(p, "x") - 1.0).powi(2);
+    let branch = match p["family"].as_str().unwrap() {
+        "linear" => 1.0 + 0.1 * (f64_of(p, "linear_l2").log10() + 3.0).powi(2),
+        "gbm" => {
+            let it = f64_of(p, "gbm_iterations");
+            ((it - 250.0) / 200.0).powi(2)
+                + 0.5 * (f64_of(p, "gbm_lr").log10() + 1.3).powi(2)
+                + (f64_of(p, "gbm_subsample") - 0.8).powi(2)
+        }
+        _ => {
+            0.6 + 0.5 * (f64_of(p, "nn_units").log2() - 7.0).powi(2)
+                + 4.0 * (f64_of(p, "nn_dropout") - 0.2).powi(2)
+        }
     };
-    assert_tpe_beats_random(&space, &f);
+    shared + branch
+}
+
+fn four_floats() -> SearchSpace {
+    SearchSpace::from_json(&json!({
+        "x0": {"type": "float", "low": -5, "high": 5},
+        "x1": {"type": "float", "low": -5, "high": 5},
+        "x2": {"type": "float", "low": -5, "high": 5},
+        "x3": {"type": "float", "low": -5, "high": 5}
+    }))
+    .unwrap()
+}
+
+/// Two narrow valleys along the diagonals x0 = x1 and x2 = x3 (a quadratic
+/// rotated 45° off the axes): each pair must move together, which one
+/// density per parameter cannot express.
+fn rotated_valleys(p: &Params) -> f64 {
+    let pair = |a: &str, b: &str, centre: f64| {
+        let (x, y) = (f64_of(p, a), f64_of(p, b));
+        let along = (x + y) / std::f64::consts::SQRT_2 - centre;
+        let across = (x - y) / std::f64::consts::SQRT_2;
+        along * along + 50.0 * across * across
+    };
+    pair("x0", "x1", 2.0) + pair("x2", "x3", -1.0)
+}
+
+#[test]
+fn tpe_beats_random_on_shifted_sphere_with_log_param() {
+    assert_tpe_beats_random(&sphere_space(), &shifted_sphere);
+}
+
+#[test]
+fn tpe_beats_random_on_conditional_space() {
+    assert_tpe_beats_random(&conditional_space(), &conditional);
+}
+
+#[test]
+fn tpe_beats_random_on_rotated_valleys() {
+    assert_tpe_beats_random(&four_floats(), &rotated_valleys);
+}
+
+/// Where parameters interact, the joint density wins: correlated floats,
+/// and a family's parameters learnt as one group. (On the separable sphere
+/// the two modes tie: mean best 1.64 multivariate, 1.63 independent over
+/// these 8 seeds, 1.49 vs 1.75 over 16; hence `multivariate` by default.)
+#[test]
+fn multivariate_tpe_beats_independent_where_parameters_interact() {
+    let multivariate = |seed| tpe(seed, true);
+    let independent = |seed| tpe(seed, false);
+    for (space, f) in [
+        (four_floats(), &rotated_valleys as &dyn Fn(&Params) -> f64),
+        (conditional_space(), &conditional),
+    ] {
+        assert_beats(
+            &space,
+            f,
+            ("multivariate tpe", &multivariate),
+            ("independent tpe", &independent),
+        );
+    }
 }

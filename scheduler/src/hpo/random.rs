@@ -32,10 +32,24 @@ impl Sampler for RandomSampler {
 
 /// Draws every active parameter, parents first so children see their parent's value.
 pub(crate) fn sample_all<R: Rng + ?Sized>(space: &SearchSpace, rng: &mut R) -> Params {
+    sample_all_except(space, rng, &Params::new())
+}
+
+/// As `sample_all`, but active parameters named in `fixed` take its values
+/// (and draw nothing from `rng`).
+pub(crate) fn sample_all_except<R: Rng + ?Sized>(
+    space: &SearchSpace,
+    rng: &mut R,
+    fixed: &Params,
+) -> Params {
     let mut params = Params::new();
     for (i, spec) in space.params().iter().enumerate() {
         if space.is_active_at(i, &params) {
-            params.insert(spec.name().to_string(), sample_one(spec, rng));
+            let value = match fixed.get(spec.name()) {
+                Some(v) => v.clone(),
+                None => sample_one(spec, rng),
+            };
+            params.insert(spec.name().to_string(), value);
         }
     }
     params

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use super::grid::{GridSampler, GridSamplerConfig};
 use super::nsga2::{Nsga2Sampler, Nsga2SamplerConfig};
 use super::{
-    invalid, Direction, FinishedTrial, Params, RandomSampler, Result, SearchSpace, TpeSampler,
+    invalid, Direction, FinishedTrial, NelderMeadSampler, NelderMeadSamplerConfig, Params,
+    ParticleSwarmSampler, ParticleSwarmSamplerConfig, PendingTrial, RandomSampler, Result,
+    SearchSpace, TpeSampler,
 };
 
 /// Suggests parameters for a new trial from the study's finished trials.
@@ -23,6 +25,34 @@ pub trait Sampler {
         direction: Direction,
         trial_number: u64,
     ) -> Params;
+
+    /// `sample`, also knowing `pending`: trials asked before this one whose
+    /// params are known but whose results the sampler may not use (they run
+    /// in parallel, or an AutoML trial's deterministic history stops before
+    /// them). Deterministic in the same inputs plus `pending`, whose order
+    /// doesn't matter either. The default ignores them, which is right for
+    /// samplers whose draws don't depend on other trials (random, grid).
+    fn sample_with_pending(
+        &self,
+        space: &SearchSpace,
+        history: &[FinishedTrial],
+        pending: &[PendingTrial],
+        direction: Direction,
+        trial_number: u64,
+    ) -> Params {
+        let _ = pending;
+        self.sample(space, history, direction, trial_number)
+    }
+
+    /// Trials `0..k` that must be finished, and passed as history, before
+    /// AutoML trial `trial_number` is sampled, on top of the parallelism
+    /// rule; the dispatcher waits for them. 0 (the default) adds nothing;
+    /// particle swarm answers its generation's first trial number, so each
+    /// generation starts from the whole previous one.
+    fn required_history(&self, trial_number: u64) -> u64 {
+        let _ = trial_number;
+        0
+    }
 }
 
 /// The RNG for one trial. The seed keys a ChaCha8 generator and the trial
@@ -36,7 +66,8 @@ pub(crate) fn trial_rng(seed: u64, trial_number: u64) -> ChaCha8Rng {
 }
 
 /// Sampler choice as given in a study spec: `{"type": "random", ...}`,
-/// `{"type": "tpe", ...}`, `{"type": "grid", ...}` or `{"type": "nsga2", ...}`
+/// `{"type": "tpe", ...}`, `{"type": "grid", ...}`, `{"type": "nelder_mead", ...}`,
+/// `{"type": "particle_swarm", ...}` or `{"type": "nsga2", ...}`
 /// (multi-objective; see `hpo::multi` for which support several objectives).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -45,6 +76,10 @@ pub enum SamplerConfig {
     Tpe(TpeSamplerConfig),
     Grid(GridSamplerConfig),
     Nsga2(Nsga2SamplerConfig),
+    #[serde(rename = "nelder_mead")]
+    NelderMead(NelderMeadSamplerConfig),
+    #[serde(rename = "particle_swarm")]
+    ParticleSwarm(ParticleSwarmSamplerConfig),
 }
 
 impl Default for SamplerConfig {
@@ -61,6 +96,8 @@ impl SamplerConfig {
             SamplerConfig::Tpe(c) => c.validate(),
             SamplerConfig::Grid(c) => c.validate(),
             SamplerConfig::Nsga2(c) => c.validate(),
+            SamplerConfig::NelderMead(c) => c.validate(),
+            SamplerConfig::ParticleSwarm(c) => c.validate(),
         }
     }
 
@@ -70,6 +107,8 @@ impl SamplerConfig {
         self.validate()?;
         match self {
             SamplerConfig::Grid(c) => c.size(space).map(Some),
+            SamplerConfig::NelderMead(c) => c.validate_for(space).map(|()| None),
+            SamplerConfig::ParticleSwarm(c) => c.validate_for(space).map(|()| None),
             SamplerConfig::Random(_) | SamplerConfig::Tpe(_) | SamplerConfig::Nsga2(_) => Ok(None),
         }
     }
@@ -83,6 +122,10 @@ impl SamplerConfig {
             SamplerConfig::Tpe(c) => Box::new(TpeSampler::new_clamped(c.clone())),
             SamplerConfig::Grid(c) => Box::new(GridSampler::new(c.clone())),
             SamplerConfig::Nsga2(c) => Box::new(Nsga2Sampler::new_clamped(c.clone())),
+            SamplerConfig::NelderMead(c) => Box::new(NelderMeadSampler::new_clamped(c.clone())),
+            SamplerConfig::ParticleSwarm(c) => {
+                Box::new(ParticleSwarmSampler::new_clamped(c.clone()))
+            }
         }
     }
 }
@@ -97,19 +140,29 @@ pub struct RandomSamplerConfig {
 /// Most EI candidates per parameter: each costs a pass over all observations.
 pub const MAX_EI_CANDIDATES: u32 = 10_000;
 
-/// `{"type": "tpe", "seed": 0, "n_startup_trials": 10, "n_ei_candidates": 24, "gamma": 0.1, "prior_weight": 1.0}`.
+/// `{"type": "tpe", "seed": 0, "n_startup_trials": 10, "n_ei_candidates": 24, "gamma": 0.1,
+/// "prior_weight": 1.0, "multivariate": true, "constant_liar": true}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TpeSamplerConfig {
     pub seed: u64,
     /// Trials sampled at random before TPE takes over.
     pub n_startup_trials: u64,
-    /// Candidates drawn from l(x) per parameter; the best l/g ratio wins.
+    /// Candidates drawn from l(x) (per parameter, or per group when
+    /// multivariate); the best l/g ratio wins.
     pub n_ei_candidates: u32,
     /// Fraction of trials (capped at 25) that form the "good" group.
     pub gamma: f64,
     /// Weight of the prior component in each Parzen estimator.
     pub prior_weight: f64,
+    /// One joint density per group of parameters that are active together
+    /// (Optuna's `multivariate=True, group=True`), so correlated parameters
+    /// are learnt together; `false` fits one density per parameter.
+    pub multivariate: bool,
+    /// Pending trials (asked, not finished) count as the worst trials, so
+    /// parallel asks spread out instead of piling onto one region (Optuna's
+    /// `constant_liar`).
+    pub constant_liar: bool,
 }
 
 impl Default for TpeSamplerConfig {
@@ -120,6 +173,8 @@ impl Default for TpeSamplerConfig {
             n_ei_candidates: 24,
             gamma: 0.1,
             prior_weight: 1.0,
+            multivariate: true,
+            constant_liar: true,
         }
     }
 }

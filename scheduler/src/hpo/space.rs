@@ -99,7 +99,7 @@ impl ParamSpec {
     }
 
     /// Checks a told value against this parameter's range, grid or choices.
-    fn check_value(&self, value: &Value) -> Result<()> {
+    pub(crate) fn check_value(&self, value: &Value) -> Result<()> {
         let name = &self.name;
         match &self.kind {
             ParamKind::Float {
@@ -460,6 +460,41 @@ impl SearchSpace {
         })
     }
 
+    /// Parameters that are always active together, as lists of indices in
+    /// topological order, the groups ordered by their first member. Two
+    /// parameters share a group when their `when` conditions, their parents'
+    /// included, allow the same choices of the same parents. Multivariate TPE
+    /// fits one joint density per group (Optuna's `group=True`); deriving
+    /// the groups from the space rather than from the trials seen so far
+    /// keeps them the same for every ask of a study.
+    pub(crate) fn activation_groups(&self) -> Vec<Vec<usize>> {
+        // Per parameter: parent index -> which of its choices activate it,
+        // over the whole chain of ancestors (conditions on one parent AND).
+        let mut signatures: Vec<BTreeMap<usize, Vec<bool>>> = Vec::with_capacity(self.len());
+        for spec in &self.params {
+            let mut sig = BTreeMap::new();
+            for c in &spec.when {
+                // Parents come first in topological order, so theirs exist.
+                for (&p, allowed) in &signatures[c.parent_idx] {
+                    and_into(&mut sig, p, allowed);
+                }
+                and_into(&mut sig, c.parent_idx, &c.allowed);
+            }
+            signatures.push(sig);
+        }
+        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+        for (i, sig) in signatures.iter().enumerate() {
+            match groups
+                .iter_mut()
+                .find(|(first, _)| signatures[*first] == *sig)
+            {
+                Some((_, members)) => members.push(i),
+                None => groups.push((i, vec![i])),
+            }
+        }
+        groups.into_iter().map(|(_, members)| members).collect()
+    }
+
     /// Checks told parameters: no unknown names, every active parameter
     /// present and valid, no inactive parameter present.
     pub fn validate(&self, params: &Params) -> Result<()> {
@@ -540,6 +575,17 @@ pub(super) fn cmp_choice(a: &Value, b: &Value) -> Ordering {
 }
 
 /// `[a, b, c]` for messages, cut short for long choice lists.
+/// ANDs `allowed` into the entry for `parent` (a child of two conditions on
+/// one parent needs both).
+fn and_into(sig: &mut BTreeMap<usize, Vec<bool>>, parent: usize, allowed: &[bool]) {
+    match sig.get_mut(&parent) {
+        Some(mask) => mask.iter_mut().zip(allowed).for_each(|(m, &a)| *m &= a),
+        None => {
+            sig.insert(parent, allowed.to_vec());
+        }
+    }
+}
+
 fn list_values(values: &[Value]) -> String {
     const SHOWN: usize = 10;
     let mut parts: Vec<String> = values.iter().take(SHOWN).map(Value::to_string).collect();
@@ -605,6 +651,46 @@ mod tests {
         assert!(!space.is_active("c", &params(json!({"a": "off", "b": true}))));
         assert!(!space.is_active("c", &params(json!({"a": "on", "b": false}))));
         assert!(!space.is_active("nope", &params(json!({}))));
+    }
+
+    #[test]
+    fn activation_groups_join_parameters_active_together() {
+        let space = SearchSpace::from_json(&json!({
+            "family": {"type": "categorical", "choices": ["linear", "gbm", "rf"]},
+            "x": {"type": "float", "low": 0, "high": 1},
+            "l2": {"type": "float", "low": 0, "high": 1, "when": {"family": ["linear"]}},
+            "depth": {"type": "int", "low": 1, "high": 9, "when": {"family": ["gbm", "rf"]}},
+            "lr": {"type": "float", "low": 0, "high": 1, "when": {"family": ["gbm"]}},
+            "rounds": {"type": "int", "low": 1, "high": 9, "when": {"family": ["gbm"]}},
+            "booster": {"type": "categorical", "choices": ["a", "b"], "when": {"family": ["gbm"]}},
+            "alpha": {"type": "float", "low": 0, "high": 1, "when": {"booster": ["a"]}}
+        }))
+        .unwrap();
+        let groups: Vec<Vec<&str>> = space
+            .activation_groups()
+            .iter()
+            .map(|g| {
+                let mut names: Vec<&str> = g.iter().map(|&i| space.params()[i].name()).collect();
+                names.sort_unstable();
+                names
+            })
+            .collect();
+        let mut sorted = groups.clone();
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            vec![
+                vec!["alpha"],
+                vec!["booster", "lr", "rounds"],
+                vec!["depth"],
+                vec!["family", "x"],
+                vec!["l2"],
+            ]
+        );
+        // Groups come in topological order of their first member: parents' groups first.
+        let pos = |name: &str| groups.iter().position(|g| g.contains(&name)).unwrap();
+        assert_eq!(pos("family"), 0);
+        assert!(pos("booster") < pos("alpha"));
     }
 
     #[test]

@@ -108,6 +108,20 @@ pub(crate) fn truncated_normal<R: Rng + ?Sized>(
     rng.gen_range(lo..=hi)
 }
 
+/// Optuna's bandwidth for the `j`-th (1-based) of `n` sorted observations,
+/// from its gaps to the sorted neighbours (the support ends count as
+/// neighbours): the larger gap, except that once there are two observations
+/// the outermost ones only look inwards. The caller applies the magic clip.
+pub(crate) fn neighbour_gap(left: f64, right: f64, j: usize, n: usize) -> f64 {
+    if n >= 2 && j == 1 {
+        right
+    } else if n >= 2 && j == n {
+        left
+    } else {
+        left.max(right)
+    }
+}
+
 /// Optuna's `default_weights`: equal weights, except that past 25
 /// observations the older ones (in trial order) ramp linearly from 1/n up to
 /// 1, so the estimator follows where the search has moved.
@@ -288,19 +302,8 @@ impl TruncNormMixture {
         let mut weights = Vec::with_capacity(n + 1);
         let mut run_start = 0; // first merged component with the current μ
         for j in 1..=n {
-            // Bandwidth: the larger gap to the sorted neighbours (the support
-            // ends count as neighbours), except that the outermost points
-            // only look inwards once there are two of them.
-            let left = at(j) - at(j - 1);
-            let right = at(j + 1) - at(j);
-            let sigma = if n >= 2 && j == 1 {
-                right
-            } else if n >= 2 && j == n {
-                left
-            } else {
-                left.max(right)
-            }
-            .clamp(min_sigma, max_sigma);
+            let sigma = neighbour_gap(at(j) - at(j - 1), at(j + 1) - at(j), j, n)
+                .clamp(min_sigma, max_sigma);
             let trial_pos = (sorted[j - 1] as u64) as usize;
             let (mu, w) = (obs[trial_pos], obs_weights[trial_pos]);
             // Components with equal (μ, σ) merge by adding weights: the mixture

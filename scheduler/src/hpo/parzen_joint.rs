@@ -4,19 +4,25 @@
 //! observation contributes one component whose density is the product of
 //! its per-parameter kernels, so a draw takes a whole point from one
 //! observation's neighbourhood and correlations between parameters survive.
-//! Numeric kernels share one bandwidth per parameter (Scott-like,
-//! 0.2·n^(−1/(d+4))·range, then Optuna's magic clip); categorical kernels
-//! are Optuna's smoothed one-hot rows; the prior is one more component.
+//! Each numeric kernel has its own bandwidth, the larger gap to its sorted
+//! neighbours with Optuna's magic clip: Optuna (since 4.x) uses these
+//! adaptive bandwidths for joint estimators too, in place of the older
+//! shared Scott-like 0.2·n^(−1/(d+4))·range, and they concentrate on a good
+//! region much sooner (bench/RESULTS.md, "HPO against Optuna").
+//! Categorical kernels are Optuna's smoothed one-hot rows; the prior is one
+//! more component.
 //!
-//! Because the bandwidth is shared, a grid parameter's cell mass depends
-//! only on how many grid steps separate the candidate from the observation,
-//! so those masses are cached per distance instead of recomputed for every
-//! observation and candidate.
+//! On a grid the observations sit on grid points, so their gaps, and hence
+//! their bandwidths, take few distinct values; a cell's mass depends only on
+//! the bandwidth and on how many steps separate the candidate from the
+//! observation, so masses are cached per (bandwidth, distance) instead of
+//! recomputed for every observation and candidate.
 
 use rand::Rng;
 
 use super::parzen::{
-    cumulative, draw_index, ln_gauss_mass, log_sum_exp, truncated_normal, LN_SQRT_2PI,
+    cumulative, draw_index, ln_gauss_mass, log_sum_exp, neighbour_gap, truncated_normal,
+    LN_SQRT_2PI,
 };
 
 /// Grids with more cells than this compute cell masses directly instead of
@@ -51,25 +57,55 @@ struct NumericKernel {
     support_hi: f64,
     grid: Option<Grid>,
     mus: Vec<f64>,
-    inv_sigma: f64,
-    sigma: f64,
+    sigmas: Vec<f64>,
+    inv_sigmas: Vec<f64>,
     /// Per observation, every constant of its log density: − ln of its
     /// truncation mass and, when continuous, − ln σ − ln √(2π).
     log_coefs: Vec<f64>,
     prior_mu: f64,
     prior_sigma: f64,
     prior_log_coef: f64,
-    /// On a grid: ln mass of the cell `d` steps from an observation's μ,
-    /// by `d`; NaN until first needed.
-    cells: Vec<f64>,
+    /// On a grid: each observation's index into `cells`, whose entry for a
+    /// distinct bandwidth holds, by `d`, the ln mass of the cell `d` steps
+    /// from the observation's μ (NaN until first needed; empty when the grid
+    /// is too large to cache).
+    sigma_class: Vec<usize>,
+    cells: Vec<Vec<f64>>,
+}
+
+/// Optuna's per-observation bandwidths (`neighbour_gap`), then the magic
+/// clip to [range / min(100, n + 2), range], so a cluster of equal
+/// observations can't collapse to a spike. Ties sort in input order, so the
+/// result depends on nothing but the inputs.
+fn neighbour_sigmas(mus: &[f64], support_lo: f64, support_hi: f64) -> Vec<f64> {
+    let n = mus.len();
+    let range = support_hi - support_lo;
+    let min_sigma = range / 100f64.min(1.0 + (n + 1) as f64);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| mus[a].total_cmp(&mus[b]).then(a.cmp(&b)));
+    // Sorted points with the support ends at 0 and n + 1.
+    let at = |j: usize| -> f64 {
+        if j == 0 {
+            support_lo
+        } else if j == n + 1 {
+            support_hi
+        } else {
+            mus[order[j - 1]]
+        }
+    };
+    let mut sigmas = vec![0.0; n];
+    for j in 1..=n {
+        let gap = neighbour_gap(at(j) - at(j - 1), at(j + 1) - at(j), j, n);
+        sigmas[order[j - 1]] = gap.clamp(min_sigma, range);
+    }
+    sigmas
 }
 
 impl NumericKernel {
-    fn new(low: f64, high: f64, step: Option<f64>, mus: Vec<f64>, n_dims: usize) -> Self {
+    fn new(low: f64, high: f64, step: Option<f64>, mus: Vec<f64>) -> Self {
         let half = 0.5 * step.unwrap_or(0.0);
         let (support_lo, support_hi) = (low - half, high + half);
         let range = support_hi - support_lo;
-        let n = mus.len();
         let grid = step.map(|step| Grid {
             low,
             step,
@@ -81,9 +117,7 @@ impl NumericKernel {
             Some(g) => mus.iter().map(|&m| snap(g, m)).collect(),
             None => mus,
         };
-        let scott = 0.2 * (n.max(1) as f64).powf(-1.0 / (n_dims as f64 + 4.0)) * range;
-        let min_sigma = range / 100f64.min(1.0 + (n + 1) as f64);
-        let sigma = scott.clamp(min_sigma, range);
+        let sigmas = neighbour_sigmas(&mus, support_lo, support_hi);
         let ln_mass = |mu: f64, s: f64| ln_gauss_mass((support_lo - mu) / s, (support_hi - mu) / s);
         let density_norm = |s: f64| match step {
             Some(_) => 0.0,
@@ -91,25 +125,41 @@ impl NumericKernel {
         };
         let log_coefs = mus
             .iter()
-            .map(|&mu| density_norm(sigma) - ln_mass(mu, sigma))
+            .zip(&sigmas)
+            .map(|(&mu, &sigma)| density_norm(sigma) - ln_mass(mu, sigma))
             .collect();
         let prior_mu = 0.5 * (low + high);
         let prior_sigma = range;
-        let cells = match grid {
-            Some(g) if (g.n as usize) < MAX_CACHED_CELLS => vec![f64::NAN; g.n as usize + 1],
-            _ => Vec::new(),
+        let (sigma_class, cells) = match grid {
+            Some(g) => {
+                let mut distinct: Vec<f64> = sigmas.clone();
+                distinct.sort_by(f64::total_cmp);
+                distinct.dedup();
+                let class = sigmas
+                    .iter()
+                    .map(|s| distinct.partition_point(|d| d.total_cmp(s).is_lt()))
+                    .collect();
+                let row = if (g.n as usize) < MAX_CACHED_CELLS {
+                    g.n as usize + 1
+                } else {
+                    0
+                };
+                (class, vec![vec![f64::NAN; row]; distinct.len()])
+            }
+            None => (Vec::new(), Vec::new()),
         };
         NumericKernel {
             support_lo,
             support_hi,
             grid,
             mus,
-            inv_sigma: 1.0 / sigma,
-            sigma,
+            inv_sigmas: sigmas.iter().map(|s| 1.0 / s).collect(),
+            sigmas,
             log_coefs,
             prior_mu,
             prior_sigma,
             prior_log_coef: density_norm(prior_sigma) - ln_mass(prior_mu, prior_sigma),
+            sigma_class,
             cells,
         }
     }
@@ -132,27 +182,28 @@ impl NumericKernel {
     fn add_terms(&mut self, x: f64, terms: &mut [f64]) {
         match self.grid {
             None => {
-                let inv = self.inv_sigma;
-                for ((t, &mu), &c) in terms.iter_mut().zip(&self.mus).zip(&self.log_coefs) {
+                let obs = self.mus.iter().zip(&self.inv_sigmas).zip(&self.log_coefs);
+                for (t, ((&mu, &inv), &c)) in terms.iter_mut().zip(obs) {
                     let z = (x - mu) * inv;
                     *t += c - 0.5 * z * z;
                 }
             }
             Some(g) => {
-                for ((t, &mu), &c) in terms.iter_mut().zip(&self.mus).zip(&self.log_coefs) {
+                let half = 0.5 * g.step;
+                let obs = self.mus.iter().zip(&self.sigmas).zip(&self.log_coefs);
+                for ((t, ((&mu, &sigma), &c)), &class) in
+                    terms.iter_mut().zip(obs).zip(&self.sigma_class)
+                {
                     // The mass is symmetric in the distance, so |d| keys it.
                     let steps = ((x - mu) / g.step).round().abs();
-                    let cached = self.cells.get(steps as usize).copied();
-                    let cell = match cached {
-                        Some(v) if !v.is_nan() => v,
-                        _ => {
-                            let v = {
-                                let d = steps * g.step;
-                                let half = 0.5 * g.step;
-                                ln_gauss_mass((d - half) / self.sigma, (d + half) / self.sigma)
-                            };
-                            if let Some(slot) = self.cells.get_mut(steps as usize) {
-                                *slot = v;
+                    let slot = self.cells[class].get_mut(steps as usize);
+                    let cell = match slot {
+                        Some(v) if !v.is_nan() => *v,
+                        slot => {
+                            let d = steps * g.step;
+                            let v = ln_gauss_mass((d - half) / sigma, (d + half) / sigma);
+                            if let Some(s) = slot {
+                                *s = v;
                             }
                             v
                         }
@@ -169,7 +220,7 @@ impl NumericKernel {
 
     fn draw<R: Rng + ?Sized>(&self, component: Option<usize>, rng: &mut R) -> f64 {
         let (mu, sigma) = match component {
-            Some(k) => (self.mus[k], self.sigma),
+            Some(k) => (self.mus[k], self.sigmas[k]),
             None => (self.prior_mu, self.prior_sigma),
         };
         let x = truncated_normal(rng, mu, sigma, self.support_lo, self.support_hi);
@@ -263,7 +314,7 @@ impl JointParzen {
             .zip(columns)
             .map(|(dim, col)| match *dim {
                 DimSpec::Numeric { low, high, step } => {
-                    Kernel::Numeric(NumericKernel::new(low, high, step, col, dims.len()))
+                    Kernel::Numeric(NumericKernel::new(low, high, step, col))
                 }
                 DimSpec::Categorical { n_choices } => Kernel::Categorical(CategoricalKernel::new(
                     n_choices,

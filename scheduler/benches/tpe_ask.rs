@@ -1,4 +1,4 @@
-//! Benchmark: one TPE ask (`Sampler::sample`) on a 6-parameter mixed space with 100 and 1,000 finished trials.
+//! Benchmark: one TPE ask on a 6-parameter mixed space with 100, 1,000 and 10,000 finished trials (multivariate and independent, with parallel trials pending), and one Nelder–Mead and particle-swarm ask (their argmin replay).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -6,8 +6,8 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use serde_json::json;
 use tracseq_scheduler::hpo::{
-    Direction, FinishedTrial, Params, RandomSampler, Sampler, SamplerConfig, SearchSpace,
-    TpeSamplerConfig, TrialState,
+    Direction, FinishedTrial, NelderMeadSamplerConfig, Params, ParticleSwarmSamplerConfig,
+    PendingTrial, RandomSampler, Sampler, SamplerConfig, SearchSpace, TpeSamplerConfig, TrialState,
 };
 
 /// Every kind of parameter the sampler handles, all active, so each ask pays
@@ -66,26 +66,99 @@ fn history(space: &SearchSpace, n: u64) -> Vec<FinishedTrial> {
         .collect()
 }
 
-fn tpe_ask(c: &mut Criterion) {
-    let space = space();
-    let sampler = SamplerConfig::Tpe(TpeSamplerConfig {
-        seed: 1,
-        ..Default::default()
-    })
-    .build();
-    let mut group = c.benchmark_group("tpe_ask");
-    for n in [100u64, 1000] {
-        let hist = history(&space, n);
-        group.bench_with_input(BenchmarkId::from_parameter(n), &hist, |b, hist| {
-            let mut number = n;
-            b.iter(|| {
-                number += 1;
-                black_box(sampler.sample(&space, black_box(hist), Direction::Minimize, number))
-            })
-        });
-    }
-    group.finish();
+/// Four trials asked after the history and still running: what the
+/// constant liar adds to every ask of a parallel study.
+fn pending(space: &SearchSpace, n: u64) -> Vec<PendingTrial> {
+    let random = RandomSampler::new(8);
+    (n..n + 4)
+        .map(|number| PendingTrial {
+            number,
+            params: random.sample(space, &[], Direction::Minimize, number),
+        })
+        .collect()
 }
 
-criterion_group!(benches, tpe_ask);
+fn tpe_ask(c: &mut Criterion) {
+    let space = space();
+    for (group_name, multivariate) in [("tpe_ask", true), ("tpe_ask_independent", false)] {
+        let sampler = SamplerConfig::Tpe(TpeSamplerConfig {
+            seed: 1,
+            multivariate,
+            ..Default::default()
+        })
+        .build();
+        let mut group = c.benchmark_group(group_name);
+        for n in [100u64, 1000, 10_000] {
+            let hist = history(&space, n);
+            let pend = pending(&space, n);
+            group.bench_with_input(BenchmarkId::from_parameter(n), &hist, |b, hist| {
+                let mut number = n + 4;
+                b.iter(|| {
+                    number += 1;
+                    black_box(sampler.sample_with_pending(
+                        &space,
+                        black_box(hist),
+                        &pend,
+                        Direction::Minimize,
+                        number,
+                    ))
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+/// The argmin-backed samplers replay their solver over the whole history on
+/// every ask; this is what that costs (the same space, whose two unstepped
+/// unconditional floats form the continuous subspace; the history is their
+/// own run, so the replay consumes every trial).
+fn argmin_ask(c: &mut Criterion) {
+    let space = space();
+    let objective = |p: &Params| objective(p);
+    let configs = [
+        (
+            "nelder_mead_ask",
+            SamplerConfig::NelderMead(NelderMeadSamplerConfig {
+                seed: 1,
+                sd_tolerance: 0.0,
+                ..Default::default()
+            }),
+        ),
+        (
+            "particle_swarm_ask",
+            SamplerConfig::ParticleSwarm(ParticleSwarmSamplerConfig {
+                seed: 1,
+                ..Default::default()
+            }),
+        ),
+    ];
+    for (group_name, config) in configs {
+        let sampler = config.build();
+        let mut group = c.benchmark_group(group_name);
+        let mut hist = Vec::new();
+        for n in [100u64, 1000] {
+            while (hist.len() as u64) < n {
+                let number = hist.len() as u64;
+                let params = sampler.sample(&space, &hist, Direction::Minimize, number);
+                let value = objective(&params);
+                hist.push(FinishedTrial {
+                    number,
+                    params,
+                    state: TrialState::Complete,
+                    value: Some(value),
+                    intermediate: BTreeMap::new(),
+                });
+            }
+            group.bench_with_input(BenchmarkId::from_parameter(n), &hist, |b, hist| {
+                b.iter(|| {
+                    black_box(sampler.sample(&space, black_box(hist), Direction::Minimize, n))
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, tpe_ask, argmin_ask);
 criterion_main!(benches);

@@ -77,6 +77,24 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const MIN_ATTEMPT_TIME: Duration = Duration::from_secs(1);
 /// AMQP delivery mode for messages the broker writes to disk.
 const PERSISTENT: u8 = 2;
+/// How long closing a connection waits for the broker's close-ok. A
+/// connection whose socket already died may never answer, and neither
+/// shutdown nor reconnection may hang on it.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// How long settling a delivery may take. An ack or nack is one frame with
+/// no reply, but lapin can leave the future pending forever when the
+/// delivery's channel dies during the call (seen in the connection-loss
+/// conformance test, about 1 run in 10). The broker requeues the message of
+/// a dead channel anyway, so giving up is safe.
+const SETTLE_WAIT: Duration = Duration::from_secs(5);
+
+/// Closes `conn`, waiting at most `CLOSE_WAIT`. Errors (an already-closed
+/// connection answers with one) and timeouts leave nothing to do: the
+/// connection is dropped either way.
+async fn close_quietly(conn: &Connection, code: u16, reason: &str) {
+    let _ = tokio::time::timeout(CLOSE_WAIT, conn.close(code, reason.into())).await;
+}
 
 /// How an [`AmqpQueue`] names and shapes its topology.
 #[derive(Clone, Debug)]
@@ -260,8 +278,7 @@ impl AmqpQueue {
         let mut state = self.shared.state.lock().await;
         state.channel = None;
         if let Some(conn) = state.conn.take() {
-            // Already-closed connections answer with an error; nothing to do.
-            let _ = conn.close(200, "tracseq queue closed".into()).await;
+            close_quietly(&conn, 200, "tracseq queue closed").await;
         }
     }
 
@@ -740,11 +757,19 @@ fn settled(op: &str, outcome: lapin::Result<bool>) -> Result<()> {
     }
 }
 
+/// Waits for an ack or nack at most `SETTLE_WAIT`; a settle that never
+/// finishes counts as a dead channel (`Ok(false)`).
+async fn settle(op: impl Future<Output = lapin::Result<bool>>) -> lapin::Result<bool> {
+    tokio::time::timeout(SETTLE_WAIT, op)
+        .await
+        .unwrap_or(Ok(false))
+}
+
 #[async_trait]
 impl Acker for AmqpAcker {
     async fn ack(&self) -> Result<()> {
         self.claim()?;
-        settled("ack", self.acker.ack(Default::default()).await)
+        settled("ack", settle(self.acker.ack(Default::default())).await)
     }
 
     async fn nack(&self, requeue: bool) -> Result<()> {
@@ -753,7 +778,7 @@ impl Acker for AmqpAcker {
             requeue,
             multiple: false,
         };
-        settled("nack", self.acker.nack(options).await)
+        settled("nack", settle(self.acker.nack(options)).await)
     }
 }
 
@@ -772,7 +797,7 @@ impl Drop for AmqpAcker {
                     requeue: true,
                     multiple: false,
                 };
-                let _ = settled("requeue on drop", acker.nack(options).await);
+                let _ = settled("requeue on drop", settle(acker.nack(options)).await);
             });
         }
     }
@@ -785,9 +810,7 @@ impl AmqpQueue {
     pub(crate) async fn sever_connection_for_test(&self) {
         let state = self.shared.state.lock().await;
         if let Some(conn) = &state.conn {
-            let _ = conn
-                .close(320, "test: simulated connection loss".into())
-                .await;
+            close_quietly(conn, 320, "test: simulated connection loss").await;
         }
     }
 
@@ -839,6 +862,6 @@ impl AmqpQueue {
                 .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
                 .await;
         }
-        let _ = conn.close(200, "cleanup done".into()).await;
+        close_quietly(&conn, 200, "cleanup done").await;
     }
 }

@@ -203,12 +203,7 @@ pub fn history(trials: &[Trial], below: Option<u64>) -> Vec<MultiObjectiveTrial>
         .iter()
         .filter(|t| below.is_none_or(|b| t.number < b))
         .filter_map(|t| {
-            let state = match t.state {
-                TrialState::Running => return None,
-                TrialState::Complete => hpo::TrialState::Complete,
-                TrialState::Pruned => hpo::TrialState::Pruned,
-                TrialState::Failed => hpo::TrialState::Failed,
-            };
+            let state = crate::service::finished_state(t.state)?;
             Some(MultiObjectiveTrial {
                 number: t.number,
                 params: t.params.clone(),

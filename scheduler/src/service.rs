@@ -101,12 +101,7 @@ pub fn history(trials: &[Trial], below: Option<u64>) -> Vec<FinishedTrial> {
         .iter()
         .filter(|t| below.is_none_or(|b| t.number < b))
         .filter_map(|t| {
-            let state = match t.state {
-                TrialState::Running => return None,
-                TrialState::Complete => hpo::TrialState::Complete,
-                TrialState::Pruned => hpo::TrialState::Pruned,
-                TrialState::Failed => hpo::TrialState::Failed,
-            };
+            let state = finished_state(t.state)?;
             Some(FinishedTrial {
                 number: t.number,
                 params: t.params.clone(),
@@ -116,6 +111,16 @@ pub fn history(trials: &[Trial], below: Option<u64>) -> Vec<FinishedTrial> {
             })
         })
         .collect()
+}
+
+/// A finished trial's state as the samplers see it; `None` while running.
+pub(crate) fn finished_state(state: TrialState) -> Option<hpo::TrialState> {
+    match state {
+        TrialState::Running => None,
+        TrialState::Complete => Some(hpo::TrialState::Complete),
+        TrialState::Pruned => Some(hpo::TrialState::Pruned),
+        TrialState::Failed => Some(hpo::TrialState::Failed),
+    }
 }
 
 /// The deterministic history bound of AutoML trial `number`.

@@ -14,7 +14,7 @@ use argmin::core::{CostFunction, Executor};
 use argmin::solver::neldermead::NelderMead;
 use serde::{Deserialize, Serialize};
 
-use super::replay::{Lookup, Next, Subspace, Tape};
+use super::replay::{sample_replayed, Lookup, Next, Subspace, Tape};
 use super::{
     invalid, Direction, FinishedTrial, Params, PendingTrial, Result, Sampler, SearchSpace,
     TpeSampler, TpeSamplerConfig,
@@ -265,18 +265,14 @@ impl Sampler for NelderMeadSampler {
         direction: Direction,
         trial_number: u64,
     ) -> Params {
-        let sub = Subspace::of(space);
-        let next = if sub.is_empty() {
-            Next::Explore
-        } else {
-            let tape = Tape::new(&sub, space, history, pending, direction);
-            self.next(&sub, space, &tape)
-        };
-        let fixed = match next {
-            Next::Point(x) => sub.to_params(space, &x),
-            Next::Explore => Params::new(),
-        };
-        self.tpe
-            .sample_except(space, history, pending, direction, trial_number, &fixed)
+        sample_replayed(
+            &self.tpe,
+            space,
+            history,
+            pending,
+            direction,
+            trial_number,
+            |sub, tape| self.next(sub, space, tape),
+        )
     }
 }

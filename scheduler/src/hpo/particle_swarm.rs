@@ -20,7 +20,7 @@ use rand_chacha_09::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::nelder_mead::require_subspace;
-use super::replay::{Lookup, Next, Stop, Subspace, Tape};
+use super::replay::{sample_replayed, Lookup, Next, Stop, Subspace, Tape};
 use super::{
     invalid, Direction, FinishedTrial, Params, PendingTrial, Result, Sampler, SearchSpace,
     TpeSampler, TpeSamplerConfig,
@@ -198,18 +198,15 @@ impl Sampler for ParticleSwarmSampler {
         direction: Direction,
         trial_number: u64,
     ) -> Params {
-        let sub = Subspace::of(space);
-        let next = if sub.is_empty() {
-            Next::Explore
-        } else {
-            self.next(&sub, &Tape::new(&sub, space, history, pending, direction))
-        };
-        let fixed = match next {
-            Next::Point(x) => sub.to_params(space, &x),
-            Next::Explore => Params::new(),
-        };
-        self.tpe
-            .sample_except(space, history, pending, direction, trial_number, &fixed)
+        sample_replayed(
+            &self.tpe,
+            space,
+            history,
+            pending,
+            direction,
+            trial_number,
+            |sub, tape| self.next(sub, tape),
+        )
     }
 
     /// A generation starts from the whole previous one.

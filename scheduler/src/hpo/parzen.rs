@@ -210,12 +210,13 @@ pub(crate) fn draw_index<R: Rng + ?Sized>(rng: &mut R, cum: &[f64]) -> usize {
         .min(cum.len().saturating_sub(1))
 }
 
-/// A grid `low + k*step`, `k = 0..=n`, in internal space.
+/// A grid `low + k*step`, `k = 0..=n` (`n` the index of the last point), in
+/// internal space.
 #[derive(Debug, Clone, Copy)]
-struct Grid {
-    low: f64,
-    step: f64,
-    n: f64,
+pub(crate) struct Grid {
+    pub(crate) low: f64,
+    pub(crate) step: f64,
+    pub(crate) n: f64,
 }
 
 /// Mixture of normals truncated to the parameter's support, one per

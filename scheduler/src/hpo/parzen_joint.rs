@@ -21,7 +21,7 @@
 use rand::Rng;
 
 use super::parzen::{
-    cumulative, draw_index, ln_gauss_mass, log_sum_exp, neighbour_gap, truncated_normal,
+    cumulative, draw_index, ln_gauss_mass, log_sum_exp, neighbour_gap, truncated_normal, Grid,
     LN_SQRT_2PI,
 };
 
@@ -41,14 +41,6 @@ pub(crate) enum DimSpec {
     },
     /// Choice indices `0..n_choices`.
     Categorical { n_choices: usize },
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Grid {
-    low: f64,
-    step: f64,
-    /// Index of the last grid point.
-    n: f64,
 }
 
 #[derive(Debug, Clone)]

@@ -14,7 +14,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{Direction, FinishedTrial, ParamKind, Params, PendingTrial, SearchSpace, TrialState};
+use super::{
+    Direction, FinishedTrial, ParamKind, Params, PendingTrial, SearchSpace, TpeSampler, TrialState,
+};
 
 /// Two unit-cube positions name the same trial when every coordinate agrees
 /// this closely. Trial params travel through JSON (and PostgreSQL's
@@ -164,6 +166,32 @@ impl Next {
             Ok(_) => Next::Explore,
         }
     }
+}
+
+/// One ask of an argmin-backed sampler: `next` replays the solver over the
+/// study's tape of the continuous subspace; its point fixes those
+/// parameters and `tpe` samples the rest (all of them when the subspace is
+/// empty or the solver has nothing to refine).
+pub(crate) fn sample_replayed(
+    tpe: &TpeSampler,
+    space: &SearchSpace,
+    history: &[FinishedTrial],
+    pending: &[PendingTrial],
+    direction: Direction,
+    trial_number: u64,
+    next: impl FnOnce(&Subspace, &Tape) -> Next,
+) -> Params {
+    let sub = Subspace::of(space);
+    let next = if sub.is_empty() {
+        Next::Explore
+    } else {
+        next(&sub, &Tape::new(&sub, space, history, pending, direction))
+    };
+    let fixed = match next {
+        Next::Point(x) => sub.to_params(space, &x),
+        Next::Explore => Params::new(),
+    };
+    tpe.sample_except(space, history, pending, direction, trial_number, &fixed)
 }
 
 /// What the tape holds for a point.

@@ -15,6 +15,7 @@ pub mod ports;
 pub mod resources;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
+pub mod trial_cache;
 pub mod types;
 
 pub use error::{Error, Result};

@@ -1,8 +1,11 @@
 //! The three backends bundled together, as every component receives them.
 
 use crate::backends::{MemoryQueue, MemoryStateStore, ObjectArtifactStore, SqliteStateStore};
+use crate::ids::ExperimentId;
 use crate::lifecycle::RetryPolicy;
 use crate::ports::{ArtifactStore, JobQueue, StateStore};
+use crate::trial_cache::TrialCache;
+use crate::types::Trial;
 use crate::Result;
 use std::path::Path;
 use std::sync::Arc;
@@ -13,6 +16,19 @@ pub struct Platform {
     pub queue: Arc<dyn JobQueue>,
     pub artifacts: Arc<dyn ArtifactStore>,
     pub policy: RetryPolicy,
+    /// Decoded trials between reads; read them through [`Platform::trials`].
+    pub trial_cache: Arc<TrialCache>,
+}
+
+impl Platform {
+    /// All trials of an experiment by number, as `state.list_trials` would
+    /// return them now, re-reading only what may have changed since this
+    /// process last read them.
+    pub async fn trials(&self, experiment: ExperimentId) -> Result<Arc<Vec<Trial>>> {
+        self.trial_cache
+            .trials(self.state.as_ref(), experiment)
+            .await
+    }
 }
 
 impl Platform {
@@ -31,6 +47,7 @@ impl Platform {
             queue: Arc::new(queue.clone()),
             artifacts: Arc::new(artifacts),
             policy,
+            trial_cache: Arc::default(),
         };
         Ok((platform, queue))
     }
@@ -42,6 +59,7 @@ impl Platform {
             queue: Arc::new(MemoryQueue::new()),
             artifacts: Arc::new(ObjectArtifactStore::in_memory()),
             policy,
+            trial_cache: Arc::default(),
         }
     }
 }
@@ -91,6 +109,7 @@ impl Platform {
             queue: Arc::new(queue),
             artifacts: Arc::new(artifact_store(cfg)?),
             policy,
+            trial_cache: Arc::default(),
         })
     }
 }

@@ -406,7 +406,12 @@ impl Scheduler {
             let mut job = job;
             job.trial_number = Some(trial.number);
             created_jobs.push(job);
-            trials.push(trial);
+            // Read back through the cache (one query for what changed)
+            // rather than pushing onto this shared copy, which would copy
+            // it whole; dropped first so the cache updates its copy in place.
+            drop(std::mem::take(&mut trials));
+            trials = self.platform.trials(exp.id).await?;
+            debug_assert!(trials.iter().any(|t| t.id == trial.id));
         }
     }
 
@@ -432,9 +437,13 @@ impl Scheduler {
     }
 
     /// Copies the outcome of every finished trial job onto its trial (idempotent).
-    async fn reconcile_trials(&self, exp: &Experiment, now: DateTime<Utc>) -> Result<Vec<Trial>> {
+    async fn reconcile_trials(
+        &self,
+        exp: &Experiment,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<Vec<Trial>>> {
         let spec = ExperimentSpec::from_value(&exp.spec)?;
-        let trials = self.platform.state.list_trials(exp.id).await?;
+        let trials = self.platform.trials(exp.id).await?;
         let mut changed = false;
         for t in trials.iter().filter(|t| t.state == TrialState::Running) {
             let Some(job_id) = t.job_id else { continue };
@@ -470,7 +479,9 @@ impl Scheduler {
             changed = true;
         }
         if changed {
-            self.platform.state.list_trials(exp.id).await
+            // Let go of this copy first, so the cache refreshes its own in place.
+            drop(trials);
+            self.platform.trials(exp.id).await
         } else {
             Ok(trials)
         }
@@ -554,7 +565,7 @@ impl Scheduler {
             .await?;
         let train = jobs.into_iter().find(|j| j.kind == JobKind::Train);
         let Some(train) = train else {
-            let trials = self.platform.state.list_trials(exp.id).await?;
+            let trials = self.platform.trials(exp.id).await?;
             let Some(best) = best_trial(&spec, &trials) else {
                 return Ok(());
             };

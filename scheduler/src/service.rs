@@ -181,7 +181,7 @@ pub async fn ask(p: &Platform, id: ExperimentId, now: DateTime<Utc>) -> Result<T
             "experiment {id} runs its own trials; ask/tell is for experiments without a dataset"
         )));
     }
-    let trials = p.state.list_trials(id).await?;
+    let trials = p.trials(id).await?;
     let stalled = no_improvement_stop(&spec, &trials);
     if exp.state != ExperimentState::Running {
         if let (ExperimentState::Completed, Some(n)) = (exp.state, stalled) {
@@ -293,7 +293,7 @@ pub async fn report(
     }
     let (exp, spec) = running_experiment(p, id).await?;
     let trial = p.state.record_intermediate(id, number, step, value).await?;
-    let trials = p.state.list_trials(id).await?;
+    let trials = p.trials(id).await?;
     let below = match exp.kind {
         ExperimentKind::Automl => Some(history_bound(&spec, number)),
         ExperimentKind::AskTell => None,
@@ -531,7 +531,7 @@ async fn summary_with(
     with_importance: bool,
 ) -> Result<ExperimentSummary> {
     let spec = ExperimentSpec::from_value(&exp.spec)?;
-    let trials = p.state.list_trials(exp.id).await?;
+    let trials = p.trials(exp.id).await?;
     let count = |s: TrialState| trials.iter().filter(|t| t.state == s).count() as u64;
     let counts = TrialCounts {
         total: trials.len() as u64,
@@ -687,6 +687,44 @@ mod tests {
         assert_eq!(stored.state, ExperimentState::Completed);
         assert!(stored.finished_at.is_some());
         assert_eq!(p.state.list_trials(exp.id).await.unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn ask_sees_what_another_replica_told_despite_its_trial_cache() {
+        // Two API replicas over one store, each with its own cache: asks on
+        // one, tells on the other. The asking replica must see each tell,
+        // or it would never notice the experiment stall.
+        let asker = platform();
+        let teller = Platform {
+            trial_cache: Default::default(),
+            ..asker.clone()
+        };
+        let exp = create(
+            &asker,
+            json!({
+                "name": "replicas",
+                "search_space": {"x": {"type": "float", "low": 0, "high": 1}},
+                "sampler": {"type": "tpe", "seed": 3, "n_startup_trials": 2},
+                "budget": {"trials": 50, "no_improvement_trials": 2}
+            }),
+        )
+        .await;
+        for value in [1.0, 0.5, 0.7, 0.5] {
+            let t = ask(&asker, exp.id, Utc::now()).await.unwrap();
+            tell(&teller, exp.id, t.number, tell_value(value), Utc::now())
+                .await
+                .unwrap();
+        }
+        let err = ask(&asker, exp.id, Utc::now()).await.unwrap_err();
+        assert!(
+            err.to_string().contains("no improvement in 2 trials"),
+            "{err}"
+        );
+        let cached = asker.trials(exp.id).await.unwrap();
+        assert_eq!(
+            serde_json::to_value(&*cached).unwrap(),
+            serde_json::to_value(asker.state.list_trials(exp.id).await.unwrap()).unwrap()
+        );
     }
 
     #[tokio::test]

@@ -207,6 +207,29 @@ impl StateStore for MemoryStateStore {
             .collect())
     }
 
+    async fn list_trials_since(
+        &self,
+        experiment: ExperimentId,
+        from: u64,
+        also: &[u64],
+    ) -> Result<Vec<Trial>> {
+        let g = self.lock();
+        let get = |n: u64| g.trials.get(&(experiment, n)).cloned();
+        let mut trials: Vec<Trial> = also
+            .iter()
+            .filter(|&&n| n < from)
+            .filter_map(|&n| get(n))
+            .collect();
+        trials.sort_by_key(|t| t.number);
+        trials.dedup_by_key(|t| t.number);
+        trials.extend(
+            g.trials
+                .range((experiment, from)..=(experiment, u64::MAX))
+                .map(|(_, t)| t.clone()),
+        );
+        Ok(trials)
+    }
+
     async fn record_intermediate(
         &self,
         experiment: ExperimentId,

@@ -782,6 +782,31 @@ impl StateStore for PostgresStateStore {
         .await
     }
 
+    async fn list_trials_since(
+        &self,
+        experiment: ExperimentId,
+        from: u64,
+        also: &[u64],
+    ) -> Result<Vec<Trial>> {
+        let from = i64::try_from(from).unwrap_or(i64::MAX);
+        let also: Vec<i64> = also.iter().filter_map(|&n| i64::try_from(n).ok()).collect();
+        let also = &also;
+        self.run(|_| async move {
+            let rows = sqlx::query(
+                "SELECT body FROM trials WHERE experiment_id = $1::uuid
+                   AND (number >= $2 OR number = ANY($3))
+                 ORDER BY number",
+            )
+            .bind(experiment.to_string())
+            .bind(from)
+            .bind(also)
+            .fetch_all(&self.pool)
+            .await?;
+            bodies(&rows)
+        })
+        .await
+    }
+
     async fn record_intermediate(
         &self,
         experiment: ExperimentId,

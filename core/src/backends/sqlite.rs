@@ -341,6 +341,29 @@ impl StateStore for SqliteStateStore {
             .collect()
     }
 
+    async fn list_trials_since(
+        &self,
+        experiment: ExperimentId,
+        from: u64,
+        also: &[u64],
+    ) -> Result<Vec<Trial>> {
+        // `also` travels as one JSON array, however many numbers it holds
+        // (SQLite caps the number of bound parameters).
+        let rows = sqlx::query(
+            "SELECT body FROM trials WHERE experiment_id = ?
+               AND (number >= ? OR number IN (SELECT value FROM json_each(?)))
+             ORDER BY number",
+        )
+        .bind(experiment.to_string())
+        .bind(i64::try_from(from).unwrap_or(i64::MAX))
+        .bind(serde_json::to_string(also)?)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| decode(r.get::<&str, _>("body")))
+            .collect()
+    }
+
     async fn record_intermediate(
         &self,
         experiment: ExperimentId,

@@ -63,6 +63,22 @@ pub trait StateStore: Send + Sync {
     async fn get_trial(&self, experiment: ExperimentId, number: u64) -> Result<Trial>;
     /// All trials of an experiment by number.
     async fn list_trials(&self, experiment: ExperimentId) -> Result<Vec<Trial>>;
+    /// The trials numbered `from` or above and those numbered in `also`
+    /// (whatever their state now), by number: what a reader holding the
+    /// experiment's trials as of an earlier read must fetch again, `from`
+    /// being how many it holds and `also` those that were still running.
+    /// Finished trials never change, so the rest of its copy is current
+    /// (see [`crate::trial_cache::TrialCache`]).
+    async fn list_trials_since(
+        &self,
+        experiment: ExperimentId,
+        from: u64,
+        also: &[u64],
+    ) -> Result<Vec<Trial>> {
+        let mut trials = self.list_trials(experiment).await?;
+        trials.retain(|t| t.number >= from || also.contains(&t.number));
+        Ok(trials)
+    }
     /// Records an intermediate value of a running trial (the last write per step wins).
     /// A finished trial answers `Conflict`.
     async fn record_intermediate(

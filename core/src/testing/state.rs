@@ -4,6 +4,7 @@ use super::{new_experiment, new_job, t0};
 use crate::ids::{DatasetId, JobId, WorkerId};
 use crate::lifecycle::{Event, RetryPolicy};
 use crate::ports::{transition, transition_from, JobFilter, StateStore, TransitionOutcome};
+use crate::trial_cache::TrialCache;
 use crate::types::{
     DatasetRecord, ExperimentState, JobState, NewModelVersion, TrialOutcome, TrialState,
 };
@@ -22,6 +23,7 @@ pub async fn state_store_suite(store: Arc<dyn StateStore>) {
     due_jobs_and_retry_cycle(store.as_ref()).await;
     experiments_and_conditional_update(store.as_ref()).await;
     trials_numbering_jobs_and_final_state(store.clone()).await;
+    trials_since_and_the_cache_over_them(store.as_ref()).await;
     model_registry(store.as_ref()).await;
     datasets(store.as_ref()).await;
     worker_registry(store.as_ref()).await;
@@ -400,6 +402,59 @@ async fn trials_numbering_jobs_and_final_state(s: Arc<dyn StateStore>) {
         s.get_trial(exp.id, 99).await,
         Err(Error::NotFound(_))
     ));
+}
+
+async fn trials_since_and_the_cache_over_them(s: &dyn StateStore) {
+    let exp = new_experiment("trials-since");
+    s.insert_experiment(&exp).await.unwrap();
+    let cache = TrialCache::default();
+    let numbers = |ts: &[crate::types::Trial]| ts.iter().map(|t| t.number).collect::<Vec<_>>();
+    for i in 0..6 {
+        let mut p = Map::new();
+        p.insert("x".into(), json!(i));
+        s.create_trial(exp.id, p, None, t0()).await.unwrap();
+    }
+    assert_eq!(cache.trials(s, exp.id).await.unwrap().len(), 6);
+    let since = |from, also: &'static [u64]| s.list_trials_since(exp.id, from, also);
+    assert_eq!(numbers(&since(4, &[]).await.unwrap()), vec![4, 5]);
+    assert_eq!(
+        numbers(&since(4, &[1, 4, 2]).await.unwrap()),
+        vec![1, 2, 4, 5],
+        "by number, each once"
+    );
+    assert_eq!(
+        numbers(&since(0, &[]).await.unwrap()),
+        vec![0, 1, 2, 3, 4, 5]
+    );
+    assert_eq!(numbers(&since(6, &[9]).await.unwrap()), Vec::<u64>::new());
+    assert_eq!(
+        numbers(&since(u64::MAX, &[u64::MAX, 3]).await.unwrap()),
+        vec![3]
+    );
+    let other = new_experiment("trials-since-other");
+    s.insert_experiment(&other).await.unwrap();
+    assert!(s
+        .list_trials_since(other.id, 0, &[0, 1])
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A trial finished and one reported on since the cache's last read, and
+    // one created: the cache shows them as a full read does.
+    let done = TrialOutcome::new(TrialState::Complete, Some(0.5), Some(json!({"k": 2})));
+    assert!(s.finish_trial(exp.id, 2, done, t0()).await.unwrap());
+    s.record_intermediate(exp.id, 3, 1, 0.25).await.unwrap();
+    s.create_trial(exp.id, Map::new(), None, t0())
+        .await
+        .unwrap();
+    let cached = cache.trials(s, exp.id).await.unwrap();
+    let full = s.list_trials(exp.id).await.unwrap();
+    assert_eq!(
+        serde_json::to_value(&*cached).unwrap(),
+        serde_json::to_value(&full).unwrap()
+    );
+    assert_eq!(cached[2].state, TrialState::Complete);
+    assert_eq!(cached[3].intermediate, BTreeMap::from([(1, 0.25)]));
 }
 
 async fn model_registry(s: &dyn StateStore) {

@@ -1,0 +1,258 @@
+//! Each experiment's trials, kept decoded between reads.
+//!
+//! Every ask, report and scheduler pass needs all of an experiment's
+//! trials. Reading and decoding them from the state store each time makes
+//! an ask cost O(trials): 37 ms at 10,000 trials, nearly all of it the read
+//! (bench/RESULTS.md, "Ask cost"). But a finished trial never changes: a
+//! store moves a running trial to its final state once, and refuses
+//! intermediate values after that. So a copy stays correct if each refresh
+//! fetches again only the trials numbered past the copy and those the copy
+//! holds as running ([`StateStore::list_trials_since`]). Numbers are dense
+//! and assigned in commit order, so the copy is a prefix `0..n`; a refresh
+//! that finds a gap (a store that broke that rule) reads everything.
+//!
+//! The copy is a cache only: any process may write the store (other API
+//! replicas, workers), and every read goes to the store for what may have
+//! changed, so a reader sees what a full `list_trials` would show then.
+
+use crate::ids::ExperimentId;
+use crate::ports::StateStore;
+use crate::types::{Trial, TrialState};
+use crate::Result;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// How many trials, over all experiments, the cache keeps by default
+/// (about 1 KB each decoded); the least recently read experiments go first.
+pub const DEFAULT_MAX_TRIALS: usize = 200_000;
+
+pub struct TrialCache {
+    max_trials: usize,
+    inner: Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    /// Bumped on every read; an entry's stamp says when it was last read.
+    clock: u64,
+    total: usize,
+    map: HashMap<ExperimentId, (u64, Arc<Vec<Trial>>)>,
+}
+
+impl Default for TrialCache {
+    fn default() -> Self {
+        TrialCache::new(DEFAULT_MAX_TRIALS)
+    }
+}
+
+impl TrialCache {
+    pub fn new(max_trials: usize) -> Self {
+        TrialCache {
+            max_trials,
+            inner: Mutex::new(Entries::default()),
+        }
+    }
+
+    /// All trials of `experiment` by number, as `store.list_trials` would
+    /// return them now.
+    pub async fn trials(
+        &self,
+        store: &dyn StateStore,
+        experiment: ExperimentId,
+    ) -> Result<Arc<Vec<Trial>>> {
+        // Taken out while it is refreshed, so that when no earlier reader
+        // still holds it the refresh updates it in place instead of copying.
+        // A concurrent read of the same experiment meanwhile reads it whole.
+        let held = self.take(experiment);
+        let fresh = match held {
+            Some(mut copy) => {
+                let running: Vec<u64> = copy
+                    .iter()
+                    .filter(|t| t.state == TrialState::Running)
+                    .map(|t| t.number)
+                    .collect();
+                let changed = store
+                    .list_trials_since(experiment, copy.len() as u64, &running)
+                    .await?;
+                if merge(Arc::make_mut(&mut copy), changed) {
+                    copy
+                } else {
+                    Arc::new(store.list_trials(experiment).await?)
+                }
+            }
+            None => Arc::new(store.list_trials(experiment).await?),
+        };
+        self.put(experiment, fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Forgets every copy (tests; an operator restoring a store under a
+    /// running process would need it too).
+    pub fn clear(&self) {
+        let mut g = self.lock();
+        g.map.clear();
+        g.total = 0;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        // The entries are always consistent between statements, so a panic
+        // elsewhere while holding the lock leaves nothing half-done.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take(&self, experiment: ExperimentId) -> Option<Arc<Vec<Trial>>> {
+        let mut g = self.lock();
+        let (_, copy) = g.map.remove(&experiment)?;
+        g.total -= copy.len();
+        Some(copy)
+    }
+
+    fn put(&self, experiment: ExperimentId, copy: Arc<Vec<Trial>>) {
+        if copy.len() > self.max_trials {
+            return;
+        }
+        let mut g = self.lock();
+        g.clock += 1;
+        let stamp = g.clock;
+        g.total += copy.len();
+        if let Some((_, old)) = g.map.insert(experiment, (stamp, copy)) {
+            // A concurrent reader put its copy back first; both are valid.
+            g.total -= old.len();
+        }
+        while g.total > self.max_trials {
+            let Some(oldest) = g
+                .map
+                .iter()
+                .filter(|(id, _)| **id != experiment)
+                .min_by_key(|(_, (stamp, _))| *stamp)
+                .map(|(id, _)| *id)
+            else {
+                break;
+            };
+            if let Some((_, evicted)) = g.map.remove(&oldest) {
+                g.total -= evicted.len();
+            }
+        }
+    }
+}
+
+/// Applies what a refresh read to a copy of `0..copy.len()`: replaces the
+/// re-read trials and appends the new ones. `false` when the result is not
+/// the dense run `0..n` a store's numbering guarantees.
+fn merge(copy: &mut Vec<Trial>, changed: Vec<Trial>) -> bool {
+    for t in changed {
+        let Ok(i) = usize::try_from(t.number) else {
+            return false;
+        };
+        match i.cmp(&copy.len()) {
+            std::cmp::Ordering::Less => copy[i] = t,
+            std::cmp::Ordering::Equal => copy.push(t),
+            std::cmp::Ordering::Greater => return false,
+        }
+    }
+    copy.iter().enumerate().all(|(i, t)| t.number == i as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::MemoryStateStore;
+    use crate::types::{Experiment, ExperimentKind, ExperimentState, TrialOutcome};
+    use chrono::Utc;
+    use serde_json::{json, Map};
+
+    async fn experiment(store: &dyn StateStore) -> ExperimentId {
+        let now = Utc::now();
+        let exp = Experiment {
+            id: ExperimentId::new(),
+            name: "cache".into(),
+            kind: ExperimentKind::AskTell,
+            spec: json!({}),
+            state: ExperimentState::Running,
+            priority: 0,
+            error: None,
+            model_name: None,
+            model_version: None,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+        };
+        store.insert_experiment(&exp).await.unwrap();
+        exp.id
+    }
+
+    async fn add(store: &dyn StateStore, id: ExperimentId, n: usize) {
+        for i in 0..n {
+            let mut p = Map::new();
+            p.insert("x".into(), json!(i));
+            store.create_trial(id, p, None, Utc::now()).await.unwrap();
+        }
+    }
+
+    async fn finish(store: &dyn StateStore, id: ExperimentId, number: u64, v: f64) {
+        let outcome = TrialOutcome::new(TrialState::Complete, Some(v), None);
+        assert!(store
+            .finish_trial(id, number, outcome, Utc::now())
+            .await
+            .unwrap());
+    }
+
+    fn same(a: &[Trial], b: &[Trial]) {
+        assert_eq!(
+            serde_json::to_value(a).unwrap(),
+            serde_json::to_value(b).unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn follows_every_change_a_full_read_would_show() {
+        let store = MemoryStateStore::new();
+        let cache = TrialCache::default();
+        let id = experiment(&store).await;
+        assert!(cache.trials(&store, id).await.unwrap().is_empty());
+        add(&store, id, 3).await;
+        same(
+            &cache.trials(&store, id).await.unwrap(),
+            &store.list_trials(id).await.unwrap(),
+        );
+        // A running trial's new intermediate value and final state, trials
+        // finished out of order, and new trials all show on the next read.
+        store.record_intermediate(id, 1, 1, 0.5).await.unwrap();
+        finish(&store, id, 2, 0.25).await;
+        add(&store, id, 2).await;
+        let held = cache.trials(&store, id).await.unwrap();
+        same(&held, &store.list_trials(id).await.unwrap());
+        finish(&store, id, 1, 0.75).await;
+        finish(&store, id, 4, 0.1).await;
+        // Still held by an earlier reader: the refresh copies, and the
+        // earlier reader's snapshot stays as it was.
+        let now = cache.trials(&store, id).await.unwrap();
+        same(&now, &store.list_trials(id).await.unwrap());
+        assert_eq!(held[1].state, TrialState::Running);
+        assert_eq!(now[1].state, TrialState::Complete);
+        assert_eq!(now[1].intermediate.get(&1), Some(&0.5));
+    }
+
+    #[tokio::test]
+    async fn evicts_the_least_recently_read_experiment_past_its_bound() {
+        let store = MemoryStateStore::new();
+        let cache = TrialCache::new(5);
+        let (a, b) = (experiment(&store).await, experiment(&store).await);
+        add(&store, a, 3).await;
+        add(&store, b, 3).await;
+        cache.trials(&store, a).await.unwrap();
+        cache.trials(&store, b).await.unwrap();
+        let g = cache.lock();
+        assert_eq!(g.total, 3);
+        assert!(g.map.contains_key(&b) && !g.map.contains_key(&a));
+    }
+
+    #[test]
+    fn a_gap_in_the_numbers_is_refused() {
+        let t = |n: u64| Trial::new_running(ExperimentId::new(), n, Map::new(), None, Utc::now());
+        let mut copy = vec![t(0), t(1)];
+        assert!(merge(&mut copy, vec![t(1), t(2)]));
+        assert_eq!(copy.len(), 3);
+        assert!(!merge(&mut copy, vec![t(4)]));
+    }
+}

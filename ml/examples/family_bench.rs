@@ -124,7 +124,9 @@ fn run(a: Args) -> Result<Value, String> {
                 train_y.push(y);
             }
         }
-        let pre = Preprocessor::fit(&data, &a.target, &train_rows).map_err(|e| e.to_string())?;
+        // The encoding the trial pipeline gives this family (automl.rs).
+        let pre = Preprocessor::fit_for(model_params.family(), &data, &a.target, &train_rows)
+            .map_err(|e| e.to_string())?;
         let x_train = pre
             .transform(&data, &train_rows)
             .map_err(|e| e.to_string())?;

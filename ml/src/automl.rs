@@ -175,7 +175,7 @@ pub fn evaluate(
         let train_y: Vec<f64> = fold.train.iter().map(|&i| p.y[i]).collect();
         let valid_y: Vec<f64> = fold.valid.iter().map(|&i| p.y[i]).collect();
 
-        let pre = Preprocessor::fit(data, target, &train_rows)?;
+        let pre = Preprocessor::fit_for(p.params.family(), data, target, &train_rows)?;
         let x_train = pre.transform(data, &train_rows)?;
         let encode_start = std::time::Instant::now();
         let x_valid = pre.transform(data, &valid_rows)?;
@@ -254,7 +254,7 @@ pub fn fit_final(
     cv_metrics: BTreeMap<String, f64>,
 ) -> Result<ModelArtifact> {
     let p = prepare(data, target, params, opts)?;
-    let pre = Preprocessor::fit(data, target, &p.rows)?;
+    let pre = Preprocessor::fit_for(p.params.family(), data, target, &p.rows)?;
     let x = pre.transform(data, &p.rows)?;
     let model = p
         .params

@@ -1,5 +1,6 @@
-//! Feature encoding fitted on training rows: impute + standardise numbers,
-//! one-hot encode categories.
+//! Feature encoding fitted on training rows: impute + standardise numbers
+//! (standardise only for the families that need it), one-hot encode
+//! categories.
 //!
 //! The [`Preprocessor`] is fitted on the training rows of each CV fold only,
 //! so validation rows never leak into medians, scales or category lists.
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::dataset::{ColumnData, ColumnKind, Dataset};
 use crate::error::{invalid, Result};
 use crate::matrix::DenseMatrix;
+use crate::model::params::Family;
 
 /// Most frequent categories that get their own column; the rest share one.
 pub const MAX_CATEGORIES: usize = 50;
@@ -40,7 +42,8 @@ pub struct NumericEncoder {
 }
 
 impl NumericEncoder {
-    fn fit(name: &str, values: impl Iterator<Item = f64>) -> NumericEncoder {
+    /// With `scale` false the encoder only imputes (mean 0, std 1).
+    fn fit(name: &str, values: impl Iterator<Item = f64>, scale: bool) -> NumericEncoder {
         let mut known: Vec<f64> = values.filter(|x| x.is_finite()).collect();
         if known.is_empty() {
             return NumericEncoder {
@@ -57,6 +60,14 @@ impl NumericEncoder {
         } else {
             (known[n / 2 - 1] + known[n / 2]) / 2.0
         };
+        if !scale {
+            return NumericEncoder {
+                name: name.to_string(),
+                median,
+                mean: 0.0,
+                std: 1.0,
+            };
+        }
         let mean = known.iter().sum::<f64>() / n as f64;
         let var = known.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
         let std = var.sqrt();
@@ -249,14 +260,31 @@ pub struct Preprocessor {
 }
 
 impl Preprocessor {
-    /// Fits on `rows` of `data`, using every column except `target`.
+    /// Fits on `rows` of `data`, using every column except `target`,
+    /// standardising the numbers.
     pub fn fit(data: &Dataset, target: &str, rows: &[usize]) -> Result<Preprocessor> {
+        Preprocessor::fit_with(data, target, rows, true)
+    }
+
+    /// The encoding `family` trains on: numbers standardised only for the
+    /// families that need it ([`Family::scales_features`]).
+    pub fn fit_for(
+        family: Family,
+        data: &Dataset,
+        target: &str,
+        rows: &[usize],
+    ) -> Result<Preprocessor> {
+        Preprocessor::fit_with(data, target, rows, family.scales_features())
+    }
+
+    fn fit_with(data: &Dataset, target: &str, rows: &[usize], scale: bool) -> Result<Preprocessor> {
         let mut features = Vec::new();
         for column in data.columns.iter().filter(|c| c.name != target) {
             let encoder = match &column.data {
                 ColumnData::Numeric(v) => FeatureEncoder::Numeric(NumericEncoder::fit(
                     &column.name,
                     rows.iter().map(|&r| v.get(r).copied().unwrap_or(f64::NAN)),
+                    scale,
                 )),
                 ColumnData::Categorical(v) => FeatureEncoder::Categorical(CategoricalEncoder::fit(
                     &column.name,
@@ -408,6 +436,36 @@ mod tests {
             p.map(|p| p.output_names),
             Some(vec!["x".to_string(), "c=a".into(), "c=b".into()])
         );
+    }
+
+    #[test]
+    fn tree_families_get_raw_numbers_and_the_others_standardised_ones() {
+        let d = data();
+        let rows = [0, 1, 2, 3];
+        let encode = |family: Family| {
+            let p = Preprocessor::fit_for(family, &d, "y", &rows).expect("fits");
+            let m = p.transform(&d, &rows).expect("transforms");
+            (0..rows.len())
+                .map(|r| m.data[r * m.cols])
+                .collect::<Vec<f64>>()
+        };
+        for family in [
+            Family::Gbm,
+            Family::Lightgbm,
+            Family::RandomForest,
+            Family::Xgboost,
+        ] {
+            // Imputed with the median, otherwise the user's values.
+            assert_eq!(encode(family), vec![1.0, 2.0, 3.0, 2.0], "{family:?}");
+        }
+        for family in [Family::Linear, Family::Nn] {
+            let x = encode(family);
+            let mean = x.iter().sum::<f64>() / 4.0;
+            assert!(
+                mean.abs() < 1e-12 && x[0] < 0.0 && x[2] > 0.0,
+                "{family:?}: {x:?}"
+            );
+        }
     }
 
     #[test]

@@ -82,7 +82,11 @@ impl TrialCache {
             }
             None => Arc::new(store.list_trials(experiment).await?),
         };
-        self.put(experiment, fresh.clone());
+        // A merged copy is dense by construction; a full read is checked
+        // once here, and one with a gap is answered but never kept.
+        if is_dense(&fresh) {
+            self.put(experiment, fresh.clone());
+        }
         Ok(fresh)
     }
 
@@ -136,9 +140,15 @@ impl TrialCache {
     }
 }
 
-/// Applies what a refresh read to a copy of `0..copy.len()`: replaces the
-/// re-read trials and appends the new ones. `false` when the result is not
-/// the dense run `0..n` a store's numbering guarantees.
+/// Whether `trials` are exactly the numbers `0..n`, in order.
+fn is_dense(trials: &[Trial]) -> bool {
+    trials.iter().enumerate().all(|(i, t)| t.number == i as u64)
+}
+
+/// Applies what a refresh read to a dense copy of `0..copy.len()`: replaces
+/// the re-read trials and appends the new ones, so the copy stays dense.
+/// `false` (the copy partly updated, to be dropped) when `changed` skips a
+/// number, which a store's dense numbering rules out.
 fn merge(copy: &mut Vec<Trial>, changed: Vec<Trial>) -> bool {
     for t in changed {
         let Ok(i) = usize::try_from(t.number) else {
@@ -150,7 +160,7 @@ fn merge(copy: &mut Vec<Trial>, changed: Vec<Trial>) -> bool {
             std::cmp::Ordering::Greater => return false,
         }
     }
-    copy.iter().enumerate().all(|(i, t)| t.number == i as u64)
+    true
 }
 
 #[cfg(test)]
@@ -254,5 +264,6 @@ mod tests {
         assert!(merge(&mut copy, vec![t(1), t(2)]));
         assert_eq!(copy.len(), 3);
         assert!(!merge(&mut copy, vec![t(4)]));
+        assert!(is_dense(&copy) && !is_dense(&[t(0), t(2)]));
     }
 }

@@ -23,7 +23,8 @@ use super::random::sample_all;
 use super::sampler::trial_rng;
 use super::space::cmp_choice;
 use super::{
-    invalid, Direction, FinishedTrial, ParamKind, ParamSpec, Params, Result, Sampler, SearchSpace,
+    invalid, Direction, FinishedTrial, ParamKind, ParamSpec, Params, PendingTrial, Result, Sampler,
+    SearchSpace,
 };
 
 /// Most points one grid may have; a bigger one is rejected at validation.
@@ -328,10 +329,11 @@ impl GridSampler {
 }
 
 impl Sampler for GridSampler {
-    fn sample(
+    fn sample_with_pending(
         &self,
         space: &SearchSpace,
         _history: &[FinishedTrial],
+        _pending: &[PendingTrial],
         _direction: Direction,
         trial_number: u64,
     ) -> Params {

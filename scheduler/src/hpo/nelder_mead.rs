@@ -247,16 +247,6 @@ impl NelderMeadSampler {
 }
 
 impl Sampler for NelderMeadSampler {
-    fn sample(
-        &self,
-        space: &SearchSpace,
-        history: &[FinishedTrial],
-        direction: Direction,
-        trial_number: u64,
-    ) -> Params {
-        self.sample_with_pending(space, history, &[], direction, trial_number)
-    }
-
     fn sample_with_pending(
         &self,
         space: &SearchSpace,

@@ -39,7 +39,8 @@ use super::pareto::{crowding_distance, losses, non_dominated_sort};
 use super::random::{sample_all, sample_one};
 use super::sampler::trial_rng;
 use super::{
-    invalid, Direction, FinishedTrial, ParamKind, ParamSpec, Params, Result, Sampler, SearchSpace,
+    invalid, Direction, FinishedTrial, ParamKind, ParamSpec, Params, PendingTrial, Result, Sampler,
+    SearchSpace,
 };
 
 /// Largest population: elitist selection sorts twice this many trials per
@@ -409,10 +410,12 @@ impl MultiObjectiveSampler for Nsga2Sampler {
 }
 
 impl Sampler for Nsga2Sampler {
-    fn sample(
+    /// Pending trials are ignored: a generation is bred from finished ones.
+    fn sample_with_pending(
         &self,
         space: &SearchSpace,
         history: &[FinishedTrial],
+        _pending: &[PendingTrial],
         direction: Direction,
         trial_number: u64,
     ) -> Params {

@@ -4,7 +4,9 @@ use rand::Rng;
 use serde_json::Value;
 
 use super::sampler::trial_rng;
-use super::{Direction, FinishedTrial, ParamKind, ParamSpec, Params, Sampler, SearchSpace};
+use super::{
+    Direction, FinishedTrial, ParamKind, ParamSpec, Params, PendingTrial, Sampler, SearchSpace,
+};
 
 /// Ignores history; the baseline TPE must beat and TPE's start-up phase.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,10 +21,11 @@ impl RandomSampler {
 }
 
 impl Sampler for RandomSampler {
-    fn sample(
+    fn sample_with_pending(
         &self,
         space: &SearchSpace,
         _history: &[FinishedTrial],
+        _pending: &[PendingTrial],
         _direction: Direction,
         trial_number: u64,
     ) -> Params {

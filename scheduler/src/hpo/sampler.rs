@@ -15,23 +15,13 @@ use super::{
 /// Suggests parameters for a new trial from the study's finished trials.
 pub trait Sampler {
     /// Parameters for trial `trial_number`: every active parameter of `space`
-    /// and no inactive one. Deterministic in (sampler config, `space`,
-    /// `history`, `direction`, `trial_number`); the order of `history` and of
-    /// earlier asks doesn't matter.
-    fn sample(
-        &self,
-        space: &SearchSpace,
-        history: &[FinishedTrial],
-        direction: Direction,
-        trial_number: u64,
-    ) -> Params;
-
-    /// `sample`, also knowing `pending`: trials asked before this one whose
-    /// params are known but whose results the sampler may not use (they run
-    /// in parallel, or an AutoML trial's deterministic history stops before
-    /// them). Deterministic in the same inputs plus `pending`, whose order
-    /// doesn't matter either. The default ignores them, which is right for
-    /// samplers whose draws don't depend on other trials (random, grid).
+    /// and no inactive one, knowing `pending`: trials asked before this one
+    /// whose params are known but whose results the sampler may not use
+    /// (they run in parallel, or an AutoML trial's deterministic history
+    /// stops before them). Samplers whose draws don't depend on other trials
+    /// (random, grid) ignore them. Deterministic in (sampler config, `space`,
+    /// `history`, `pending`, `direction`, `trial_number`); the order of
+    /// `history`, of `pending` and of earlier asks doesn't matter.
     fn sample_with_pending(
         &self,
         space: &SearchSpace,
@@ -39,9 +29,17 @@ pub trait Sampler {
         pending: &[PendingTrial],
         direction: Direction,
         trial_number: u64,
+    ) -> Params;
+
+    /// `sample_with_pending` with no trial pending (a sequential study).
+    fn sample(
+        &self,
+        space: &SearchSpace,
+        history: &[FinishedTrial],
+        direction: Direction,
+        trial_number: u64,
     ) -> Params {
-        let _ = pending;
-        self.sample(space, history, direction, trial_number)
+        self.sample_with_pending(space, history, &[], direction, trial_number)
     }
 
     /// Trials `0..k` that must be finished, and passed as history, before

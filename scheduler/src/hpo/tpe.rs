@@ -255,16 +255,6 @@ impl TpeSampler {
 }
 
 impl Sampler for TpeSampler {
-    fn sample(
-        &self,
-        space: &SearchSpace,
-        history: &[FinishedTrial],
-        direction: Direction,
-        trial_number: u64,
-    ) -> Params {
-        self.sample_with_pending(space, history, &[], direction, trial_number)
-    }
-
     fn sample_with_pending(
         &self,
         space: &SearchSpace,

@@ -57,10 +57,10 @@ fn history(space: &SearchSpace, n: u64) -> Vec<FinishedTrial> {
             };
             FinishedTrial {
                 number,
-                params,
+                params: params.into(),
                 state,
                 value,
-                intermediate,
+                intermediate: intermediate.into(),
             }
         })
         .collect()
@@ -73,7 +73,9 @@ fn pending(space: &SearchSpace, n: u64) -> Vec<PendingTrial> {
     (n..n + 4)
         .map(|number| PendingTrial {
             number,
-            params: random.sample(space, &[], Direction::Minimize, number),
+            params: random
+                .sample(space, &[], Direction::Minimize, number)
+                .into(),
         })
         .collect()
 }
@@ -144,10 +146,10 @@ fn argmin_ask(c: &mut Criterion) {
                 let value = objective(&params);
                 hist.push(FinishedTrial {
                     number,
-                    params,
+                    params: params.into(),
                     state: TrialState::Complete,
                     value: Some(value),
-                    intermediate: BTreeMap::new(),
+                    intermediate: Default::default(),
                 });
             }
             group.bench_with_input(BenchmarkId::from_parameter(n), &hist, |b, hist| {

@@ -341,7 +341,7 @@ pub fn pareto_front(spec: &ExperimentSpec, trials: &[Trial]) -> Option<Vec<Front
             .map(|i| FrontTrial {
                 number: usable[i].0.number,
                 values: usable[i].1.clone(),
-                params: usable[i].0.params.clone(),
+                params: Map::clone(&usable[i].0.params),
             })
             .collect(),
     )

@@ -352,7 +352,7 @@ pub async fn tell(
         space
             .validate(params)
             .map_err(|e| Error::Invalid(format!("params: {e}")))?;
-        if params != &trial.params {
+        if params != &*trial.params {
             return Err(Error::Invalid(format!(
                 "params differ from the ones asked for trial {number}; tell the asked params"
             )));
@@ -480,7 +480,7 @@ pub fn importance(
     let complete: Vec<(u64, &Map<String, Value>, f64)> = trials
         .iter()
         .filter(|t| t.state == TrialState::Complete)
-        .filter_map(|t| t.value.map(|v| (t.number, &t.params, v)))
+        .filter_map(|t| t.value.map(|v| (t.number, &*t.params, v)))
         .collect();
     hpo::importance::importance(&space, &complete, spec.seed)
 }
@@ -510,7 +510,7 @@ pub fn best_trial(spec: &ExperimentSpec, trials: &[Trial]) -> Option<BestTrial> 
             number: t.number,
             value: v,
             values: t.values.clone(),
-            params: t.params.clone(),
+            params: Map::clone(&t.params),
         })
 }
 

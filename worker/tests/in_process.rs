@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use chrono::Utc;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -166,7 +166,14 @@ async fn leaderboard_with(
     fleet.stop().await;
     trials
         .into_iter()
-        .map(|t| (t.number, Value::Object(t.params), t.value, t.state))
+        .map(|t| {
+            (
+                t.number,
+                Value::Object(Map::clone(&t.params)),
+                t.value,
+                t.state,
+            )
+        })
         .collect()
 }
 

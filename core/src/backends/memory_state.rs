@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 #[derive(Default)]
 pub struct MemoryStateStore {
@@ -247,7 +247,7 @@ impl StateStore for MemoryStateStore {
                 t.state
             )));
         }
-        t.intermediate.insert(step, value);
+        Arc::make_mut(&mut t.intermediate).insert(step, value);
         Ok(t.clone())
     }
 

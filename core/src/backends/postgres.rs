@@ -46,6 +46,7 @@ use sqlx::types::Json;
 use sqlx::{Executor, Postgres, Row, Transaction};
 use std::future::Future;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 mod schema;
@@ -826,7 +827,7 @@ impl StateStore for PostgresStateStore {
                     Error::Conflict(format!("trial {number} is already {}", trial.state)).into(),
                 );
             }
-            trial.intermediate.insert(step, value);
+            Arc::make_mut(&mut trial.intermediate).insert(step, value);
             write_trial(&mut tx, &trial).await?;
             tx.commit().await?;
             Ok(trial)

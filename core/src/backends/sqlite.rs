@@ -22,6 +22,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -379,7 +380,7 @@ impl StateStore for SqliteStateStore {
                 trial.state
             )));
         }
-        trial.intermediate.insert(step, value);
+        Arc::make_mut(&mut trial.intermediate).insert(step, value);
         write_trial(&mut tx, &trial).await?;
         tx.commit().await?;
         Ok(trial)

@@ -348,11 +348,11 @@ async fn trials_numbering_jobs_and_final_state(s: Arc<dyn StateStore>) {
     ));
 
     let t = s.record_intermediate(exp.id, 0, 1, 0.5).await.unwrap();
-    assert_eq!(t.intermediate, BTreeMap::from([(1, 0.5)]));
+    assert_eq!(*t.intermediate, BTreeMap::from([(1, 0.5)]));
     s.record_intermediate(exp.id, 0, 1, 0.4).await.unwrap();
     s.record_intermediate(exp.id, 0, 2, 0.3).await.unwrap();
     assert_eq!(
-        s.get_trial(exp.id, 0).await.unwrap().intermediate,
+        *s.get_trial(exp.id, 0).await.unwrap().intermediate,
         BTreeMap::from([(1, 0.4), (2, 0.3)])
     );
 
@@ -454,7 +454,7 @@ async fn trials_since_and_the_cache_over_them(s: &dyn StateStore) {
         serde_json::to_value(&full).unwrap()
     );
     assert_eq!(cached[2].state, TrialState::Complete);
-    assert_eq!(cached[3].intermediate, BTreeMap::from([(1, 0.25)]));
+    assert_eq!(*cached[3].intermediate, BTreeMap::from([(1, 0.25)]));
 }
 
 async fn model_registry(s: &dyn StateStore) {

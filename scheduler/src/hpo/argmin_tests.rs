@@ -1,6 +1,5 @@
 //! Tests of the argmin-backed samplers: their trials are argmin's own steps, they converge, they share work between parallel trials, and their configs validate.
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use argmin::core::{CostFunction, Executor};
@@ -34,10 +33,10 @@ fn bowl(p: &Params) -> f64 {
 fn complete(number: u64, params: Params, value: f64) -> FinishedTrial {
     FinishedTrial {
         number,
-        params,
+        params: params.into(),
         state: TrialState::Complete,
         value: Some(value),
-        intermediate: BTreeMap::new(),
+        intermediate: Default::default(),
     }
 }
 
@@ -177,24 +176,24 @@ fn nelder_mead_shares_the_simplex_with_parallel_workers_then_explores() {
     // The three vertices go out together, each to its own trial.
     for n in 0..3 {
         let pending: Vec<PendingTrial> = sequential[..n].iter().map(pend).collect();
-        assert_eq!(ask(&[], &pending, n as u64), sequential[n].params);
+        assert_eq!(ask(&[], &pending, n as u64), *sequential[n].params);
     }
     // A fourth worker can't have the simplex's next step: it explores.
     let pending: Vec<PendingTrial> = sequential[..3].iter().map(pend).collect();
     let explore = ask(&[], &pending, 3);
-    assert!(sequential[..4].iter().all(|t| t.params != explore));
+    assert!(sequential[..4].iter().all(|t| *t.params != explore));
     // Once the vertices finish, the next trial is the step (the exploration,
     // still pending, is skipped over).
     let pending = [PendingTrial {
         number: 3,
-        params: explore.clone(),
+        params: explore.clone().into(),
     }];
-    assert_eq!(ask(&sequential[..3], &pending, 4), sequential[3].params);
+    assert_eq!(ask(&sequential[..3], &pending, 4), *sequential[3].params);
     // While that step runs, the sampler waits for it: exploration again.
     let pending = [
         PendingTrial {
             number: 3,
-            params: explore,
+            params: explore.into(),
         },
         pend(&FinishedTrial {
             number: 4,
@@ -202,7 +201,7 @@ fn nelder_mead_shares_the_simplex_with_parallel_workers_then_explores() {
         }),
     ];
     let again = ask(&sequential[..3], &pending, 5);
-    assert!(sequential.iter().all(|t| t.params != again));
+    assert!(sequential.iter().all(|t| *t.params != again));
 }
 
 #[test]
@@ -339,7 +338,7 @@ fn particle_swarm_runs_a_generation_in_parallel_and_waits_for_it() {
     for n in 0..4 {
         let pending: Vec<PendingTrial> = sequential[..n].iter().map(pend).collect();
         let p = sampler.sample_with_pending(&space, &[], &pending, Direction::Minimize, n as u64);
-        assert_eq!(p, sequential[n].params, "trial {n}");
+        assert_eq!(p, *sequential[n].params, "trial {n}");
     }
     // Generation 1 needs all of generation 0: the dispatcher waits for
     // trials 0..4, an ask/tell client asking early gets an exploration.
@@ -352,11 +351,11 @@ fn particle_swarm_runs_a_generation_in_parallel_and_waits_for_it() {
     let pending: Vec<PendingTrial> = sequential[2..4].iter().map(pend).collect();
     let early =
         sampler.sample_with_pending(&space, &sequential[..2], &pending, Direction::Minimize, 4);
-    assert!(sequential.iter().all(|t| t.params != early));
+    assert!(sequential.iter().all(|t| *t.params != early));
     // With generation 0 finished, generation 1 is handed out the same way.
     let pending: Vec<PendingTrial> = sequential[4..6].iter().map(pend).collect();
     let p = sampler.sample_with_pending(&space, &sequential[..4], &pending, Direction::Minimize, 6);
-    assert_eq!(p, sequential[6].params);
+    assert_eq!(p, *sequential[6].params);
 }
 
 #[test]
@@ -381,7 +380,7 @@ fn argmin_samplers_are_deterministic_whatever_the_history_order() {
                 a,
                 sampler.sample(&space, &part, Direction::Minimize, n as u64)
             );
-            assert_eq!(a, trials[n].params);
+            assert_eq!(a, *trials[n].params);
         }
     }
     // Another seed moves the swarm.

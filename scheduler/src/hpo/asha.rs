@@ -217,7 +217,7 @@ impl AshaPrunerConfig {
             direction,
             step,
             trial_intermediate,
-            history.iter().map(|t| &t.intermediate),
+            history.iter().map(|t| &*t.intermediate),
         )
     }
 }
@@ -314,7 +314,7 @@ impl HyperbandPrunerConfig {
             history
                 .iter()
                 .filter(move |t| self.bracket_of(t.number) == bracket)
-                .map(|t| &t.intermediate),
+                .map(|t| &*t.intermediate),
         )
     }
 
@@ -332,7 +332,7 @@ impl HyperbandPrunerConfig {
             direction,
             step,
             trial_intermediate,
-            history.iter().map(|t| &t.intermediate),
+            history.iter().map(|t| &*t.intermediate),
         )
     }
 }

@@ -1,8 +1,9 @@
 //! Tests of the ASHA and Hyperband pruners.
 
 use super::*;
-use crate::hpo::{Params, PrunerConfig, TrialState};
+use crate::hpo::{PrunerConfig, TrialState};
 use serde_json::json;
+use std::sync::Arc;
 
 fn curve(values: &[(u32, f64)]) -> BTreeMap<u32, f64> {
     values.iter().copied().collect()
@@ -11,10 +12,10 @@ fn curve(values: &[(u32, f64)]) -> BTreeMap<u32, f64> {
 fn finished(number: u64, state: TrialState, intermediate: BTreeMap<u32, f64>) -> FinishedTrial {
     FinishedTrial {
         number,
-        params: Params::new(),
+        params: Default::default(),
         state,
         value: intermediate.values().last().copied(),
-        intermediate,
+        intermediate: Arc::new(intermediate),
     }
 }
 
@@ -161,7 +162,7 @@ fn top_fraction_ties_and_competitor_values() {
     assert!(p.should_prune(Direction::Minimize, 1, &curve(&[(1, 2.0)]), &sparse));
     // NaN competitors don't count: two values left, fewer than eta.
     let mut nan = sparse.clone();
-    nan[1].intermediate.insert(1, f64::NAN);
+    Arc::make_mut(&mut nan[1].intermediate).insert(1, f64::NAN);
     assert!(!p.should_prune(Direction::Minimize, 1, &curve(&[(1, 2.0)]), &nan));
 }
 

@@ -33,6 +33,7 @@ mod quality_tests;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -61,7 +62,7 @@ pub type Params = serde_json::Map<String, serde_json::Value>;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingTrial {
     pub number: u64,
-    pub params: Params,
+    pub params: Arc<Params>,
 }
 
 /// Errors of the HPO module. Every message names the parameter or key at fault
@@ -159,14 +160,16 @@ pub enum TrialState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinishedTrial {
     pub number: u64,
-    pub params: Params,
+    /// Shared with the stored trial: a sampler reads every finished trial on
+    /// each ask, so building the history must not copy them.
+    pub params: Arc<Params>,
     pub state: TrialState,
     /// The objective value; `None` (or NaN) for a complete trial makes it unusable
     /// and it is ignored like a failed one.
     pub value: Option<f64>,
     /// Intermediate values reported by step, used to rank pruned trials and by pruners.
     #[serde(default)]
-    pub intermediate: BTreeMap<u32, f64>,
+    pub intermediate: Arc<BTreeMap<u32, f64>>,
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 use super::nsga2::Nsga2Sampler;
 use super::{invalid, Direction, Params, Result, Sampler, SamplerConfig, SearchSpace, TrialState};
+use std::sync::Arc;
 
 /// Most objectives one study may have. Non-dominated sorting and crowding
 /// work for any number, but past a handful almost every point is
@@ -16,7 +17,7 @@ pub const MAX_OBJECTIVES: usize = 4;
 #[derive(Debug, Clone, PartialEq)]
 pub struct MultiObjectiveTrial {
     pub number: u64,
-    pub params: Params,
+    pub params: Arc<Params>,
     pub state: TrialState,
     /// One value per objective; `None` (or a vector of the wrong length, or
     /// with a non-finite entry) makes a complete trial unusable, and it is
@@ -123,7 +124,7 @@ mod tests {
         let a = s.sample_multi(&space, &[], &dirs, 4);
         let history = [MultiObjectiveTrial {
             number: 0,
-            params: a.clone(),
+            params: Arc::new(a.clone()),
             state: TrialState::Complete,
             values: Some(vec![1.0, 2.0]),
         }];
@@ -135,7 +136,7 @@ mod tests {
     fn usable_values_need_a_complete_trial_with_one_finite_value_per_objective() {
         let t = |state, values: Option<Vec<f64>>| MultiObjectiveTrial {
             number: 0,
-            params: Params::new(),
+            params: Arc::default(),
             state,
             values,
         };

@@ -16,7 +16,7 @@ fn config(seed: u64, population_size: u32) -> Nsga2SamplerConfig {
 fn complete(number: u64, params: Params, values: Vec<f64>) -> MultiObjectiveTrial {
     MultiObjectiveTrial {
         number,
-        params,
+        params: params.into(),
         state: TrialState::Complete,
         values: Some(values),
     }
@@ -153,7 +153,7 @@ fn children_are_valid_on_a_mixed_conditional_space_and_explore_every_branch() {
     let random = RandomSampler::new(4);
     assert!(later
         .iter()
-        .any(|t| t.params != random.sample(&space, &[], Direction::Minimize, t.number)));
+        .any(|t| *t.params != random.sample(&space, &[], Direction::Minimize, t.number)));
 }
 
 #[test]
@@ -188,7 +188,7 @@ fn failed_and_unusable_trials_are_ignored_and_no_parents_means_random() {
     let history = vec![
         MultiObjectiveTrial {
             number: 0,
-            params: x(0.5),
+            params: x(0.5).into(),
             state: TrialState::Failed,
             values: None,
         },
@@ -250,7 +250,7 @@ fn single_objective_use_is_an_elitist_search_that_improves() {
         let value = f(&params);
         history.push(FinishedTrial {
             number: n,
-            params,
+            params: params.into(),
             state: TrialState::Complete,
             value: Some(value),
             intermediate: Default::default(),

@@ -185,16 +185,16 @@ impl MedianPrunerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hpo::Params;
     use serde_json::json;
+    use std::sync::Arc;
 
     fn completed(number: u64, curve: &[(u32, f64)]) -> FinishedTrial {
         FinishedTrial {
             number,
-            params: Params::new(),
+            params: Default::default(),
             state: TrialState::Complete,
             value: curve.last().map(|(_, v)| *v),
-            intermediate: curve.iter().copied().collect(),
+            intermediate: Arc::new(curve.iter().copied().collect()),
         }
     }
 
@@ -289,7 +289,7 @@ mod tests {
         assert!(!p.should_prune(Direction::Minimize, 1, &bad, &h));
         h[0].state = TrialState::Complete;
         // A trial that never reported this step doesn't count either.
-        h[1].intermediate.remove(&1);
+        Arc::make_mut(&mut h[1].intermediate).remove(&1);
         assert!(!p.should_prune(Direction::Minimize, 1, &bad, &h));
         let bad_first = curve(&[(0, 100.0)]);
         assert!(p.should_prune(Direction::Minimize, 0, &bad_first, &h));

@@ -1,7 +1,5 @@
 //! Optimisation-quality checks: on known functions and an equal budget, TPE (both modes) must beat random search, and multivariate TPE must beat independent TPE where parameters interact.
 
-use std::collections::BTreeMap;
-
 use serde_json::json;
 
 use super::{
@@ -25,10 +23,10 @@ fn best_of(sampler: &dyn Sampler, space: &SearchSpace, f: &dyn Fn(&Params) -> f6
         best = best.min(value);
         history.push(FinishedTrial {
             number,
-            params,
+            params: params.into(),
             state: TrialState::Complete,
             value: Some(value),
-            intermediate: BTreeMap::new(),
+            intermediate: Default::default(),
         });
     }
     best

@@ -320,7 +320,6 @@ fn loss(t: &FinishedTrial, direction: Direction) -> f64 {
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::collections::BTreeMap;
 
     fn space() -> SearchSpace {
         SearchSpace::from_json(&json!({
@@ -337,14 +336,14 @@ mod tests {
     fn finished(number: u64, params: Params, value: Option<f64>) -> FinishedTrial {
         FinishedTrial {
             number,
-            params,
+            params: params.into(),
             state: if value.is_some() {
                 TrialState::Complete
             } else {
                 TrialState::Failed
             },
             value,
-            intermediate: BTreeMap::new(),
+            intermediate: Default::default(),
         }
     }
 
@@ -383,7 +382,7 @@ mod tests {
         ];
         let pending = [PendingTrial {
             number: 4,
-            params: at([0.2, 0.2]),
+            params: at([0.2, 0.2]).into(),
         }];
         let tape = Tape::new(&sub, &space, &history, &pending, Direction::Maximize);
         assert_eq!(tape.len(), 5);
@@ -419,7 +418,7 @@ mod tests {
         ];
         let pending = [PendingTrial {
             number: 1,
-            params: at([0.2, 0.2]),
+            params: at([0.2, 0.2]).into(),
         }];
         history.reverse();
         let tape = Tape::new(&sub, &space, &history, &pending, Direction::Minimize);

@@ -85,7 +85,7 @@ impl TpeSampler {
         if ((below.len() + above.len()) as u64) < self.config.n_startup_trials {
             return sample_all_except(space, &mut rng, fixed);
         }
-        let below: Vec<&Params> = below.iter().map(|t| &t.params).collect();
+        let below: Vec<&Params> = below.iter().map(|t| &*t.params).collect();
         let above = self.above_rows(above, history, pending);
 
         let groups = if self.config.multivariate {
@@ -144,7 +144,7 @@ impl TpeSampler {
         pending: &'a [PendingTrial],
     ) -> Vec<&'a Params> {
         if !self.config.constant_liar || pending.is_empty() {
-            return above.iter().map(|t| &t.params).collect();
+            return above.iter().map(|t| &*t.params).collect();
         }
         let finished: HashSet<u64> = history.iter().map(|t| t.number).collect();
         let mut liars: Vec<&PendingTrial> = pending
@@ -158,11 +158,11 @@ impl TpeSampler {
         let mut liars = liars.into_iter().peekable();
         for t in above {
             while let Some(p) = liars.next_if(|p| p.number < t.number) {
-                rows.push(&p.params);
+                rows.push(&*p.params);
             }
-            rows.push(&t.params);
+            rows.push(&*t.params);
         }
-        rows.extend(liars.map(|p| &p.params));
+        rows.extend(liars.map(|p| &*p.params));
         rows
     }
 

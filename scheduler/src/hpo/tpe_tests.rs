@@ -40,10 +40,10 @@ fn history(n: u64) -> Vec<FinishedTrial> {
             };
             FinishedTrial {
                 number: i,
-                params,
+                params: params.into(),
                 state,
                 value,
-                intermediate,
+                intermediate: intermediate.into(),
             }
         })
         .collect()
@@ -131,10 +131,10 @@ fn concentrates_near_the_good_region() {
             params.insert("x".into(), json!(x));
             FinishedTrial {
                 number: i,
-                params,
+                params: params.into(),
                 state: TrialState::Complete,
                 value: Some((x - 2.0).abs()),
-                intermediate: BTreeMap::new(),
+                intermediate: Default::default(),
             }
         })
         .collect();
@@ -169,10 +169,10 @@ fn concentrates_near_the_good_region() {
 fn ranking_follows_optuna() {
     let t = |number, state, value: Option<f64>, inter: &[(u32, f64)]| FinishedTrial {
         number,
-        params: Params::new(),
+        params: Default::default(),
         state,
         value,
-        intermediate: inter.iter().copied().collect(),
+        intermediate: std::sync::Arc::new(inter.iter().copied().collect()),
     };
     let hist = vec![
         t(0, TrialState::Complete, Some(3.0), &[]),
@@ -221,9 +221,9 @@ fn ranking_follows_optuna() {
 fn history_with_foreign_values_is_ignored_not_fatal() {
     let space = space();
     let mut hist = history(40);
-    hist[0].params.insert("x".into(), json!("not a number"));
-    hist[1].params.insert("family".into(), json!("svm"));
-    hist[2].params.insert("gbm_iterations".into(), json!(1e9));
+    std::sync::Arc::make_mut(&mut hist[0].params).insert("x".into(), json!("not a number"));
+    std::sync::Arc::make_mut(&mut hist[1].params).insert("family".into(), json!("svm"));
+    std::sync::Arc::make_mut(&mut hist[2].params).insert("gbm_iterations".into(), json!(1e9));
     hist[3].value = Some(f64::INFINITY);
     for s in both_modes(2) {
         let p = s.sample(&space, &hist, Direction::Minimize, 40);
@@ -234,7 +234,8 @@ fn history_with_foreign_values_is_ignored_not_fatal() {
             params: json!({"x": "?", "family": "svm"})
                 .as_object()
                 .unwrap()
-                .clone(),
+                .clone()
+                .into(),
         }];
         let p = s.sample_with_pending(&space, &hist, &pending, Direction::Minimize, 41);
         space.validate(&p).unwrap();
@@ -294,10 +295,10 @@ fn diagonal_history() -> (SearchSpace, Vec<FinishedTrial>) {
             let value = (params["x"].as_f64().unwrap() - params["y"].as_f64().unwrap()).abs();
             FinishedTrial {
                 number,
-                params,
+                params: params.into(),
                 state: TrialState::Complete,
                 value: Some(value),
-                intermediate: BTreeMap::new(),
+                intermediate: Default::default(),
             }
         })
         .collect();
@@ -352,9 +353,9 @@ fn conditional_groups_are_sampled_jointly_only_where_active() {
             FinishedTrial {
                 number,
                 value: Some(f(&params)),
-                params,
+                params: params.into(),
                 state: TrialState::Complete,
-                intermediate: BTreeMap::new(),
+                intermediate: Default::default(),
             }
         })
         .collect();
@@ -392,9 +393,15 @@ fn parallel_asks(
     let mut pending: Vec<PendingTrial> = Vec::new();
     for n in first..first + k {
         let params = s.sample_with_pending(space, hist, &pending, Direction::Minimize, n);
-        pending.push(PendingTrial { number: n, params });
+        pending.push(PendingTrial {
+            number: n,
+            params: params.into(),
+        });
     }
-    pending.into_iter().map(|p| p.params).collect()
+    pending
+        .into_iter()
+        .map(|p| std::sync::Arc::unwrap_or_clone(p.params))
+        .collect()
 }
 
 #[test]
@@ -418,10 +425,10 @@ fn constant_liar_spreads_parallel_asks() {
                         + (params["m"].as_f64().unwrap() - 10.0).powi(2);
                     FinishedTrial {
                         number,
-                        params,
+                        params: params.into(),
                         state: TrialState::Complete,
                         value: Some(value),
-                        intermediate: BTreeMap::new(),
+                        intermediate: Default::default(),
                     }
                 })
                 .collect();
@@ -521,10 +528,10 @@ fn large_histories_are_subsampled_deterministically_and_still_learn() {
             let x = -10.0 + 20.0 * ((i * 7919) % n) as f64 / (n - 1) as f64;
             FinishedTrial {
                 number: i,
-                params: json!({"x": x}).as_object().unwrap().clone(),
+                params: json!({"x": x}).as_object().unwrap().clone().into(),
                 state: TrialState::Complete,
                 value: Some((x - 3.0).abs()),
-                intermediate: BTreeMap::new(),
+                intermediate: Default::default(),
             }
         })
         .collect();

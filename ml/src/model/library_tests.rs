@@ -132,6 +132,17 @@ fn split(data: &Dataset, n_train: usize) -> (DenseMatrix, Vec<f64>, DenseMatrix,
     )
 }
 
+/// The standard deviation of the lab target: the RMSE of predicting the mean.
+fn target_sd(data: &Dataset) -> f64 {
+    let target = ok(crate::task::encode_target(
+        data,
+        lab::TARGET,
+        &Task::Regression,
+    ));
+    let mean = target.y.iter().sum::<f64>() / target.y.len() as f64;
+    (target.y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / target.y.len() as f64).sqrt()
+}
+
 fn trainer(family: Family, extra: Value) -> Box<dyn Trainer> {
     let mut p = family_params(family);
     p.extend(params(extra));
@@ -199,14 +210,7 @@ fn watched_training_reports_rounds_and_stops_when_pruned() {
 #[test]
 fn same_seed_same_model_and_every_family_beats_the_mean() {
     let data = lab_data(600);
-    let target = ok(crate::task::encode_target(
-        &data,
-        lab::TARGET,
-        &Task::Regression,
-    ));
-    let mean = target.y.iter().sum::<f64>() / target.y.len() as f64;
-    let sd =
-        (target.y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / target.y.len() as f64).sqrt();
+    let sd = target_sd(&data);
     let opts = EvalOptions::default();
     for family in library_families() {
         let p = family_params(family);
@@ -259,6 +263,10 @@ fn bad_library_params_name_the_parameter() {
             "rf_trees",
         ),
         (
+            json!({"family": "random_forest", "rf_extra_trees": "yes"}),
+            "rf_extra_trees",
+        ),
+        (
             json!({"family": "xgboost", "xgb_max_depth": 40}),
             "xgb_max_depth",
         ),
@@ -278,4 +286,59 @@ fn bad_library_params_name_the_parameter() {
             other => panic!("{name}: {other:?}"),
         }
     }
+}
+
+/// `rf_extra_trees` reaches LightGBM: the forest of random thresholds is a
+/// different model from the best-split forest, as good a predictor on the
+/// lab data, and as reproducible.
+#[test]
+fn extra_trees_give_another_reproducible_forest() {
+    if !Family::RandomForest.available() {
+        return;
+    }
+    let data = lab_data(600);
+    let sd = target_sd(&data);
+    let opts = EvalOptions::default();
+    let best_split = family_params(Family::RandomForest);
+    let mut extra = best_split.clone();
+    extra.insert("rf_extra_trees".into(), json!(true));
+    let parsed = ok(ModelParams::from_map(&extra));
+    assert!(
+        matches!(parsed, ModelParams::RandomForest(p) if p.extra_trees),
+        "{parsed:?}"
+    );
+    let e = ok(evaluate(&data, lab::TARGET, &extra, &opts, &mut |_, _| {
+        Step::Continue
+    }));
+    assert!(
+        e.value < 0.8 * sd,
+        "extra trees: RMSE {} vs sd {sd}",
+        e.value
+    );
+    let b = ok(evaluate(
+        &data,
+        lab::TARGET,
+        &best_split,
+        &opts,
+        &mut |_, _| Step::Continue,
+    ));
+    assert_ne!(e.fold_values, b.fold_values, "extra_trees changed nothing");
+    let a1 = ok(fit_final(
+        &data,
+        lab::TARGET,
+        &extra,
+        &opts,
+        BTreeMap::new(),
+    ));
+    let a2 = ok(fit_final(
+        &data,
+        lab::TARGET,
+        &extra,
+        &opts,
+        BTreeMap::new(),
+    ));
+    assert_eq!(
+        serde_json::to_string(&a1.model).ok(),
+        serde_json::to_string(&a2.model).ok()
+    );
 }

@@ -78,8 +78,12 @@ impl LightgbmTrainer {
             ),
             Mode::RandomForest(p) => format!(
                 "{common} boosting=rf num_leaves={} min_data_in_leaf={} feature_fraction={} \
-                 bagging_fraction={} bagging_freq=1",
-                p.num_leaves, p.min_data_in_leaf, p.feature_fraction, p.bagging_fraction,
+                 bagging_fraction={} bagging_freq=1 extra_trees={}",
+                p.num_leaves,
+                p.min_data_in_leaf,
+                p.feature_fraction,
+                p.bagging_fraction,
+                p.extra_trees,
             ),
         }
     }

@@ -728,6 +728,52 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_sampler_history_shares_the_cached_trials_params() {
+        // Ask cost at 10,000 trials was dominated by copying every finished
+        // trial's params into the history; they must be shared instead, by
+        // the history, the pending list and later reads of the cache.
+        let p = platform();
+        let exp = create(
+            &p,
+            json!({
+                "name": "shared",
+                "search_space": {"x": {"type": "float", "low": 0, "high": 1}},
+                "sampler": {"type": "tpe", "seed": 1, "n_startup_trials": 2}
+            }),
+        )
+        .await;
+        for value in [0.3, 0.2, 0.1] {
+            let t = ask(&p, exp.id, Utc::now()).await.unwrap();
+            report(&p, exp.id, t.number, 1, value + 1.0).await.unwrap();
+            tell(&p, exp.id, t.number, tell_value(value), Utc::now())
+                .await
+                .unwrap();
+        }
+        let running = ask(&p, exp.id, Utc::now()).await.unwrap();
+        let trials = p.trials(exp.id).await.unwrap();
+        let hist = history(&trials, None);
+        assert_eq!(hist.len(), 3);
+        for (h, t) in hist.iter().zip(trials.iter()) {
+            assert!(std::sync::Arc::ptr_eq(&h.params, &t.params));
+            assert!(std::sync::Arc::ptr_eq(&h.intermediate, &t.intermediate));
+            assert_eq!(h.intermediate.len(), 1);
+        }
+        let pending = running_trials(&trials);
+        assert_eq!(pending.len(), 1);
+        assert!(std::sync::Arc::ptr_eq(
+            &pending[0].params,
+            &trials[running.number as usize].params
+        ));
+        // Another ask refreshes the cache; the finished trials stay as read.
+        ask(&p, exp.id, Utc::now()).await.unwrap();
+        let again = p.trials(exp.id).await.unwrap();
+        assert_eq!(again.len(), 5);
+        for n in 0..3 {
+            assert!(std::sync::Arc::ptr_eq(&again[n].params, &trials[n].params));
+        }
+    }
+
+    #[tokio::test]
     async fn ask_keeps_going_while_the_best_improves() {
         let p = platform();
         let exp = create(

@@ -142,12 +142,13 @@ async fn trials(ctx: Ctx, id: String, q: HashMap<String, String>) -> ApiResult {
             )));
         }
     }
-    // A copy of the cached trials: far cheaper than decoding them again.
-    let mut trials: Vec<Trial> = ctx.platform.trials(id).await?.as_ref().clone();
-    if let Some(state) = q.get("state") {
-        let state: TrialState = state.parse()?;
-        trials.retain(|t| t.state == state);
-    }
+    // References into the cached trials: neither decoded again nor copied.
+    let cached = ctx.platform.trials(id).await?;
+    let state: Option<TrialState> = q.get("state").map(|s| s.parse()).transpose()?;
+    let mut trials: Vec<&Trial> = cached
+        .iter()
+        .filter(|t| state.is_none_or(|s| t.state == s))
+        .collect();
     match q.get("sort").map(String::as_str) {
         None | Some("number") => {}
         Some("value") => {
@@ -180,7 +181,7 @@ async fn trials(ctx: Ctx, id: String, q: HashMap<String, String>) -> ApiResult {
     }
     let mut out = Vec::with_capacity(trials.len());
     for t in trials {
-        let mut v = serde_json::to_value(&t)?;
+        let mut v = serde_json::to_value(t)?;
         if let (Some(fields), Value::Object(obj)) = (&fields, &mut v) {
             obj.retain(|k, _| fields.contains(&k.as_str()));
         }

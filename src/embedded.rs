@@ -17,7 +17,7 @@ use tracseq_core::config::Config;
 use tracseq_core::platform::Role;
 use tracseq_core::{Platform, WorkerId};
 use tracseq_scheduler::service::dataset_limits;
-use tracseq_scheduler::Scheduler;
+use tracseq_scheduler::{Reporter, Scheduler};
 use tracseq_worker::{HostResources, Worker, WorkerOptions};
 
 /// How long Ctrl-C waits for running jobs to finish.
@@ -157,7 +157,8 @@ impl Running {
                 drain: DRAIN,
                 dataset_limits: dataset_limits(&cfg.limits),
             };
-            let worker = Arc::new(Worker::new(platform.clone(), opts, wake.clone()));
+            let reporter = Arc::new(Reporter::new(platform.clone()));
+            let worker = Arc::new(Worker::new(platform.clone(), opts, wake.clone(), reporter));
             let c = cancel.clone();
             workers.push(tokio::spawn(
                 async move {

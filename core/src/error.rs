@@ -17,7 +17,8 @@ pub enum Error {
     /// A backend is unreachable or overloaded; retrying may succeed.
     #[error("unavailable: {0}")]
     Unavailable(String),
-    /// A bug or a corrupt record; retrying will not help.
+    /// A bug, a corrupt record or a library failure; retrying the same
+    /// call will not help.
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -26,6 +27,17 @@ impl Error {
     /// Whether retrying the same call later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Error::Unavailable(_) | Error::Conflict(_))
+    }
+
+    /// Whether a job attempt that failed with this error deserves another
+    /// attempt (up to the job's `max_attempts`). Wider than
+    /// [`Error::is_retryable`]: the next attempt may run on another worker,
+    /// and an `Internal` failure of training (a panic, a library error, a
+    /// GPU out of memory) can belong to the host rather than the job. Bad
+    /// input (`Invalid`) and missing records (`NotFound`) fail the same way
+    /// everywhere, so they end the job at once.
+    pub fn is_attempt_retryable(&self) -> bool {
+        self.is_retryable() || matches!(self, Error::Internal(_))
     }
 
     /// Stable machine-readable code used in API problem bodies.

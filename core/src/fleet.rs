@@ -20,11 +20,16 @@ pub struct GpuAssignment {
     pub cuda_visible_devices: String,
 }
 
+/// A share of one GPU: what placement gives a job on a device, what a job
+/// records it holds, and what a device has reserved in all.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AssignedGpu {
+    /// NVML index on the worker.
     pub index: u32,
     /// Thousandths of the device: 1000 for a whole GPU, 250 for `gpus: 0.25`.
     pub share_milli: u32,
+    /// GPU memory reserved on it: what a share asked for, or the whole
+    /// device's memory for a whole-device job (nobody else can use it).
     pub memory_mb: u64,
 }
 

@@ -10,8 +10,10 @@ pub mod error;
 pub mod fleet;
 pub mod ids;
 pub mod lifecycle;
+pub mod placement;
 pub mod platform;
 pub mod ports;
+pub mod protocol;
 pub mod resources;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;

@@ -2,6 +2,7 @@
 
 use crate::fleet::GpuAssignment;
 use crate::ids::{DatasetId, ExperimentId, JobId, TrialId, WorkerId};
+use crate::protocol::JobSpec;
 use crate::resources::ResourceRequest;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -93,8 +94,9 @@ impl JobState {
     }
 }
 
-/// A unit of work for a worker. `payload` is kind-specific and validated by
-/// whoever created the job; workers validate it again because it crossed a queue.
+/// A unit of work for a worker. `kind` and `payload` are the stored form of a
+/// [`JobSpec`] (jobs are made from one, see [`NewJob`]); workers decode it
+/// again with [`Job::spec`] because it crossed a store and a queue.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub id: JobId,
@@ -134,12 +136,18 @@ pub struct Job {
     pub version: i64,
 }
 
+impl Job {
+    /// The job's work, decoded from its stored kind and payload.
+    pub fn spec(&self) -> crate::Result<JobSpec> {
+        JobSpec::from_parts(self.kind, &self.payload)
+    }
+}
+
 /// Parameters for a new job; the rest of [`Job`] starts from defaults.
 #[derive(Clone, Debug)]
 pub struct NewJob {
-    pub kind: JobKind,
+    pub spec: JobSpec,
     pub experiment_id: Option<ExperimentId>,
-    pub payload: Value,
     pub resource_class: String,
     pub resources: ResourceRequest,
     pub priority: u8,
@@ -148,13 +156,15 @@ pub struct NewJob {
 }
 
 impl NewJob {
-    pub fn into_job(self, now: DateTime<Utc>, trial_number: Option<u64>) -> Job {
-        Job {
+    /// The queued job. Fails only if the spec cannot be encoded as JSON
+    /// (a non-finite number in it).
+    pub fn into_job(self, now: DateTime<Utc>, trial_number: Option<u64>) -> crate::Result<Job> {
+        Ok(Job {
             id: JobId::new(),
-            kind: self.kind,
+            kind: self.spec.kind(),
             experiment_id: self.experiment_id,
             trial_number,
-            payload: self.payload,
+            payload: self.spec.to_payload()?,
             resource_class: self.resource_class,
             resources: self.resources,
             gpus: None,
@@ -175,7 +185,7 @@ impl NewJob {
             started_at: None,
             finished_at: None,
             version: 0,
-        }
+        })
     }
 }
 

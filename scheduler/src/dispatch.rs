@@ -3,14 +3,14 @@
 //! sweeps expired leases, deadlines and due retries. The loop itself is thin:
 //! wait, read the store, call pure code, write, publish.
 
+use crate::lifecycle::{self, Applied};
 use crate::objectives;
-use crate::payload::{TrainPayload, TrainResult, TrialPayload, TrialResult};
-use crate::placement::{self, Fleet};
 use crate::service::{
     self, best_trial, history, no_improvement_stop, pending_between, sampling_bound, time_is_up,
 };
 use crate::spec::ExperimentSpec;
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -19,15 +19,16 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use tracseq_core::fleet::{WorkerRecord, WorkerStatus};
+use tracseq_core::lifecycle::experiment::{Effect as ExperimentEffect, Event as ExperimentEvent};
 use tracseq_core::lifecycle::{Effect, Event};
+use tracseq_core::placement::{self, Fleet};
 use tracseq_core::ports::{transition, JobFilter, TransitionOutcome};
+use tracseq_core::protocol::{JobSpec, TrainPayload, TrainResult, TrialPayload, TrialResult};
 use tracseq_core::types::{
     DispatchMessage, Experiment, ExperimentKind, ExperimentState, Job, JobKind, JobState, NewJob,
     Trial, TrialOutcome, TrialState,
 };
 use tracseq_core::{JobId, Platform, Result};
-
-pub const DEFAULT_RESOURCE_CLASS: &str = "cpu";
 
 pub struct Scheduler {
     platform: Platform,
@@ -333,7 +334,14 @@ impl Scheduler {
         // hold one, it cannot hold the next either. Stop with the reason
         // instead of queueing the whole budget to the same end.
         if let Some(reason) = trials.iter().find_map(unschedulable_reason) {
-            return self.fail_experiment(exp, reason, now).await;
+            lifecycle::apply(
+                &self.platform,
+                &exp,
+                ExperimentEvent::Unschedulable { reason },
+                now,
+            )
+            .await?;
+            return Ok(());
         }
         let space = spec.space()?;
         let sampler = spec.sampler.build();
@@ -388,13 +396,7 @@ impl Scheduler {
                 seed: spec.seed,
                 metric: spec.metric.clone().ok_or_else(|| missing("metric"))?,
             };
-            let job = self.new_job(
-                &exp,
-                &spec,
-                JobKind::Trial,
-                serde_json::to_value(&payload)?,
-                now,
-            );
+            let job = self.new_job(&exp, &spec, JobSpec::Trial(payload), now)?;
             let trial = self
                 .platform
                 .state
@@ -419,14 +421,12 @@ impl Scheduler {
         &self,
         exp: &Experiment,
         spec: &ExperimentSpec,
-        kind: JobKind,
-        payload: serde_json::Value,
+        job: JobSpec,
         now: DateTime<Utc>,
-    ) -> Job {
+    ) -> Result<Job> {
         NewJob {
-            kind,
+            spec: job,
             experiment_id: Some(exp.id),
-            payload,
             resource_class: spec.resources.resource_class().into(),
             resources: spec.resources.clone(),
             priority: exp.priority,
@@ -463,11 +463,13 @@ impl Scheduler {
                         ),
                     }
                 }
+                // The job's final state goes with the error, so the
+                // experiment can tell an unschedulable trial from a failed one.
                 JobState::Dead | JobState::Cancelled | JobState::Unschedulable => {
                     TrialOutcome::new(
                         TrialState::Failed,
                         None,
-                        Some(json!({"error": job.last_error})),
+                        Some(json!({"error": job.last_error, "job_state": job.state})),
                     )
                 }
                 _ => continue,
@@ -487,73 +489,27 @@ impl Scheduler {
         }
     }
 
-    async fn fail_experiment(
-        &self,
-        mut exp: Experiment,
-        reason: String,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        let expected = exp.state;
-        exp.state = ExperimentState::Failed;
-        exp.error = Some(reason);
-        self.store_finished(exp, expected, now).await
-    }
-
-    /// Stores an experiment's final state unless someone (a cancel) changed
-    /// its state first.
-    async fn store_finished(
-        &self,
-        mut exp: Experiment,
-        expected: ExperimentState,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        exp.updated_at = now;
-        exp.finished_at = Some(now);
-        if self
-            .platform
-            .state
-            .update_experiment(&exp, expected)
-            .await?
-        {
-            info!(experiment_id = %exp.id, state = %exp.state, error = ?exp.error, model_version = ?exp.model_version, "experiment finished");
-        }
-        Ok(())
-    }
-
     async fn begin_finalize(
         &self,
-        mut exp: Experiment,
+        exp: Experiment,
         spec: &ExperimentSpec,
         trials: &[Trial],
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let expected = exp.state;
-        exp.updated_at = now;
-        if best_trial(spec, trials).is_none() {
-            exp.state = ExperimentState::Failed;
-            exp.finished_at = Some(now);
-            exp.error = Some(format!("none of the {} trials completed", trials.len()));
-            self.platform
-                .state
-                .update_experiment(&exp, expected)
-                .await?;
-            warn!(experiment_id = %exp.id, "experiment failed: no trial completed");
-            return Ok(());
+        let event = ExperimentEvent::TrialsDone {
+            best: best_trial(spec, trials).map(|b| b.number),
+            total: trials.len() as u64,
+        };
+        match lifecycle::apply(&self.platform, &exp, event, now).await? {
+            Applied::Stored(exp, effects) if effects.contains(&ExperimentEffect::QueueTraining) => {
+                self.finalize(exp, now).await
+            }
+            _ => Ok(()),
         }
-        exp.state = ExperimentState::Finalizing;
-        if self
-            .platform
-            .state
-            .update_experiment(&exp, expected)
-            .await?
-        {
-            self.finalize(exp, now).await?;
-        }
-        Ok(())
     }
 
     /// Ensures the final train job exists, and completes the experiment when it is done.
-    async fn finalize(&self, mut exp: Experiment, now: DateTime<Utc>) -> Result<()> {
+    async fn finalize(&self, exp: Experiment, now: DateTime<Utc>) -> Result<()> {
         let spec = ExperimentSpec::from_value(&exp.spec)?;
         let jobs = self
             .platform
@@ -591,37 +547,30 @@ impl Scheduler {
                 cv_metrics,
                 best_trial: best.number,
             };
-            let job = self.new_job(
-                &exp,
-                &spec,
-                JobKind::Train,
-                serde_json::to_value(&payload)?,
-                now,
-            );
+            let job = self.new_job(&exp, &spec, JobSpec::Train(payload), now)?;
             self.platform.state.insert_job(&job).await?;
             self.publish(&job).await?;
             info!(experiment_id = %exp.id, job_id = %job.id, best_trial = best.number, "final train job queued");
             return Ok(());
         };
-        let expected = exp.state;
-        match train.state {
+        let event = match train.state {
             JobState::Succeeded => {
                 let result: TrainResult =
                     serde_json::from_value(train.result.clone().unwrap_or_default())?;
-                exp.state = ExperimentState::Completed;
-                exp.model_name = Some(result.model_name);
-                exp.model_version = Some(result.version);
+                ExperimentEvent::Trained {
+                    model_name: result.model_name,
+                    version: result.version,
+                }
             }
             JobState::Dead | JobState::Cancelled | JobState::Pruned | JobState::Unschedulable => {
-                exp.state = ExperimentState::Failed;
-                exp.error = Some(format!(
-                    "final training failed: {}",
-                    train.last_error.unwrap_or_default()
-                ));
+                ExperimentEvent::TrainingFailed {
+                    error: train.last_error.unwrap_or_default(),
+                }
             }
             _ => return Ok(()),
-        }
-        self.store_finished(exp, expected, now).await
+        };
+        lifecycle::apply(&self.platform, &exp, event, now).await?;
+        Ok(())
     }
 }
 
@@ -662,10 +611,13 @@ fn unschedulable_reason(t: &Trial) -> Option<String> {
     if t.state != TrialState::Failed {
         return None;
     }
-    let error = t.detail.as_ref()?.get("error")?.as_str()?;
-    error
-        .starts_with("unschedulable:")
-        .then(|| format!("trial {} is {error}", t.number))
+    let detail = t.detail.as_ref()?;
+    let job_state = JobState::deserialize(detail.get("job_state")?).ok()?;
+    if job_state != JobState::Unschedulable {
+        return None;
+    }
+    let error = detail.get("error").and_then(|e| e.as_str()).unwrap_or("");
+    Some(format!("trial {} is {error}", t.number))
 }
 
 /// The live workers that consume `class`, as placement sees them.

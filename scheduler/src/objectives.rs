@@ -7,11 +7,11 @@
 
 use crate::hpo::multi::{MultiObjectiveTrial, MAX_OBJECTIVES};
 use crate::hpo::{self, Direction, Params, SearchSpace};
-use crate::payload::TrialResult;
 use crate::service::TellRequest;
 use crate::spec::ExperimentSpec;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use tracseq_core::protocol::TrialResult;
 use tracseq_core::types::{Trial, TrialState};
 use tracseq_core::{Error, Result};
 use tracseq_learn::metrics::Metric;

@@ -3,13 +3,14 @@
 //! calls around the pure HPO code.
 
 use crate::hpo::{self, FinishedTrial, SearchSpace};
+use crate::lifecycle::{self, Applied};
 use crate::objectives;
 use crate::spec::{self, ExperimentRequest, ExperimentSpec};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use tracseq_core::config::LimitsConfig;
-use tracseq_core::lifecycle::Event;
+use tracseq_core::lifecycle::{experiment, Event};
 use tracseq_core::ports::{transition, ArtifactPath, JobFilter};
 use tracseq_core::types::{
     Experiment, ExperimentKind, ExperimentState, JobState, Trial, TrialOutcome, TrialState,
@@ -202,13 +203,7 @@ pub async fn ask(p: &Platform, id: ExperimentId, now: DateTime<Utc>) -> Result<T
     if let Some(n) = stalled {
         // The experiment is over: say so in its state too, so clients that
         // poll it see it end. Trials still running can still be told.
-        let mut done = exp.clone();
-        done.state = ExperimentState::Completed;
-        done.updated_at = now;
-        done.finished_at = Some(now);
-        p.state
-            .update_experiment(&done, ExperimentState::Running)
-            .await?;
+        lifecycle::apply(p, &exp, experiment::Event::Stalled { trials: n }, now).await?;
         return Err(stopped_no_improvement(id, n));
     }
     let space = spec.space()?;
@@ -373,18 +368,20 @@ pub async fn tell(
 /// Cancels an experiment and every job of it that has not finished.
 pub async fn cancel(p: &Platform, id: ExperimentId, now: DateTime<Utc>) -> Result<Experiment> {
     loop {
-        let mut exp = p.state.get_experiment(id).await?;
+        let exp = p.state.get_experiment(id).await?;
         if exp.state.is_terminal() {
             return Err(Error::Conflict(format!(
                 "experiment {id} is already {}",
                 exp.state
             )));
         }
-        let expected = exp.state;
-        exp.state = ExperimentState::Cancelled;
-        exp.updated_at = now;
-        exp.finished_at = Some(now);
-        if p.state.update_experiment(&exp, expected).await? {
+        // A lost race (the scheduler finalized it meanwhile) reads again.
+        let Applied::Stored(exp, effects) =
+            lifecycle::apply(p, &exp, experiment::Event::Cancel, now).await?
+        else {
+            continue;
+        };
+        if effects.contains(&experiment::Effect::CancelWork) {
             cancel_jobs(p, id, now).await?;
             for t in p.state.list_trials(id).await? {
                 if t.state == TrialState::Running {
@@ -396,8 +393,8 @@ pub async fn cancel(p: &Platform, id: ExperimentId, now: DateTime<Utc>) -> Resul
                     p.state.finish_trial(id, t.number, outcome, now).await?;
                 }
             }
-            return Ok(exp);
         }
+        return Ok(exp);
     }
 }
 

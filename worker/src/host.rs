@@ -4,10 +4,10 @@
 
 use crate::gpu::{self, GpuInventory};
 use std::sync::Mutex;
-use tracseq_core::fleet::{AssignedGpu, GpuAssignment};
+use tracseq_core::fleet::GpuAssignment;
+use tracseq_core::placement::{self, Fleet, Placement, Refusal};
 use tracseq_core::resources::{ResourceRequest, WorkerCapacity};
 use tracseq_core::{JobId, Result, WorkerId};
-use tracseq_scheduler::placement::{self, Fleet, Placement, Refusal};
 
 pub struct HostResources {
     /// This host's name in the one-node fleet below.
@@ -100,15 +100,7 @@ impl HostResources {
 /// The record of a placement that travels on the job and in heartbeats.
 pub fn assignment(p: &Placement) -> GpuAssignment {
     GpuAssignment {
-        devices: p
-            .devices
-            .iter()
-            .map(|d| AssignedGpu {
-                index: d.index,
-                share_milli: d.share_milli,
-                memory_mb: d.memory_mb,
-            })
-            .collect(),
+        devices: p.devices.clone(),
         cuda_visible_devices: placement::cuda_visible_devices(p),
     }
 }

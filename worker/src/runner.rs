@@ -1,5 +1,5 @@
 //! Runs one job of each kind and says how it ended. Training is CPU-bound,
-//! so it runs on the blocking pool; it reaches the store (pruning reports)
+//! so it runs on the blocking pool; it reaches the trial reporter (pruning)
 //! through the runtime handle.
 
 use crate::datasets::DatasetCache;
@@ -8,18 +8,18 @@ use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tracing::{debug, warn};
-use tracseq_core::ports::ArtifactPath;
-use tracseq_core::types::{Job, JobKind, NewModelVersion};
+use tracseq_core::ports::{ArtifactPath, TrialReporter};
+use tracseq_core::protocol::{
+    BatchPredictPayload, BatchPredictResult, JobSpec, NoopPayload, NoopResult, TrainPayload,
+    TrainResult, TrialPayload, TrialResult,
+};
+use tracseq_core::types::{Job, NewModelVersion};
 use tracseq_core::{Error, Platform};
 use tracseq_learn::artifact::ModelArtifact;
 use tracseq_learn::automl::{self, EvalOptions, Step};
 use tracseq_learn::dataset::{ColumnData, Dataset};
 use tracseq_learn::metrics::Metric;
 use tracseq_learn::LearnError;
-use tracseq_scheduler::payload::{
-    BatchPredictPayload, TrainPayload, TrainResult, TrialPayload, TrialResult,
-};
-use tracseq_scheduler::service;
 
 /// How a job attempt ended.
 #[derive(Debug)]
@@ -31,7 +31,7 @@ pub enum Outcome {
 
 impl Outcome {
     fn failed(e: Error) -> Outcome {
-        let retryable = e.is_retryable() || matches!(e, Error::Internal(_));
+        let retryable = e.is_attempt_retryable();
         Outcome::Failed {
             error: e.to_string(),
             retryable,
@@ -46,36 +46,24 @@ fn learn_err(e: LearnError) -> Error {
     }
 }
 
-fn payload<T: serde::de::DeserializeOwned>(job: &Job) -> Result<T, Outcome> {
-    serde_json::from_value(job.payload.clone()).map_err(|e| Outcome::Failed {
-        error: format!("malformed {} payload: {e}", job.kind),
-        retryable: false,
-    })
-}
-
 pub struct Runner {
     pub platform: Platform,
     pub datasets: Arc<DatasetCache>,
+    /// Where trials report intermediate values and learn whether to stop.
+    pub reporter: Arc<dyn TrialReporter>,
 }
 
 impl Runner {
     /// Runs the job; `stop` is raised when the lease is lost or the job is
     /// cancelled, and long-running steps check it between folds.
     pub async fn run(&self, job: &Job, stop: Arc<AtomicBool>) -> Outcome {
-        let result = match job.kind {
-            JobKind::Trial => match payload::<TrialPayload>(job) {
-                Ok(p) => self.trial(job, p, stop).await,
-                Err(o) => return o,
-            },
-            JobKind::Train => match payload::<TrainPayload>(job) {
-                Ok(p) => self.train(job, p).await,
-                Err(o) => return o,
-            },
-            JobKind::BatchPredict => match payload::<BatchPredictPayload>(job) {
-                Ok(p) => self.batch_predict(job, p).await,
-                Err(o) => return o,
-            },
-            JobKind::Noop => Ok(noop(job, &stop).await),
+        // A malformed payload is `Invalid`: failed at once, not retried.
+        let result = match job.spec() {
+            Ok(JobSpec::Trial(p)) => self.trial(job, p, stop).await,
+            Ok(JobSpec::Train(p)) => self.train(job, p).await,
+            Ok(JobSpec::BatchPredict(p)) => self.batch_predict(job, p).await,
+            Ok(JobSpec::Noop(p)) => noop(&p, &stop).await,
+            Err(e) => Err(e),
         };
         result.unwrap_or_else(Outcome::failed)
     }
@@ -97,7 +85,7 @@ impl Runner {
             metric: Some(metric),
             device: Some(torch_device(job)),
         };
-        let platform = self.platform.clone();
+        let reporter = self.reporter.clone();
         let handle = tokio::runtime::Handle::current();
         let (exp, target, params) = (p.experiment_id, p.target.clone(), p.params.clone());
         let stop_inner = stop.clone();
@@ -106,7 +94,7 @@ impl Runner {
                 if stop_inner.load(Ordering::SeqCst) {
                     return Step::Stop;
                 }
-                match handle.block_on(service::report(&platform, exp, number, step, value)) {
+                match handle.block_on(reporter.report(exp, number, step, value)) {
                     Ok(true) => Step::Stop,
                     Ok(false) => Step::Continue,
                     // The trial was finished elsewhere (its experiment was
@@ -260,10 +248,14 @@ impl Runner {
             .artifacts
             .put(&path, Bytes::from(serde_json::to_vec(&body)?))
             .await?;
-        Ok(Outcome::Succeeded(json!({
-            "artifact": meta.path, "sha256": meta.sha256, "rows": predictions.len(),
-            "model": p.model, "version": p.version,
-        })))
+        let result = BatchPredictResult {
+            artifact: meta.path,
+            sha256: meta.sha256,
+            rows: predictions.len(),
+            model: p.model,
+            version: p.version,
+        };
+        Ok(Outcome::Succeeded(serde_json::to_value(result)?))
     }
 }
 
@@ -308,24 +300,23 @@ const MAX_NOOP_SLEEP_MS: u64 = 60_000;
 /// A no-op job: does nothing, or sleeps `sleep_ms` (stopping early when the
 /// lease is lost), which measures the platform's own cost per job and lets
 /// tests hold a slot or a GPU share for a known time.
-async fn noop(job: &Job, stop: &AtomicBool) -> Outcome {
-    let sleep_ms = job
-        .payload
-        .get("sleep_ms")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
+async fn noop(p: &NoopPayload, stop: &AtomicBool) -> Result<Outcome, Error> {
+    let sleep_ms = p.sleep_ms;
     if sleep_ms > MAX_NOOP_SLEEP_MS {
-        return Outcome::Failed {
-            error: format!("noop sleep_ms must be at most {MAX_NOOP_SLEEP_MS}, got {sleep_ms}"),
-            retryable: false,
-        };
+        return Err(Error::Invalid(format!(
+            "noop sleep_ms must be at most {MAX_NOOP_SLEEP_MS}, got {sleep_ms}"
+        )));
     }
     let until = tokio::time::Instant::now() + std::time::Duration::from_millis(sleep_ms);
     while tokio::time::Instant::now() < until && !stop.load(Ordering::SeqCst) {
         let left = until - tokio::time::Instant::now();
         tokio::time::sleep(left.min(std::time::Duration::from_millis(50))).await;
     }
-    Outcome::Succeeded(json!({"noop": true, "slept_ms": sleep_ms}))
+    let result = NoopResult {
+        noop: true,
+        slept_ms: sleep_ms,
+    };
+    Ok(Outcome::Succeeded(serde_json::to_value(result)?))
 }
 
 /// The device a job's model trains on: the first GPU its placement gave it,

@@ -15,11 +15,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 use tracseq_core::fleet::{RunningJob, WorkerRecord};
 use tracseq_core::lifecycle::Event;
-use tracseq_core::ports::{transition, transition_from, Delivery, TransitionOutcome};
+use tracseq_core::placement::Refusal;
+use tracseq_core::ports::{
+    transition, transition_from, Delivery, TransitionOutcome, TrialReporter,
+};
 use tracseq_core::types::{Job, JobState};
 use tracseq_core::{Error, JobId, Platform, Result, WorkerId};
 use tracseq_learn::dataset::Limits;
-use tracseq_scheduler::placement::Refusal;
 
 /// How long a wake-up for a job that does not fit here right now waits
 /// before it goes back to the queue, so that a busy worker does not spin
@@ -56,11 +58,20 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(platform: Platform, opts: WorkerOptions, wake: Arc<Notify>) -> Self {
+    /// A worker over `platform`; its trials report intermediate values to
+    /// `reporter`, which decides pruning (the scheduler's, in the process
+    /// wiring).
+    pub fn new(
+        platform: Platform,
+        opts: WorkerOptions,
+        wake: Arc<Notify>,
+        reporter: Arc<dyn TrialReporter>,
+    ) -> Self {
         let datasets = Arc::new(DatasetCache::new(opts.dataset_limits, 8));
         let runner = Arc::new(Runner {
             platform: platform.clone(),
             datasets,
+            reporter,
         });
         Worker {
             platform,

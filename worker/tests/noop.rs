@@ -9,11 +9,23 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracseq_core::lifecycle::RetryPolicy;
 use tracseq_core::ports::JobFilter;
-use tracseq_core::types::{DispatchMessage, JobKind, JobState, NewJob};
-use tracseq_core::{Platform, WorkerId};
+use tracseq_core::ports::TrialReporter;
+use tracseq_core::protocol::{JobSpec, NoopPayload};
+use tracseq_core::types::{DispatchMessage, JobState, NewJob};
+use tracseq_core::{ExperimentId, Platform, Result, WorkerId};
 use tracseq_worker::{HostResources, Worker, WorkerOptions};
 
 const N: usize = 50;
+
+/// Noop jobs report nothing; a trial reaching this would be a bug.
+struct NoTrials;
+
+#[async_trait::async_trait]
+impl TrialReporter for NoTrials {
+    async fn report(&self, _: ExperimentId, _: u64, _: u32, _: f64) -> Result<bool> {
+        panic!("a noop job reported a trial value")
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn noop_jobs_all_succeed_on_first_attempt() {
@@ -35,7 +47,12 @@ async fn noop_jobs_all_succeed_on_first_attempt() {
             drain: Duration::from_secs(5),
             dataset_limits: Default::default(),
         };
-        let w = Arc::new(Worker::new(platform.clone(), opts, wake.clone()));
+        let w = Arc::new(Worker::new(
+            platform.clone(),
+            opts,
+            wake.clone(),
+            Arc::new(NoTrials),
+        ));
         let c = cancel.clone();
         workers.push(tokio::spawn(async move { w.run(c).await }));
     }
@@ -43,16 +60,16 @@ async fn noop_jobs_all_succeed_on_first_attempt() {
     let mut ids = Vec::new();
     for _ in 0..N {
         let job = NewJob {
-            kind: JobKind::Noop,
+            spec: JobSpec::Noop(NoopPayload::default()),
             experiment_id: None,
-            payload: json!({}),
             resource_class: "cpu".into(),
             resources: Default::default(),
             priority: 0,
             max_attempts: 1,
             timeout_secs: 30,
         }
-        .into_job(Utc::now(), None);
+        .into_job(Utc::now(), None)
+        .unwrap();
         platform.state.insert_job(&job).await.unwrap();
         platform
             .queue

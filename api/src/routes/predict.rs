@@ -7,12 +7,10 @@ use bytes::Bytes;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use tracseq_core::types::{DispatchMessage, JobKind, NewJob};
 use tracseq_core::DatasetId;
 use tracseq_learn::lab::{self, Assessment};
 use tracseq_learn::predict::Prediction;
-use tracseq_scheduler::dispatch::DEFAULT_RESOURCE_CLASS;
-use tracseq_scheduler::payload::BatchPredictPayload;
+use tracseq_scheduler::jobs;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
@@ -111,38 +109,14 @@ async fn batch_predict(ctx: Ctx, body: Result<Bytes, ApiError>) -> ApiResult {
             ))
         }
         (None, Some(dataset_id)) => {
-            ctx.platform
-                .state
-                .get_dataset(dataset_id)
-                .await
-                .map_err(|e| match e {
-                    tracseq_core::Error::NotFound(_) => {
-                        ApiError::bad_request(format!("dataset_id {dataset_id} does not exist"))
-                    }
-                    other => other.into(),
-                })?;
-            let payload = BatchPredictPayload {
-                model: req.model.clone(),
+            let job = jobs::submit_batch_predict(
+                &ctx.platform,
+                &req.model,
                 version,
                 dataset_id,
-            };
-            let job = NewJob {
-                kind: JobKind::BatchPredict,
-                experiment_id: None,
-                payload: serde_json::to_value(&payload)?,
-                resource_class: DEFAULT_RESOURCE_CLASS.into(),
-                resources: Default::default(),
-                priority: 0,
-                max_attempts: 3,
-                timeout_secs: 3600,
-            }
-            .into_job(Utc::now(), None);
-            ctx.platform.state.insert_job(&job).await?;
-            // If this publish is lost, the scheduler re-publishes queued jobs at start.
-            ctx.platform
-                .queue
-                .publish(&job.resource_class, &DispatchMessage::for_job(&job))
-                .await?;
+                Utc::now(),
+            )
+            .await?;
             Ok(json_reply(
                 &json!({"job_id": job.id, "state": job.state}),
                 StatusCode::ACCEPTED,

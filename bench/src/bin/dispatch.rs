@@ -27,7 +27,8 @@ use tracseq_core::config::DistributedConfig;
 use tracseq_core::lifecycle::RetryPolicy;
 use tracseq_core::platform::Role;
 use tracseq_core::ports::JobFilter;
-use tracseq_core::types::{DispatchMessage, JobKind, JobState, NewJob};
+use tracseq_core::protocol::{JobSpec, NoopPayload};
+use tracseq_core::types::{DispatchMessage, JobState, NewJob};
 use tracseq_core::{JobId, Platform, WorkerId};
 use tracseq_worker::{HostResources, Worker, WorkerOptions};
 
@@ -239,16 +240,21 @@ fn start_worker(
         drain: Duration::from_secs(10),
         dataset_limits: Default::default(),
     };
-    let w = Arc::new(Worker::new(platform.clone(), opts, Arc::new(Notify::new())));
+    let reporter = Arc::new(tracseq_scheduler::Reporter::new(platform.clone()));
+    let w = Arc::new(Worker::new(
+        platform.clone(),
+        opts,
+        Arc::new(Notify::new()),
+        reporter,
+    ));
     let c = cancel.clone();
     tokio::spawn(async move { w.run(c).await })
 }
 
 fn noop_job() -> tracseq_core::types::Job {
     NewJob {
-        kind: JobKind::Noop,
+        spec: JobSpec::Noop(NoopPayload::default()),
         experiment_id: None,
-        payload: json!({}),
         resource_class: CLASS.into(),
         resources: Default::default(),
         priority: 0,
@@ -256,6 +262,7 @@ fn noop_job() -> tracseq_core::types::Job {
         timeout_secs: 60,
     }
     .into_job(Utc::now(), None)
+    .expect("a noop job encodes")
 }
 
 async fn submit(platform: &Platform) -> Result<JobId, BoxError> {

@@ -11,7 +11,8 @@ pub use queue::job_queue_suite;
 pub use state::state_store_suite;
 
 use crate::ids::ExperimentId;
-use crate::types::{Experiment, ExperimentKind, ExperimentState, Job, JobKind, NewJob};
+use crate::protocol::{JobSpec, NoopPayload};
+use crate::types::{Experiment, ExperimentKind, ExperimentState, Job, NewJob};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
@@ -24,9 +25,8 @@ pub fn t0() -> DateTime<Utc> {
 
 pub fn new_job(experiment: Option<ExperimentId>, max_attempts: u32) -> Job {
     NewJob {
-        kind: JobKind::Trial,
+        spec: JobSpec::Noop(NoopPayload::default()),
         experiment_id: experiment,
-        payload: json!({"objective": "noop"}),
         resource_class: "cpu".into(),
         resources: Default::default(),
         priority: 0,
@@ -34,6 +34,7 @@ pub fn new_job(experiment: Option<ExperimentId>, max_attempts: u32) -> Job {
         timeout_secs: 60,
     }
     .into_job(t0(), None)
+    .expect("a noop job encodes")
 }
 
 pub fn new_experiment(name: &str) -> Experiment {

@@ -15,7 +15,7 @@ use tracseq_core::types::{DatasetRecord, ExperimentState, JobState, TrialState};
 use tracseq_core::{DatasetId, ExperimentId, Platform, WorkerId};
 use tracseq_scheduler::service;
 use tracseq_scheduler::spec::ExperimentRequest;
-use tracseq_scheduler::Scheduler;
+use tracseq_scheduler::{Reporter, Scheduler};
 use tracseq_worker::{HostResources, Worker, WorkerOptions};
 
 const POLICY: RetryPolicy = RetryPolicy {
@@ -63,7 +63,13 @@ impl Fleet {
             drain: Duration::from_secs(30),
             dataset_limits: Default::default(),
         };
-        let w = Arc::new(Worker::new(self.platform.clone(), opts, self.wake.clone()));
+        let reporter = Arc::new(Reporter::new(self.platform.clone()));
+        let w = Arc::new(Worker::new(
+            self.platform.clone(),
+            opts,
+            self.wake.clone(),
+            reporter,
+        ));
         let c = self.cancel.clone();
         self.tasks.push(tokio::spawn(async move {
             w.run(c).await.unwrap();

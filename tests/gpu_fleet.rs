@@ -13,10 +13,11 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracseq_core::fleet::WorkerStatus;
 use tracseq_core::lifecycle::RetryPolicy;
+use tracseq_core::protocol::{JobSpec, NoopPayload};
 use tracseq_core::resources::ResourceRequest;
-use tracseq_core::types::{DispatchMessage, Job, JobKind, JobState, NewJob};
+use tracseq_core::types::{DispatchMessage, Job, JobState, NewJob};
 use tracseq_core::{JobId, Platform, WorkerId};
-use tracseq_scheduler::Scheduler;
+use tracseq_scheduler::{Reporter, Scheduler};
 use tracseq_worker::{gpu, HostResources, Worker, WorkerOptions};
 
 const POLICY: RetryPolicy = RetryPolicy {
@@ -60,7 +61,13 @@ impl Fleet {
             drain: Duration::from_secs(5),
             dataset_limits: Default::default(),
         };
-        let w = Arc::new(Worker::new(self.platform.clone(), opts, self.wake.clone()));
+        let reporter = Arc::new(Reporter::new(self.platform.clone()));
+        let w = Arc::new(Worker::new(
+            self.platform.clone(),
+            opts,
+            self.wake.clone(),
+            reporter,
+        ));
         let stop = self.cancel.child_token();
         let (run, c) = (w.clone(), stop.clone());
         let task = tokio::spawn(async move {
@@ -82,16 +89,16 @@ impl Fleet {
 
     async fn submit(&self, resources: ResourceRequest, sleep_ms: u64) -> JobId {
         let job = NewJob {
-            kind: JobKind::Noop,
+            spec: JobSpec::Noop(NoopPayload { sleep_ms }),
             experiment_id: None,
-            payload: json!({ "sleep_ms": sleep_ms }),
             resource_class: resources.resource_class().into(),
             resources,
             priority: 0,
             max_attempts: 1,
             timeout_secs: 60,
         }
-        .into_job(Utc::now(), None);
+        .into_job(Utc::now(), None)
+        .unwrap();
         self.platform.state.insert_job(&job).await.unwrap();
         self.platform
             .queue

@@ -392,7 +392,8 @@ fn fail(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{JobKind, NewJob};
+    use crate::protocol::{JobSpec, NoopPayload};
+    use crate::types::NewJob;
     use serde_json::json;
 
     fn t0() -> DateTime<Utc> {
@@ -408,9 +409,8 @@ mod tests {
     }
     fn job(max_attempts: u32) -> Job {
         NewJob {
-            kind: JobKind::Trial,
+            spec: JobSpec::Noop(NoopPayload::default()),
             experiment_id: None,
-            payload: json!({}),
             resource_class: "cpu".into(),
             resources: Default::default(),
             priority: 0,
@@ -418,6 +418,7 @@ mod tests {
             timeout_secs: 60,
         }
         .into_job(t0(), Some(0))
+        .expect("a noop job encodes")
     }
     const P: RetryPolicy = RetryPolicy {
         backoff_base_ms: 1_000,

@@ -1,0 +1,14 @@
+//! The state machines of the platform's records, each one pure function
+//! from (record, event, time) to the changed record and the effects the
+//! caller must carry out. No I/O and no clock reads happen here, so every
+//! transition and race is unit-tested without a runtime; stores apply the
+//! result with a compare-and-set, which makes each transition win once.
+//!
+//! - [`job`]: queued → leased → running → succeeded / failed → … (the
+//!   job's functions are re-exported here, as `lifecycle::on_event`).
+//! - [`experiment`]: running → finalizing → completed / failed / cancelled.
+
+pub mod experiment;
+pub mod job;
+
+pub use job::{on_event, Effect, Event, Rejection, RetryPolicy};

@@ -1,9 +1,8 @@
-//! The scheduler: HPO (search spaces, samplers, pruners), experiment specs
-//! and operations (single- and multi-objective), job payloads, and the
-//! dispatch loop with lease expiry.
+//! The scheduler: experiment specs and operations (single- and
+//! multi-objective) around the HPO crate (`tracseq-hpo`: search spaces,
+//! samplers, pruners), job payloads, and the dispatch loop with lease expiry.
 
 pub mod dispatch;
-pub mod hpo;
 pub mod objectives;
 pub mod payload;
 pub mod placement;

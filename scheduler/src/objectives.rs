@@ -122,11 +122,7 @@ fn automl_objective(i: usize, name: &str, given: Option<Direction>) -> Result<Ob
                 "{field}.name must be the metric to cross-validate, first in an AutoML experiment (rmse, mae, r2, auc, log_loss, accuracy or f1; got '{name}')"
             ))
         })?;
-        let direction = match metric.direction() {
-            tracseq_learn::metrics::Direction::Minimize => Direction::Minimize,
-            tracseq_learn::metrics::Direction::Maximize => Direction::Maximize,
-        };
-        (metric.name().to_string(), direction)
+        (metric.name().to_string(), metric.direction())
     } else if name == LATENCY_US || name == MODEL_BYTES {
         (name.to_string(), Direction::Minimize)
     } else {

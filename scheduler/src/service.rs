@@ -56,10 +56,7 @@ pub async fn create_experiment(
         metric
             .check_applies(&task)
             .map_err(|e| Error::Invalid(format!("{field}: {e}")))?;
-        spec.direction = match metric.direction() {
-            tracseq_learn::metrics::Direction::Minimize => tracseq_hpo::Direction::Minimize,
-            tracseq_learn::metrics::Direction::Maximize => tracseq_hpo::Direction::Maximize,
-        };
+        spec.direction = metric.direction();
         spec.metric = Some(metric.name().to_string());
         spec.task = Some(serde_json::to_value(&task)?);
         ExperimentKind::Automl

@@ -1,4 +1,4 @@
-"""Optuna's TPE ask time on the space and history of scheduler/benches/tpe_ask.rs.
+"""Optuna's TPE ask time on the space and history of hpo/benches/tpe_ask.rs.
 
 One ask = `study.ask(distributions)` (Optuna samples every parameter inside
 it: relative sampling for multivariate, then independent sampling for the

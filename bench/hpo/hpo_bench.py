@@ -124,7 +124,7 @@ PROBLEMS = {
     },
 }
 
-# The ask-cost space: like scheduler/benches/tpe_ask.rs (float, log float,
+# The ask-cost space: like hpo/benches/tpe_ask.rs (float, log float,
 # stepped float, int, log int, 4-way categorical).
 TIMING_SPACE = {
     "x": f(-5, 5), "lr": f(1e-5, 1.0, True), "frac": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.1},

@@ -13,13 +13,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{invalid, LearnError, Result};
 use crate::task::Task;
 
-/// Whether smaller or larger metric values are better.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    Minimize,
-    Maximize,
-}
+/// Whether smaller or larger metric values are better: the HPO crate's
+/// direction, so a metric's direction is a study's without mapping between
+/// two enums.
+pub use tracseq_hpo::Direction;
 
 /// A model quality measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -1,9 +1,9 @@
-//! The scheduler: HPO (search spaces, samplers, pruners), experiment specs
-//! and operations (single- and multi-objective), jobs submitted outside experiments, and the
-//! dispatch loop with lease expiry.
+//! The scheduler: experiment specs and operations (single- and
+//! multi-objective) around the HPO crate (`tracseq-hpo`: search spaces,
+//! samplers, pruners), the experiment lifecycle's store side, jobs
+//! submitted outside experiments, and the dispatch loop with lease expiry.
 
 pub mod dispatch;
-pub mod hpo;
 pub mod jobs;
 pub mod lifecycle;
 pub mod objectives;

@@ -5,8 +5,6 @@
 //! the first objective is the cross-validated metric, and the others may be
 //! [`LATENCY_US`] and [`MODEL_BYTES`], both minimised.
 
-use crate::hpo::multi::{MultiObjectiveTrial, MAX_OBJECTIVES};
-use crate::hpo::{self, Direction, Params, SearchSpace};
 use crate::service::TellRequest;
 use crate::spec::ExperimentSpec;
 use serde::{Deserialize, Serialize};
@@ -14,6 +12,8 @@ use serde_json::{Map, Value};
 use tracseq_core::protocol::TrialResult;
 use tracseq_core::types::{Trial, TrialState};
 use tracseq_core::{Error, Result};
+use tracseq_hpo::multi::{MultiObjectiveTrial, MAX_OBJECTIVES};
+use tracseq_hpo::{Direction, Params, SearchSpace};
 use tracseq_learn::metrics::Metric;
 
 /// AutoML objective: mean prediction time per row, in microseconds, of a
@@ -122,11 +122,7 @@ fn automl_objective(i: usize, name: &str, given: Option<Direction>) -> Result<Ob
                 "{field}.name must be the metric to cross-validate, first in an AutoML experiment (rmse, mae, r2, auc, log_loss, accuracy or f1; got '{name}')"
             ))
         })?;
-        let direction = match metric.direction() {
-            tracseq_learn::metrics::Direction::Minimize => Direction::Minimize,
-            tracseq_learn::metrics::Direction::Maximize => Direction::Maximize,
-        };
-        (metric.name().to_string(), direction)
+        (metric.name().to_string(), metric.direction())
     } else if name == LATENCY_US || name == MODEL_BYTES {
         (name.to_string(), Direction::Minimize)
     } else {
@@ -228,7 +224,7 @@ pub fn suggest(
         return Ok(None);
     };
     // Validation refused every other sampler; one here is a corrupt spec.
-    let sampler = hpo::multi::build_multi_objective(&spec.sampler)
+    let sampler = tracseq_hpo::build_multi_objective(&spec.sampler)
         .map_err(|e| Error::Internal(format!("stored experiment spec: {e}")))?;
     let history = history(trials, below);
     Ok(Some(sampler.sample_multi(
@@ -323,9 +319,9 @@ pub fn pareto_front(spec: &ExperimentSpec, trials: &[Trial]) -> Option<Vec<Front
         .collect();
     let losses: Vec<Vec<f64>> = usable
         .iter()
-        .map(|(_, v)| hpo::pareto::losses(v, &directions))
+        .map(|(_, v)| tracseq_hpo::multi::pareto::losses(v, &directions))
         .collect();
-    let mut front = hpo::pareto::pareto_front(&losses);
+    let mut front = tracseq_hpo::multi::pareto::pareto_front(&losses);
     front.sort_by(|&a, &b| {
         losses[a]
             .iter()

@@ -2,7 +2,6 @@
 //! report, tell, cancel, summarise. Each is a short sequence of state-store
 //! calls around the pure HPO code.
 
-use crate::hpo::{self, FinishedTrial, SearchSpace};
 use crate::lifecycle::{self, Applied};
 use crate::objectives;
 use crate::spec::{self, ExperimentRequest, ExperimentSpec};
@@ -16,6 +15,7 @@ use tracseq_core::types::{
     Experiment, ExperimentKind, ExperimentState, JobState, Trial, TrialOutcome, TrialState,
 };
 use tracseq_core::{Error, ExperimentId, Platform, Result};
+use tracseq_hpo::{FinishedTrial, SearchSpace};
 use tracseq_learn::dataset::{Dataset, Limits};
 use tracseq_learn::metrics::Metric;
 
@@ -57,10 +57,7 @@ pub async fn create_experiment(
         metric
             .check_applies(&task)
             .map_err(|e| Error::Invalid(format!("{field}: {e}")))?;
-        spec.direction = match metric.direction() {
-            tracseq_learn::metrics::Direction::Minimize => hpo::Direction::Minimize,
-            tracseq_learn::metrics::Direction::Maximize => hpo::Direction::Maximize,
-        };
+        spec.direction = metric.direction();
         spec.metric = Some(metric.name().to_string());
         spec.task = Some(serde_json::to_value(&task)?);
         ExperimentKind::Automl
@@ -115,12 +112,12 @@ pub fn history(trials: &[Trial], below: Option<u64>) -> Vec<FinishedTrial> {
 }
 
 /// A finished trial's state as the samplers see it; `None` while running.
-pub(crate) fn finished_state(state: TrialState) -> Option<hpo::TrialState> {
+pub(crate) fn finished_state(state: TrialState) -> Option<tracseq_hpo::TrialState> {
     match state {
         TrialState::Running => None,
-        TrialState::Complete => Some(hpo::TrialState::Complete),
-        TrialState::Pruned => Some(hpo::TrialState::Pruned),
-        TrialState::Failed => Some(hpo::TrialState::Failed),
+        TrialState::Complete => Some(tracseq_hpo::TrialState::Complete),
+        TrialState::Pruned => Some(tracseq_hpo::TrialState::Pruned),
+        TrialState::Failed => Some(tracseq_hpo::TrialState::Failed),
     }
 }
 
@@ -132,7 +129,11 @@ pub fn history_bound(spec: &ExperimentSpec, number: u64) -> u64 {
 /// The history bound an AutoML trial is sampled with: the parallelism rule,
 /// raised where the sampler needs more finished trials (a particle swarm's
 /// whole previous generation). Still a function of the number alone.
-pub fn sampling_bound(spec: &ExperimentSpec, sampler: &dyn hpo::Sampler, number: u64) -> u64 {
+pub fn sampling_bound(
+    spec: &ExperimentSpec,
+    sampler: &dyn tracseq_hpo::Sampler,
+    number: u64,
+) -> u64 {
     history_bound(spec, number)
         .max(sampler.required_history(number))
         .min(number)
@@ -142,11 +143,11 @@ pub fn sampling_bound(spec: &ExperimentSpec, sampler: &dyn hpo::Sampler, number:
 /// (they were sampled before it) but may not use their results, whether
 /// they have finished by now or not, so it samples the same way whatever
 /// the timing.
-pub fn pending_between(trials: &[Trial], from: u64, to: u64) -> Vec<hpo::PendingTrial> {
+pub fn pending_between(trials: &[Trial], from: u64, to: u64) -> Vec<tracseq_hpo::PendingTrial> {
     trials
         .iter()
         .filter(|t| (from..to).contains(&t.number))
-        .map(|t| hpo::PendingTrial {
+        .map(|t| tracseq_hpo::PendingTrial {
             number: t.number,
             params: t.params.clone(),
         })
@@ -154,11 +155,11 @@ pub fn pending_between(trials: &[Trial], from: u64, to: u64) -> Vec<hpo::Pending
 }
 
 /// The running trials of an ask/tell experiment, as pending trials.
-pub fn running_trials(trials: &[Trial]) -> Vec<hpo::PendingTrial> {
+pub fn running_trials(trials: &[Trial]) -> Vec<tracseq_hpo::PendingTrial> {
     trials
         .iter()
         .filter(|t| t.state == TrialState::Running)
-        .map(|t| hpo::PendingTrial {
+        .map(|t| tracseq_hpo::PendingTrial {
             number: t.number,
             params: t.params.clone(),
         })
@@ -234,7 +235,7 @@ fn stopped_no_improvement(id: ExperimentId, n: u64) -> Error {
 /// answer doesn't depend on the order trials finish or are listed in). Only
 /// a strictly better value counts as an improvement; the first complete
 /// trial is one. Non-finite values are ignored like failed trials.
-pub fn trials_since_improvement(direction: hpo::Direction, values: &[(u64, f64)]) -> u64 {
+pub fn trials_since_improvement(direction: tracseq_hpo::Direction, values: &[(u64, f64)]) -> u64 {
     let mut sorted: Vec<(u64, f64)> = values
         .iter()
         .copied()
@@ -455,11 +456,11 @@ pub struct ExperimentSummary {
     /// first objective.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pareto_front: Option<Vec<objectives::FrontTrial>>,
-    /// Each parameter's share of the value's variance (see `hpo::importance`);
+    /// Each parameter's share of the value's variance (see `tracseq_hpo::importance`);
     /// absent while there are too few complete trials (`importance_reason`
     /// says why) and in listings.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub importance: Option<hpo::importance::Importance>,
+    pub importance: Option<tracseq_hpo::importance::Importance>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub importance_reason: Option<String>,
 }
@@ -470,7 +471,7 @@ pub struct ExperimentSummary {
 pub fn importance(
     spec: &ExperimentSpec,
     trials: &[Trial],
-) -> std::result::Result<hpo::importance::Importance, String> {
+) -> std::result::Result<tracseq_hpo::importance::Importance, String> {
     let space = spec
         .space()
         .map_err(|e| format!("search space unreadable: {e}"))?;
@@ -479,7 +480,7 @@ pub fn importance(
         .filter(|t| t.state == TrialState::Complete)
         .filter_map(|t| t.value.map(|v| (t.number, &*t.params, v)))
         .collect();
-    hpo::importance::importance(&space, &complete, spec.seed)
+    tracseq_hpo::importance::importance(&space, &complete, spec.seed)
 }
 
 pub fn best_trial(spec: &ExperimentSpec, trials: &[Trial]) -> Option<BestTrial> {
@@ -592,7 +593,7 @@ mod tests {
 
     #[test]
     fn trials_since_improvement_counts_complete_trials_after_the_best() {
-        use hpo::Direction::{Maximize, Minimize};
+        use tracseq_hpo::Direction::{Maximize, Minimize};
         assert_eq!(trials_since_improvement(Minimize, &[]), 0);
         assert_eq!(trials_since_improvement(Minimize, &[(0, 1.0)]), 0);
         // Equal values don't improve; order is by trial number, not by slice order.

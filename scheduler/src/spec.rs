@@ -1,6 +1,5 @@
 //! Experiment specs: the body of `POST /experiments`, validated at the edge.
 
-use crate::hpo::{Direction, PrunerConfig, SamplerConfig, SearchSpace};
 use crate::objectives::{self, Objective};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -8,6 +7,7 @@ use tracseq_core::config::LimitsConfig;
 use tracseq_core::resources::ResourceRequest;
 use tracseq_core::types::validate_name;
 use tracseq_core::{DatasetId, Error, Result};
+use tracseq_hpo::{Direction, PrunerConfig, SamplerConfig, SearchSpace};
 
 /// What a user submits. Unknown fields are rejected so that a typo is an
 /// error, not a silently ignored setting.
@@ -176,12 +176,12 @@ pub fn validate(req: &ExperimentRequest, limits: &LimitsConfig) -> Result<Experi
     let sampler: SamplerConfig = parse_tagged("sampler", req.sampler.as_ref(), seed)?
         .unwrap_or_else(|| {
             if multi {
-                SamplerConfig::Nsga2(crate::hpo::nsga2::Nsga2SamplerConfig {
+                SamplerConfig::Nsga2(tracseq_hpo::samplers::nsga2::Nsga2SamplerConfig {
                     seed,
                     ..Default::default()
                 })
             } else {
-                SamplerConfig::Tpe(crate::hpo::TpeSamplerConfig {
+                SamplerConfig::Tpe(tracseq_hpo::TpeSamplerConfig {
                     seed,
                     ..Default::default()
                 })
@@ -192,7 +192,7 @@ pub fn validate(req: &ExperimentRequest, limits: &LimitsConfig) -> Result<Experi
         .validate_for(&space)
         .map_err(|e| Error::Invalid(format!("sampler: {e}")))?;
     if multi {
-        crate::hpo::multi::build_multi_objective(&sampler)
+        tracseq_hpo::build_multi_objective(&sampler)
             .map_err(|e| Error::Invalid(format!("sampler: {e}")))?;
     }
     let pruner: PrunerConfig =
@@ -379,7 +379,7 @@ mod tests {
         let s = req(v).unwrap();
         assert_eq!(
             s.sampler,
-            SamplerConfig::Random(crate::hpo::RandomSamplerConfig { seed: 7 })
+            SamplerConfig::Random(tracseq_hpo::RandomSamplerConfig { seed: 7 })
         );
     }
 

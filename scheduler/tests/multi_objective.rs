@@ -14,7 +14,7 @@ use tracseq_core::ports::{transition, ArtifactPath, JobFilter};
 use tracseq_core::protocol::{TrainPayload, TrialResult};
 use tracseq_core::types::{DatasetRecord, ExperimentState, JobKind, JobState, TrialState};
 use tracseq_core::{DatasetId, Error, ExperimentId, Platform, WorkerId};
-use tracseq_scheduler::hpo::pareto::dominates;
+use tracseq_hpo::multi::pareto::dominates;
 use tracseq_scheduler::service::{self, TellRequest};
 use tracseq_scheduler::spec::ExperimentRequest;
 use tracseq_scheduler::Scheduler;

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use tracseq_core::types::{Trial, TrialState};
 use tracseq_core::ExperimentId;
-use tracseq_scheduler::hpo::Direction;
+use tracseq_hpo::Direction;
 use tracseq_scheduler::service::{self, TellRequest};
 use tracseq_scheduler::spec::{ExperimentRequest, ExperimentSpec};
 use warp::http::StatusCode;

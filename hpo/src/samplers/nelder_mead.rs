@@ -14,11 +14,11 @@ use argmin::core::{CostFunction, Executor};
 use argmin::solver::neldermead::NelderMead;
 use serde::{Deserialize, Serialize};
 
-use super::replay::{sample_replayed, Lookup, Next, Subspace, Tape};
-use super::{
-    invalid, Direction, FinishedTrial, Params, PendingTrial, Result, Sampler, SearchSpace,
-    TpeSampler, TpeSamplerConfig,
-};
+use super::replay::{require_subspace, sample_replayed, Lookup, Next, Subspace, Tape};
+use super::tpe::{TpeSampler, TpeSamplerConfig};
+use super::Sampler;
+use crate::space::SearchSpace;
+use crate::{invalid, Direction, FinishedTrial, Params, PendingTrial, Result};
 
 /// `{"type": "nelder_mead", "seed": 0, "initial_point": {}, "initial_step": 0.25,
 /// "alpha": 1.0, "gamma": 2.0, "rho": 0.5, "sigma": 0.5, "sd_tolerance": 1e-9}`.
@@ -115,18 +115,6 @@ impl NelderMeadSamplerConfig {
         }
         Ok(())
     }
-}
-
-/// The continuous subspace, or an error naming the sampler that needs one.
-pub(crate) fn require_subspace(space: &SearchSpace, sampler: &str) -> Result<Subspace> {
-    let sub = Subspace::of(space);
-    if sub.is_empty() {
-        return Err(invalid(format!(
-            "sampler {sampler} needs at least one float parameter without step or when in \
-             search_space (the continuous subspace it searches)"
-        )));
-    }
-    Ok(sub)
 }
 
 /// The tape as argmin's cost function.

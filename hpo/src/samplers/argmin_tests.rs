@@ -9,7 +9,7 @@ use rand_chacha_09::rand_core::SeedableRng as _;
 use serde_json::json;
 
 use super::replay::Subspace;
-use super::{
+use crate::{
     Direction, FinishedTrial, NelderMeadSampler, NelderMeadSamplerConfig, Params,
     ParticleSwarmSampler, ParticleSwarmSamplerConfig, PendingTrial, Sampler, SamplerConfig,
     SearchSpace, TrialState,

@@ -1,7 +1,7 @@
 //! Tests of the ASHA and Hyperband pruners.
 
 use super::*;
-use crate::hpo::{PrunerConfig, TrialState};
+use crate::{PrunerConfig, TrialState};
 use serde_json::json;
 use std::sync::Arc;
 

@@ -34,14 +34,13 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::multi::{MultiObjectiveSampler, MultiObjectiveTrial};
-use super::pareto::{crowding_distance, losses, non_dominated_sort};
 use super::random::{sample_all, sample_one};
-use super::sampler::trial_rng;
-use super::{
-    invalid, Direction, FinishedTrial, ParamKind, ParamSpec, Params, PendingTrial, Result, Sampler,
-    SearchSpace,
-};
+use super::Sampler;
+use crate::multi::pareto::{crowding_distance, losses, non_dominated_sort};
+use crate::multi::{MultiObjectiveSampler, MultiObjectiveTrial};
+use crate::rng::trial_rng;
+use crate::space::{ParamKind, ParamSpec, SearchSpace};
+use crate::{invalid, Direction, FinishedTrial, Params, PendingTrial, Result};
 
 /// Largest population: elitist selection sorts twice this many trials per
 /// generation on every ask.

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
-use super::space::{cmp_choice, ParamKind, MAX_CHOICES, MAX_INT_ABS};
-use super::{invalid, Result};
+use super::param::{cmp_choice, ParamKind, MAX_CHOICES, MAX_INT_ABS};
+use crate::{invalid, Result};
 
 pub(super) type ParsedSpec = (ParamKind, Vec<(String, Vec<Value>)>);
 
@@ -286,7 +286,7 @@ pub(super) fn topological_order(parsed: &BTreeMap<String, ParsedSpec>) -> Result
 mod tests {
     use serde_json::{json, Map, Value};
 
-    use crate::hpo::{SearchSpace, MAX_PARAMS};
+    use crate::space::{SearchSpace, MAX_PARAMS};
 
     fn err_of(spec: Value) -> String {
         SearchSpace::from_json(&spec).unwrap_err().to_string()

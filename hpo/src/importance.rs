@@ -33,7 +33,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::{ParamKind, Params, SearchSpace};
+use crate::space::{ParamKind, SearchSpace};
+use crate::Params;
 
 /// The `method` string reported with the importances.
 pub const METHOD: &str = "forest partial-dependence variance";

@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use serde_json::json;
-use tracseq_scheduler::hpo::{
+use tracseq_hpo::{
     Direction, FinishedTrial, NelderMeadSamplerConfig, Params, ParticleSwarmSamplerConfig,
     PendingTrial, RandomSampler, Sampler, SamplerConfig, SearchSpace, TpeSamplerConfig, TrialState,
 };

@@ -20,12 +20,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::random::sample_all;
-use super::sampler::trial_rng;
-use super::space::cmp_choice;
-use super::{
-    invalid, Direction, FinishedTrial, ParamKind, ParamSpec, Params, PendingTrial, Result, Sampler,
-    SearchSpace,
-};
+use super::Sampler;
+use crate::rng::trial_rng;
+use crate::space::{cmp_choice, ParamKind, ParamSpec, SearchSpace};
+use crate::{invalid, Direction, FinishedTrial, Params, PendingTrial, Result};
 
 /// Most points one grid may have; a bigger one is rejected at validation.
 pub const MAX_GRID_POINTS: u64 = 100_000;

@@ -1,4 +1,4 @@
-//! Search spaces: parameter kinds, conditional activity, validation of told parameters, and the samplers' internal (log, grid, index) mapping.
+//! The validated search space: its parameters in topological order, parsing from and printing to the JSON spec, conditional activity, activation groups, and validation of told parameter sets.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -6,250 +6,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::space_json::{parse_spec, topological_order, ParsedSpec};
-use super::{invalid, Params, Result};
-
-/// Most parameters one space may define.
-pub const MAX_PARAMS: usize = 100;
-/// Most choices one categorical parameter may list.
-pub const MAX_CHOICES: usize = 1000;
-/// Longest parameter name, in bytes.
-pub const MAX_NAME_LEN: usize = 128;
-/// Largest magnitude of an int bound: samplers work in `f64`, which holds
-/// integers exactly only up to 2^53.
-pub const MAX_INT_ABS: i64 = 1 << 53;
-
-/// What values a parameter takes.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ParamKind {
-    /// A real in `[low, high]`; log-uniform when `log`; on the grid `low + k*step` when `step` is set.
-    Float {
-        low: f64,
-        high: f64,
-        log: bool,
-        step: Option<f64>,
-    },
-    /// An integer on the grid `low + k*step` in `[low, high]`; log-uniform when `log` (then `step == 1`).
-    Int {
-        low: i64,
-        high: i64,
-        step: i64,
-        log: bool,
-    },
-    /// One of a list of distinct strings, numbers or bools.
-    Categorical { choices: Vec<Value> },
-}
-
-/// `when` clause: the parameter is active only if `parent` is active and holds one of `values`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Condition {
-    parent: String,
-    values: Vec<Value>,
-    /// Index of the parent in the space's topological order.
-    parent_idx: usize,
-    /// `allowed[i]` says whether the parent's choice `i` activates the child.
-    allowed: Vec<bool>,
-}
-
-impl Condition {
-    pub fn parent(&self) -> &str {
-        &self.parent
-    }
-
-    pub fn values(&self) -> &[Value] {
-        &self.values
-    }
-}
-
-/// One parameter of a search space.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParamSpec {
-    name: String,
-    kind: ParamKind,
-    when: Vec<Condition>,
-    /// Categorical only: choice indices sorted by `cmp_choice`, so a told value
-    /// is found by binary search instead of a scan over up to 1000 choices.
-    choice_order: Vec<usize>,
-}
-
-impl ParamSpec {
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn kind(&self) -> &ParamKind {
-        &self.kind
-    }
-
-    /// The `when` conditions; all must hold for the parameter to be active.
-    pub fn conditions(&self) -> &[Condition] {
-        &self.when
-    }
-
-    /// Index of `value` among this categorical's choices; numbers compare by
-    /// value so `1` and `1.0` name the same choice.
-    pub(crate) fn choice_index(&self, value: &Value) -> Option<usize> {
-        let ParamKind::Categorical { choices } = &self.kind else {
-            return None;
-        };
-        self.choice_order
-            .binary_search_by(|&i| cmp_choice(&choices[i], value))
-            .ok()
-            .map(|pos| self.choice_order[pos])
-    }
-
-    /// Checks a told value against this parameter's range, grid or choices.
-    pub(crate) fn check_value(&self, value: &Value) -> Result<()> {
-        let name = &self.name;
-        match &self.kind {
-            ParamKind::Float {
-                low, high, step, ..
-            } => {
-                let v = value.as_f64().ok_or_else(|| {
-                    invalid(format!(
-                        "parameter '{name}': expected a number, got {value}"
-                    ))
-                })?;
-                if !(*low..=*high).contains(&v) {
-                    return Err(invalid(format!(
-                        "parameter '{name}': {v} is outside [{low}, {high}]"
-                    )));
-                }
-                if let Some(step) = step {
-                    let k = ((v - low) / step).round();
-                    // Clients compute grid points in their own float arithmetic
-                    // (0.1 * 3 != 0.3), so allow a sliver of the step.
-                    if (low + k * step - v).abs() > step * 1e-6 {
-                        return Err(invalid(format!(
-                            "parameter '{name}': {v} is not on the grid {low} + k * {step}"
-                        )));
-                    }
-                }
-                Ok(())
-            }
-            ParamKind::Int {
-                low, high, step, ..
-            } => {
-                let v = value.as_i64().ok_or_else(|| {
-                    invalid(format!(
-                        "parameter '{name}': expected an integer, got {value}"
-                    ))
-                })?;
-                if v < *low || v > *high {
-                    return Err(invalid(format!(
-                        "parameter '{name}': {v} is outside [{low}, {high}]"
-                    )));
-                }
-                if (v - low) % step != 0 {
-                    return Err(invalid(format!(
-                        "parameter '{name}': {v} is not on the grid {low} + k * {step}"
-                    )));
-                }
-                Ok(())
-            }
-            ParamKind::Categorical { choices } => match self.choice_index(value) {
-                Some(_) => Ok(()),
-                None => Err(invalid(format!(
-                    "parameter '{name}': {value} is not one of {}",
-                    list_values(choices)
-                ))),
-            },
-        }
-    }
-
-    /// The value in the samplers' internal space (log-transformed for log
-    /// params, the choice index for categoricals), or `None` when the value
-    /// doesn't belong to this parameter; history from an older space version
-    /// is then simply not learnt from instead of failing the ask.
-    pub(crate) fn to_internal(&self, value: &Value) -> Option<f64> {
-        if let ParamKind::Categorical { .. } = self.kind {
-            // The lookup is the whole check; don't pay for it twice.
-            return self.choice_index(value).map(|i| i as f64);
-        }
-        self.check_value(value).ok()?;
-        match &self.kind {
-            ParamKind::Float { log, .. } => {
-                let v = value.as_f64()?;
-                Some(if *log { v.ln() } else { v })
-            }
-            ParamKind::Int { log, .. } => {
-                let v = value.as_i64()? as f64;
-                Some(if *log { v.ln() } else { v })
-            }
-            ParamKind::Categorical { .. } => self.choice_index(value).map(|i| i as f64),
-        }
-    }
-
-    /// Support of a numeric parameter in internal space: `(low, high, step)`.
-    /// With a step, `low` and `high` are the first and last grid points; without
-    /// one they are the ends of a continuous interval.
-    pub(crate) fn internal_bounds(&self) -> Option<(f64, f64, Option<f64>)> {
-        match &self.kind {
-            ParamKind::Float {
-                low,
-                high,
-                log: true,
-                ..
-            } => Some((low.ln(), high.ln(), None)),
-            ParamKind::Float {
-                low, high, step, ..
-            } => Some((*low, *high, *step)),
-            // Each integer owns [v - 0.5, v + 0.5] before the log, as in Optuna,
-            // so the end values are as likely as the inner ones.
-            ParamKind::Int {
-                low,
-                high,
-                log: true,
-                ..
-            } => Some(((*low as f64 - 0.5).ln(), (*high as f64 + 0.5).ln(), None)),
-            ParamKind::Int {
-                low, high, step, ..
-            } => Some((*low as f64, *high as f64, Some(*step as f64))),
-            ParamKind::Categorical { .. } => None,
-        }
-    }
-
-    /// Maps an internal-space numeric value back to a JSON value that passes
-    /// `check_value` (rounded to the grid and clamped into range).
-    pub(crate) fn internal_to_value(&self, x: f64) -> Value {
-        match &self.kind {
-            ParamKind::Float {
-                low,
-                high,
-                log,
-                step,
-            } => {
-                let v = if *log { x.exp() } else { x };
-                let v = match step {
-                    Some(step) => {
-                        let n = ((high - low) / step).round();
-                        let k = ((v - low) / step).round().clamp(0.0, n);
-                        low + k * step
-                    }
-                    None => v,
-                };
-                Value::from(v.clamp(*low, *high))
-            }
-            ParamKind::Int {
-                low,
-                high,
-                step,
-                log,
-            } => {
-                let v = if *log { x.exp() } else { x };
-                let n = ((high - low) / step) as f64;
-                let k = ((v - *low as f64) / *step as f64).round().clamp(0.0, n);
-                // k <= n <= 2^54 and the product stays within the bounds, so
-                // the casts are exact.
-                Value::from((low + (k as i64) * step).clamp(*low, *high))
-            }
-            ParamKind::Categorical { choices } => {
-                let i = (x.max(0.0) as usize).min(choices.len() - 1);
-                choices[i].clone()
-            }
-        }
-    }
-}
+use super::json::{parse_spec, topological_order, ParsedSpec};
+use super::param::{
+    cmp_choice, list_values, Condition, ParamKind, ParamSpec, MAX_NAME_LEN, MAX_PARAMS,
+};
+use crate::{invalid, HpoError, Params, Result};
 
 /// A validated search space. Parameters are kept in topological order
 /// (parents before children) so samplers can decide activity in one pass.
@@ -533,7 +294,7 @@ impl SearchSpace {
 }
 
 impl TryFrom<Value> for SearchSpace {
-    type Error = super::HpoError;
+    type Error = HpoError;
 
     fn try_from(value: Value) -> Result<Self> {
         SearchSpace::from_json(&value)
@@ -553,28 +314,6 @@ impl<'de> Deserialize<'de> for SearchSpace {
     }
 }
 
-/// Total order on choice values: bools, then numbers (by value, -0 == 0), then strings.
-pub(super) fn cmp_choice(a: &Value, b: &Value) -> Ordering {
-    fn rank(v: &Value) -> u8 {
-        match v {
-            Value::Bool(_) => 0,
-            Value::Number(_) => 1,
-            Value::String(_) => 2,
-            _ => 3,
-        }
-    }
-    match (a, b) {
-        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
-        (Value::Number(x), Value::Number(y)) => {
-            let (x, y) = (x.as_f64().unwrap_or(0.0), y.as_f64().unwrap_or(0.0));
-            (x + 0.0).total_cmp(&(y + 0.0))
-        }
-        (Value::String(x), Value::String(y)) => x.cmp(y),
-        _ => rank(a).cmp(&rank(b)),
-    }
-}
-
-/// `[a, b, c]` for messages, cut short for long choice lists.
 /// ANDs `allowed` into the entry for `parent` (a child of two conditions on
 /// one parent needs both).
 fn and_into(sig: &mut BTreeMap<usize, Vec<bool>>, parent: usize, allowed: &[bool]) {
@@ -584,15 +323,6 @@ fn and_into(sig: &mut BTreeMap<usize, Vec<bool>>, parent: usize, allowed: &[bool
             sig.insert(parent, allowed.to_vec());
         }
     }
-}
-
-fn list_values(values: &[Value]) -> String {
-    const SHOWN: usize = 10;
-    let mut parts: Vec<String> = values.iter().take(SHOWN).map(Value::to_string).collect();
-    if values.len() > SHOWN {
-        parts.push(format!("… {} more", values.len() - SHOWN));
-    }
-    format!("[{}]", parts.join(", "))
 }
 
 #[cfg(test)]

@@ -1,72 +1,22 @@
-//! The sampler interface, its serde configuration, and the per-trial RNG every sampler draws from.
+//! The sampler configuration of a study spec: checking it, and building the single- or multi-objective sampler it describes.
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::grid::{GridSampler, GridSamplerConfig};
+use super::nelder_mead::{NelderMeadSampler, NelderMeadSamplerConfig};
 use super::nsga2::{Nsga2Sampler, Nsga2SamplerConfig};
-use super::{
-    invalid, Direction, FinishedTrial, NelderMeadSampler, NelderMeadSamplerConfig, Params,
-    ParticleSwarmSampler, ParticleSwarmSamplerConfig, PendingTrial, RandomSampler, Result,
-    SearchSpace, TpeSampler,
-};
-
-/// Suggests parameters for a new trial from the study's finished trials.
-pub trait Sampler {
-    /// Parameters for trial `trial_number`: every active parameter of `space`
-    /// and no inactive one, knowing `pending`: trials asked before this one
-    /// whose params are known but whose results the sampler may not use
-    /// (they run in parallel, or an AutoML trial's deterministic history
-    /// stops before them). Samplers whose draws don't depend on other trials
-    /// (random, grid) ignore them. Deterministic in (sampler config, `space`,
-    /// `history`, `pending`, `direction`, `trial_number`); the order of
-    /// `history`, of `pending` and of earlier asks doesn't matter.
-    fn sample_with_pending(
-        &self,
-        space: &SearchSpace,
-        history: &[FinishedTrial],
-        pending: &[PendingTrial],
-        direction: Direction,
-        trial_number: u64,
-    ) -> Params;
-
-    /// `sample_with_pending` with no trial pending (a sequential study).
-    fn sample(
-        &self,
-        space: &SearchSpace,
-        history: &[FinishedTrial],
-        direction: Direction,
-        trial_number: u64,
-    ) -> Params {
-        self.sample_with_pending(space, history, &[], direction, trial_number)
-    }
-
-    /// Trials `0..k` that must be finished, and passed as history, before
-    /// AutoML trial `trial_number` is sampled, on top of the parallelism
-    /// rule; the dispatcher waits for them. 0 (the default) adds nothing;
-    /// particle swarm answers its generation's first trial number, so each
-    /// generation starts from the whole previous one.
-    fn required_history(&self, trial_number: u64) -> u64 {
-        let _ = trial_number;
-        0
-    }
-}
-
-/// The RNG for one trial. The seed keys a ChaCha8 generator and the trial
-/// number picks its stream: streams are independent by construction, so trial
-/// `n` draws the same numbers whether it is asked first or after a thousand
-/// others, and parallel asks need no shared RNG state.
-pub(crate) fn trial_rng(seed: u64, trial_number: u64) -> ChaCha8Rng {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(trial_number);
-    rng
-}
+use super::particle_swarm::{ParticleSwarmSampler, ParticleSwarmSamplerConfig};
+use super::random::{RandomSampler, RandomSamplerConfig};
+use super::tpe::{TpeSampler, TpeSamplerConfig};
+use super::Sampler;
+use crate::multi::{MultiObjectiveSampler, MultiObjectiveTrial};
+use crate::space::SearchSpace;
+use crate::{invalid, Direction, Params, Result};
 
 /// Sampler choice as given in a study spec: `{"type": "random", ...}`,
 /// `{"type": "tpe", ...}`, `{"type": "grid", ...}`, `{"type": "nelder_mead", ...}`,
 /// `{"type": "particle_swarm", ...}` or `{"type": "nsga2", ...}`
-/// (multi-objective; see `hpo::multi` for which support several objectives).
+/// (multi-objective; see [`build_multi_objective`] for which support several objectives).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum SamplerConfig {
@@ -128,84 +78,53 @@ impl SamplerConfig {
     }
 }
 
-/// `{"type": "random", "seed": 0}`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RandomSamplerConfig {
-    pub seed: u64,
-}
+/// Random and grid sampling don't learn from values, so any number of
+/// objectives suits them.
+struct ValueBlind(Box<dyn Sampler + Send + Sync>);
 
-/// Most EI candidates per parameter: each costs a pass over all observations.
-pub const MAX_EI_CANDIDATES: u32 = 10_000;
-
-/// `{"type": "tpe", "seed": 0, "n_startup_trials": 10, "n_ei_candidates": 24, "gamma": 0.1,
-/// "prior_weight": 1.0, "multivariate": true, "constant_liar": true}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TpeSamplerConfig {
-    pub seed: u64,
-    /// Trials sampled at random before TPE takes over.
-    pub n_startup_trials: u64,
-    /// Candidates drawn from l(x) (per parameter, or per group when
-    /// multivariate); the best l/g ratio wins.
-    pub n_ei_candidates: u32,
-    /// Fraction of trials (capped at 25) that form the "good" group.
-    pub gamma: f64,
-    /// Weight of the prior component in each Parzen estimator.
-    pub prior_weight: f64,
-    /// One joint density per group of parameters that are active together
-    /// (Optuna's `multivariate=True, group=True`), so correlated parameters
-    /// are learnt together; `false` fits one density per parameter.
-    pub multivariate: bool,
-    /// Pending trials (asked, not finished) count as the worst trials, so
-    /// parallel asks spread out instead of piling onto one region (Optuna's
-    /// `constant_liar`).
-    pub constant_liar: bool,
-}
-
-impl Default for TpeSamplerConfig {
-    fn default() -> Self {
-        TpeSamplerConfig {
-            seed: 0,
-            n_startup_trials: 10,
-            n_ei_candidates: 24,
-            gamma: 0.1,
-            prior_weight: 1.0,
-            multivariate: true,
-            constant_liar: true,
-        }
+impl MultiObjectiveSampler for ValueBlind {
+    fn sample_multi(
+        &self,
+        space: &SearchSpace,
+        _history: &[MultiObjectiveTrial],
+        directions: &[Direction],
+        trial_number: u64,
+    ) -> Params {
+        let direction = directions.first().copied().unwrap_or_default();
+        self.0.sample(space, &[], direction, trial_number)
     }
 }
 
-impl TpeSamplerConfig {
-    pub fn validate(&self) -> Result<()> {
-        if !(self.gamma > 0.0 && self.gamma <= 1.0) {
-            return Err(invalid(format!(
-                "sampler.gamma must be in (0, 1] (got {})",
-                self.gamma
-            )));
+/// The sampler `config` describes, for a multi-objective study; `Invalid`
+/// (naming the sampler) for one that needs a single objective.
+pub fn build_multi_objective(
+    config: &SamplerConfig,
+) -> Result<Box<dyn MultiObjectiveSampler + Send + Sync>> {
+    match config {
+        SamplerConfig::Nsga2(c) => Ok(Box::new(Nsga2Sampler::new_clamped(c.clone()))),
+        SamplerConfig::Random(_) | SamplerConfig::Grid(_) => {
+            Ok(Box::new(ValueBlind(config.build())))
         }
-        if !(self.prior_weight.is_finite() && self.prior_weight > 0.0) {
-            return Err(invalid(format!(
-                "sampler.prior_weight must be a positive finite number (got {})",
-                self.prior_weight
-            )));
+        // TPE ranks trials by one value; any sampler added later is
+        // single-objective until it says otherwise.
+        other => {
+            let name = serde_json::to_value(other)
+                .ok()
+                .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
+                .unwrap_or_else(|| "this sampler".into());
+            Err(invalid(format!(
+                "sampler \"{name}\" optimises a single objective; for several objectives use \"nsga2\" (the default), \"random\" or \"grid\""
+            )))
         }
-        if self.n_ei_candidates == 0 || self.n_ei_candidates > MAX_EI_CANDIDATES {
-            return Err(invalid(format!(
-                "sampler.n_ei_candidates must be in 1..={MAX_EI_CANDIDATES} (got {})",
-                self.n_ei_candidates
-            )));
-        }
-        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::RngCore;
+    use crate::TrialState;
     use serde_json::json;
+    use std::sync::Arc;
 
     #[test]
     fn parses_configs_with_defaults() {
@@ -321,10 +240,36 @@ mod tests {
     }
 
     #[test]
-    fn trial_rng_depends_only_on_seed_and_number() {
-        let a = trial_rng(1, 5).next_u64();
-        assert_eq!(a, trial_rng(1, 5).next_u64());
-        assert_ne!(a, trial_rng(1, 6).next_u64());
-        assert_ne!(a, trial_rng(2, 5).next_u64());
+    fn only_value_blind_samplers_and_nsga2_take_several_objectives() {
+        for ok in [
+            json!({"type": "nsga2"}),
+            json!({"type": "random"}),
+            json!({"type": "grid"}),
+        ] {
+            let c: SamplerConfig = serde_json::from_value(ok.clone()).unwrap();
+            assert!(build_multi_objective(&c).is_ok(), "{ok}");
+        }
+        let tpe: SamplerConfig = serde_json::from_value(json!({"type": "tpe"})).unwrap();
+        let err = build_multi_objective(&tpe).err().unwrap().to_string();
+        assert!(err.contains("\"tpe\"") && err.contains("nsga2"), "{err}");
+    }
+
+    #[test]
+    fn random_ignores_values_and_stays_reproducible() {
+        let space =
+            SearchSpace::from_json(&json!({"x": {"type": "float", "low": 0, "high": 1}})).unwrap();
+        let c: SamplerConfig =
+            serde_json::from_value(json!({"type": "random", "seed": 3})).unwrap();
+        let s = build_multi_objective(&c).unwrap();
+        let dirs = [Direction::Minimize, Direction::Maximize];
+        let a = s.sample_multi(&space, &[], &dirs, 4);
+        let history = [MultiObjectiveTrial {
+            number: 0,
+            params: Arc::new(a.clone()),
+            state: TrialState::Complete,
+            values: Some(vec![1.0, 2.0]),
+        }];
+        assert_eq!(s.sample_multi(&space, &history, &dirs, 4), a);
+        assert_eq!(a, c.build().sample(&space, &[], Direction::Minimize, 4));
     }
 }

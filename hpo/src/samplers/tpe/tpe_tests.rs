@@ -1,7 +1,7 @@
 //! Unit tests of the TPE sampler: determinism, ranking, validity, multivariate groups and the constant liar.
 
 use super::*;
-use crate::hpo::RandomSampler;
+use crate::RandomSampler;
 use serde_json::json;
 use std::collections::BTreeMap;
 

@@ -6,29 +6,20 @@
 //! `(seed, trial_number)` alone, so a study replays bit-for-bit whatever order
 //! its asks arrive in, and the scheduler can recompute a suggestion after a
 //! crash instead of persisting sampler state.
+//!
+//! Modules: [`space`] (search spaces), [`samplers`] (the [`Sampler`]
+//! interface, its implementations and the [`SamplerConfig`] that builds
+//! them), [`multi`] (multi-objective trials and Pareto dominance),
+//! [`pruners`] and [`importance`]. The types every module shares (trials,
+//! [`Direction`], [`HpoError`]) are defined here. The crate depends on no
+//! other TracSeq crate, no async runtime and no native library.
 
-mod asha;
-pub mod grid;
 pub mod importance;
 pub mod multi;
-mod nelder_mead;
-pub mod nsga2;
-pub mod pareto;
-mod particle_swarm;
-mod parzen;
-mod parzen_joint;
-mod pruner;
-mod random;
-mod replay;
-mod sampler;
-mod space;
-mod space_json;
-mod tpe;
-
-#[cfg(test)]
-mod argmin_tests;
-#[cfg(test)]
-mod quality_tests;
+pub mod pruners;
+mod rng;
+pub mod samplers;
+pub mod space;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -37,19 +28,16 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-pub use asha::{AshaPrunerConfig, HyperbandPrunerConfig};
-pub use nelder_mead::{NelderMeadSampler, NelderMeadSamplerConfig};
-pub use particle_swarm::{ParticleSwarmSampler, ParticleSwarmSamplerConfig, MAX_POPULATION};
-pub use pruner::{MedianPrunerConfig, PrunerConfig};
-pub use random::RandomSampler;
-pub use sampler::{
-    RandomSamplerConfig, Sampler, SamplerConfig, TpeSamplerConfig, MAX_EI_CANDIDATES,
+pub use pruners::{AshaPrunerConfig, HyperbandPrunerConfig, MedianPrunerConfig, PrunerConfig};
+pub use samplers::{
+    build_multi_objective, NelderMeadSampler, NelderMeadSamplerConfig, ParticleSwarmSampler,
+    ParticleSwarmSamplerConfig, RandomSampler, RandomSamplerConfig, Sampler, SamplerConfig,
+    TpeSampler, TpeSamplerConfig, MAX_EI_CANDIDATES, MAX_POPULATION,
 };
 pub use space::{
     Condition, ParamKind, ParamSpec, SearchSpace, MAX_CHOICES, MAX_INT_ABS, MAX_NAME_LEN,
     MAX_PARAMS,
 };
-pub use tpe::TpeSampler;
 
 /// One trial's parameter values: ints are JSON integers, floats JSON numbers,
 /// categoricals the choice value itself. Inactive conditional parameters are absent.
@@ -65,7 +53,7 @@ pub struct PendingTrial {
     pub params: Arc<Params>,
 }
 
-/// Errors of the HPO module. Every message names the parameter or key at fault
+/// Errors of this crate. Every message names the parameter or key at fault
 /// and what is wrong with it, so the API can hand it to the user verbatim.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HpoError {
@@ -83,7 +71,7 @@ impl HpoError {
     }
 }
 
-/// Result alias of this module.
+/// Result alias of this crate.
 pub type Result<T, E = HpoError> = std::result::Result<T, E>;
 
 pub(crate) fn invalid(message: impl Into<String>) -> HpoError {

@@ -1,11 +1,17 @@
 //! Pruners: decide from intermediate values whether a running trial should stop early.
+//!
+//! The study spec's [`PrunerConfig`] and the median pruner are here; the
+//! successive-halving (ASHA) and Hyperband pruners are in `asha`.
+
+mod asha;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::asha::{AshaPrunerConfig, HyperbandPrunerConfig};
-use super::{invalid, Direction, FinishedTrial, Result, TrialState};
+pub use asha::{AshaPrunerConfig, HyperbandPrunerConfig};
+
+use crate::{invalid, Direction, FinishedTrial, Result, TrialState};
 
 /// Pruner choice as given in a study spec: `{"type": "none"}`,
 /// `{"type": "median", ...}`, `{"type": "asha", ...}` or `{"type": "hyperband", ...}`.

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{
+use crate::{
     Direction, FinishedTrial, Params, RandomSampler, Sampler, SearchSpace, TpeSampler,
     TpeSamplerConfig, TrialState,
 };

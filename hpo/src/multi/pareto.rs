@@ -7,7 +7,7 @@
 
 use std::cmp::Ordering;
 
-use super::Direction;
+use crate::Direction;
 
 /// `values` mapped so that smaller is better in every objective.
 pub fn losses(values: &[f64], directions: &[Direction]) -> Vec<f64> {

@@ -19,12 +19,11 @@ use rand_chacha_09::rand_core::SeedableRng as _;
 use rand_chacha_09::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::nelder_mead::require_subspace;
-use super::replay::{sample_replayed, Lookup, Next, Stop, Subspace, Tape};
-use super::{
-    invalid, Direction, FinishedTrial, Params, PendingTrial, Result, Sampler, SearchSpace,
-    TpeSampler, TpeSamplerConfig,
-};
+use super::replay::{require_subspace, sample_replayed, Lookup, Next, Stop, Subspace, Tape};
+use super::tpe::{TpeSampler, TpeSamplerConfig};
+use super::Sampler;
+use crate::space::SearchSpace;
+use crate::{invalid, Direction, FinishedTrial, Params, PendingTrial, Result};
 
 /// Most particles per generation: each generation is that many parallel
 /// trials, and the experiment limits parallelism far below this.

@@ -6,13 +6,13 @@
 //! reported at that rung before it, so nothing waits for a full rung.
 //! Unlike Optuna it keeps no per-trial rung attributes: a rung value is
 //! recomputed from the intermediate values alone (see [`rung_value`]), which
-//! keeps the pruner a pure function of its inputs like the rest of `hpo`.
+//! keeps the pruner a pure function of its inputs like the rest of this crate.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{invalid, Direction, FinishedTrial, Result};
+use crate::{invalid, Direction, FinishedTrial, Result};
 
 fn one() -> u32 {
     1

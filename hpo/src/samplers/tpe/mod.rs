@@ -10,20 +10,24 @@
 //! improvement criterion of Bergstra et al.) is suggested. Independent: the
 //! same per parameter, with Optuna's univariate estimators.
 
+mod parzen;
+mod parzen_joint;
+
 use std::cmp::Ordering;
 use std::collections::HashSet;
 
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::parzen::{capped_weights, observation_weights, CategoricalMixture, TruncNormMixture};
-use super::parzen_joint::{DimSpec, JointParzen};
+use parzen::{capped_weights, observation_weights, CategoricalMixture, TruncNormMixture};
+use parzen_joint::{DimSpec, JointParzen};
+
 use super::random::{sample_all_except, sample_one};
-use super::sampler::{trial_rng, MAX_EI_CANDIDATES};
-use super::{
-    Direction, FinishedTrial, ParamKind, ParamSpec, Params, PendingTrial, Result, Sampler,
-    SearchSpace, TpeSamplerConfig, TrialState,
-};
+use super::Sampler;
+use crate::rng::trial_rng;
+use crate::space::{ParamKind, ParamSpec, SearchSpace};
+use crate::{invalid, Direction, FinishedTrial, Params, PendingTrial, Result, TrialState};
 
 /// Most trials in the good group, whatever `gamma` says (Optuna's cap).
 const MAX_BELOW: usize = 25;
@@ -36,6 +40,72 @@ const MAX_BELOW: usize = 25;
 /// differs from the full one far less than g's own estimation error, and
 /// studies below the cap are modelled exactly.
 pub(crate) const MAX_ABOVE: usize = 1000;
+
+/// Most EI candidates per parameter: each costs a pass over all observations.
+pub const MAX_EI_CANDIDATES: u32 = 10_000;
+
+/// `{"type": "tpe", "seed": 0, "n_startup_trials": 10, "n_ei_candidates": 24, "gamma": 0.1,
+/// "prior_weight": 1.0, "multivariate": true, "constant_liar": true}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TpeSamplerConfig {
+    pub seed: u64,
+    /// Trials sampled at random before TPE takes over.
+    pub n_startup_trials: u64,
+    /// Candidates drawn from l(x) (per parameter, or per group when
+    /// multivariate); the best l/g ratio wins.
+    pub n_ei_candidates: u32,
+    /// Fraction of trials (capped at 25) that form the "good" group.
+    pub gamma: f64,
+    /// Weight of the prior component in each Parzen estimator.
+    pub prior_weight: f64,
+    /// One joint density per group of parameters that are active together
+    /// (Optuna's `multivariate=True, group=True`), so correlated parameters
+    /// are learnt together; `false` fits one density per parameter.
+    pub multivariate: bool,
+    /// Pending trials (asked, not finished) count as the worst trials, so
+    /// parallel asks spread out instead of piling onto one region (Optuna's
+    /// `constant_liar`).
+    pub constant_liar: bool,
+}
+
+impl Default for TpeSamplerConfig {
+    fn default() -> Self {
+        TpeSamplerConfig {
+            seed: 0,
+            n_startup_trials: 10,
+            n_ei_candidates: 24,
+            gamma: 0.1,
+            prior_weight: 1.0,
+            multivariate: true,
+            constant_liar: true,
+        }
+    }
+}
+
+impl TpeSamplerConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !(self.gamma > 0.0 && self.gamma <= 1.0) {
+            return Err(invalid(format!(
+                "sampler.gamma must be in (0, 1] (got {})",
+                self.gamma
+            )));
+        }
+        if !(self.prior_weight.is_finite() && self.prior_weight > 0.0) {
+            return Err(invalid(format!(
+                "sampler.prior_weight must be a positive finite number (got {})",
+                self.prior_weight
+            )));
+        }
+        if self.n_ei_candidates == 0 || self.n_ei_candidates > MAX_EI_CANDIDATES {
+            return Err(invalid(format!(
+                "sampler.n_ei_candidates must be in 1..={MAX_EI_CANDIDATES} (got {})",
+                self.n_ei_candidates
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// TPE sampler; random for the first `n_startup_trials` trials.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,12 +1,20 @@
 //! Random sampler: independent uniform (or log-uniform, or uniform-on-grid) draws for each active parameter.
 
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::sampler::trial_rng;
-use super::{
-    Direction, FinishedTrial, ParamKind, ParamSpec, Params, PendingTrial, Sampler, SearchSpace,
-};
+use super::Sampler;
+use crate::rng::trial_rng;
+use crate::space::{ParamKind, ParamSpec, SearchSpace};
+use crate::{Direction, FinishedTrial, Params, PendingTrial};
+
+/// `{"type": "random", "seed": 0}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RandomSamplerConfig {
+    pub seed: u64,
+}
 
 /// Ignores history; the baseline TPE must beat and TPE's start-up phase.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,9 +14,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{
-    Direction, FinishedTrial, ParamKind, Params, PendingTrial, SearchSpace, TpeSampler, TrialState,
-};
+use super::tpe::TpeSampler;
+use crate::space::{ParamKind, SearchSpace};
+use crate::{invalid, Direction, FinishedTrial, Params, PendingTrial, Result, TrialState};
 
 /// Two unit-cube positions name the same trial when every coordinate agrees
 /// this closely. Trial params travel through JSON (and PostgreSQL's
@@ -120,6 +120,18 @@ impl Subspace {
             })
             .collect()
     }
+}
+
+/// The continuous subspace, or an error naming the sampler that needs one.
+pub(crate) fn require_subspace(space: &SearchSpace, sampler: &str) -> Result<Subspace> {
+    let sub = Subspace::of(space);
+    if sub.is_empty() {
+        return Err(invalid(format!(
+            "sampler {sampler} needs at least one float parameter without step or when in \
+             search_space (the continuous subspace it searches)"
+        )));
+    }
+    Ok(sub)
 }
 
 fn unit(axis: &Axis, x: f64) -> f64 {

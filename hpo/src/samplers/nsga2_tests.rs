@@ -1,8 +1,8 @@
 //! NSGA-II: configuration, determinism, valid children on mixed spaces, elitist selection, and optimisation quality on ZDT1.
 
 use super::*;
-use crate::hpo::pareto::{dominates, hypervolume_2d, pareto_front};
-use crate::hpo::{RandomSampler, SamplerConfig, TrialState};
+use crate::multi::pareto::{dominates, hypervolume_2d, pareto_front};
+use crate::{RandomSampler, SamplerConfig, TrialState};
 use serde_json::json;
 
 fn config(seed: u64, population_size: u32) -> Nsga2SamplerConfig {
@@ -347,7 +347,7 @@ fn nsga2_improves_hypervolume_over_generations_on_zdt1_and_beats_random() {
         let random_config: SamplerConfig =
             serde_json::from_value(json!({"type": "random", "seed": seed})).unwrap();
         let random = run(
-            &*crate::hpo::multi::build_multi_objective(&random_config).unwrap(),
+            &*crate::build_multi_objective(&random_config).unwrap(),
             &space,
             budget,
             &zdt1,

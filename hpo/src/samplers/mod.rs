@@ -1,0 +1,67 @@
+//! Samplers: the [`Sampler`] interface and its implementations (random, grid,
+//! TPE, Nelder–Mead, particle swarm, NSGA-II), and the study spec's
+//! [`SamplerConfig`] that builds them.
+
+mod config;
+pub mod grid;
+mod nelder_mead;
+pub mod nsga2;
+mod particle_swarm;
+mod random;
+mod replay;
+mod tpe;
+
+#[cfg(test)]
+mod argmin_tests;
+#[cfg(test)]
+mod quality_tests;
+
+pub use config::{build_multi_objective, SamplerConfig};
+pub use nelder_mead::{NelderMeadSampler, NelderMeadSamplerConfig};
+pub use particle_swarm::{ParticleSwarmSampler, ParticleSwarmSamplerConfig, MAX_POPULATION};
+pub use random::{RandomSampler, RandomSamplerConfig};
+pub use tpe::{TpeSampler, TpeSamplerConfig, MAX_EI_CANDIDATES};
+
+use crate::space::SearchSpace;
+use crate::{Direction, FinishedTrial, Params, PendingTrial};
+
+/// Suggests parameters for a new trial from the study's finished trials.
+pub trait Sampler {
+    /// Parameters for trial `trial_number`: every active parameter of `space`
+    /// and no inactive one, knowing `pending`: trials asked before this one
+    /// whose params are known but whose results the sampler may not use
+    /// (they run in parallel, or an AutoML trial's deterministic history
+    /// stops before them). Samplers whose draws don't depend on other trials
+    /// (random, grid) ignore them. Deterministic in (sampler config, `space`,
+    /// `history`, `pending`, `direction`, `trial_number`); the order of
+    /// `history`, of `pending` and of earlier asks doesn't matter.
+    fn sample_with_pending(
+        &self,
+        space: &SearchSpace,
+        history: &[FinishedTrial],
+        pending: &[PendingTrial],
+        direction: Direction,
+        trial_number: u64,
+    ) -> Params;
+
+    /// `sample_with_pending` with no trial pending (a sequential study).
+    fn sample(
+        &self,
+        space: &SearchSpace,
+        history: &[FinishedTrial],
+        direction: Direction,
+        trial_number: u64,
+    ) -> Params {
+        self.sample_with_pending(space, history, &[], direction, trial_number)
+    }
+
+    /// Trials `0..k` that must be finished, and passed as history, before
+    /// AutoML trial `trial_number` is sampled, on top of the parallelism
+    /// rule; the dispatcher waits for them. 0 (the default) adds nothing;
+    /// particle swarm answers its generation's first trial number, so each
+    /// generation starts from the whole previous one.
+    fn required_history(&self, trial_number: u64) -> u64 {
+        let _ = trial_number;
+        0
+    }
+}

@@ -16,7 +16,7 @@ use tracseq_core::backends::MemoryQueue;
 use tracseq_core::config::Config;
 use tracseq_core::platform::Role;
 use tracseq_core::{Platform, WorkerId};
-use tracseq_scheduler::service::dataset_limits;
+use tracseq_scheduler::spec::dataset_limits;
 use tracseq_scheduler::{Reporter, Scheduler};
 use tracseq_worker::{HostResources, Worker, WorkerOptions};
 

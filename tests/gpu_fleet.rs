@@ -5,7 +5,6 @@
 //! heartbeating shows as dead.
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

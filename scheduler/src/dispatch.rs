@@ -3,12 +3,12 @@
 //! sweeps expired leases, deadlines and due retries. The loop itself is thin:
 //! wait, read the store, call pure code, write, publish.
 
+use crate::history::{history, no_improvement_stop, pending_between, sampling_bound, time_is_up};
 use crate::lifecycle::{self, Applied};
 use crate::objectives;
-use crate::service::{
-    self, best_trial, history, no_improvement_stop, pending_between, sampling_bound, time_is_up,
-};
+use crate::service;
 use crate::spec::ExperimentSpec;
+use crate::summary::best_trial;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;

@@ -4,12 +4,15 @@
 //! submitted outside experiments, and the dispatch loop with lease expiry.
 
 pub mod dispatch;
+pub mod history;
 pub mod jobs;
 pub mod lifecycle;
+pub mod objective;
 pub mod objectives;
 pub mod reporter;
 pub mod service;
 pub mod spec;
+pub mod summary;
 
 pub use dispatch::Scheduler;
 pub use reporter::Reporter;

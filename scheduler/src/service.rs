@@ -1,13 +1,13 @@
 //! Experiment operations shared by the api and the workers: create, ask,
-//! report, tell, cancel, summarise. Each is a short sequence of state-store
-//! calls around the pure HPO code.
+//! report, tell, cancel. Each is a short sequence of state-store calls
+//! around the pure HPO code and the experiment lifecycle.
 
+use crate::history::{history, history_bound, no_improvement_stop, running_trials, time_is_up};
 use crate::lifecycle::{self, Applied};
 use crate::objectives;
-use crate::spec::{self, ExperimentRequest, ExperimentSpec};
+use crate::spec::{self, dataset_limits, ExperimentRequest, ExperimentSpec, TellRequest};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::json;
 use tracseq_core::config::LimitsConfig;
 use tracseq_core::lifecycle::{experiment, Event};
 use tracseq_core::ports::{transition, ArtifactPath, JobFilter};
@@ -16,7 +16,7 @@ use tracseq_core::types::{
 };
 use tracseq_core::{Error, ExperimentId, Platform, Result};
 use tracseq_hpo::{FinishedTrial, SearchSpace};
-use tracseq_learn::dataset::{Dataset, Limits};
+use tracseq_learn::dataset::Dataset;
 use tracseq_learn::metrics::Metric;
 
 /// Validates the request, resolves task and metric from the data set for
@@ -37,11 +37,18 @@ pub async fn create_experiment(
             .artifacts
             .get(&ArtifactPath::parse(&record.artifact_path)?)
             .await?;
-        let data = Dataset::from_csv(&bytes, &dataset_limits(limits))
-            .map_err(|e| Error::Invalid(format!("dataset {ds_id}: {e}")))?;
+        // Parsing a data set is CPU work of up to the upload limit: off the
+        // async threads, which serve every other request meanwhile.
         let target = spec.target.clone().unwrap_or_default();
-        let task = tracseq_learn::task::infer_task(&data, &target)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let data_limits = dataset_limits(limits);
+        let task = tokio::task::spawn_blocking(move || {
+            let data = Dataset::from_csv(&bytes, &data_limits)
+                .map_err(|e| Error::Invalid(format!("dataset {ds_id}: {e}")))?;
+            tracseq_learn::task::infer_task(&data, &target)
+                .map_err(|e| Error::Invalid(e.to_string()))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("reading data set {ds_id} panicked: {e}")))??;
         // With objectives, the metric is the first of them.
         let field = if spec.objectives.is_some() {
             "objectives[0].name"
@@ -80,90 +87,6 @@ pub async fn create_experiment(
     };
     p.state.insert_experiment(&exp).await?;
     Ok(exp)
-}
-
-pub fn dataset_limits(limits: &LimitsConfig) -> Limits {
-    Limits {
-        max_bytes: limits.dataset_max_bytes,
-        max_rows: limits.dataset_max_rows,
-        max_columns: limits.dataset_max_columns,
-    }
-}
-
-/// The trials a sampler or pruner may learn from, as HPO inputs. `below`
-/// limits them to numbers under it: AutoML trial `n` sees exactly the
-/// trials `0..=n-parallelism`, which are finished before `n` starts, so the
-/// same seed gives the same trials however the workers interleave.
-pub fn history(trials: &[Trial], below: Option<u64>) -> Vec<FinishedTrial> {
-    trials
-        .iter()
-        .filter(|t| below.is_none_or(|b| t.number < b))
-        .filter_map(|t| {
-            let state = finished_state(t.state)?;
-            Some(FinishedTrial {
-                number: t.number,
-                params: t.params.clone(),
-                state,
-                value: t.value,
-                intermediate: t.intermediate.clone(),
-            })
-        })
-        .collect()
-}
-
-/// A finished trial's state as the samplers see it; `None` while running.
-pub(crate) fn finished_state(state: TrialState) -> Option<tracseq_hpo::TrialState> {
-    match state {
-        TrialState::Running => None,
-        TrialState::Complete => Some(tracseq_hpo::TrialState::Complete),
-        TrialState::Pruned => Some(tracseq_hpo::TrialState::Pruned),
-        TrialState::Failed => Some(tracseq_hpo::TrialState::Failed),
-    }
-}
-
-/// The deterministic history bound of AutoML trial `number`.
-pub fn history_bound(spec: &ExperimentSpec, number: u64) -> u64 {
-    (number + 1).saturating_sub(spec.parallelism as u64)
-}
-
-/// The history bound an AutoML trial is sampled with: the parallelism rule,
-/// raised where the sampler needs more finished trials (a particle swarm's
-/// whole previous generation). Still a function of the number alone.
-pub fn sampling_bound(
-    spec: &ExperimentSpec,
-    sampler: &dyn tracseq_hpo::Sampler,
-    number: u64,
-) -> u64 {
-    history_bound(spec, number)
-        .max(sampler.required_history(number))
-        .min(number)
-}
-
-/// Trials `from..to` as pending trials: AutoML trial `to` knows their params
-/// (they were sampled before it) but may not use their results, whether
-/// they have finished by now or not, so it samples the same way whatever
-/// the timing.
-pub fn pending_between(trials: &[Trial], from: u64, to: u64) -> Vec<tracseq_hpo::PendingTrial> {
-    trials
-        .iter()
-        .filter(|t| (from..to).contains(&t.number))
-        .map(|t| tracseq_hpo::PendingTrial {
-            number: t.number,
-            params: t.params.clone(),
-        })
-        .collect()
-}
-
-/// The running trials of an ask/tell experiment, as pending trials.
-pub fn running_trials(trials: &[Trial]) -> Vec<tracseq_hpo::PendingTrial> {
-    trials
-        .iter()
-        .filter(|t| t.state == TrialState::Running)
-        .map(|t| tracseq_hpo::PendingTrial {
-            number: t.number,
-            params: t.params.clone(),
-        })
-        .collect()
 }
 
 async fn running_experiment(
@@ -230,50 +153,6 @@ fn stopped_no_improvement(id: ExperimentId, n: u64) -> Error {
     ))
 }
 
-/// Complete trials since the best value last improved: `values` are the
-/// complete trials' `(number, value)`, taken in trial-number order (so the
-/// answer doesn't depend on the order trials finish or are listed in). Only
-/// a strictly better value counts as an improvement; the first complete
-/// trial is one. Non-finite values are ignored like failed trials.
-pub fn trials_since_improvement(direction: tracseq_hpo::Direction, values: &[(u64, f64)]) -> u64 {
-    let mut sorted: Vec<(u64, f64)> = values
-        .iter()
-        .copied()
-        .filter(|(_, v)| v.is_finite())
-        .collect();
-    sorted.sort_by_key(|&(number, _)| number);
-    let mut best: Option<f64> = None;
-    let mut since = 0;
-    for (_, v) in sorted {
-        if best.is_none_or(|b| direction.is_better(v, b)) {
-            best = Some(v);
-            since = 0;
-        } else {
-            since += 1;
-        }
-    }
-    since
-}
-
-/// `Some(N)` when the experiment's `budget.no_improvement_trials` (N) is set
-/// and the best value has not improved in the last N complete trials: no new
-/// trial may start.
-pub fn no_improvement_stop(spec: &ExperimentSpec, trials: &[Trial]) -> Option<u64> {
-    let n = spec.budget.no_improvement_trials?;
-    let values: Vec<(u64, f64)> = trials
-        .iter()
-        .filter(|t| t.state == TrialState::Complete)
-        .filter_map(|t| t.value.map(|v| (t.number, v)))
-        .collect();
-    (trials_since_improvement(spec.direction, &values) >= n).then_some(n)
-}
-
-pub fn time_is_up(spec: &ExperimentSpec, exp: &Experiment, now: DateTime<Utc>) -> bool {
-    spec.budget
-        .seconds
-        .is_some_and(|s| (now - exp.created_at).num_seconds() >= s as i64)
-}
-
 /// Report: records an intermediate value and answers whether the trial should stop.
 pub async fn report(
     p: &Platform,
@@ -302,19 +181,6 @@ pub async fn report(
     Ok(spec
         .pruner
         .should_prune_trial(number, spec.direction, step, &trial.intermediate, &hist))
-}
-
-/// Body of `POST /experiments/{id}/trials/{number}/tell`.
-#[derive(Clone, Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TellRequest {
-    pub value: Option<f64>,
-    /// Multi-objective experiments: one value per objective, in order.
-    #[serde(default, deserialize_with = "objectives::deserialize_values")]
-    pub values: Option<Vec<f64>>,
-    pub state: Option<String>,
-    /// Params evaluated by the client, if it did not use the asked ones exactly.
-    pub params: Option<Map<String, Value>>,
 }
 
 /// Tell: the final outcome of an ask/tell trial, recorded exactly once.
@@ -425,146 +291,11 @@ pub async fn cancel_jobs(p: &Platform, id: ExperimentId, now: DateTime<Utc>) -> 
     Ok(())
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct TrialCounts {
-    pub total: u64,
-    pub running: u64,
-    pub complete: u64,
-    pub pruned: u64,
-    pub failed: u64,
-}
-
-/// The best complete trial; in a multi-objective experiment, best by the
-/// first objective (with all its values), one end of the Pareto front.
-#[derive(Clone, Debug, Serialize)]
-pub struct BestTrial {
-    pub number: u64,
-    pub value: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub values: Option<Vec<f64>>,
-    pub params: Map<String, Value>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct ExperimentSummary {
-    #[serde(flatten)]
-    pub experiment: Experiment,
-    pub counts: TrialCounts,
-    pub best_trial: Option<BestTrial>,
-    /// Multi-objective experiments (on `GET /experiments/{id}` only): the
-    /// complete trials no other complete trial dominates, best first by the
-    /// first objective.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pareto_front: Option<Vec<objectives::FrontTrial>>,
-    /// Each parameter's share of the value's variance (see `tracseq_hpo::importance`);
-    /// absent while there are too few complete trials (`importance_reason`
-    /// says why) and in listings.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub importance: Option<tracseq_hpo::importance::Importance>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub importance_reason: Option<String>,
-}
-
-/// The parameter importances of an experiment's complete trials, or why
-/// there are none. In a multi-objective experiment they explain the first
-/// objective (each trial's `value`).
-pub fn importance(
-    spec: &ExperimentSpec,
-    trials: &[Trial],
-) -> std::result::Result<tracseq_hpo::importance::Importance, String> {
-    let space = spec
-        .space()
-        .map_err(|e| format!("search space unreadable: {e}"))?;
-    let complete: Vec<(u64, &Map<String, Value>, f64)> = trials
-        .iter()
-        .filter(|t| t.state == TrialState::Complete)
-        .filter_map(|t| t.value.map(|v| (t.number, &*t.params, v)))
-        .collect();
-    tracseq_hpo::importance::importance(&space, &complete, spec.seed)
-}
-
-pub fn best_trial(spec: &ExperimentSpec, trials: &[Trial]) -> Option<BestTrial> {
-    if spec.objectives.is_some() {
-        // Best by the first objective with ties broken by the next ones, so
-        // never a dominated trial: the head of the Pareto front.
-        let head = objectives::pareto_front(spec, trials)?.into_iter().next()?;
-        return Some(BestTrial {
-            number: head.number,
-            value: *head.values.first()?,
-            params: head.params,
-            values: Some(head.values),
-        });
-    }
-    trials
-        .iter()
-        .filter(|t| t.state == TrialState::Complete)
-        .filter_map(|t| t.value.filter(|v| v.is_finite()).map(|v| (t, v)))
-        // Ties go to the lower trial number, so the winner is deterministic.
-        .fold(None::<(&Trial, f64)>, |best, (t, v)| match best {
-            Some((_, bv)) if !spec.direction.is_better(v, bv) => best,
-            _ => Some((t, v)),
-        })
-        .map(|(t, v)| BestTrial {
-            number: t.number,
-            value: v,
-            values: t.values.clone(),
-            params: Map::clone(&t.params),
-        })
-}
-
-pub async fn summary(p: &Platform, exp: Experiment) -> Result<ExperimentSummary> {
-    summary_with(p, exp, true).await
-}
-
-/// The summary without parameter importances (a forest fit each) and
-/// Pareto fronts (a trial list each), for listings: `GET /experiments/{id}`
-/// shows them.
-pub async fn brief_summary(p: &Platform, exp: Experiment) -> Result<ExperimentSummary> {
-    summary_with(p, exp, false).await
-}
-
-async fn summary_with(
-    p: &Platform,
-    exp: Experiment,
-    with_importance: bool,
-) -> Result<ExperimentSummary> {
-    let spec = ExperimentSpec::from_value(&exp.spec)?;
-    let trials = p.trials(exp.id).await?;
-    let count = |s: TrialState| trials.iter().filter(|t| t.state == s).count() as u64;
-    let counts = TrialCounts {
-        total: trials.len() as u64,
-        running: count(TrialState::Running),
-        complete: count(TrialState::Complete),
-        pruned: count(TrialState::Pruned),
-        failed: count(TrialState::Failed),
-    };
-    let best_trial = best_trial(&spec, &trials);
-    let pareto_front = if with_importance {
-        objectives::pareto_front(&spec, &trials)
-    } else {
-        None
-    };
-    let (importance, importance_reason) = if !with_importance {
-        (None, None)
-    } else {
-        match importance(&spec, &trials) {
-            Ok(imp) => (Some(imp), None),
-            Err(reason) => (None, Some(reason)),
-        }
-    };
-    Ok(ExperimentSummary {
-        experiment: exp,
-        counts,
-        best_trial,
-        pareto_front,
-        importance,
-        importance_reason,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::summary::{summary, ExperimentSummary};
+    use serde_json::{Map, Value};
     use tracseq_core::lifecycle::RetryPolicy;
 
     fn platform() -> Platform {
@@ -589,20 +320,6 @@ mod tests {
             state: None,
             params: None,
         }
-    }
-
-    #[test]
-    fn trials_since_improvement_counts_complete_trials_after_the_best() {
-        use tracseq_hpo::Direction::{Maximize, Minimize};
-        assert_eq!(trials_since_improvement(Minimize, &[]), 0);
-        assert_eq!(trials_since_improvement(Minimize, &[(0, 1.0)]), 0);
-        // Equal values don't improve; order is by trial number, not by slice order.
-        let v = [(3, 0.5), (0, 1.0), (1, 0.5), (2, 0.7), (4, f64::NAN)];
-        assert_eq!(trials_since_improvement(Minimize, &v), 2);
-        assert_eq!(trials_since_improvement(Maximize, &v), 3);
-        let v = [(0, 3.0), (1, 2.0), (2, 1.0)];
-        assert_eq!(trials_since_improvement(Minimize, &v), 0);
-        assert_eq!(trials_since_improvement(Maximize, &v), 2);
     }
 
     #[tokio::test]

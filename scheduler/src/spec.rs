@@ -1,13 +1,14 @@
 //! Experiment specs: the body of `POST /experiments`, validated at the edge.
 
-use crate::objectives::{self, Objective};
+use crate::objective::{self, Objective};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tracseq_core::config::LimitsConfig;
 use tracseq_core::resources::ResourceRequest;
 use tracseq_core::types::validate_name;
 use tracseq_core::{DatasetId, Error, Result};
 use tracseq_hpo::{Direction, PrunerConfig, SamplerConfig, SearchSpace};
+use tracseq_learn::dataset::Limits;
 
 /// What a user submits. Unknown fields are rejected so that a typo is an
 /// error, not a silently ignored setting.
@@ -52,7 +53,7 @@ pub struct Budget {
     /// Wall-clock seconds after which no new trial starts.
     pub seconds: Option<u64>,
     /// Stop starting trials once the best value has not improved in this
-    /// many consecutive complete trials (see `service::trials_since_improvement`).
+    /// many consecutive complete trials (see `crate::history::trials_since_improvement`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_improvement_trials: Option<u64>,
 }
@@ -159,7 +160,7 @@ pub fn validate(req: &ExperimentRequest, limits: &LimitsConfig) -> Result<Experi
                         .into(),
                 );
             }
-            Some(objectives::parse(v, automl)?)
+            Some(objective::parse(v, automl)?)
         }
     };
     let multi = objectives.is_some();
@@ -345,6 +346,27 @@ fn parse_tagged<T: serde::de::DeserializeOwned>(
     serde_json::from_value(v)
         .map(Some)
         .map_err(|e| Error::Invalid(format!("{what}: {e}")))
+}
+
+pub fn dataset_limits(limits: &LimitsConfig) -> Limits {
+    Limits {
+        max_bytes: limits.dataset_max_bytes,
+        max_rows: limits.dataset_max_rows,
+        max_columns: limits.dataset_max_columns,
+    }
+}
+
+/// Body of `POST /experiments/{id}/trials/{number}/tell`.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TellRequest {
+    pub value: Option<f64>,
+    /// Multi-objective experiments: one value per objective, in order.
+    #[serde(default, deserialize_with = "objective::deserialize_values")]
+    pub values: Option<Vec<f64>>,
+    pub state: Option<String>,
+    /// Params evaluated by the client, if it did not use the asked ones exactly.
+    pub params: Option<Map<String, Value>>,
 }
 
 #[cfg(test)]

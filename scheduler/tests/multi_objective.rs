@@ -15,8 +15,10 @@ use tracseq_core::protocol::{TrainPayload, TrialResult};
 use tracseq_core::types::{DatasetRecord, ExperimentState, JobKind, JobState, TrialState};
 use tracseq_core::{DatasetId, Error, ExperimentId, Platform, WorkerId};
 use tracseq_hpo::multi::pareto::dominates;
-use tracseq_scheduler::service::{self, TellRequest};
+use tracseq_scheduler::service;
 use tracseq_scheduler::spec::ExperimentRequest;
+use tracseq_scheduler::spec::TellRequest;
+use tracseq_scheduler::summary;
 use tracseq_scheduler::Scheduler;
 
 async fn experiment(p: &Platform, body: Value) -> ExperimentId {
@@ -93,7 +95,7 @@ async fn ask_tell_front_is_non_dominated_and_complete() {
         );
     }
     let exp = p.state.get_experiment(id).await.unwrap();
-    let summary = serde_json::to_value(service::summary(&p, exp.clone()).await.unwrap()).unwrap();
+    let summary = serde_json::to_value(summary::summary(&p, exp.clone()).await.unwrap()).unwrap();
     let front = summary["pareto_front"].as_array().unwrap().clone();
     assert!(front.len() >= 3, "{summary}");
     let trials = p.state.list_trials(id).await.unwrap();
@@ -139,7 +141,7 @@ async fn ask_tell_front_is_non_dominated_and_complete() {
     // Importance explains the first objective.
     assert!(summary["importance"]["params"].is_array(), "{summary}");
     // Listings stay light.
-    let brief = serde_json::to_value(service::brief_summary(&p, exp).await.unwrap()).unwrap();
+    let brief = serde_json::to_value(summary::brief_summary(&p, exp).await.unwrap()).unwrap();
     assert!(brief.get("pareto_front").is_none());
 }
 
@@ -348,7 +350,7 @@ async fn automl_trials_take_their_values_from_the_workers_measurements() {
     let exp = p.state.get_experiment(id).await.unwrap();
     assert_eq!(exp.state, ExperimentState::Finalizing);
     let spec = tracseq_scheduler::spec::ExperimentSpec::from_value(&exp.spec).unwrap();
-    let front = service::summary(&p, exp)
+    let front = summary::summary(&p, exp)
         .await
         .unwrap()
         .pareto_front
@@ -390,7 +392,7 @@ async fn best_trial_breaks_first_objective_ties_by_the_next_objectives() {
             .unwrap();
     }
     let exp = p.state.get_experiment(id).await.unwrap();
-    let summary = service::summary(&p, exp).await.unwrap();
+    let summary = summary::summary(&p, exp).await.unwrap();
     let front: Vec<u64> = summary
         .pareto_front
         .unwrap()

@@ -10,7 +10,7 @@ use tracseq_core::ports::ArtifactPath;
 use tracseq_core::types::{validate_name, DatasetRecord};
 use tracseq_core::{DatasetId, Error};
 use tracseq_learn::dataset::Dataset;
-use tracseq_scheduler::service::dataset_limits;
+use tracseq_scheduler::spec::dataset_limits;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};

@@ -11,8 +11,10 @@ use std::collections::HashMap;
 use tracseq_core::types::{Trial, TrialState};
 use tracseq_core::ExperimentId;
 use tracseq_hpo::Direction;
-use tracseq_scheduler::service::{self, TellRequest};
+use tracseq_scheduler::service;
+use tracseq_scheduler::spec::TellRequest;
 use tracseq_scheduler::spec::{ExperimentRequest, ExperimentSpec};
+use tracseq_scheduler::summary;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
@@ -81,14 +83,14 @@ async fn create(ctx: Ctx, body: Result<Bytes, ApiError>) -> ApiResult {
     let req: ExperimentRequest = parse_json(&body)?;
     let exp = service::create_experiment(&ctx.platform, req, &ctx.limits, Utc::now()).await?;
     ctx.wake.notify_one();
-    let summary = service::summary(&ctx.platform, exp).await?;
+    let summary = summary::summary(&ctx.platform, exp).await?;
     Ok(json_reply(&summary, StatusCode::CREATED))
 }
 
 async fn list(ctx: Ctx) -> ApiResult {
     let mut out = Vec::new();
     for exp in ctx.platform.state.list_experiments(None).await? {
-        out.push(service::brief_summary(&ctx.platform, exp).await?);
+        out.push(summary::brief_summary(&ctx.platform, exp).await?);
     }
     Ok(json_reply(&out, StatusCode::OK))
 }
@@ -96,7 +98,7 @@ async fn list(ctx: Ctx) -> ApiResult {
 async fn get(ctx: Ctx, id: String) -> ApiResult {
     let exp = ctx.platform.state.get_experiment(exp_id(&id)?).await?;
     Ok(json_reply(
-        &service::summary(&ctx.platform, exp).await?,
+        &summary::summary(&ctx.platform, exp).await?,
         StatusCode::OK,
     ))
 }
@@ -221,7 +223,7 @@ async fn cancel(ctx: Ctx, id: String) -> ApiResult {
     let exp = service::cancel(&ctx.platform, exp_id(&id)?, Utc::now()).await?;
     ctx.wake.notify_one();
     Ok(json_reply(
-        &service::summary(&ctx.platform, exp).await?,
+        &summary::summary(&ctx.platform, exp).await?,
         StatusCode::OK,
     ))
 }

@@ -178,31 +178,15 @@ fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::ExperimentId;
+    use crate::testing::{new_experiment, t0};
     use chrono::Duration;
-    use serde_json::json;
     use ExperimentState::{Cancelled, Completed, Failed, Finalizing, Running};
-
-    fn t0() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_default()
-    }
 
     fn exp(kind: ExperimentKind, state: ExperimentState) -> Experiment {
         Experiment {
-            id: ExperimentId::new(),
-            name: "e".into(),
             kind,
-            spec: json!({}),
             state,
-            priority: 0,
-            error: None,
-            model_name: None,
-            model_version: None,
-            created_at: t0(),
-            updated_at: t0(),
-            finished_at: None,
+            ..new_experiment("e")
         }
     }
 

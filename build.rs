@@ -13,6 +13,12 @@
 //!   it, leaving `tch::Cuda::is_available()` false on a GPU host. Link
 //!   arguments of a dependency's build script (ml/build.rs does the same for
 //!   that package's own tests) never reach this binary, hence this copy.
+//! - With the `torch` feature, an rpath to the directory that really holds
+//!   libtorch (LIBTORCH/lib is a tree of links into the PyTorch wheel), so
+//!   `target/release/tracseq-ml` runs without LD_LIBRARY_PATH. It must be
+//!   the real directory: the wheel's libraries find libc10, libgomp and the
+//!   CUDA runtime through their own `$ORIGIN`-relative rpath, and `$ORIGIN`
+//!   is the directory the loader opened them from.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -27,10 +33,27 @@ fn main() {
     let Some(libtorch) = std::env::var_os("LIBTORCH") else {
         return;
     };
+    libtorch_rpath(Path::new(&libtorch));
     if Path::new(&libtorch).join("lib/libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg-bins=-Wl,--no-as-needed");
         println!("cargo:rustc-link-arg-bins=-ltorch");
         println!("cargo:rustc-link-arg-bins=-Wl,--as-needed");
+    }
+}
+
+/// An rpath to the real directory of `libtorch_cpu.so` (following links).
+fn libtorch_rpath(libtorch: &Path) {
+    let lib = libtorch.join("lib/libtorch_cpu.so");
+    match std::fs::canonicalize(&lib) {
+        Ok(real) => {
+            if let Some(dir) = real.parent() {
+                println!("cargo:rustc-link-arg-bins=-Wl,-rpath,{}", dir.display());
+            }
+        }
+        Err(e) => println!(
+            "cargo:warning={} not found ({e}); run the binary with libtorch on LD_LIBRARY_PATH",
+            lib.display()
+        ),
     }
 }
 

@@ -37,7 +37,8 @@ bench_venv_torch() {
 # (ops/native-deps.sh), before any cargo build.
 bench_native_deps() {
   if [ -f "$BENCH_ROOT/ops/native-deps.sh" ]; then
-    eval "$(bash "$BENCH_ROOT/ops/native-deps.sh")"
+    exports=$(bash "$BENCH_ROOT/ops/native-deps.sh")
+    eval "$exports"
   fi
 }
 
@@ -49,7 +50,8 @@ bench_native_deps() {
 bench_build() {
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tracseq-ml/target-bench}"
   bench_native_deps
-  eval "$(bash "$BENCH_ROOT/ops/libtorch.sh" cpu)"
+  exports=$(bash "$BENCH_ROOT/ops/libtorch.sh" cpu)
+  eval "$exports"
   echo "[bench] cargo build --release --locked --workspace --features torch --bins --examples (target $CARGO_TARGET_DIR)" >&2
   (cd "$BENCH_ROOT" && cargo build --release --locked --workspace --features torch --bins --examples >&2)
 }
@@ -70,7 +72,8 @@ bench_binary() {
   local deps
   deps=$(ldd "$bin" 2>/dev/null || true)
   if grep -q 'libtorch.*not found\|libc10.*not found' <<< "$deps"; then
-    eval "$(bash "$BENCH_ROOT/ops/libtorch.sh" cpu)"
+    exports=$(bash "$BENCH_ROOT/ops/libtorch.sh" cpu)
+    eval "$exports"
   fi
   BENCH_BINARY=$(readlink -f "$bin")
 }

@@ -23,7 +23,8 @@ ROWS="${TRACSEQ_GPU_CHECK_ROWS:-20000}"
 SEED="${TRACSEQ_GPU_CHECK_SEED:-42}"
 
 # TRACSEQ_LIBTORCH_MODE=cuda runs a CUDA-linked binary on a host without a GPU.
-eval "$(bash "$ROOT/ops/libtorch.sh" "${TRACSEQ_LIBTORCH_MODE:-auto}")"
+exports=$(bash "$ROOT/ops/libtorch.sh" "${TRACSEQ_LIBTORCH_MODE:-auto}")
+eval "$exports"
 if [ "$TRACSEQ_TORCH_MODE" != cuda ]; then
     echo "gpu-check: no NVIDIA GPU answers nvidia-smi here; the check still runs, CPU only" >&2
 fi

@@ -55,32 +55,40 @@ echo "RabbitMQ: 127.0.0.1:5672"
 command -v python3 >/dev/null 2>&1 || apt_install python3
 # curl is the independent S3 client the distributed test reads objects with.
 command -v curl >/dev/null 2>&1 || apt_install curl
-eval "$(bash ops/s3-server.sh start)"
+s3=$(bash ops/s3-server.sh start) || { echo "ops/s3-server.sh could not start the S3 server" >&2; exit 1; }
+eval "$s3"
 trap 'bash ops/s3-server.sh stop' EXIT
 echo "S3 (s3s-fs): $TRACSEQ_TEST_S3_ENDPOINT"
 
 say "libtorch"
 # The neural-network family builds against libtorch 2.11.0; installed once
 # into ~/.cache/tracseq-ml (outside the clone), CPU-only unless a GPU answers.
-eval "$(bash ops/libtorch.sh)"
+torch=$(bash ops/libtorch.sh) || { echo "ops/libtorch.sh failed: libtorch 2.11.0 could not be installed" >&2; exit 1; }
+eval "$torch"
 echo "LIBTORCH=$LIBTORCH ($TRACSEQ_TORCH_MODE)"
 
 say "native build tools"
 # LightGBM and XGBoost build from their bundled C++ sources (cached in the
-# target directory after the first build).
-eval "$(bash ops/native-deps.sh)"
+# target directory after the first build). `x=$(cmd) || exit` rather than
+# `eval "$(cmd)"`, which would go on after a failed script.
+native=$(bash ops/native-deps.sh) || { echo "ops/native-deps.sh failed: cmake, ninja, libclang or g++ could not be installed" >&2; exit 1; }
+eval "$native"
 echo "CMAKE=$CMAKE LIBCLANG_PATH=$LIBCLANG_PATH"
 
 say "format"
 cargo fmt --all --check
 
+# Lints and tests build in the release profile, like the demo: the C++ of
+# LightGBM and XGBoost (and every other dependency) is then compiled once for
+# both, instead of a second time for the dev profile (build scripts run per
+# profile, also under clippy).
 say "lint"
-cargo clippy --workspace --all-targets --locked --features torch -- -D warnings
+cargo clippy --release --workspace --all-targets --locked --features torch -- -D warnings
 # The model crate without libtorch and without LightGBM/XGBoost must stay
 # clean too (the features are optional). Other feature sets are not linted
 # here: each changes the build scripts' dependency features, so cargo would
 # build LightGBM and XGBoost from source once more for each.
-cargo clippy -p tracseq-learn --all-targets --locked --no-default-features -- -D warnings
+cargo clippy --release -p tracseq-learn --all-targets --locked --no-default-features -- -D warnings
 
 say "test"
-cargo test --workspace --locked --features torch
+cargo test --release --workspace --locked --features torch

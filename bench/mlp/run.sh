@@ -35,7 +35,8 @@ fi
 # to run on the CPU), which the full ("cuda") install has; Rust links the
 # CPU tree on CPU hosts.
 py_site=$(ops/libtorch.sh cuda | sed -n 's/^export TRACSEQ_TORCH_SITE=//p')
-eval "$(ops/libtorch.sh "$mode")"
+exports=$(ops/libtorch.sh "$mode")
+eval "$exports"
 py_extra="$CACHE/libtorch-2.11.0/bench-python"
 if [ ! -f "$py_extra/.complete" ]; then
   echo "installing numpy for the PyTorch side into $py_extra (once)" >&2

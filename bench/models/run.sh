@@ -35,7 +35,8 @@ done
 bench_venv
 bench_venv_torch
 if [ "$OURS" = 1 ]; then
-  eval "$(bash "$BENCH_ROOT/ops/libtorch.sh" cpu)"
+  exports=$(bash "$BENCH_ROOT/ops/libtorch.sh" cpu)
+  eval "$exports"
   if [ -z "$FAMILY_BENCH" ]; then
     FAMILY_BENCH="${CARGO_TARGET_DIR:-$HOME/.cache/tracseq-ml/target-bench}/release/examples/family_bench"
     [ -x "$FAMILY_BENCH" ] || bench_build

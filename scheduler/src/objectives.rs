@@ -197,9 +197,9 @@ pub fn pareto_front(spec: &ExperimentSpec, trials: &[Trial]) -> Option<Vec<Front
 mod tests {
     use super::*;
     use crate::objective::parse;
-    use tracseq_hpo::Direction;
     use serde_json::json;
     use std::collections::BTreeMap;
+    use tracseq_hpo::Direction;
 
     #[test]
     fn ask_tell_objectives_need_names_and_directions() {

@@ -9,6 +9,7 @@
 //! value equal that margin.
 
 pub mod boosted;
+pub mod family;
 pub mod gbm;
 #[cfg(feature = "lightgbm")]
 pub mod lightgbm;
@@ -29,8 +30,9 @@ use crate::error::{invalid, Result};
 use crate::matrix::DenseMatrix;
 use crate::task::Task;
 
+pub use family::Family;
 pub use params::{
-    default_search_space, Family, GbmParams, LightgbmParams, LinearParams, ModelParams, NnParams,
+    default_search_space, GbmParams, LightgbmParams, LinearParams, ModelParams, NnParams,
     RandomForestParams, XgboostParams,
 };
 

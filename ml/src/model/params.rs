@@ -33,91 +33,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+pub use super::family::{Family, NN_AVAILABLE};
 use super::gbm::GbmTrainer;
 use super::linear::LinearTrainer;
 use super::Trainer;
 use crate::error::{invalid, Result};
 use crate::metrics::Metric;
-
-/// A model family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Family {
-    Linear,
-    Gbm,
-    Nn,
-    Lightgbm,
-    #[serde(rename = "random_forest")]
-    RandomForest,
-    Xgboost,
-}
-
-impl Family {
-    pub const ALL: [Family; 6] = [
-        Family::Linear,
-        Family::Gbm,
-        Family::Nn,
-        Family::Lightgbm,
-        Family::RandomForest,
-        Family::Xgboost,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Family::Linear => "linear",
-            Family::Gbm => "gbm",
-            Family::Nn => "nn",
-            Family::Lightgbm => "lightgbm",
-            Family::RandomForest => "random_forest",
-            Family::Xgboost => "xgboost",
-        }
-    }
-
-    /// The prefix of this family's parameter names.
-    pub fn prefix(self) -> &'static str {
-        match self {
-            Family::Linear => "linear_",
-            Family::Gbm => "gbm_",
-            Family::Nn => "nn_",
-            Family::Lightgbm => "lgbm_",
-            Family::RandomForest => "rf_",
-            Family::Xgboost => "xgb_",
-        }
-    }
-
-    /// Whether the family trains on standardised numbers. Linear models and
-    /// networks need comparable scales. Tree families do not, and their
-    /// libraries bin the raw values: LightGBM lays its bins out around zero
-    /// and merges sparse ones, so standardised inputs move its splits away
-    /// from what LightGBM does with the user's data (R² 37.92 instead of
-    /// 38.73 on scikit-learn's diabetes, bench/RESULTS.md).
-    pub fn scales_features(self) -> bool {
-        match self {
-            Family::Linear | Family::Nn => true,
-            Family::Gbm | Family::Lightgbm | Family::RandomForest | Family::Xgboost => false,
-        }
-    }
-
-    /// Whether this build can train the family (see the module docs).
-    pub fn available(self) -> bool {
-        match self {
-            Family::Linear | Family::Gbm => true,
-            Family::Nn => NN_AVAILABLE,
-            Family::Lightgbm | Family::RandomForest => cfg!(feature = "lightgbm"),
-            Family::Xgboost => cfg!(feature = "xgboost"),
-        }
-    }
-
-    /// The build feature a family needs, for error messages.
-    fn feature(self) -> &'static str {
-        match self {
-            Family::Linear | Family::Gbm => "",
-            Family::Nn => "torch",
-            Family::Lightgbm | Family::RandomForest => "lightgbm",
-            Family::Xgboost => "xgboost",
-        }
-    }
-}
 
 /// Linear and logistic regression settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -337,9 +258,6 @@ const KNOWN: [&str; 37] = [
     "xgb_l2",
     "xgb_l1",
 ];
-
-/// Whether this build can train the "nn" family (it has libtorch).
-pub const NN_AVAILABLE: bool = cfg!(feature = "torch");
 
 fn float(
     params: &Map<String, Value>,

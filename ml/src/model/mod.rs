@@ -16,6 +16,7 @@ pub mod lightgbm;
 pub mod linear;
 pub mod nn;
 pub mod params;
+pub mod step;
 pub mod trees;
 #[cfg(feature = "xgboost")]
 pub mod xgboost;
@@ -25,7 +26,6 @@ mod library_tests;
 
 use serde::{Deserialize, Serialize};
 
-use crate::automl::Step;
 use crate::error::{invalid, Result};
 use crate::matrix::DenseMatrix;
 use crate::task::Task;
@@ -35,6 +35,7 @@ pub use params::{
     default_search_space, GbmParams, LightgbmParams, LinearParams, ModelParams, NnParams,
     RandomForestParams, XgboostParams,
 };
+pub use step::Step;
 
 /// Held-out rows a trainer may score itself on while it trains: the fold's
 /// validation rows in a cross-validated trial. Their metric is only

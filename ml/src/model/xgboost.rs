@@ -12,9 +12,9 @@ use xgb::{Booster, DMatrix};
 
 use super::boosted::{report_every, Link, TreeModel};
 use super::params::XgboostParams;
+use super::step::Step;
 use super::trees::from_xgboost;
 use super::{check_training_data, FittedModel, Trainer, Watch};
-use crate::automl::Step;
 use crate::error::{internal, invalid, Result};
 use crate::matrix::DenseMatrix;
 use crate::metrics::{compute, Metric};

@@ -15,13 +15,12 @@ use serde_json::{json, Value};
 use tch::Device;
 
 use super::train::{NnTrainer, TrainReport};
-use crate::automl::Step;
 use crate::cv::kfold;
 use crate::dataset::{Dataset, Limits};
 use crate::error::{invalid, Result};
 use crate::lab;
 use crate::metrics::{compute, Metric};
-use crate::model::NnParams;
+use crate::model::{NnParams, Step};
 use crate::preprocess::Preprocessor;
 use crate::task::{encode_target, infer_task};
 

@@ -25,12 +25,11 @@ use tch::{COptimizer, Device, Reduction, TchError, Tensor};
 
 use super::net::{Data, MaskBank, Net};
 use super::{NamedTensor, NnKind, NnModel, NnSpec, BATCH_NORM_EPS};
-use crate::automl::Step;
 use crate::cv::kfold;
 use crate::error::{internal, invalid, Result};
 use crate::matrix::DenseMatrix;
 use crate::metrics::{compute, Direction, Metric};
-use crate::model::{check_training_data, FittedModel, NnParams, Trainer};
+use crate::model::{check_training_data, FittedModel, NnParams, Step, Trainer};
 use crate::task::Task;
 
 use super::device::NnDevice;

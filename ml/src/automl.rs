@@ -58,7 +58,7 @@ impl Default for EvalOptions {
 /// every epoch index and round number is below it (see the module docs).
 pub const EPOCH_STEPS: u32 = 10_000;
 
-const _: () = assert!(crate::model::nn::MAX_EPOCHS < EPOCH_STEPS as usize);
+const _: () = assert!(crate::model::params::MAX_EPOCHS < EPOCH_STEPS as usize);
 const _: () = assert!(crate::model::params::MAX_ROUNDS < EPOCH_STEPS as usize);
 
 // The pruner's answer, defined with the trainers that obey it.

@@ -34,11 +34,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 pub use super::family::{Family, NN_AVAILABLE};
-use super::gbm::GbmTrainer;
-use super::linear::LinearTrainer;
-use super::Trainer;
 use crate::error::{invalid, Result};
-use crate::metrics::Metric;
 
 /// Linear and logistic regression settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -79,6 +75,10 @@ impl Default for GbmParams {
 
 /// Most boosting rounds (or forest trees) a trial may ask for.
 pub const MAX_ROUNDS: usize = 5_000;
+
+/// Most epochs one training may run (`nn_epochs`); per-epoch intermediate
+/// steps are numbered below this within each fold (see `automl`).
+pub const MAX_EPOCHS: usize = 1000;
 
 /// LightGBM gradient boosting settings (LightGBM's own parameter names).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -324,7 +324,7 @@ fn nn_params(params: &Map<String, Value>) -> Result<NnParams> {
         learning_rate: float(params, "nn_learning_rate", d.learning_rate, 1e-6, 1.0)?,
         weight_decay: float(params, "nn_weight_decay", d.weight_decay, 0.0, 1.0)?,
         batch_size: int(params, "nn_batch_size", d.batch_size, 1, 65_536)?,
-        epochs: int(params, "nn_epochs", d.epochs, 1, super::nn::MAX_EPOCHS)?,
+        epochs: int(params, "nn_epochs", d.epochs, 1, MAX_EPOCHS)?,
     };
     // Batch norm needs two rows per batch to estimate a variance.
     if p.batch_norm && p.batch_size < 2 {
@@ -497,68 +497,6 @@ impl ModelParams {
             ModelParams::Lightgbm(_) => Family::Lightgbm,
             ModelParams::RandomForest(_) => Family::RandomForest,
             ModelParams::Xgboost(_) => Family::Xgboost,
-        }
-    }
-
-    /// A trainer for these parameters; `seed` drives any randomness
-    /// (row subsampling, initial weights, batches) so the same seed gives
-    /// the same model. `metric` is what families that stop early watch.
-    /// `device` (`cpu`, `cuda:N`) overrides the process default for "nn".
-    /// Fails only for "nn" on a build without the `torch` feature.
-    pub fn trainer(
-        &self,
-        seed: u64,
-        metric: Metric,
-        device: Option<&str>,
-    ) -> Result<Box<dyn Trainer>> {
-        match *self {
-            ModelParams::Linear(params) => Ok(Box::new(LinearTrainer { params })),
-            ModelParams::Gbm(params) => Ok(Box::new(GbmTrainer { params, seed })),
-            #[cfg(feature = "torch")]
-            ModelParams::Nn(params) => {
-                let mut t = super::nn::train::NnTrainer::new(params, seed, metric)?;
-                if let Some(d) = device {
-                    t.device = super::nn::NnDevice::parse(d)?;
-                }
-                Ok(Box::new(t))
-            }
-            #[cfg(not(feature = "torch"))]
-            ModelParams::Nn(_) => {
-                let _ = device;
-                Err(invalid(
-                    "family \"nn\" needs a build with the `torch` feature (libtorch)",
-                ))
-            }
-            #[cfg(feature = "lightgbm")]
-            ModelParams::Lightgbm(p) => Ok(Box::new(super::lightgbm::LightgbmTrainer {
-                mode: super::lightgbm::Mode::Gbdt(p),
-                seed,
-                metric,
-                threads: 1,
-            })),
-            #[cfg(feature = "lightgbm")]
-            ModelParams::RandomForest(p) => Ok(Box::new(super::lightgbm::LightgbmTrainer {
-                mode: super::lightgbm::Mode::RandomForest(p),
-                seed,
-                metric,
-                threads: 1,
-            })),
-            #[cfg(feature = "xgboost")]
-            ModelParams::Xgboost(params) => Ok(Box::new(super::xgboost::XgboostTrainer {
-                params,
-                seed,
-                metric,
-                threads: 1,
-            })),
-            #[allow(unreachable_patterns)]
-            other => {
-                let _ = metric;
-                Err(invalid(format!(
-                    "family \"{}\" needs a build with the `{}` feature",
-                    other.family().name(),
-                    other.family().feature()
-                )))
-            }
         }
     }
 }

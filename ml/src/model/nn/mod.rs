@@ -37,12 +37,9 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize, Serializer};
 
+pub use super::params::MAX_EPOCHS;
 use super::params::{NN_MAX_LAYERS, NN_MAX_WIDTH};
 use crate::error::{LearnError, Result};
-
-/// Most epochs one training may run (`nn_epochs`); per-epoch intermediate
-/// steps are numbered below this within each fold (see `automl`).
-pub const MAX_EPOCHS: usize = 1000;
 
 /// Batch norm's epsilon (PyTorch's default), stored with each model.
 pub const BATCH_NORM_EPS: f64 = 1e-5;

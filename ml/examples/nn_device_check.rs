@@ -1,5 +1,5 @@
 //! Trains the same seeded MLP on the CPU and, where libtorch sees one, on
-//! CUDA, and prints `tracseq_learn::model::nn::device_check` as JSON.
+//! CUDA, and prints `tracseq_learn::nn_check::device_check` as JSON.
 //!
 //! ```sh
 //! eval "$(ops/libtorch.sh)"
@@ -16,7 +16,7 @@ fn main() -> Result<(), String> {
         Some(s) => s.parse().map_err(|e| format!("seed {s}: {e}"))?,
         None => 1,
     };
-    let out = tracseq_learn::model::nn::device_check(rows, seed).map_err(|e| e.to_string())?;
+    let out = tracseq_learn::nn_check::device_check(rows, seed).map_err(|e| e.to_string())?;
     println!("{out:#}");
     Ok(())
 }

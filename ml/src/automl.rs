@@ -58,16 +58,11 @@ impl Default for EvalOptions {
 /// every epoch index and round number is below it (see the module docs).
 pub const EPOCH_STEPS: u32 = 10_000;
 
-const _: () = assert!(crate::model::nn::MAX_EPOCHS < EPOCH_STEPS as usize);
+const _: () = assert!(crate::model::params::MAX_EPOCHS < EPOCH_STEPS as usize);
 const _: () = assert!(crate::model::params::MAX_ROUNDS < EPOCH_STEPS as usize);
 
-/// The pruner's answer after each fold (and, for nn, each epoch).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    Continue,
-    /// Stop evaluating: the trial is pruned.
-    Stop,
-}
+// The pruner's answer, defined with the trainers that obey it.
+pub use crate::model::Step;
 
 /// Result of evaluating one trial.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

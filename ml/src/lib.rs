@@ -18,6 +18,8 @@ pub mod lab;
 pub mod matrix;
 pub mod metrics;
 pub mod model;
+#[cfg(feature = "torch")]
+pub mod nn_check;
 pub mod predict;
 pub mod preprocess;
 pub mod profile;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::artifact::ModelArtifact;
-use crate::error::{invalid, Result};
+use crate::error::{invalid, LearnError, Result};
 use crate::preprocess::{FeatureEncoder, FeatureValue};
 use crate::task::Task;
 
@@ -44,7 +44,7 @@ pub struct Prediction {
     pub base_value: f64,
 }
 
-fn kind_error(record: usize, feature: &str, expected: &str, got: &Value) -> crate::LearnError {
+fn kind_error(record: usize, feature: &str, expected: &str, got: &Value) -> LearnError {
     let got = match got {
         Value::String(s) => format!("the string {s:?}"),
         Value::Bool(b) => format!("the boolean {b}"),

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::dataset::{ColumnData, ColumnKind, Dataset};
 use crate::error::{invalid, Result};
 use crate::matrix::DenseMatrix;
-use crate::model::params::Family;
+use crate::model::family::Family;
 
 /// Most frequent categories that get their own column; the rest share one.
 pub const MAX_CATEGORIES: usize = 50;

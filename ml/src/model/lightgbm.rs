@@ -14,9 +14,9 @@ use tracseq_ffi::lightgbm::{Booster, Dataset, Model};
 
 use super::boosted::{report_every, Link, TreeModel};
 use super::params::{LightgbmParams, RandomForestParams};
+use super::step::Step;
 use super::trees::from_lightgbm;
 use super::{check_training_data, FittedModel, Trainer, Watch};
-use crate::automl::Step;
 use crate::error::{internal, invalid, Result};
 use crate::matrix::DenseMatrix;
 use crate::metrics::{compute, Metric};

@@ -9,12 +9,14 @@
 //! value equal that margin.
 
 pub mod boosted;
+pub mod family;
 pub mod gbm;
 #[cfg(feature = "lightgbm")]
 pub mod lightgbm;
 pub mod linear;
 pub mod nn;
 pub mod params;
+pub mod step;
 pub mod trees;
 #[cfg(feature = "xgboost")]
 pub mod xgboost;
@@ -24,15 +26,17 @@ mod library_tests;
 
 use serde::{Deserialize, Serialize};
 
-use crate::automl::Step;
 use crate::error::{invalid, Result};
 use crate::matrix::DenseMatrix;
+use crate::metrics::Metric;
 use crate::task::Task;
 
+pub use family::Family;
 pub use params::{
-    default_search_space, Family, GbmParams, LightgbmParams, LinearParams, ModelParams, NnParams,
+    default_search_space, GbmParams, LightgbmParams, LinearParams, ModelParams, NnParams,
     RandomForestParams, XgboostParams,
 };
+pub use step::Step;
 
 /// Held-out rows a trainer may score itself on while it trains: the fold's
 /// validation rows in a cross-validated trial. Their metric is only
@@ -78,6 +82,70 @@ pub trait Trainer {
     ) -> Result<Option<FittedModel>> {
         let _ = watch;
         self.fit_observed(x, y, task, on_round)
+    }
+}
+
+impl ModelParams {
+    /// A trainer for these parameters; `seed` drives any randomness
+    /// (row subsampling, initial weights, batches) so the same seed gives
+    /// the same model. `metric` is what families that stop early watch.
+    /// `device` (`cpu`, `cuda:N`) overrides the process default for "nn".
+    /// Fails only for a family this build leaves out (see [`params`]).
+    pub fn trainer(
+        &self,
+        seed: u64,
+        metric: Metric,
+        device: Option<&str>,
+    ) -> Result<Box<dyn Trainer>> {
+        match *self {
+            ModelParams::Linear(params) => Ok(Box::new(linear::LinearTrainer { params })),
+            ModelParams::Gbm(params) => Ok(Box::new(gbm::GbmTrainer { params, seed })),
+            #[cfg(feature = "torch")]
+            ModelParams::Nn(params) => {
+                let mut t = nn::train::NnTrainer::new(params, seed, metric)?;
+                if let Some(d) = device {
+                    t.device = nn::NnDevice::parse(d)?;
+                }
+                Ok(Box::new(t))
+            }
+            #[cfg(not(feature = "torch"))]
+            ModelParams::Nn(_) => {
+                let _ = device;
+                Err(invalid(
+                    "family \"nn\" needs a build with the `torch` feature (libtorch)",
+                ))
+            }
+            #[cfg(feature = "lightgbm")]
+            ModelParams::Lightgbm(p) => Ok(Box::new(lightgbm::LightgbmTrainer {
+                mode: lightgbm::Mode::Gbdt(p),
+                seed,
+                metric,
+                threads: 1,
+            })),
+            #[cfg(feature = "lightgbm")]
+            ModelParams::RandomForest(p) => Ok(Box::new(lightgbm::LightgbmTrainer {
+                mode: lightgbm::Mode::RandomForest(p),
+                seed,
+                metric,
+                threads: 1,
+            })),
+            #[cfg(feature = "xgboost")]
+            ModelParams::Xgboost(params) => Ok(Box::new(xgboost::XgboostTrainer {
+                params,
+                seed,
+                metric,
+                threads: 1,
+            })),
+            #[allow(unreachable_patterns)]
+            other => {
+                let _ = metric;
+                Err(invalid(format!(
+                    "family \"{}\" needs a build with the `{}` feature",
+                    other.family().name(),
+                    other.family().feature()
+                )))
+            }
+        }
     }
 }
 

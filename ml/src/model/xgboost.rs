@@ -12,10 +12,10 @@ use xgb::{Booster, DMatrix};
 
 use super::boosted::{report_every, Link, TreeModel};
 use super::params::XgboostParams;
+use super::step::Step;
 use super::trees::from_xgboost;
 use super::{check_training_data, FittedModel, Trainer, Watch};
-use crate::automl::Step;
-use crate::error::{internal, invalid, Result};
+use crate::error::{internal, invalid, LearnError, Result};
 use crate::matrix::DenseMatrix;
 use crate::metrics::{compute, Metric};
 use crate::task::Task;
@@ -43,7 +43,7 @@ fn matrix(x: &DenseMatrix, y: &[f64]) -> Result<DMatrix> {
     Ok(m)
 }
 
-fn lib(e: xgb::XGBError) -> crate::LearnError {
+fn lib(e: xgb::XGBError) -> LearnError {
     internal(format!("XGBoost: {e}"))
 }
 

@@ -26,8 +26,13 @@ mod net;
 mod tests;
 #[cfg(feature = "torch")]
 pub mod train;
+/// Re-exported from [`crate::nn_check`], where it lives above the model layer.
 #[cfg(feature = "torch")]
-pub use device::{device_check, NnDevice};
+pub use crate::nn_check::device_check;
+#[cfg(feature = "torch")]
+pub(crate) use device::threads_from_env;
+#[cfg(feature = "torch")]
+pub use device::NnDevice;
 #[cfg(feature = "torch")]
 pub use train::{NnTrainer, TrainReport};
 
@@ -37,12 +42,9 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize, Serializer};
 
+pub use super::params::MAX_EPOCHS;
 use super::params::{NN_MAX_LAYERS, NN_MAX_WIDTH};
 use crate::error::{LearnError, Result};
-
-/// Most epochs one training may run (`nn_epochs`); per-epoch intermediate
-/// steps are numbered below this within each fold (see `automl`).
-pub const MAX_EPOCHS: usize = 1000;
 
 /// Batch norm's epsilon (PyTorch's default), stored with each model.
 pub const BATCH_NORM_EPS: f64 = 1e-5;

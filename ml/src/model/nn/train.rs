@@ -25,15 +25,14 @@ use tch::{COptimizer, Device, Reduction, TchError, Tensor};
 
 use super::net::{Data, MaskBank, Net};
 use super::{NamedTensor, NnKind, NnModel, NnSpec, BATCH_NORM_EPS};
-use crate::automl::Step;
 use crate::cv::kfold;
-use crate::error::{internal, invalid, Result};
+use crate::error::{internal, invalid, LearnError, Result};
 use crate::matrix::DenseMatrix;
 use crate::metrics::{compute, Direction, Metric};
-use crate::model::{check_training_data, FittedModel, NnParams, Trainer};
+use crate::model::{check_training_data, FittedModel, NnParams, Step, Trainer};
 use crate::task::Task;
 
-use super::device::NnDevice;
+use super::device::{threads_from_env, NnDevice};
 
 /// Epochs without improvement on the validation split before training stops.
 pub const PATIENCE: usize = 10;
@@ -45,7 +44,7 @@ pub const MIN_ROWS: usize = 10;
 /// so a plateau's noise does not keep training alive.
 const MIN_IMPROVEMENT: f64 = 1e-4;
 
-fn torch_err(e: TchError) -> crate::LearnError {
+fn torch_err(e: TchError) -> LearnError {
     internal(format!("libtorch: {e}"))
 }
 
@@ -94,7 +93,7 @@ impl NnTrainer {
             seed,
             metric,
             device: NnDevice::from_env()?,
-            threads: super::device::threads_from_env()?,
+            threads: threads_from_env()?,
             early_stopping: true,
         })
     }

@@ -4,11 +4,9 @@
 
 use chrono::{DateTime, Utc};
 use tracseq_core::protocol::{BatchPredictPayload, JobSpec};
+use tracseq_core::resources::ResourceRequest;
 use tracseq_core::types::{DispatchMessage, Job, NewJob};
 use tracseq_core::{DatasetId, Error, Platform, Result};
-
-/// The queue of jobs that ask for no particular resources.
-pub const DEFAULT_RESOURCE_CLASS: &str = "cpu";
 
 /// Attempts of a batch-prediction job: a worker lost mid-run is worth two
 /// more tries, a data set the model cannot read is not (that error is not
@@ -32,6 +30,9 @@ pub async fn submit_batch_predict(
         Error::NotFound(_) => Error::Invalid(format!("dataset_id {dataset_id} does not exist")),
         other => other,
     })?;
+    // Prediction asks for no particular resources; the queue follows from
+    // that, as for every other job.
+    let resources = ResourceRequest::default();
     let job = NewJob {
         spec: JobSpec::BatchPredict(BatchPredictPayload {
             model: model.to_string(),
@@ -39,8 +40,8 @@ pub async fn submit_batch_predict(
             dataset_id,
         }),
         experiment_id: None,
-        resource_class: DEFAULT_RESOURCE_CLASS.into(),
-        resources: Default::default(),
+        resource_class: resources.resource_class().into(),
+        resources,
         priority: 0,
         max_attempts: BATCH_PREDICT_MAX_ATTEMPTS,
         timeout_secs: BATCH_PREDICT_TIMEOUT_SECS,

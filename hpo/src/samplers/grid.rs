@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::random::sample_all;
-use super::Sampler;
+use super::{Ask, AskSampler};
 use crate::rng::trial_rng;
 use crate::space::{cmp_choice, ParamKind, ParamSpec, SearchSpace};
-use crate::{invalid, Direction, FinishedTrial, Params, PendingTrial, Result};
+use crate::{invalid, Params, Result};
 
 /// Most points one grid may have; a bigger one is rejected at validation.
 pub const MAX_GRID_POINTS: u64 = 100_000;
@@ -326,28 +326,25 @@ impl GridSampler {
     }
 }
 
-impl Sampler for GridSampler {
-    fn sample_with_pending(
-        &self,
-        space: &SearchSpace,
-        _history: &[FinishedTrial],
-        _pending: &[PendingTrial],
-        _direction: Direction,
-        trial_number: u64,
-    ) -> Params {
+impl AskSampler for GridSampler {
+    fn ask(&self, ask: &Ask<'_>) -> Params {
+        let space = ask.space;
         let found = self.config.axes(space).ok().and_then(|axes| {
             let size = count(space, &axes).filter(|&s| s > 0)?;
-            point(space, &axes, self.index_of(trial_number, size))
+            point(space, &axes, self.index_of(ask.trial_number, size))
         });
         // Only an unvalidated config gets here without a point; answer with a
         // valid random one rather than panic.
-        found.unwrap_or_else(|| sample_all(space, &mut trial_rng(self.config.seed, trial_number)))
+        found.unwrap_or_else(|| {
+            sample_all(space, &mut trial_rng(self.config.seed, ask.trial_number))
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Direction, Sampler};
     use serde_json::json;
     use std::collections::BTreeSet;
 

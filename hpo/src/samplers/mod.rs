@@ -65,3 +65,53 @@ pub trait Sampler {
         0
     }
 }
+
+/// One ask, as [`Sampler::sample_with_pending`] receives it. The samplers
+/// take it whole and pass it on whole (the argmin-backed ones hand it to
+/// TPE for the parameters they leave), rather than threading the same five
+/// arguments through every layer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ask<'a> {
+    pub(crate) space: &'a SearchSpace,
+    pub(crate) history: &'a [FinishedTrial],
+    pub(crate) pending: &'a [PendingTrial],
+    pub(crate) direction: Direction,
+    pub(crate) trial_number: u64,
+}
+
+/// What each sampler of this crate implements. [`Sampler`] follows from it
+/// (below), so the public five-argument signature is spelt out once, not
+/// once per sampler.
+pub(crate) trait AskSampler {
+    /// [`Sampler::sample_with_pending`], with its arguments bundled.
+    fn ask(&self, ask: &Ask<'_>) -> Params;
+
+    /// [`Sampler::required_history`].
+    fn required_history(&self, trial_number: u64) -> u64 {
+        let _ = trial_number;
+        0
+    }
+}
+
+impl<T: AskSampler> Sampler for T {
+    fn sample_with_pending(
+        &self,
+        space: &SearchSpace,
+        history: &[FinishedTrial],
+        pending: &[PendingTrial],
+        direction: Direction,
+        trial_number: u64,
+    ) -> Params {
+        self.ask(&Ask {
+            space,
+            history,
+            pending,
+            direction,
+            trial_number,
+        })
+    }
+
+    fn required_history(&self, trial_number: u64) -> u64 {
+        AskSampler::required_history(self, trial_number)
+    }
+}

@@ -10,15 +10,15 @@
 //! worker runs it), or after it has converged, trials explore with TPE, and
 //! TPE also chooses every parameter outside the continuous subspace.
 
-use argmin::core::{CostFunction, Executor};
+use argmin::core::CostFunction;
 use argmin::solver::neldermead::NelderMead;
 use serde::{Deserialize, Serialize};
 
 use super::replay::{require_subspace, sample_replayed, Lookup, Next, Subspace, Tape};
 use super::tpe::{TpeSampler, TpeSamplerConfig};
-use super::Sampler;
+use super::{Ask, AskSampler};
 use crate::space::SearchSpace;
-use crate::{invalid, Direction, FinishedTrial, Params, PendingTrial, Result};
+use crate::{invalid, Params, Result};
 
 /// `{"type": "nelder_mead", "seed": 0, "initial_point": {}, "initial_step": 0.25,
 /// "alpha": 1.0, "gamma": 2.0, "rho": 0.5, "sigma": 0.5, "sd_tolerance": 1e-9}`.
@@ -226,31 +226,14 @@ impl NelderMeadSampler {
         // contractions and shrinks stay inside the cube, where each point
         // needs a trial), so the tape's length bounds the iterations.
         let iterations = tape.len() as u64 + 1;
-        Next::from_run(
-            Executor::new(Problem { tape }, solver)
-                .configure(|state| state.max_iters(iterations))
-                .run(),
-        )
+        Next::replay(Problem { tape }, solver, |state| {
+            state.max_iters(iterations)
+        })
     }
 }
 
-impl Sampler for NelderMeadSampler {
-    fn sample_with_pending(
-        &self,
-        space: &SearchSpace,
-        history: &[FinishedTrial],
-        pending: &[PendingTrial],
-        direction: Direction,
-        trial_number: u64,
-    ) -> Params {
-        sample_replayed(
-            &self.tpe,
-            space,
-            history,
-            pending,
-            direction,
-            trial_number,
-            |sub, tape| self.next(sub, space, tape),
-        )
+impl AskSampler for NelderMeadSampler {
+    fn ask(&self, ask: &Ask<'_>) -> Params {
+        sample_replayed(&self.tpe, ask, |sub, tape| self.next(sub, ask.space, tape))
     }
 }

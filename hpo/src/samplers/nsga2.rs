@@ -35,12 +35,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::random::{sample_all, sample_one};
-use super::Sampler;
+use super::{Ask, AskSampler};
 use crate::multi::pareto::{crowding_distance, losses, non_dominated_sort};
 use crate::multi::{MultiObjectiveSampler, MultiObjectiveTrial};
 use crate::rng::trial_rng;
 use crate::space::{ParamKind, ParamSpec, SearchSpace};
-use crate::{invalid, Direction, FinishedTrial, Params, PendingTrial, Result};
+use crate::{invalid, Direction, Params, Result};
 
 /// Largest population: elitist selection sorts twice this many trials per
 /// generation on every ask.
@@ -408,17 +408,11 @@ impl MultiObjectiveSampler for Nsga2Sampler {
     }
 }
 
-impl Sampler for Nsga2Sampler {
+impl AskSampler for Nsga2Sampler {
     /// Pending trials are ignored: a generation is bred from finished ones.
-    fn sample_with_pending(
-        &self,
-        space: &SearchSpace,
-        history: &[FinishedTrial],
-        _pending: &[PendingTrial],
-        direction: Direction,
-        trial_number: u64,
-    ) -> Params {
-        let history: Vec<MultiObjectiveTrial> = history
+    fn ask(&self, ask: &Ask<'_>) -> Params {
+        let history: Vec<MultiObjectiveTrial> = ask
+            .history
             .iter()
             .map(|t| MultiObjectiveTrial {
                 number: t.number,
@@ -427,7 +421,7 @@ impl Sampler for Nsga2Sampler {
                 values: t.value.map(|v| vec![v]),
             })
             .collect();
-        self.sample_multi(space, &history, &[direction], trial_number)
+        self.sample_multi(ask.space, &history, &[ask.direction], ask.trial_number)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::multi::pareto::{dominates, hypervolume_2d, pareto_front};
-use crate::{RandomSampler, SamplerConfig, TrialState};
+use crate::{FinishedTrial, RandomSampler, Sampler, SamplerConfig, TrialState};
 use serde_json::json;
 
 fn config(seed: u64, population_size: u32) -> Nsga2SamplerConfig {

@@ -13,7 +13,7 @@
 
 use std::borrow::Borrow;
 
-use argmin::core::{CostFunction, Executor, SendAlias, SyncAlias};
+use argmin::core::{CostFunction, SendAlias, SyncAlias};
 use argmin::solver::particleswarm::ParticleSwarm;
 use rand_chacha_09::rand_core::SeedableRng as _;
 use rand_chacha_09::ChaCha8Rng;
@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use super::replay::{require_subspace, sample_replayed, Lookup, Next, Stop, Subspace, Tape};
 use super::tpe::{TpeSampler, TpeSamplerConfig};
-use super::Sampler;
+use super::{Ask, AskSampler};
 use crate::space::SearchSpace;
-use crate::{invalid, Direction, FinishedTrial, Params, PendingTrial, Result};
+use crate::{invalid, Params, Result};
 
 /// Most particles per generation: each generation is that many parallel
 /// trials, and the experiment limits parallelism far below this.
@@ -170,32 +170,15 @@ impl ParticleSwarmSampler {
         };
         // Each iteration consumes a generation of trials or stops the run.
         let iterations = (tape.len() / c.population as usize) as u64 + 1;
-        Next::from_run(
-            Executor::new(Problem { tape }, solver)
-                .configure(|state| state.max_iters(iterations))
-                .run(),
-        )
+        Next::replay(Problem { tape }, solver, |state| {
+            state.max_iters(iterations)
+        })
     }
 }
 
-impl Sampler for ParticleSwarmSampler {
-    fn sample_with_pending(
-        &self,
-        space: &SearchSpace,
-        history: &[FinishedTrial],
-        pending: &[PendingTrial],
-        direction: Direction,
-        trial_number: u64,
-    ) -> Params {
-        sample_replayed(
-            &self.tpe,
-            space,
-            history,
-            pending,
-            direction,
-            trial_number,
-            |sub, tape| self.next(sub, tape),
-        )
+impl AskSampler for ParticleSwarmSampler {
+    fn ask(&self, ask: &Ask<'_>) -> Params {
+        sample_replayed(&self.tpe, ask, |sub, tape| self.next(sub, tape))
     }
 
     /// A generation starts from the whole previous one.

@@ -4,10 +4,10 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::Sampler;
+use super::{Ask, AskSampler};
 use crate::rng::trial_rng;
 use crate::space::{ParamKind, ParamSpec, SearchSpace};
-use crate::{Direction, FinishedTrial, Params, PendingTrial};
+use crate::Params;
 
 /// `{"type": "random", "seed": 0}`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -28,16 +28,9 @@ impl RandomSampler {
     }
 }
 
-impl Sampler for RandomSampler {
-    fn sample_with_pending(
-        &self,
-        space: &SearchSpace,
-        _history: &[FinishedTrial],
-        _pending: &[PendingTrial],
-        _direction: Direction,
-        trial_number: u64,
-    ) -> Params {
-        sample_all(space, &mut trial_rng(self.seed, trial_number))
+impl AskSampler for RandomSampler {
+    fn ask(&self, ask: &Ask<'_>) -> Params {
+        sample_all(ask.space, &mut trial_rng(self.seed, ask.trial_number))
     }
 }
 
@@ -107,6 +100,7 @@ pub(crate) fn sample_one<R: Rng + ?Sized>(spec: &ParamSpec, rng: &mut R) -> Valu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Direction, Sampler};
     use serde_json::json;
 
     fn space() -> SearchSpace {

@@ -14,7 +14,10 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use argmin::core::{Executor, Solver, State};
+
 use super::tpe::TpeSampler;
+use super::Ask;
 use crate::space::{ParamKind, SearchSpace};
 use crate::{invalid, Direction, FinishedTrial, Params, PendingTrial, Result, TrialState};
 
@@ -178,6 +181,17 @@ impl Next {
             Ok(_) => Next::Explore,
         }
     }
+
+    /// Runs `solver` on `problem` (a cost function the tape answers) with
+    /// argmin's own `Executor`, `configure`d with the iteration cap the
+    /// tape's length implies, and reads where it stopped.
+    pub(crate) fn replay<O, S, I>(problem: O, solver: S, configure: impl FnOnce(I) -> I) -> Next
+    where
+        S: Solver<O, I>,
+        I: State,
+    {
+        Next::from_run(Executor::new(problem, solver).configure(configure).run())
+    }
 }
 
 /// One ask of an argmin-backed sampler: `next` replays the solver over the
@@ -186,24 +200,22 @@ impl Next {
 /// empty or the solver has nothing to refine).
 pub(crate) fn sample_replayed(
     tpe: &TpeSampler,
-    space: &SearchSpace,
-    history: &[FinishedTrial],
-    pending: &[PendingTrial],
-    direction: Direction,
-    trial_number: u64,
+    ask: &Ask<'_>,
     next: impl FnOnce(&Subspace, &Tape) -> Next,
 ) -> Params {
+    let space = ask.space;
     let sub = Subspace::of(space);
     let next = if sub.is_empty() {
         Next::Explore
     } else {
-        next(&sub, &Tape::new(&sub, space, history, pending, direction))
+        let tape = Tape::new(&sub, space, ask.history, ask.pending, ask.direction);
+        next(&sub, &tape)
     };
     let fixed = match next {
         Next::Point(x) => sub.to_params(space, &x),
         Next::Explore => Params::new(),
     };
-    tpe.sample_except(space, history, pending, direction, trial_number, &fixed)
+    tpe.sample_except(ask, &fixed)
 }
 
 /// What the tape holds for a point.

@@ -24,9 +24,9 @@ use parzen::{capped_weights, observation_weights, CategoricalMixture, TruncNormM
 use parzen_joint::{DimSpec, JointParzen};
 
 use super::random::{sample_all_except, sample_one};
-use super::Sampler;
+use super::{Ask, AskSampler};
 use crate::rng::trial_rng;
-use crate::space::{ParamKind, ParamSpec, SearchSpace};
+use crate::space::{ParamKind, ParamSpec};
 use crate::{invalid, Direction, FinishedTrial, Params, PendingTrial, Result, TrialState};
 
 /// Most trials in the good group, whatever `gamma` says (Optuna's cap).
@@ -141,22 +141,15 @@ impl TpeSampler {
     /// others are sampled. The argmin-backed samplers fix their continuous
     /// subspace this way and let TPE choose the rest. Same determinism as
     /// `Sampler::sample`.
-    pub(crate) fn sample_except(
-        &self,
-        space: &SearchSpace,
-        history: &[FinishedTrial],
-        pending: &[PendingTrial],
-        direction: Direction,
-        trial_number: u64,
-        fixed: &Params,
-    ) -> Params {
-        let mut rng = trial_rng(self.config.seed, trial_number);
-        let (below, above) = split_trials(history, direction, self.config.gamma);
+    pub(crate) fn sample_except(&self, ask: &Ask<'_>, fixed: &Params) -> Params {
+        let space = ask.space;
+        let mut rng = trial_rng(self.config.seed, ask.trial_number);
+        let (below, above) = split_trials(ask.history, ask.direction, self.config.gamma);
         if ((below.len() + above.len()) as u64) < self.config.n_startup_trials {
             return sample_all_except(space, &mut rng, fixed);
         }
         let below: Vec<&Params> = below.iter().map(|t| &*t.params).collect();
-        let above = self.above_rows(above, history, pending);
+        let above = self.above_rows(above, ask.history, ask.pending);
 
         let groups = if self.config.multivariate {
             space.activation_groups()
@@ -324,23 +317,9 @@ impl TpeSampler {
     }
 }
 
-impl Sampler for TpeSampler {
-    fn sample_with_pending(
-        &self,
-        space: &SearchSpace,
-        history: &[FinishedTrial],
-        pending: &[PendingTrial],
-        direction: Direction,
-        trial_number: u64,
-    ) -> Params {
-        self.sample_except(
-            space,
-            history,
-            pending,
-            direction,
-            trial_number,
-            &Params::new(),
-        )
+impl AskSampler for TpeSampler {
+    fn ask(&self, ask: &Ask<'_>) -> Params {
+        self.sample_except(ask, &Params::new())
     }
 }
 

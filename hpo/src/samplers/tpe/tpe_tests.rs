@@ -1,7 +1,7 @@
 //! Unit tests of the TPE sampler: determinism, ranking, validity, multivariate groups and the constant liar.
 
 use super::*;
-use crate::RandomSampler;
+use crate::{RandomSampler, Sampler, SearchSpace};
 use serde_json::json;
 use std::collections::BTreeMap;
 

@@ -8,6 +8,7 @@ use argmin::solver::particleswarm::ParticleSwarm;
 use rand_chacha_09::rand_core::SeedableRng as _;
 use serde_json::json;
 
+use super::nelder_mead::Barrier;
 use super::replay::Subspace;
 use crate::{
     Direction, FinishedTrial, NelderMeadSampler, NelderMeadSamplerConfig, Params,
@@ -60,7 +61,7 @@ fn run_sequential(
 }
 
 /// Records every point argmin evaluates, answering with `f` at that point
-/// (+∞ outside the unit cube, as the sampler's barrier does).
+/// (wrapped in the sampler's barrier, as the sampler's own problem is).
 struct Recorder<'a> {
     space: &'a SearchSpace,
     sub: &'a Subspace,
@@ -73,9 +74,6 @@ impl CostFunction for Recorder<'_> {
     type Output = f64;
 
     fn cost(&self, u: &Vec<f64>) -> Result<f64, argmin::core::Error> {
-        if u.iter().any(|v| !(0.0..=1.0).contains(v)) {
-            return Ok(f64::INFINITY);
-        }
         self.calls.lock().unwrap().push(u.clone());
         Ok((self.f)(&self.sub.to_params(self.space, u)))
     }
@@ -117,7 +115,7 @@ fn nelder_mead_trials_are_argmins_own_steps() {
     };
     let simplex = vec![vec![0.5, 0.5], vec![0.75, 0.5], vec![0.5, 0.75]];
     let solver = NelderMead::new(simplex).with_sd_tolerance(1e-9).unwrap();
-    Executor::new(&recorder, solver)
+    Executor::new(Barrier(&recorder), solver)
         .configure(|s| s.max_iters(200))
         .run()
         .unwrap();
@@ -267,7 +265,7 @@ fn particle_swarm_generations_are_argmins_own() {
         .unwrap()
         .with_social_factor(c.social)
         .unwrap();
-    Executor::new(&recorder, solver)
+    Executor::new(Barrier(&recorder), solver)
         .configure(|s| s.max_iters(generations - 1))
         .run()
         .unwrap();

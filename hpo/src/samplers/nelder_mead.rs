@@ -14,8 +14,8 @@ use argmin::core::CostFunction;
 use argmin::solver::neldermead::NelderMead;
 use serde::{Deserialize, Serialize};
 
-use super::replay::{require_subspace, sample_replayed, Lookup, Next, Subspace, Tape};
-use super::tpe::{TpeSampler, TpeSamplerConfig};
+use super::replay::{explorer, require_subspace, sample_replayed, Lookup, Next, Subspace, Tape};
+use super::tpe::TpeSampler;
 use super::{Ask, AskSampler};
 use crate::space::SearchSpace;
 use crate::{invalid, Params, Result};
@@ -117,12 +117,12 @@ impl NelderMeadSamplerConfig {
     }
 }
 
-/// The tape as argmin's cost function.
-struct Problem<'a> {
-    tape: &'a Tape,
-}
+/// An extreme barrier around a cost function on the unit cube: points
+/// outside it cost +∞ without being evaluated, so the simplex stays inside
+/// the space without clamping distorting its geometry.
+pub(super) struct Barrier<P>(pub(super) P);
 
-impl CostFunction for Problem<'_> {
+impl<P: CostFunction<Param = Vec<f64>, Output = f64>> CostFunction for Barrier<P> {
     type Param = Vec<f64>;
     type Output = f64;
 
@@ -130,7 +130,7 @@ impl CostFunction for Problem<'_> {
         if x.iter().any(|v| !(0.0..=1.0).contains(v)) {
             return Ok(f64::INFINITY);
         }
-        self.tape.cost(x)
+        self.0.cost(x)
     }
 }
 
@@ -158,10 +158,7 @@ impl NelderMeadSampler {
                 ..d
             };
         }
-        let tpe = TpeSampler::new_clamped(TpeSamplerConfig {
-            seed: config.seed,
-            ..Default::default()
-        });
+        let tpe = explorer(config.seed);
         NelderMeadSampler { config, tpe }
     }
 
@@ -226,9 +223,7 @@ impl NelderMeadSampler {
         // contractions and shrinks stay inside the cube, where each point
         // needs a trial), so the tape's length bounds the iterations.
         let iterations = tape.len() as u64 + 1;
-        Next::replay(Problem { tape }, solver, |state| {
-            state.max_iters(iterations)
-        })
+        Next::replay(Barrier(tape), solver, |state| state.max_iters(iterations))
     }
 }
 

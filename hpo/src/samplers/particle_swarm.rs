@@ -19,8 +19,10 @@ use rand_chacha_09::rand_core::SeedableRng as _;
 use rand_chacha_09::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::replay::{require_subspace, sample_replayed, Lookup, Next, Stop, Subspace, Tape};
-use super::tpe::{TpeSampler, TpeSamplerConfig};
+use super::replay::{
+    explorer, require_subspace, sample_replayed, Lookup, Next, Stop, Subspace, Tape,
+};
+use super::tpe::TpeSampler;
 use super::{Ask, AskSampler};
 use crate::space::SearchSpace;
 use crate::{invalid, Params, Result};
@@ -96,7 +98,7 @@ impl CostFunction for Problem<'_> {
     type Output = f64;
 
     fn cost(&self, x: &Vec<f64>) -> Result<f64, argmin::core::Error> {
-        self.tape.cost(x)
+        self.tape.answer(x)
     }
 
     /// A generation's values once all its trials finished. The first
@@ -147,10 +149,7 @@ impl ParticleSwarmSampler {
                 ..Default::default()
             };
         }
-        let tpe = TpeSampler::new_clamped(TpeSamplerConfig {
-            seed: config.seed,
-            ..Default::default()
-        });
+        let tpe = explorer(config.seed);
         ParticleSwarmSampler { config, tpe }
     }
 

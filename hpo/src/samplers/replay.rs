@@ -14,9 +14,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use argmin::core::{Executor, Solver, State};
+use argmin::core::{CostFunction, Executor, Solver, State};
 
-use super::tpe::TpeSampler;
+use super::tpe::{TpeSampler, TpeSamplerConfig};
 use super::Ask;
 use crate::space::{ParamKind, SearchSpace};
 use crate::{invalid, Direction, FinishedTrial, Params, PendingTrial, Result, TrialState};
@@ -194,6 +194,15 @@ impl Next {
     }
 }
 
+/// The TPE an argmin-backed sampler seeded with `seed` leaves the other
+/// parameters to, and explores with while its solver can't use a trial.
+pub(crate) fn explorer(seed: u64) -> TpeSampler {
+    TpeSampler::new_clamped(TpeSamplerConfig {
+        seed,
+        ..Default::default()
+    })
+}
+
 /// One ask of an argmin-backed sampler: `next` replays the solver over the
 /// study's tape of the continuous subspace; its point fixes those
 /// parameters and `tpe` samples the rest (all of them when the subspace is
@@ -321,12 +330,23 @@ impl Tape {
     }
 
     /// The lookup as a cost-function answer.
-    pub(crate) fn cost(&self, x: &[f64]) -> Result<f64, argmin::core::Error> {
+    pub(crate) fn answer(&self, x: &[f64]) -> Result<f64, argmin::core::Error> {
         match self.lookup(x) {
             Lookup::Value(v) => Ok(v),
             Lookup::Pending => Err(Stop::Blocked.into()),
             Lookup::Unassigned => Err(Stop::Need(x.to_vec()).into()),
         }
+    }
+}
+
+/// The tape as argmin's cost function: each point the solver evaluates is
+/// answered by the next trial at it (see `answer`).
+impl CostFunction for &Tape {
+    type Param = Vec<f64>;
+    type Output = f64;
+
+    fn cost(&self, x: &Vec<f64>) -> Result<f64, argmin::core::Error> {
+        self.answer(x)
     }
 }
 
@@ -421,8 +441,8 @@ mod tests {
         assert_eq!(tape.lookup(&[0.1, 0.9]), Lookup::Value(-1.0));
         // The cost function's answers.
         tape.rewind();
-        assert_eq!(tape.cost(&[0.5, 0.5]).unwrap(), -3.0);
-        let need = tape.cost(&[0.3, 0.3]).unwrap_err();
+        assert_eq!(tape.answer(&[0.5, 0.5]).unwrap(), -3.0);
+        let need = tape.answer(&[0.3, 0.3]).unwrap_err();
         assert_eq!(
             need.downcast_ref::<Stop>(),
             Some(&Stop::Need(vec![0.3, 0.3]))

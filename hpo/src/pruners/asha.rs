@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::Report;
 use crate::{invalid, Direction, FinishedTrial, Result};
 
 fn one() -> u32 {
@@ -104,16 +105,12 @@ impl Rungs {
             .take_while(move |&s| s <= upto && self.end.is_none_or(|e| s < e))
     }
 
-    /// Whether the trial that just reported `step` should stop. Only the rungs
-    /// this report decided (those whose rung value is the value at `step`) are
-    /// judged: earlier ones were judged at earlier reports, and the trial went on.
-    fn should_prune<'a>(
-        &self,
-        direction: Direction,
-        step: u32,
-        trial: &BTreeMap<u32, f64>,
-        competitors: impl Iterator<Item = &'a BTreeMap<u32, f64>> + Clone,
-    ) -> bool {
+    /// Whether the trial that just reported should stop, against the
+    /// finished trials `competes` admits. Only the rungs this report decided
+    /// (those whose rung value is the value at the reported step) are judged:
+    /// earlier ones were judged at earlier reports, and the trial went on.
+    fn should_prune(&self, report: &Report<'_>, competes: impl Fn(&FinishedTrial) -> bool) -> bool {
+        let (step, trial) = (report.step, report.trial);
         if !trial.contains_key(&step) {
             return false;
         }
@@ -128,12 +125,14 @@ impl Rungs {
                 // Diverged at a rung; Optuna prunes it too.
                 return true;
             }
-            let others: Vec<f64> = competitors
-                .clone()
-                .filter_map(|c| rung_value(c, rung))
+            let others: Vec<f64> = report
+                .history
+                .iter()
+                .filter(|t| competes(t))
+                .filter_map(|t| rung_value(&t.intermediate, rung))
                 .filter(|v| !v.is_nan())
                 .collect();
-            if !self.promotes(direction, value, others) {
+            if !self.promotes(report.direction, value, others) {
                 return true;
             }
         }
@@ -206,19 +205,8 @@ impl AshaPrunerConfig {
     /// Competitors are every finished trial, complete, pruned or failed: a
     /// trial that reached a rung is evidence about it however it ended later.
     /// Only finished trials are passed in, so running ones don't count yet.
-    pub(crate) fn should_prune(
-        &self,
-        direction: Direction,
-        step: u32,
-        trial_intermediate: &BTreeMap<u32, f64>,
-        history: &[FinishedTrial],
-    ) -> bool {
-        self.rungs().should_prune(
-            direction,
-            step,
-            trial_intermediate,
-            history.iter().map(|t| &*t.intermediate),
-        )
+    pub(super) fn should_prune(&self, report: &Report<'_>) -> bool {
+        self.rungs().should_prune(report, |_| true)
     }
 }
 
@@ -297,43 +285,19 @@ impl HyperbandPrunerConfig {
         self.rungs(bracket).steps_upto(u32::MAX).collect()
     }
 
-    /// Trial `number`, in its bracket, against the finished trials of that bracket.
-    pub(crate) fn should_prune(
-        &self,
-        number: u64,
-        direction: Direction,
-        step: u32,
-        trial_intermediate: &BTreeMap<u32, f64>,
-        history: &[FinishedTrial],
-    ) -> bool {
-        let bracket = self.bracket_of(number);
-        self.rungs(bracket).should_prune(
-            direction,
-            step,
-            trial_intermediate,
-            history
-                .iter()
-                .filter(move |t| self.bracket_of(t.number) == bracket)
-                .map(|t| &*t.intermediate),
-        )
-    }
-
-    /// Without the reporting trial's number its bracket is unknown: judge it
-    /// as plain ASHA (bracket 0's rungs, below `max_resource`) against every
-    /// finished trial rather than against one bracket picked at random.
-    pub(crate) fn should_prune_unnumbered(
-        &self,
-        direction: Direction,
-        step: u32,
-        trial_intermediate: &BTreeMap<u32, f64>,
-        history: &[FinishedTrial],
-    ) -> bool {
-        self.rungs(0).should_prune(
-            direction,
-            step,
-            trial_intermediate,
-            history.iter().map(|t| &*t.intermediate),
-        )
+    /// Trial `number`, in its bracket, against the finished trials of that
+    /// bracket. Without the number its bracket is unknown: the trial is
+    /// judged as plain ASHA (bracket 0's rungs, below `max_resource`) against
+    /// every finished trial rather than against one bracket picked at random.
+    pub(super) fn should_prune(&self, report: &Report<'_>) -> bool {
+        match report.number {
+            Some(number) => {
+                let bracket = self.bracket_of(number);
+                self.rungs(bracket)
+                    .should_prune(report, |t| self.bracket_of(t.number) == bracket)
+            }
+            None => self.rungs(0).should_prune(report, |_| true),
+        }
     }
 }
 

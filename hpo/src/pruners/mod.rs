@@ -103,12 +103,8 @@ impl PrunerConfig {
         trial_intermediate: &BTreeMap<u32, f64>,
         history: &[FinishedTrial],
     ) -> bool {
-        match self {
-            PrunerConfig::Hyperband(h) => {
-                h.should_prune_unnumbered(direction, step, trial_intermediate, history)
-            }
-            _ => self.should_prune_trial(u64::MAX, direction, step, trial_intermediate, history),
-        }
+        let report = Report::new(None, direction, step, trial_intermediate, history);
+        self.judge(&report)
     }
 
     /// [`Self::should_prune`] for trial `number`, which Hyperband brackets by;
@@ -121,34 +117,72 @@ impl PrunerConfig {
         trial_intermediate: &BTreeMap<u32, f64>,
         history: &[FinishedTrial],
     ) -> bool {
+        let report = Report::new(Some(number), direction, step, trial_intermediate, history);
+        self.judge(&report)
+    }
+
+    /// Both public calls, once their arguments are bundled.
+    fn judge(&self, report: &Report<'_>) -> bool {
         match self {
             PrunerConfig::None => false,
-            PrunerConfig::Median(m) => m.should_prune(direction, step, trial_intermediate, history),
-            PrunerConfig::Asha(a) => a.should_prune(direction, step, trial_intermediate, history),
-            PrunerConfig::Hyperband(h) => {
-                h.should_prune(number, direction, step, trial_intermediate, history)
-            }
+            PrunerConfig::Median(m) => m.should_prune(report),
+            PrunerConfig::Asha(a) => a.should_prune(report),
+            PrunerConfig::Hyperband(h) => h.should_prune(report),
+        }
+    }
+}
+
+/// What every pruner judges a running trial on, bundled so the pruners pass
+/// one value on rather than the same four arguments.
+#[derive(Debug, Clone, Copy)]
+struct Report<'a> {
+    /// The trial's number, when the caller knows it (Hyperband brackets by it).
+    number: Option<u64>,
+    direction: Direction,
+    /// The step the trial just reported.
+    step: u32,
+    /// The trial's values so far, `step` included.
+    trial: &'a BTreeMap<u32, f64>,
+    /// The finished trials it is compared with.
+    history: &'a [FinishedTrial],
+}
+
+impl<'a> Report<'a> {
+    fn new(
+        number: Option<u64>,
+        direction: Direction,
+        step: u32,
+        trial: &'a BTreeMap<u32, f64>,
+        history: &'a [FinishedTrial],
+    ) -> Self {
+        Report {
+            number,
+            direction,
+            step,
+            trial,
+            history,
         }
     }
 }
 
 impl MedianPrunerConfig {
-    fn should_prune(
-        &self,
-        direction: Direction,
-        step: u32,
-        trial_intermediate: &BTreeMap<u32, f64>,
-        history: &[FinishedTrial],
-    ) -> bool {
-        if !trial_intermediate.contains_key(&step) || step < self.n_warmup_steps {
+    fn should_prune(&self, report: &Report<'_>) -> bool {
+        let Report {
+            direction,
+            step,
+            trial,
+            history,
+            ..
+        } = *report;
+        if !trial.contains_key(&step) || step < self.n_warmup_steps {
             return false;
         }
-        if !self.is_first_in_interval(step, trial_intermediate) {
+        if !self.is_first_in_interval(step, trial) {
             return false;
         }
         // Best so far rather than the latest value, so a trial isn't cut for
         // one noisy step after a good one.
-        let best = trial_intermediate
+        let best = trial
             .values()
             .copied()
             .filter(|v| !v.is_nan())
@@ -227,39 +261,26 @@ mod tests {
     fn prunes_worse_than_median_per_direction() {
         let p = median(5, 0, 1);
         let h = history();
-        assert!(p.should_prune(
-            Direction::Minimize,
-            2,
-            &curve(&[(0, 4.0), (1, 4.0), (2, 4.0)]),
-            &h
-        ));
-        assert!(!p.should_prune(
-            Direction::Minimize,
-            2,
-            &curve(&[(0, 2.0), (1, 2.0), (2, 2.0)]),
-            &h
-        ));
+        let flat = |v: f64| curve(&[(0, v), (1, v), (2, v)]);
+        // (direction, the trial's curve up to step 2, pruned at step 2?)
+        let cases = [
+            (Direction::Minimize, flat(4.0), true),
+            (Direction::Minimize, flat(2.0), false),
+            (Direction::Maximize, flat(4.0), false),
+            (Direction::Maximize, flat(2.0), true),
+            // The best value so far counts, not the latest.
+            (
+                Direction::Minimize,
+                curve(&[(0, 1.0), (1, 4.0), (2, 4.0)]),
+                false,
+            ),
+        ];
+        for (direction, trial, pruned) in cases {
+            let got = p.should_prune(direction, 2, &trial, &h);
+            assert_eq!(got, pruned, "{direction}: {trial:?}");
+        }
         // Equal to the median is not worse.
         assert!(!p.should_prune(Direction::Minimize, 0, &curve(&[(0, 3.0)]), &h));
-        assert!(!p.should_prune(
-            Direction::Maximize,
-            2,
-            &curve(&[(0, 4.0), (1, 4.0), (2, 4.0)]),
-            &h
-        ));
-        assert!(p.should_prune(
-            Direction::Maximize,
-            2,
-            &curve(&[(0, 2.0), (1, 2.0), (2, 2.0)]),
-            &h
-        ));
-        // The best value so far counts, not the latest.
-        assert!(!p.should_prune(
-            Direction::Minimize,
-            2,
-            &curve(&[(0, 1.0), (1, 4.0), (2, 4.0)]),
-            &h
-        ));
         assert!(!PrunerConfig::None.should_prune(Direction::Minimize, 2, &curve(&[(2, 99.0)]), &h));
     }
 

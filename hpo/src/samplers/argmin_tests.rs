@@ -10,10 +10,11 @@ use serde_json::json;
 
 use super::nelder_mead::Barrier;
 use super::replay::Subspace;
+use super::test_support::{assert_unparsable, run_sequential};
 use crate::{
     Direction, FinishedTrial, NelderMeadSampler, NelderMeadSamplerConfig, Params,
     ParticleSwarmSampler, ParticleSwarmSamplerConfig, PendingTrial, Sampler, SamplerConfig,
-    SearchSpace, TrialState,
+    SearchSpace,
 };
 
 fn plane() -> SearchSpace {
@@ -29,35 +30,6 @@ fn bowl(p: &Params) -> f64 {
     let x = p["x"].as_f64().unwrap();
     let y = p["y"].as_f64().unwrap();
     (x - 1.0).powi(2) + 2.0 * (y + 0.5).powi(2)
-}
-
-fn complete(number: u64, params: Params, value: f64) -> FinishedTrial {
-    FinishedTrial {
-        number,
-        params: params.into(),
-        state: TrialState::Complete,
-        value: Some(value),
-        intermediate: Default::default(),
-    }
-}
-
-/// `n` trials asked and told one after another.
-fn run_sequential(
-    sampler: &dyn Sampler,
-    space: &SearchSpace,
-    f: &dyn Fn(&Params) -> f64,
-    n: u64,
-) -> Vec<FinishedTrial> {
-    let mut history = Vec::new();
-    for number in 0..n {
-        let params = sampler.sample(space, &history, Direction::Minimize, number);
-        space
-            .validate(&params)
-            .unwrap_or_else(|e| panic!("{params:?}: {e}"));
-        let value = f(&params);
-        history.push(complete(number, params, value));
-    }
-    history
 }
 
 /// Records every point argmin evaluates, answering with `f` at that point
@@ -412,68 +384,55 @@ fn configs_parse_round_trip_and_reject_unknown_fields() {
     assert_eq!(c.build().required_history(17), 16);
     let back: SamplerConfig = serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
     assert_eq!(back, c);
-    for bad in [
+    assert_unparsable([
         json!({"type": "nelder_mead", "step": 0.1}),
         json!({"type": "particle_swarm", "particles": 8}),
         json!({"type": "neldermead"}),
         json!({"type": "particle_swarm", "population": -1}),
-    ] {
-        assert!(
-            serde_json::from_value::<SamplerConfig>(bad.clone()).is_err(),
-            "{bad}"
-        );
-    }
+    ]);
 }
 
 #[test]
 fn validation_names_the_field_at_fault() {
     let space = plane();
-    let check = |config: serde_json::Value, field: &str| {
+    // `config` is the sampler's settings; `kind` adds its type.
+    let check = |kind: &str, mut config: serde_json::Value, field: &str| {
+        config["type"] = json!(kind);
         let c: SamplerConfig = serde_json::from_value(config.clone()).unwrap();
         let err = c.validate_for(&space).unwrap_err().to_string();
         assert!(err.contains(field), "{config}: {err}");
     };
-    check(
-        json!({"type": "nelder_mead", "alpha": 0}),
-        "sampler.alpha must be > 0",
-    );
-    check(
-        json!({"type": "nelder_mead", "gamma": 1}),
-        "sampler.gamma must be > 1",
-    );
-    check(
-        json!({"type": "nelder_mead", "rho": 0.6}),
-        "sampler.rho must be in (0, 0.5]",
-    );
-    check(json!({"type": "nelder_mead", "sigma": 0}), "sampler.sigma");
-    check(
-        json!({"type": "nelder_mead", "initial_step": 1.5}),
-        "sampler.initial_step",
-    );
-    check(
-        json!({"type": "nelder_mead", "sd_tolerance": -1}),
-        "sampler.sd_tolerance",
-    );
-    check(
-        json!({"type": "nelder_mead", "initial_point": {"z": 1}}),
-        "sampler.initial_point.z: not a float parameter",
-    );
-    check(
-        json!({"type": "nelder_mead", "initial_point": {"x": 9}}),
-        "sampler.initial_point.x: parameter 'x': 9 is outside [-5, 5]",
-    );
-    check(
-        json!({"type": "particle_swarm", "population": 1}),
-        "sampler.population must be in 2..=1000",
-    );
-    check(
-        json!({"type": "particle_swarm", "population": 5000}),
-        "sampler.population",
-    );
-    check(
-        json!({"type": "particle_swarm", "social": -1}),
-        "sampler.social must be a finite number >= 0",
-    );
+    for (config, field) in [
+        (json!({"alpha": 0}), "sampler.alpha must be > 0"),
+        (json!({"gamma": 1}), "sampler.gamma must be > 1"),
+        (json!({"rho": 0.6}), "sampler.rho must be in (0, 0.5]"),
+        (json!({"sigma": 0}), "sampler.sigma"),
+        (json!({"initial_step": 1.5}), "sampler.initial_step"),
+        (json!({"sd_tolerance": -1}), "sampler.sd_tolerance"),
+        (
+            json!({"initial_point": {"z": 1}}),
+            "sampler.initial_point.z: not a float parameter",
+        ),
+        (
+            json!({"initial_point": {"x": 9}}),
+            "sampler.initial_point.x: parameter 'x': 9 is outside [-5, 5]",
+        ),
+    ] {
+        check("nelder_mead", config, field);
+    }
+    for (config, field) in [
+        (
+            json!({"population": 1}),
+            "sampler.population must be in 2..=1000",
+        ),
+        (json!({"population": 5000}), "sampler.population"),
+        (
+            json!({"social": -1}),
+            "sampler.social must be a finite number >= 0",
+        ),
+    ] {
+        check("particle_swarm", config, field);
+    }
     // No continuous subspace to search.
     let discrete = SearchSpace::from_json(&json!({
         "k": {"type": "categorical", "choices": [1, 2]},

@@ -122,6 +122,7 @@ pub fn build_multi_objective(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::samplers::test_support::assert_unparsable;
     use crate::TrialState;
     use serde_json::json;
     use std::sync::Arc;
@@ -172,66 +173,30 @@ mod tests {
 
     #[test]
     fn rejects_unknown_fields_and_types() {
-        for bad in [
+        assert_unparsable([
             json!({"type": "tpe", "gama": 0.2}),
             json!({"type": "random", "seed": 1, "n_startup_trials": 3}),
             json!({"type": "grid", "points": 3}),
             json!({"type": "grid", "grid": [1, 2]}),
             json!({"seed": 1}),
             json!({"type": "random", "seed": -1}),
-        ] {
-            assert!(
-                serde_json::from_value::<SamplerConfig>(bad.clone()).is_err(),
-                "{bad}"
-            );
-        }
+        ]);
     }
 
     #[test]
     fn validate_names_the_field() {
+        let with = |set: fn(&mut TpeSamplerConfig)| {
+            let mut c = TpeSamplerConfig::default();
+            set(&mut c);
+            c
+        };
         let cases = [
-            (
-                TpeSamplerConfig {
-                    gamma: 0.0,
-                    ..Default::default()
-                },
-                "gamma",
-            ),
-            (
-                TpeSamplerConfig {
-                    gamma: f64::NAN,
-                    ..Default::default()
-                },
-                "gamma",
-            ),
-            (
-                TpeSamplerConfig {
-                    gamma: 1.5,
-                    ..Default::default()
-                },
-                "gamma",
-            ),
-            (
-                TpeSamplerConfig {
-                    prior_weight: 0.0,
-                    ..Default::default()
-                },
-                "prior_weight",
-            ),
-            (
-                TpeSamplerConfig {
-                    prior_weight: f64::INFINITY,
-                    ..Default::default()
-                },
-                "prior_weight",
-            ),
-            (
-                TpeSamplerConfig {
-                    n_ei_candidates: 0,
-                    ..Default::default()
-                },
-                "n_ei_candidates",
-            ),
+            (with(|c| c.gamma = 0.0), "gamma"),
+            (with(|c| c.gamma = f64::NAN), "gamma"),
+            (with(|c| c.gamma = 1.5), "gamma"),
+            (with(|c| c.prior_weight = 0.0), "prior_weight"),
+            (with(|c| c.prior_weight = f64::INFINITY), "prior_weight"),
+            (with(|c| c.n_ei_candidates = 0), "n_ei_candidates"),
         ];
         for (c, field) in cases {
             let err = SamplerConfig::Tpe(c).validate().unwrap_err().to_string();

@@ -15,6 +15,8 @@ mod tpe;
 mod argmin_tests;
 #[cfg(test)]
 mod quality_tests;
+#[cfg(test)]
+mod test_support;
 
 pub use config::{build_multi_objective, SamplerConfig};
 pub use nelder_mead::{NelderMeadSampler, NelderMeadSamplerConfig};

@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::multi::pareto::{dominates, hypervolume_2d, pareto_front};
-use crate::{FinishedTrial, RandomSampler, Sampler, SamplerConfig, TrialState};
+use crate::samplers::test_support::{mixed_space, run_sequential, run_study};
+use crate::{RandomSampler, Sampler, SamplerConfig, TrialState};
 use serde_json::json;
 
 fn config(seed: u64, population_size: u32) -> Nsga2SamplerConfig {
@@ -94,18 +95,6 @@ fn the_first_generation_is_random_sampling() {
     }
 }
 
-fn mixed_space() -> SearchSpace {
-    SearchSpace::from_json(&json!({
-        "family": {"type": "categorical", "choices": ["linear", "gbm", "nn"]},
-        "l2": {"type": "float", "low": 1e-6, "high": 10.0, "log": true, "when": {"family": ["linear"]}},
-        "trees": {"type": "int", "low": 50, "high": 400, "step": 50, "when": {"family": ["gbm"]}},
-        "depth": {"type": "int", "low": 1, "high": 1000, "log": true, "when": {"family": ["gbm"]}},
-        "dropout": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.1, "when": {"family": ["nn"]}},
-        "x": {"type": "float", "low": -5, "high": 5}
-    }))
-    .unwrap()
-}
-
 /// A made-up two-objective problem over the mixed space.
 fn mixed_objective(p: &Params) -> Vec<f64> {
     let x = p["x"].as_f64().unwrap();
@@ -123,16 +112,15 @@ fn run(
     trials: u64,
     f: &dyn Fn(&Params) -> Vec<f64>,
 ) -> Vec<MultiObjectiveTrial> {
-    let mut history = Vec::new();
-    for n in 0..trials {
-        let params = sampler.sample_multi(space, &history, &BOTH_MIN, n);
-        space
-            .validate(&params)
-            .unwrap_or_else(|e| panic!("trial {n}: {params:?}: {e}"));
-        let values = f(&params);
-        history.push(complete(n, params, values));
-    }
-    history
+    run_study(
+        space,
+        trials,
+        |history, n| sampler.sample_multi(space, history, &BOTH_MIN, n),
+        |n, params| {
+            let values = f(&params);
+            complete(n, params, values)
+        },
+    )
 }
 
 #[test]
@@ -244,18 +232,7 @@ fn single_objective_use_is_an_elitist_search_that_improves() {
     let s = Nsga2Sampler::new(config(5, 10)).unwrap();
     let f =
         |p: &Params| (p["x"].as_f64().unwrap() - 1.0).powi(2) + p["y"].as_f64().unwrap().powi(2);
-    let mut history = Vec::new();
-    for n in 0..200 {
-        let params = s.sample(&space, &history, Direction::Minimize, n);
-        let value = f(&params);
-        history.push(FinishedTrial {
-            number: n,
-            params: params.into(),
-            state: TrialState::Complete,
-            value: Some(value),
-            intermediate: Default::default(),
-        });
-    }
+    let history = run_sequential(&s, &space, &f, 200);
     let best = |from: u64, to: u64| {
         history[from as usize..to as usize]
             .iter()

@@ -2,34 +2,18 @@
 
 use serde_json::json;
 
-use crate::{
-    Direction, FinishedTrial, Params, RandomSampler, Sampler, SearchSpace, TpeSampler,
-    TpeSamplerConfig, TrialState,
-};
+use super::test_support::run_sequential;
+use crate::{Params, RandomSampler, Sampler, SearchSpace, TpeSampler, TpeSamplerConfig};
 
 const BUDGET: u64 = 60;
 const SEEDS: u64 = 8;
 
 /// Best value found by `sampler` in `BUDGET` sequential trials.
 fn best_of(sampler: &dyn Sampler, space: &SearchSpace, f: &dyn Fn(&Params) -> f64) -> f64 {
-    let mut history = Vec::new();
-    let mut best = f64::INFINITY;
-    for number in 0..BUDGET {
-        let params = sampler.sample(space, &history, Direction::Minimize, number);
-        space
-            .validate(&params)
-            .unwrap_or_else(|e| panic!("{params:?}: {e}"));
-        let value = f(&params);
-        best = best.min(value);
-        history.push(FinishedTrial {
-            number,
-            params: params.into(),
-            state: TrialState::Complete,
-            value: Some(value),
-            intermediate: Default::default(),
-        });
-    }
-    best
+    run_sequential(sampler, space, f, BUDGET)
+        .iter()
+        .filter_map(|t| t.value)
+        .fold(f64::INFINITY, f64::min)
 }
 
 fn tpe(seed: u64, multivariate: bool) -> Box<dyn Sampler> {

@@ -100,24 +100,13 @@ pub(crate) fn sample_one<R: Rng + ?Sized>(spec: &ParamSpec, rng: &mut R) -> Valu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::samplers::test_support::mixed_space;
     use crate::{Direction, Sampler};
     use serde_json::json;
 
-    fn space() -> SearchSpace {
-        SearchSpace::from_json(&json!({
-            "family": {"type": "categorical", "choices": ["linear", "gbm", "nn"]},
-            "linear_l2": {"type": "float", "low": 1e-6, "high": 10.0, "log": true, "when": {"family": ["linear"]}},
-            "gbm_iterations": {"type": "int", "low": 50, "high": 400, "step": 50, "when": {"family": ["gbm"]}},
-            "gbm_depth": {"type": "int", "low": 1, "high": 1000, "log": true, "when": {"family": ["gbm"]}},
-            "nn_dropout": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.1, "when": {"family": ["nn"]}},
-            "x": {"type": "float", "low": -5, "high": 5}
-        }))
-        .unwrap()
-    }
-
     #[test]
     fn respects_bounds_grid_log_and_conditions() {
-        let space = space();
+        let space = mixed_space();
         let sampler = RandomSampler::new(3);
         let mut seen_grid = std::collections::BTreeSet::new();
         let mut small_l2 = 0;
@@ -126,10 +115,10 @@ mod tests {
             let p = sampler.sample(&space, &[], Direction::Minimize, n);
             space.validate(&p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
             match p["family"].as_str().unwrap() {
-                "linear" => small_l2 += usize::from(p["linear_l2"].as_f64().unwrap() < 1e-3),
+                "linear" => small_l2 += usize::from(p["l2"].as_f64().unwrap() < 1e-3),
                 "gbm" => {
-                    seen_grid.insert(p["gbm_iterations"].as_i64().unwrap());
-                    small_depth += usize::from(p["gbm_depth"].as_i64().unwrap() <= 31);
+                    seen_grid.insert(p["trees"].as_i64().unwrap());
+                    small_depth += usize::from(p["depth"].as_i64().unwrap() <= 31);
                 }
                 _ => {}
             }
@@ -145,7 +134,7 @@ mod tests {
 
     #[test]
     fn deterministic_per_seed_and_number() {
-        let space = space();
+        let space = mixed_space();
         let a = RandomSampler::new(11);
         let first: Vec<Params> = (0..20)
             .map(|n| a.sample(&space, &[], Direction::Minimize, n))

@@ -1,6 +1,7 @@
 //! Unit tests of the TPE sampler: determinism, ranking, validity, multivariate groups and the constant liar.
 
 use super::*;
+use crate::samplers::test_support::{complete, run_sequential};
 use crate::{RandomSampler, Sampler, SearchSpace};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -129,13 +130,7 @@ fn concentrates_near_the_good_region() {
             let x = -10.0 + 20.0 * ((i * 37) % 100) as f64 / 99.0;
             let mut params = Params::new();
             params.insert("x".into(), json!(x));
-            FinishedTrial {
-                number: i,
-                params: params.into(),
-                state: TrialState::Complete,
-                value: Some((x - 2.0).abs()),
-                intermediate: Default::default(),
-            }
+            complete(i, params, (x - 2.0).abs())
         })
         .collect();
     for s in both_modes(0) {
@@ -288,20 +283,8 @@ fn diagonal_history() -> (SearchSpace, Vec<FinishedTrial>) {
         "y": {"type": "float", "low": -5, "high": 5}
     }))
     .unwrap();
-    let random = RandomSampler::new(5);
-    let hist = (0..100)
-        .map(|number| {
-            let params = random.sample(&space, &[], Direction::Minimize, number);
-            let value = (params["x"].as_f64().unwrap() - params["y"].as_f64().unwrap()).abs();
-            FinishedTrial {
-                number,
-                params: params.into(),
-                state: TrialState::Complete,
-                value: Some(value),
-                intermediate: Default::default(),
-            }
-        })
-        .collect();
+    let diagonal = |p: &Params| (p["x"].as_f64().unwrap() - p["y"].as_f64().unwrap()).abs();
+    let hist = run_sequential(&RandomSampler::new(5), &space, &diagonal, 100);
     (space, hist)
 }
 
@@ -346,19 +329,7 @@ fn conditional_groups_are_sampled_jointly_only_where_active() {
         }
         _ => 1.0 + p["l2"].as_f64().unwrap(),
     };
-    let random = RandomSampler::new(8);
-    let hist: Vec<FinishedTrial> = (0..120)
-        .map(|number| {
-            let params = random.sample(&space, &[], Direction::Minimize, number);
-            FinishedTrial {
-                number,
-                value: Some(f(&params)),
-                params: params.into(),
-                state: TrialState::Complete,
-                intermediate: Default::default(),
-            }
-        })
-        .collect();
+    let hist = run_sequential(&RandomSampler::new(8), &space, &f, 120);
     let ridge_error = |s: &TpeSampler| -> (f64, usize) {
         let mut total = 0.0;
         let mut gbm = 0;
@@ -417,21 +388,11 @@ fn constant_liar_spreads_parallel_asks() {
     for multivariate in [true, false] {
         let (mut spread, mut distinct) = ([0.0; 2], [0; 2]);
         for seed in 0..8 {
-            let random = RandomSampler::new(seed + 100);
-            let hist: Vec<FinishedTrial> = (0..20)
-                .map(|number| {
-                    let params = random.sample(&space, &[], Direction::Minimize, number);
-                    let value = (params["n"].as_f64().unwrap() - 20.0).powi(2)
-                        + (params["m"].as_f64().unwrap() - 10.0).powi(2);
-                    FinishedTrial {
-                        number,
-                        params: params.into(),
-                        state: TrialState::Complete,
-                        value: Some(value),
-                        intermediate: Default::default(),
-                    }
-                })
-                .collect();
+            let f = |p: &Params| {
+                (p["n"].as_f64().unwrap() - 20.0).powi(2)
+                    + (p["m"].as_f64().unwrap() - 10.0).powi(2)
+            };
+            let hist = run_sequential(&RandomSampler::new(seed + 100), &space, &f, 20);
             for (i, liar) in [true, false].into_iter().enumerate() {
                 let asks = parallel_asks(&tpe_with(seed, multivariate, liar), &space, &hist, 20, 8);
                 let points: Vec<(f64, f64)> = asks
@@ -526,13 +487,11 @@ fn large_histories_are_subsampled_deterministically_and_still_learn() {
     let hist: Vec<FinishedTrial> = (0..n)
         .map(|i| {
             let x = -10.0 + 20.0 * ((i * 7919) % n) as f64 / (n - 1) as f64;
-            FinishedTrial {
-                number: i,
-                params: json!({"x": x}).as_object().unwrap().clone().into(),
-                state: TrialState::Complete,
-                value: Some((x - 3.0).abs()),
-                intermediate: Default::default(),
-            }
+            complete(
+                i,
+                json!({"x": x}).as_object().unwrap().clone(),
+                (x - 3.0).abs(),
+            )
         })
         .collect();
     let mut shuffled = hist.clone();

@@ -22,7 +22,7 @@ use serde_json::Value;
 use super::random::sample_all;
 use super::{Ask, AskSampler};
 use crate::rng::trial_rng;
-use crate::space::{cmp_choice, ParamKind, ParamSpec, SearchSpace};
+use crate::space::{cmp_choice, repeated_value, ParamKind, ParamSpec, SearchSpace};
 use crate::{invalid, Params, Result};
 
 /// Most points one grid may have; a bigger one is rejected at validation.
@@ -127,15 +127,9 @@ fn explicit_values(spec: &ParamSpec, values: &[Value]) -> Result<Vec<Value>> {
     for v in values {
         check_value(spec, v)?;
     }
-    let mut sorted: Vec<&Value> = values.iter().collect();
-    sorted.sort_by(|a, b| cmp_choice(a, b));
-    if let Some(w) = sorted
-        .windows(2)
-        .find(|w| cmp_choice(w[0], w[1]) == Ordering::Equal)
-    {
+    if let Some(twice) = repeated_value(values) {
         return Err(invalid(format!(
-            "sampler.grid.{name}: {} is listed twice",
-            w[0]
+            "sampler.grid.{name}: {twice} is listed twice"
         )));
     }
     Ok(values.to_vec())

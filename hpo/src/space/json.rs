@@ -1,11 +1,10 @@
 //! Parsing of the search-space JSON: one parameter spec at a time, then the `when` graph's topological order.
 
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
-use super::param::{cmp_choice, ParamKind, MAX_CHOICES, MAX_INT_ABS};
+use super::param::{repeated_value, ParamKind, MAX_CHOICES, MAX_INT_ABS};
 use crate::{invalid, Result};
 
 pub(super) type ParsedSpec = (ParamKind, Vec<(String, Vec<Value>)>);
@@ -167,15 +166,9 @@ fn parse_categorical(name: &str, obj: &Map<String, Value>) -> Result<ParamKind> 
             "parameter '{name}': choice {bad} must be a string, number or bool"
         )));
     }
-    let mut sorted: Vec<&Value> = choices.iter().collect();
-    sorted.sort_by(|a, b| cmp_choice(a, b));
-    if let Some(pair) = sorted
-        .windows(2)
-        .find(|w| cmp_choice(w[0], w[1]) == Ordering::Equal)
-    {
+    if let Some(twice) = repeated_value(choices) {
         return Err(invalid(format!(
-            "parameter '{name}': choice {} is listed more than once",
-            pair[0]
+            "parameter '{name}': choice {twice} is listed more than once"
         )));
     }
     Ok(ParamKind::Categorical {

@@ -8,7 +8,7 @@ mod json;
 mod param;
 mod search_space;
 
-pub(crate) use param::cmp_choice;
+pub(crate) use param::{cmp_choice, repeated_value};
 pub use param::{
     Condition, ParamKind, ParamSpec, MAX_CHOICES, MAX_INT_ABS, MAX_NAME_LEN, MAX_PARAMS,
 };

@@ -1,10 +1,11 @@
 //! One search-space parameter: its kind, its `when` conditions, the limits a spec must respect, validation of a told value, and the samplers' internal (log, grid, index) mapping.
 
 use std::cmp::Ordering;
+use std::fmt::Display;
 
 use serde_json::Value;
 
-use crate::{invalid, Result};
+use crate::{invalid, HpoError, Result};
 
 /// Most parameters one space may define.
 pub const MAX_PARAMS: usize = 100;
@@ -102,24 +103,18 @@ impl ParamSpec {
             ParamKind::Float {
                 low, high, step, ..
             } => {
-                let v = value.as_f64().ok_or_else(|| {
-                    invalid(format!(
-                        "parameter '{name}': expected a number, got {value}"
-                    ))
-                })?;
+                let Some(v) = value.as_f64() else {
+                    return Err(not_a(name, "a number", value));
+                };
                 if !(*low..=*high).contains(&v) {
-                    return Err(invalid(format!(
-                        "parameter '{name}': {v} is outside [{low}, {high}]"
-                    )));
+                    return Err(outside(name, v, low, high));
                 }
                 if let Some(step) = step {
                     let k = ((v - low) / step).round();
                     // Clients compute grid points in their own float arithmetic
                     // (0.1 * 3 != 0.3), so allow a sliver of the step.
                     if (low + k * step - v).abs() > step * 1e-6 {
-                        return Err(invalid(format!(
-                            "parameter '{name}': {v} is not on the grid {low} + k * {step}"
-                        )));
+                        return Err(off_grid(name, v, low, step));
                     }
                 }
                 Ok(())
@@ -127,20 +122,14 @@ impl ParamSpec {
             ParamKind::Int {
                 low, high, step, ..
             } => {
-                let v = value.as_i64().ok_or_else(|| {
-                    invalid(format!(
-                        "parameter '{name}': expected an integer, got {value}"
-                    ))
-                })?;
+                let Some(v) = value.as_i64() else {
+                    return Err(not_a(name, "an integer", value));
+                };
                 if v < *low || v > *high {
-                    return Err(invalid(format!(
-                        "parameter '{name}': {v} is outside [{low}, {high}]"
-                    )));
+                    return Err(outside(name, v, low, high));
                 }
                 if (v - low) % step != 0 {
-                    return Err(invalid(format!(
-                        "parameter '{name}': {v} is not on the grid {low} + k * {step}"
-                    )));
+                    return Err(off_grid(name, v, low, step));
                 }
                 Ok(())
             }
@@ -246,6 +235,36 @@ impl ParamSpec {
             }
         }
     }
+}
+
+// `check_value`'s errors, worded once for floats and ints alike.
+
+fn not_a(name: &str, expected: &str, value: &Value) -> HpoError {
+    invalid(format!(
+        "parameter '{name}': expected {expected}, got {value}"
+    ))
+}
+
+fn outside(name: &str, v: impl Display, low: impl Display, high: impl Display) -> HpoError {
+    invalid(format!(
+        "parameter '{name}': {v} is outside [{low}, {high}]"
+    ))
+}
+
+fn off_grid(name: &str, v: impl Display, low: impl Display, step: impl Display) -> HpoError {
+    invalid(format!(
+        "parameter '{name}': {v} is not on the grid {low} + k * {step}"
+    ))
+}
+
+/// The first value `values` lists twice (first in `cmp_choice` order), if any.
+pub(crate) fn repeated_value(values: &[Value]) -> Option<&Value> {
+    let mut sorted: Vec<&Value> = values.iter().collect();
+    sorted.sort_by(|a, b| cmp_choice(a, b));
+    sorted
+        .windows(2)
+        .find(|w| cmp_choice(w[0], w[1]) == Ordering::Equal)
+        .map(|w| w[0])
 }
 
 /// Total order on choice values: bools, then numbers (by value, -0 == 0), then strings.

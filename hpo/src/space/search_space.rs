@@ -132,45 +132,7 @@ impl SearchSpace {
     pub fn to_json(&self) -> Value {
         let mut out = Map::new();
         for p in &self.params {
-            let mut spec = Map::new();
-            match &p.kind {
-                ParamKind::Float {
-                    low,
-                    high,
-                    log,
-                    step,
-                } => {
-                    spec.insert("type".into(), "float".into());
-                    spec.insert("low".into(), Value::from(*low));
-                    spec.insert("high".into(), Value::from(*high));
-                    if *log {
-                        spec.insert("log".into(), true.into());
-                    }
-                    if let Some(step) = step {
-                        spec.insert("step".into(), Value::from(*step));
-                    }
-                }
-                ParamKind::Int {
-                    low,
-                    high,
-                    step,
-                    log,
-                } => {
-                    spec.insert("type".into(), "int".into());
-                    spec.insert("low".into(), Value::from(*low));
-                    spec.insert("high".into(), Value::from(*high));
-                    if *step != 1 {
-                        spec.insert("step".into(), Value::from(*step));
-                    }
-                    if *log {
-                        spec.insert("log".into(), true.into());
-                    }
-                }
-                ParamKind::Categorical { choices } => {
-                    spec.insert("type".into(), "categorical".into());
-                    spec.insert("choices".into(), Value::Array(choices.clone()));
-                }
-            }
+            let mut spec = kind_to_json(&p.kind);
             if !p.when.is_empty() {
                 let when: Map<String, Value> = p
                     .when
@@ -323,6 +285,47 @@ fn and_into(sig: &mut BTreeMap<usize, Vec<bool>>, parent: usize, allowed: &[bool
             sig.insert(parent, allowed.to_vec());
         }
     }
+}
+
+/// A parameter kind's part of its JSON spec: `type` and its settings, with
+/// the defaults `from_json` fills in (no log, an int step of 1) left out.
+fn kind_to_json(kind: &ParamKind) -> Map<String, Value> {
+    let mut spec = Map::new();
+    let (type_name, low, high, step, log) = match *kind {
+        ParamKind::Categorical { ref choices } => {
+            spec.insert("type".into(), "categorical".into());
+            spec.insert("choices".into(), Value::Array(choices.clone()));
+            return spec;
+        }
+        ParamKind::Float {
+            low,
+            high,
+            log,
+            step,
+        } => ("float", low.into(), high.into(), step.map(Value::from), log),
+        ParamKind::Int {
+            low,
+            high,
+            step,
+            log,
+        } => (
+            "int",
+            low.into(),
+            high.into(),
+            (step != 1).then_some(step.into()),
+            log,
+        ),
+    };
+    spec.insert("type".into(), type_name.into());
+    spec.insert("low".into(), low);
+    spec.insert("high".into(), high);
+    if let Some(step) = step {
+        spec.insert("step".into(), step);
+    }
+    if log {
+        spec.insert("log".into(), true.into());
+    }
+    spec
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::random::sample_all;
-use super::{Ask, AskSampler};
+use super::{check_count, Ask, AskSampler};
 use crate::rng::trial_rng;
 use crate::space::{cmp_choice, repeated_value, ParamKind, ParamSpec, SearchSpace};
 use crate::{invalid, Params, Result};
@@ -66,13 +66,11 @@ impl Default for GridSamplerConfig {
 impl GridSamplerConfig {
     /// Checks the fields that don't need the space.
     pub fn validate(&self) -> Result<()> {
-        if self.points_per_dimension == 0 || self.points_per_dimension > MAX_POINTS_PER_DIMENSION {
-            return Err(invalid(format!(
-                "sampler.points_per_dimension must be in 1..={MAX_POINTS_PER_DIMENSION} (got {})",
-                self.points_per_dimension
-            )));
-        }
-        Ok(())
+        check_count(
+            "points_per_dimension",
+            self.points_per_dimension,
+            1..=MAX_POINTS_PER_DIMENSION,
+        )
     }
 
     /// The value list of every parameter (indexed like `space.params()`),
@@ -367,21 +365,18 @@ mod tests {
         let c = config(json!({"points_per_dimension": 3, "shuffle": false}));
         assert_eq!(c.size(&space).unwrap(), 3 * 3 + 3 * 3);
         let points = GridSampler::new(c).points(&space).unwrap();
+        // Each branch: its own parameter's three values, each with x's three.
+        let branches = [
+            ("linear", "l2", [json!(0.001), json!(0.1), json!(10.0)]),
+            ("gbm", "depth", [json!(2), json!(3), json!(4)]),
+        ];
         let mut expected = BTreeSet::new();
-        for l2 in [0.001, 0.1, 10.0] {
-            for x in [0.0, 0.5, 1.0] {
-                expected.insert(key(&json!({"family": "linear", "l2": l2, "x": x})
-                    .as_object()
-                    .unwrap()
-                    .clone()));
-            }
-        }
-        for depth in [2, 3, 4] {
-            for x in [0.0, 0.5, 1.0] {
-                expected.insert(key(&json!({"family": "gbm", "depth": depth, "x": x})
-                    .as_object()
-                    .unwrap()
-                    .clone()));
+        for (family, param, values) in branches {
+            for v in values {
+                for x in [0.0, 0.5, 1.0] {
+                    let point = json!({"family": family, param: v, "x": x});
+                    expected.insert(key(point.as_object().unwrap()));
+                }
             }
         }
         let got: Vec<String> = points.iter().map(key).collect();

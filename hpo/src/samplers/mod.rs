@@ -24,8 +24,10 @@ pub use particle_swarm::{ParticleSwarmSampler, ParticleSwarmSamplerConfig, MAX_P
 pub use random::{RandomSampler, RandomSamplerConfig};
 pub use tpe::{TpeSampler, TpeSamplerConfig, MAX_EI_CANDIDATES};
 
+use std::ops::RangeInclusive;
+
 use crate::space::SearchSpace;
-use crate::{Direction, FinishedTrial, Params, PendingTrial};
+use crate::{invalid, Direction, FinishedTrial, Params, PendingTrial, Result};
 
 /// Suggests parameters for a new trial from the study's finished trials.
 pub trait Sampler {
@@ -66,6 +68,19 @@ pub trait Sampler {
         let _ = trial_number;
         0
     }
+}
+
+/// `Ok` when the config's count `field` lies in `range`; otherwise the error
+/// every sampler config words the same way.
+pub(crate) fn check_count(field: &str, value: u32, range: RangeInclusive<u32>) -> Result<()> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "sampler.{field} must be in {}..={} (got {value})",
+        range.start(),
+        range.end()
+    )))
 }
 
 /// One ask, as [`Sampler::sample_with_pending`] receives it. The samplers

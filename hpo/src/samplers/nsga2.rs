@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::random::{sample_all, sample_one};
-use super::{Ask, AskSampler};
+use super::{check_count, Ask, AskSampler};
 use crate::multi::pareto::{crowding_distance, losses, non_dominated_sort};
 use crate::multi::{MultiObjectiveSampler, MultiObjectiveTrial};
 use crate::rng::trial_rng;
@@ -77,12 +77,7 @@ impl Default for Nsga2SamplerConfig {
 
 impl Nsga2SamplerConfig {
     pub fn validate(&self) -> Result<()> {
-        if !(2..=MAX_POPULATION).contains(&self.population_size) {
-            return Err(invalid(format!(
-                "sampler.population_size must be in 2..={MAX_POPULATION} (got {})",
-                self.population_size
-            )));
-        }
+        check_count("population_size", self.population_size, 2..=MAX_POPULATION)?;
         if !(0.0..=1.0).contains(&self.crossover_prob) {
             return Err(invalid(format!(
                 "sampler.crossover_prob must be in [0, 1] (got {})",

@@ -23,7 +23,7 @@ use super::replay::{
     explorer, require_subspace, sample_replayed, Lookup, Next, Stop, Subspace, Tape,
 };
 use super::tpe::TpeSampler;
-use super::{Ask, AskSampler};
+use super::{check_count, Ask, AskSampler};
 use crate::space::SearchSpace;
 use crate::{invalid, Params, Result};
 
@@ -62,12 +62,7 @@ impl Default for ParticleSwarmSamplerConfig {
 
 impl ParticleSwarmSamplerConfig {
     pub fn validate(&self) -> Result<()> {
-        if !(2..=MAX_POPULATION).contains(&self.population) {
-            return Err(invalid(format!(
-                "sampler.population must be in 2..={MAX_POPULATION} (got {})",
-                self.population
-            )));
-        }
+        check_count("population", self.population, 2..=MAX_POPULATION)?;
         for (name, v) in [
             ("inertia", self.inertia),
             ("cognitive", self.cognitive),

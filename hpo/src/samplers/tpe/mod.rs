@@ -24,7 +24,7 @@ use parzen::{capped_weights, observation_weights, CategoricalMixture, TruncNormM
 use parzen_joint::{DimSpec, JointParzen};
 
 use super::random::{sample_all_except, sample_one};
-use super::{Ask, AskSampler};
+use super::{check_count, Ask, AskSampler};
 use crate::rng::trial_rng;
 use crate::space::{ParamKind, ParamSpec};
 use crate::{invalid, Direction, FinishedTrial, Params, PendingTrial, Result, TrialState};
@@ -97,13 +97,11 @@ impl TpeSamplerConfig {
                 self.prior_weight
             )));
         }
-        if self.n_ei_candidates == 0 || self.n_ei_candidates > MAX_EI_CANDIDATES {
-            return Err(invalid(format!(
-                "sampler.n_ei_candidates must be in 1..={MAX_EI_CANDIDATES} (got {})",
-                self.n_ei_candidates
-            )));
-        }
-        Ok(())
+        check_count(
+            "n_ei_candidates",
+            self.n_ei_candidates,
+            1..=MAX_EI_CANDIDATES,
+        )
     }
 }
 

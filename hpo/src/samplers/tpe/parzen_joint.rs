@@ -364,18 +364,14 @@ mod tests {
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
+    fn numeric(low: f64, high: f64, step: Option<f64>) -> DimSpec {
+        DimSpec::Numeric { low, high, step }
+    }
+
     fn dims() -> Vec<DimSpec> {
         vec![
-            DimSpec::Numeric {
-                low: 0.0,
-                high: 1.0,
-                step: None,
-            },
-            DimSpec::Numeric {
-                low: 0.0,
-                high: 6.0,
-                step: Some(2.0),
-            },
+            numeric(0.0, 1.0, None),
+            numeric(0.0, 6.0, Some(2.0)),
             DimSpec::Categorical { n_choices: 3 },
         ]
     }
@@ -415,11 +411,7 @@ mod tests {
     #[test]
     fn cached_cell_masses_match_direct_ones() {
         // A fine grid: many distances, each computed once and reused.
-        let dims = [DimSpec::Numeric {
-            low: 0.0,
-            high: 99.0,
-            step: Some(1.0),
-        }];
+        let dims = [numeric(0.0, 99.0, Some(1.0))];
         let obs: Vec<f64> = (0..40).map(|i| ((i * 37) % 100) as f64).collect();
         let weights = vec![1.0; obs.len()];
         let mut cached = JointParzen::new(&dims, vec![obs.clone()], &weights, 1.0);
@@ -439,18 +431,7 @@ mod tests {
     fn draws_stay_in_support_and_follow_the_observations_jointly() {
         // Two observations at opposite corners: a joint draw from one
         // observation's kernel keeps both coordinates on the same side.
-        let dims = [
-            DimSpec::Numeric {
-                low: 0.0,
-                high: 1.0,
-                step: None,
-            },
-            DimSpec::Numeric {
-                low: 0.0,
-                high: 1.0,
-                step: None,
-            },
-        ];
+        let dims = [numeric(0.0, 1.0, None), numeric(0.0, 1.0, None)];
         let cols = vec![
             vec![0.05, 0.95, 0.05, 0.95, 0.05, 0.95],
             vec![0.05, 0.95, 0.05, 0.95, 0.05, 0.95],

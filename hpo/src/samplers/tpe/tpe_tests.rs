@@ -134,27 +134,17 @@ fn concentrates_near_the_good_region() {
         })
         .collect();
     for s in both_modes(0) {
+        let distance = |direction, n| {
+            let x = s.sample(&space, &hist, direction, n)["x"].as_f64().unwrap();
+            (x - 2.0).abs()
+        };
         let near = (100..150)
-            .filter(|&n| {
-                (s.sample(&space, &hist, Direction::Minimize, n)["x"]
-                    .as_f64()
-                    .unwrap()
-                    - 2.0)
-                    .abs()
-                    < 2.0
-            })
+            .filter(|&n| distance(Direction::Minimize, n) < 2.0)
             .count();
         assert!(near >= 40, "{near}/50");
         // Maximising flips which end is good.
         let far = (100..150)
-            .filter(|&n| {
-                (s.sample(&space, &hist, Direction::Maximize, n)["x"]
-                    .as_f64()
-                    .unwrap()
-                    - 2.0)
-                    .abs()
-                    > 8.0
-            })
+            .filter(|&n| distance(Direction::Maximize, n) > 8.0)
             .count();
         assert!(far >= 40, "{far}/50");
     }

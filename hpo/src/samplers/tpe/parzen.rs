@@ -219,14 +219,102 @@ pub(crate) struct Grid {
     pub(crate) n: f64,
 }
 
+impl Grid {
+    /// The grid point nearest `x`, the end points for `x` beyond them.
+    pub(crate) fn snap(self, x: f64) -> f64 {
+        self.low + ((x - self.low) / self.step).round().clamp(0.0, self.n) * self.step
+    }
+}
+
+/// A numeric parameter's support in internal space, shared by the
+/// univariate and joint estimators: `[low, high]`, or with a step the grid
+/// `low + k*step` widened by half a step on each side, so every grid point,
+/// the ends included, owns a cell of the same width.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Support {
+    pub(crate) lo: f64,
+    pub(crate) hi: f64,
+    pub(crate) grid: Option<Grid>,
+}
+
+impl Support {
+    /// `low`/`high` are the interval's ends, or the first/last grid points with `step`.
+    pub(crate) fn new(low: f64, high: f64, step: Option<f64>) -> Self {
+        let half = 0.5 * step.unwrap_or(0.0);
+        Support {
+            lo: low - half,
+            hi: high + half,
+            grid: step.map(|step| Grid {
+                low,
+                step,
+                n: ((high - low) / step).round(),
+            }),
+        }
+    }
+
+    pub(crate) fn range(&self) -> f64 {
+        self.hi - self.lo
+    }
+
+    /// ln of the mass the normal (`mu`, `sigma`) puts on the support.
+    pub(crate) fn ln_mass(&self, mu: f64, sigma: f64) -> f64 {
+        ln_gauss_mass((self.lo - mu) / sigma, (self.hi - mu) / sigma)
+    }
+
+    /// A draw from the normal (`mu`, `sigma`) truncated to the support,
+    /// snapped to the grid when there is one.
+    pub(crate) fn draw<R: Rng + ?Sized>(&self, rng: &mut R, mu: f64, sigma: f64) -> f64 {
+        let x = truncated_normal(rng, mu, sigma, self.lo, self.hi);
+        match self.grid {
+            Some(g) => g.snap(x),
+            None => x,
+        }
+    }
+}
+
+/// Optuna's per-observation bandwidths: each value's `neighbour_gap` to
+/// its sorted neighbours (the support's ends beyond the outermost), then
+/// the magic clip to [range / min(100, n + 2), range], so a cluster of
+/// equal values can't collapse to a spike. Answers the values' ascending
+/// order and each value's bandwidth (indexed like `values`). Ties sort in
+/// input order, so the result depends on nothing but the inputs.
+pub(crate) fn neighbour_sigmas(values: &[f64], support: &Support) -> (Vec<usize>, Vec<f64>) {
+    let n = values.len();
+    let range = support.range();
+    let min_sigma = range / (100.0f64).min(1.0 + (n + 1) as f64);
+    // Sorted once, as packed integers (order-preserving bits of the value,
+    // then the position): much faster than comparing f64s.
+    let mut packed: Vec<u128> = values
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| (u128::from(order_bits(x)) << 64) | i as u128)
+        .collect();
+    packed.sort_unstable();
+    let order: Vec<usize> = packed.iter().map(|&k| (k as u64) as usize).collect();
+    // Position j of the sorted values with the support's ends at 0 and n + 1.
+    let at = |j: usize| -> f64 {
+        if j == 0 {
+            support.lo
+        } else if j == n + 1 {
+            support.hi
+        } else {
+            values[order[j - 1]]
+        }
+    };
+    let mut sigmas = vec![0.0; n];
+    for j in 1..=n {
+        let gap = neighbour_gap(at(j) - at(j - 1), at(j + 1) - at(j), j, n);
+        sigmas[order[j - 1]] = gap.clamp(min_sigma, range);
+    }
+    (order, sigmas)
+}
+
 /// Mixture of normals truncated to the parameter's support, one per
 /// observation plus a broad prior; on a grid each component's density is
 /// its mass over the grid cell.
 #[derive(Debug, Clone)]
 pub(crate) struct TruncNormMixture {
-    support_lo: f64,
-    support_hi: f64,
-    grid: Option<Grid>,
+    support: Support,
     mus: Vec<f64>,
     sigmas: Vec<f64>,
     inv_sigmas: Vec<f64>,
@@ -269,44 +357,16 @@ impl TruncNormMixture {
         step: Option<f64>,
         prior_weight: f64,
     ) -> Self {
-        let half = 0.5 * step.unwrap_or(0.0);
-        let (support_lo, support_hi) = (low - half, high + half);
-        let range = support_hi - support_lo;
+        let support = Support::new(low, high, step);
+        let range = support.range();
         let n = obs.len();
-        // Observations sorted once, as packed integers (order-preserving bits
-        // of the value, then the trial position): much faster than comparing
-        // f64s, and ties fall in trial order so the result depends on nothing
-        // but the inputs.
-        let mut sorted: Vec<u128> = obs
-            .iter()
-            .enumerate()
-            .map(|(i, &x)| (u128::from(order_bits(x)) << 64) | i as u128)
-            .collect();
-        sorted.sort_unstable();
-        let value_at = |j: usize| obs[(sorted[j] as u64) as usize];
-        let at = |j: usize| -> f64 {
-            // Position j of the sorted points with the support ends at 0 and n + 1.
-            if j == 0 {
-                support_lo
-            } else if j == n + 1 {
-                support_hi
-            } else {
-                value_at(j - 1)
-            }
-        };
-        // Optuna's magic clip: never narrower than range / min(100, kernels + 1)
-        // so a cluster of identical observations can't collapse to a spike.
-        let max_sigma = range;
-        let min_sigma = range / (100.0f64).min(1.0 + (n + 1) as f64);
+        let (order, obs_sigmas) = neighbour_sigmas(obs, &support);
         let mut mus = Vec::with_capacity(n + 1);
         let mut sigmas = Vec::with_capacity(n + 1);
         let mut weights = Vec::with_capacity(n + 1);
         let mut run_start = 0; // first merged component with the current μ
-        for j in 1..=n {
-            let sigma = neighbour_gap(at(j) - at(j - 1), at(j + 1) - at(j), j, n)
-                .clamp(min_sigma, max_sigma);
-            let trial_pos = (sorted[j - 1] as u64) as usize;
-            let (mu, w) = (obs[trial_pos], obs_weights[trial_pos]);
+        for i in order {
+            let (mu, sigma, w) = (obs[i], obs_sigmas[i], obs_weights[i]);
             // Components with equal (μ, σ) merge by adding weights: the mixture
             // is unchanged, but values on a grid repeat and collapse to about
             // two components per grid point (interior duplicates get the
@@ -336,7 +396,7 @@ impl TruncNormMixture {
         let mut log_widths = Vec::with_capacity(if step.is_some() { m } else { 0 });
         for k in 0..m {
             let (mu, sigma) = (mus[k], sigmas[k]);
-            let ln_mass = ln_gauss_mass((support_lo - mu) / sigma, (support_hi - mu) / sigma);
+            let ln_mass = support.ln_mass(mu, sigma);
             // One `ln` per component: this loop runs over every observation on every ask.
             let c = match step {
                 Some(step) => {
@@ -348,13 +408,7 @@ impl TruncNormMixture {
             log_coefs.push(c);
         }
         TruncNormMixture {
-            support_lo,
-            support_hi,
-            grid: step.map(|step| Grid {
-                low,
-                step,
-                n: ((high - low) / step).round(),
-            }),
+            support,
             inv_sigmas: sigmas.iter().map(|s| 1.0 / s).collect(),
             mus,
             sigmas,
@@ -371,17 +425,7 @@ impl TruncNormMixture {
     /// One draw, snapped to the grid when there is one.
     pub(crate) fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> f64 {
         let k = draw_index(rng, &self.cum_weights);
-        let x = truncated_normal(
-            rng,
-            self.mus[k],
-            self.sigmas[k],
-            self.support_lo,
-            self.support_hi,
-        );
-        match self.grid {
-            Some(g) => g.low + ((x - g.low) / g.step).round().clamp(0.0, g.n) * g.step,
-            None => x,
-        }
+        self.support.draw(rng, self.mus[k], self.sigmas[k])
     }
 
     /// ln of the mixture density (or, on a grid, probability) at `x`.
@@ -390,7 +434,7 @@ impl TruncNormMixture {
         scratch.clear();
         scratch.resize(self.len(), 0.0);
         let buf = scratch.as_mut_slice();
-        match self.grid {
+        match self.support.grid {
             None => {
                 for (((t, &mu), &inv), &c) in buf
                     .iter_mut()

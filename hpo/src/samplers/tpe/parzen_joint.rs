@@ -21,8 +21,7 @@
 use rand::Rng;
 
 use super::parzen::{
-    cumulative, draw_index, ln_gauss_mass, log_sum_exp, neighbour_gap, truncated_normal, Grid,
-    LN_SQRT_2PI,
+    cumulative, draw_index, ln_gauss_mass, log_sum_exp, neighbour_sigmas, Support, LN_SQRT_2PI,
 };
 
 /// Grids with more cells than this compute cell masses directly instead of
@@ -45,9 +44,7 @@ pub(crate) enum DimSpec {
 
 #[derive(Debug, Clone)]
 struct NumericKernel {
-    support_lo: f64,
-    support_hi: f64,
-    grid: Option<Grid>,
+    support: Support,
     mus: Vec<f64>,
     sigmas: Vec<f64>,
     inv_sigmas: Vec<f64>,
@@ -65,52 +62,16 @@ struct NumericKernel {
     cells: Vec<Vec<f64>>,
 }
 
-/// Optuna's per-observation bandwidths (`neighbour_gap`), then the magic
-/// clip to [range / min(100, n + 2), range], so a cluster of equal
-/// observations can't collapse to a spike. Ties sort in input order, so the
-/// result depends on nothing but the inputs.
-fn neighbour_sigmas(mus: &[f64], support_lo: f64, support_hi: f64) -> Vec<f64> {
-    let n = mus.len();
-    let range = support_hi - support_lo;
-    let min_sigma = range / 100f64.min(1.0 + (n + 1) as f64);
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| mus[a].total_cmp(&mus[b]).then(a.cmp(&b)));
-    // Sorted points with the support ends at 0 and n + 1.
-    let at = |j: usize| -> f64 {
-        if j == 0 {
-            support_lo
-        } else if j == n + 1 {
-            support_hi
-        } else {
-            mus[order[j - 1]]
-        }
-    };
-    let mut sigmas = vec![0.0; n];
-    for j in 1..=n {
-        let gap = neighbour_gap(at(j) - at(j - 1), at(j + 1) - at(j), j, n);
-        sigmas[order[j - 1]] = gap.clamp(min_sigma, range);
-    }
-    sigmas
-}
-
 impl NumericKernel {
     fn new(low: f64, high: f64, step: Option<f64>, mus: Vec<f64>) -> Self {
-        let half = 0.5 * step.unwrap_or(0.0);
-        let (support_lo, support_hi) = (low - half, high + half);
-        let range = support_hi - support_lo;
-        let grid = step.map(|step| Grid {
-            low,
-            step,
-            n: ((high - low) / step).round(),
-        });
+        let support = Support::new(low, high, step);
         // Observations snap to the grid so that candidate-to-observation
         // distances are whole numbers of steps (the cache key).
-        let mus: Vec<f64> = match grid {
-            Some(g) => mus.iter().map(|&m| snap(g, m)).collect(),
+        let mus: Vec<f64> = match support.grid {
+            Some(g) => mus.iter().map(|&m| g.snap(m)).collect(),
             None => mus,
         };
-        let sigmas = neighbour_sigmas(&mus, support_lo, support_hi);
-        let ln_mass = |mu: f64, s: f64| ln_gauss_mass((support_lo - mu) / s, (support_hi - mu) / s);
+        let (_, sigmas) = neighbour_sigmas(&mus, &support);
         let density_norm = |s: f64| match step {
             Some(_) => 0.0,
             None => -s.ln() - LN_SQRT_2PI,
@@ -118,11 +79,11 @@ impl NumericKernel {
         let log_coefs = mus
             .iter()
             .zip(&sigmas)
-            .map(|(&mu, &sigma)| density_norm(sigma) - ln_mass(mu, sigma))
+            .map(|(&mu, &sigma)| density_norm(sigma) - support.ln_mass(mu, sigma))
             .collect();
         let prior_mu = 0.5 * (low + high);
-        let prior_sigma = range;
-        let (sigma_class, cells) = match grid {
+        let prior_sigma = support.range();
+        let (sigma_class, cells) = match support.grid {
             Some(g) => {
                 let mut distinct: Vec<f64> = sigmas.clone();
                 distinct.sort_by(f64::total_cmp);
@@ -141,16 +102,14 @@ impl NumericKernel {
             None => (Vec::new(), Vec::new()),
         };
         NumericKernel {
-            support_lo,
-            support_hi,
-            grid,
+            support,
             mus,
             inv_sigmas: sigmas.iter().map(|s| 1.0 / s).collect(),
             sigmas,
             log_coefs,
             prior_mu,
             prior_sigma,
-            prior_log_coef: density_norm(prior_sigma) - ln_mass(prior_mu, prior_sigma),
+            prior_log_coef: density_norm(prior_sigma) - support.ln_mass(prior_mu, prior_sigma),
             sigma_class,
             cells,
         }
@@ -158,7 +117,7 @@ impl NumericKernel {
 
     /// ln of the (untruncated) kernel at distance `d = x − μ` for bandwidth `sigma`.
     fn ln_kernel(&self, d: f64, sigma: f64) -> f64 {
-        match self.grid {
+        match self.support.grid {
             None => {
                 let z = d / sigma;
                 -0.5 * z * z
@@ -172,7 +131,7 @@ impl NumericKernel {
 
     /// Adds each observation's ln kernel at `x` to `terms`.
     fn add_terms(&mut self, x: f64, terms: &mut [f64]) {
-        match self.grid {
+        match self.support.grid {
             None => {
                 let obs = self.mus.iter().zip(&self.inv_sigmas).zip(&self.log_coefs);
                 for (t, ((&mu, &inv), &c)) in terms.iter_mut().zip(obs) {
@@ -215,16 +174,8 @@ impl NumericKernel {
             Some(k) => (self.mus[k], self.sigmas[k]),
             None => (self.prior_mu, self.prior_sigma),
         };
-        let x = truncated_normal(rng, mu, sigma, self.support_lo, self.support_hi);
-        match self.grid {
-            Some(g) => snap(g, x),
-            None => x,
-        }
+        self.support.draw(rng, mu, sigma)
     }
-}
-
-fn snap(g: Grid, x: f64) -> f64 {
-    g.low + ((x - g.low) / g.step).round().clamp(0.0, g.n) * g.step
 }
 
 #[derive(Debug, Clone)]

@@ -12,9 +12,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, info_span, Instrument};
-use tracseq_core::backends::MemoryQueue;
+use tracseq_backends::platform::Role;
+use tracseq_backends::MemoryQueue;
 use tracseq_core::config::Config;
-use tracseq_core::platform::Role;
 use tracseq_core::{Platform, WorkerId};
 use tracseq_scheduler::spec::dataset_limits;
 use tracseq_scheduler::{Reporter, Scheduler};
@@ -45,9 +45,10 @@ pub struct Parts {
 impl Running {
     /// Embedded mode: everything in this process.
     pub async fn embedded(cfg: &Config, addr: SocketAddr) -> anyhow::Result<Running> {
-        let (platform, queue) = Platform::embedded(&cfg.data_dir, cfg.retry_policy())
-            .await
-            .with_context(|| format!("opening data dir {}", cfg.data_dir.display()))?;
+        let (platform, queue) =
+            tracseq_backends::platform::embedded(&cfg.data_dir, cfg.retry_policy())
+                .await
+                .with_context(|| format!("opening data dir {}", cfg.data_dir.display()))?;
         let parts = Parts {
             api: true,
             scheduler: true,
@@ -69,9 +70,10 @@ impl Running {
         let mut classes_unique = classes;
         classes_unique.sort();
         classes_unique.dedup();
-        let platform = Platform::distributed(d, role, classes_unique, cfg.retry_policy())
-            .await
-            .context("connecting to PostgreSQL, RabbitMQ and the artifact store")?;
+        let platform =
+            tracseq_backends::platform::distributed(d, role, classes_unique, cfg.retry_policy())
+                .await
+                .context("connecting to PostgreSQL, RabbitMQ and the artifact store")?;
         let parts = match role {
             Role::Api => Parts {
                 api: true,

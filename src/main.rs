@@ -9,8 +9,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use tracseq_backends::platform::Role;
 use tracseq_core::config::Config;
-use tracseq_core::platform::Role;
 
 #[derive(Parser)]
 #[command(
@@ -224,19 +224,18 @@ async fn main() -> anyhow::Result<()> {
             if cfg.distributed.database_url.is_empty() {
                 std::fs::create_dir_all(&cfg.data_dir)?;
                 let path = cfg.data_dir.join("state.db");
-                tracseq_core::backends::SqliteStateStore::open(&path).await?;
+                tracseq_backends::SqliteStateStore::open(&path).await?;
                 println!("migrated {}", path.display());
             } else {
                 let d = &cfg.distributed;
-                let opts = tracseq_core::backends::PgOptions {
+                let opts = tracseq_backends::PgOptions {
                     max_connections: 2,
                     schema: (!d.database_schema.is_empty()).then(|| d.database_schema.clone()),
                     application_name: "tracseq-ml migrate".into(),
                     ..Default::default()
                 };
                 let store =
-                    tracseq_core::backends::PostgresStateStore::connect(&d.database_url, opts)
-                        .await?;
+                    tracseq_backends::PostgresStateStore::connect(&d.database_url, opts).await?;
                 store.migrate().await?;
                 store.check_schema().await?;
                 println!("migrated the PostgreSQL schema");

@@ -34,7 +34,7 @@ struct Fleet {
 impl Fleet {
     fn new() -> Self {
         Fleet {
-            platform: Platform::in_memory(POLICY),
+            platform: tracseq_backends::platform::in_memory(POLICY),
             cancel: CancellationToken::new(),
             wake: Arc::new(Notify::new()),
         }

@@ -33,7 +33,7 @@ struct Fleet {
 impl Fleet {
     fn new() -> Fleet {
         Fleet {
-            platform: Platform::in_memory(POLICY),
+            platform: tracseq_backends::platform::in_memory(POLICY),
             cancel: CancellationToken::new(),
             wake: Arc::new(Notify::new()),
             tasks: Vec::new(),

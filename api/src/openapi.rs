@@ -250,13 +250,12 @@ mod tests {
     use crate::ApiState;
     use std::sync::Arc;
     use tracseq_core::lifecycle::RetryPolicy;
-    use tracseq_core::Platform;
 
     /// Every documented route is served (never "no such route" or 405), and
     /// every served route is documented: the table drives both checks.
     #[tokio::test]
     async fn every_documented_route_is_served() {
-        let platform = Platform::in_memory(RetryPolicy::default());
+        let platform = tracseq_backends::platform::in_memory(RetryPolicy::default());
         let ctx = ApiState::new(
             platform,
             Default::default(),

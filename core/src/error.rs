@@ -58,45 +58,8 @@ impl Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Self {
-        match &e {
-            sqlx::Error::RowNotFound => Error::NotFound("row not found".into()),
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                Error::Conflict(format!("duplicate record: {db}"))
-            }
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed => Error::Unavailable(e.to_string()),
-            // SQLite reports a busy database as a database error with code 5/6.
-            sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("5") | Some("6")) => {
-                Error::Unavailable(e.to_string())
-            }
-            _ => Error::Internal(e.to_string()),
-        }
-    }
-}
-
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
         Error::Internal(format!("corrupt record: {e}"))
-    }
-}
-
-impl From<object_store::Error> for Error {
-    fn from(e: object_store::Error) -> Self {
-        match e {
-            object_store::Error::NotFound { path, .. } => {
-                Error::NotFound(format!("artifact '{path}' not found"))
-            }
-            object_store::Error::AlreadyExists { path, .. } => {
-                Error::Conflict(format!("artifact '{path}' already exists"))
-            }
-            object_store::Error::InvalidPath { source } => {
-                Error::Invalid(format!("invalid artifact path: {source}"))
-            }
-            other => Error::Unavailable(other.to_string()),
-        }
     }
 }

@@ -1,12 +1,17 @@
-//! Domain types, ports (the three backend traits) and their embedded backends.
+//! Domain types, the pure lifecycles, placement, the job protocol and the
+//! ports (the three backend traits).
 //!
 //! Everything the scheduler, workers and api share lives here, so that the
 //! embedded and distributed deployments differ only in which backend sits
 //! behind [`ports::StateStore`], [`ports::JobQueue`] and [`ports::ArtifactStore`].
+//! The backends themselves live in `tracseq-backends`, the one crate that
+//! talks to databases, brokers and object stores.
 
-pub mod backends;
 pub mod config;
+pub mod digest;
 pub mod error;
+#[cfg(any(test, feature = "test-util"))]
+pub mod fixtures;
 pub mod fleet;
 pub mod ids;
 pub mod lifecycle;
@@ -15,8 +20,6 @@ pub mod platform;
 pub mod ports;
 pub mod protocol;
 pub mod resources;
-#[cfg(any(test, feature = "test-util"))]
-pub mod testing;
 pub mod trial_cache;
 pub mod types;
 

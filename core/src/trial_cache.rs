@@ -165,96 +165,36 @@ fn merge(copy: &mut Vec<Trial>, changed: Vec<Trial>) -> bool {
 
 #[cfg(test)]
 mod tests {
+    //! The cache over every store (that it follows each change a full read
+    //! would show) is part of the `StateStore` conformance suite in
+    //! `tracseq-backends`; these are the store-free parts.
     use super::*;
-    use crate::backends::MemoryStateStore;
-    use crate::types::{Experiment, ExperimentKind, ExperimentState, TrialOutcome};
     use chrono::Utc;
-    use serde_json::{json, Map};
+    use serde_json::Map;
 
-    async fn experiment(store: &dyn StateStore) -> ExperimentId {
-        let now = Utc::now();
-        let exp = Experiment {
-            id: ExperimentId::new(),
-            name: "cache".into(),
-            kind: ExperimentKind::AskTell,
-            spec: json!({}),
-            state: ExperimentState::Running,
-            priority: 0,
-            error: None,
-            model_name: None,
-            model_version: None,
-            created_at: now,
-            updated_at: now,
-            finished_at: None,
-        };
-        store.insert_experiment(&exp).await.unwrap();
-        exp.id
+    fn trials(experiment: ExperimentId, n: u64) -> Arc<Vec<Trial>> {
+        let t = |i| Trial::new_running(experiment, i, Map::new(), None, Utc::now());
+        Arc::new((0..n).map(t).collect())
     }
 
-    async fn add(store: &dyn StateStore, id: ExperimentId, n: usize) {
-        for i in 0..n {
-            let mut p = Map::new();
-            p.insert("x".into(), json!(i));
-            store.create_trial(id, p, None, Utc::now()).await.unwrap();
-        }
-    }
-
-    async fn finish(store: &dyn StateStore, id: ExperimentId, number: u64, v: f64) {
-        let outcome = TrialOutcome::new(TrialState::Complete, Some(v), None);
-        assert!(store
-            .finish_trial(id, number, outcome, Utc::now())
-            .await
-            .unwrap());
-    }
-
-    fn same(a: &[Trial], b: &[Trial]) {
-        assert_eq!(
-            serde_json::to_value(a).unwrap(),
-            serde_json::to_value(b).unwrap()
-        );
-    }
-
-    #[tokio::test]
-    async fn follows_every_change_a_full_read_would_show() {
-        let store = MemoryStateStore::new();
-        let cache = TrialCache::default();
-        let id = experiment(&store).await;
-        assert!(cache.trials(&store, id).await.unwrap().is_empty());
-        add(&store, id, 3).await;
-        same(
-            &cache.trials(&store, id).await.unwrap(),
-            &store.list_trials(id).await.unwrap(),
-        );
-        // A running trial's new intermediate value and final state, trials
-        // finished out of order, and new trials all show on the next read.
-        store.record_intermediate(id, 1, 1, 0.5).await.unwrap();
-        finish(&store, id, 2, 0.25).await;
-        add(&store, id, 2).await;
-        let held = cache.trials(&store, id).await.unwrap();
-        same(&held, &store.list_trials(id).await.unwrap());
-        finish(&store, id, 1, 0.75).await;
-        finish(&store, id, 4, 0.1).await;
-        // Still held by an earlier reader: the refresh copies, and the
-        // earlier reader's snapshot stays as it was.
-        let now = cache.trials(&store, id).await.unwrap();
-        same(&now, &store.list_trials(id).await.unwrap());
-        assert_eq!(held[1].state, TrialState::Running);
-        assert_eq!(now[1].state, TrialState::Complete);
-        assert_eq!(now[1].intermediate.get(&1), Some(&0.5));
-    }
-
-    #[tokio::test]
-    async fn evicts_the_least_recently_read_experiment_past_its_bound() {
-        let store = MemoryStateStore::new();
+    #[test]
+    fn evicts_the_least_recently_read_experiment_past_its_bound() {
         let cache = TrialCache::new(5);
-        let (a, b) = (experiment(&store).await, experiment(&store).await);
-        add(&store, a, 3).await;
-        add(&store, b, 3).await;
-        cache.trials(&store, a).await.unwrap();
-        cache.trials(&store, b).await.unwrap();
+        let (a, b) = (ExperimentId::new(), ExperimentId::new());
+        cache.put(a, trials(a, 3));
+        cache.put(b, trials(b, 3));
         let g = cache.lock();
         assert_eq!(g.total, 3);
         assert!(g.map.contains_key(&b) && !g.map.contains_key(&a));
+    }
+
+    #[test]
+    fn a_copy_larger_than_the_bound_is_not_kept() {
+        let cache = TrialCache::new(2);
+        let a = ExperimentId::new();
+        cache.put(a, trials(a, 3));
+        assert_eq!(cache.lock().total, 0);
+        assert!(cache.take(a).is_none());
     }
 
     #[test]

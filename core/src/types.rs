@@ -502,3 +502,22 @@ mod tests {
         }
     }
 }
+
+impl NewModelVersion {
+    /// The version as registered at `now`.
+    pub fn into_version(self, now: DateTime<Utc>) -> ModelVersion {
+        ModelVersion {
+            name: self.name,
+            version: self.version,
+            job_id: self.job_id,
+            family: self.family,
+            experiment_id: self.experiment_id,
+            artifact_path: self.artifact_path,
+            sha256: self.sha256,
+            metrics: self.metrics,
+            params: self.params,
+            target: self.target,
+            created_at: now,
+        }
+    }
+}

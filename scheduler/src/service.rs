@@ -299,7 +299,7 @@ mod tests {
     use tracseq_core::lifecycle::RetryPolicy;
 
     fn platform() -> Platform {
-        Platform::in_memory(RetryPolicy::default())
+        tracseq_backends::platform::in_memory(RetryPolicy::default())
     }
 
     async fn create(p: &Platform, v: Value) -> Experiment {

@@ -120,7 +120,7 @@ async fn train_jobs(p: &Platform, id: ExperimentId) -> usize {
 
 #[tokio::test]
 async fn automl_finalizes_after_n_trials_without_improvement() {
-    let p = Platform::in_memory(RetryPolicy::default());
+    let p = tracseq_backends::platform::in_memory(RetryPolicy::default());
     let ds = dataset(&p).await;
     let id = experiment(
         &p,
@@ -140,7 +140,7 @@ async fn automl_finalizes_after_n_trials_without_improvement() {
 
 #[tokio::test]
 async fn automl_grid_runs_each_point_once_then_finalizes() {
-    let p = Platform::in_memory(RetryPolicy::default());
+    let p = tracseq_backends::platform::in_memory(RetryPolicy::default());
     let ds = dataset(&p).await;
     let id = experiment(
         &p,

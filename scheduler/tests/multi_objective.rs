@@ -53,7 +53,7 @@ fn losses(values: &Value) -> Vec<f64> {
 
 #[tokio::test]
 async fn ask_tell_front_is_non_dominated_and_complete() {
-    let p = Platform::in_memory(RetryPolicy::default());
+    let p = tracseq_backends::platform::in_memory(RetryPolicy::default());
     let id = experiment(
         &p,
         json!({"name": "mo", "seed": 3, "budget": {"trials": 60},
@@ -147,7 +147,7 @@ async fn ask_tell_front_is_non_dominated_and_complete() {
 
 #[tokio::test]
 async fn told_values_are_checked_before_anything_is_written() {
-    let p = Platform::in_memory(RetryPolicy::default());
+    let p = tracseq_backends::platform::in_memory(RetryPolicy::default());
     let id = experiment(
         &p,
         json!({"name": "mo", "objectives": [{"name": "a", "direction": "maximize"}, {"name": "b", "direction": "minimize"}],
@@ -304,7 +304,7 @@ async fn drive(p: &Platform, id: ExperimentId, result: impl Fn(u64) -> TrialResu
 
 #[tokio::test]
 async fn automl_trials_take_their_values_from_the_workers_measurements() {
-    let p = Platform::in_memory(RetryPolicy::default());
+    let p = tracseq_backends::platform::in_memory(RetryPolicy::default());
     let ds = dataset(&p).await;
     let id = experiment(
         &p,
@@ -376,7 +376,7 @@ async fn automl_trials_take_their_values_from_the_workers_measurements() {
 
 #[tokio::test]
 async fn best_trial_breaks_first_objective_ties_by_the_next_objectives() {
-    let p = Platform::in_memory(RetryPolicy::default());
+    let p = tracseq_backends::platform::in_memory(RetryPolicy::default());
     let id = experiment(
         &p,
         json!({"name": "ties", "sampler": {"type": "random"},

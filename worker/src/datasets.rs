@@ -36,7 +36,7 @@ impl DatasetCache {
         let record = platform.state.get_dataset(id).await?;
         let path = ArtifactPath::parse(&record.artifact_path)?;
         let bytes = platform.artifacts.get(&path).await?;
-        let digest = tracseq_core::backends::object_artifacts::sha256_hex(&bytes);
+        let digest = tracseq_core::digest::sha256_hex(&bytes);
         if digest != record.sha256 {
             return Err(Error::Internal(format!(
                 "dataset {id}: stored bytes do not match their digest (expected {}, got {digest})",

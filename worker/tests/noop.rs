@@ -29,7 +29,7 @@ impl TrialReporter for NoTrials {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn noop_jobs_all_succeed_on_first_attempt() {
-    let platform = Platform::in_memory(RetryPolicy {
+    let platform = tracseq_backends::platform::in_memory(RetryPolicy {
         backoff_base_ms: 50,
         backoff_max_ms: 200,
     });

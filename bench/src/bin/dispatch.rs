@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracseq_core::backends::{PgOptions, PostgresStateStore};
+use tracseq_backends::platform::Role;
+use tracseq_backends::{PgOptions, PostgresStateStore};
 use tracseq_core::config::DistributedConfig;
 use tracseq_core::lifecycle::RetryPolicy;
-use tracseq_core::platform::Role;
 use tracseq_core::ports::JobFilter;
 use tracseq_core::protocol::{JobSpec, NoopPayload};
 use tracseq_core::types::{DispatchMessage, JobState, NewJob};
@@ -107,7 +107,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let (platform, dist) = match args.mode {
         Mode::Embedded => {
-            let (p, _queue) = Platform::embedded(tmp.path(), POLICY).await?;
+            let (p, _queue) = tracseq_backends::platform::embedded(tmp.path(), POLICY).await?;
             (p, None)
         }
         Mode::Distributed => {
@@ -141,7 +141,14 @@ async fn run(args: Args) -> Result<(), BoxError> {
                 artifact_url: tmp.path().join("artifacts").display().to_string(),
                 ..Default::default()
             };
-            match Platform::distributed(&cfg, Role::Worker, vec![CLASS.into()], POLICY).await {
+            match tracseq_backends::platform::distributed(
+                &cfg,
+                Role::Worker,
+                vec![CLASS.into()],
+                POLICY,
+            )
+            .await
+            {
                 Ok(p) => (p, Some(dist)),
                 Err(e) => {
                     dist.cleanup(&args.amqp_url).await;

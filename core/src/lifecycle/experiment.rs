@@ -178,7 +178,7 @@ fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{new_experiment, t0};
+    use crate::fixtures::{new_experiment, t0};
     use chrono::Duration;
     use ExperimentState::{Cancelled, Completed, Failed, Finalizing, Running};
 

@@ -2,10 +2,10 @@
 //! against a database whose migrations differ from this binary's.
 
 use super::{classify, Fail, PostgresStateStore, MIGRATOR};
-use crate::{Error, Result};
 use sqlx::migrate::MigrateError;
 use sqlx::{Executor, Row};
 use std::collections::BTreeMap;
+use tracseq_core::{Error, Result};
 
 /// The message operators see when the schema lags behind the binary.
 const NOT_MIGRATED: &str = "database schema is not migrated; run `tracseq-ml migrate`";

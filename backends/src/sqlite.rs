@@ -5,15 +5,8 @@
 //! (queued in-process), while reads use a separate pool that WAL lets run
 //! beside the writer.
 
-use crate::backends::memory_state::{model_not_found, version_taken};
-use crate::fleet::WorkerRecord;
-use crate::ids::{DatasetId, ExperimentId, JobId};
-use crate::ports::{JobFilter, StateStore};
-use crate::types::{
-    DatasetRecord, Experiment, ExperimentState, Job, ModelVersion, NewModelVersion, Trial,
-    TrialOutcome, TrialState,
-};
-use crate::{Error, Result};
+use crate::error::Classify;
+use crate::memory_state::{model_not_found, version_taken};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -24,6 +17,14 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+use tracseq_core::fleet::WorkerRecord;
+use tracseq_core::ids::{DatasetId, ExperimentId, JobId};
+use tracseq_core::ports::{JobFilter, StateStore};
+use tracseq_core::types::{
+    DatasetRecord, Experiment, ExperimentState, Job, ModelVersion, NewModelVersion, Trial,
+    TrialOutcome, TrialState,
+};
+use tracseq_core::{Error, Result};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -63,7 +64,9 @@ impl SqliteStateStore {
             "file:tracseq-{}?mode=memory&cache=shared",
             uuid::Uuid::new_v4()
         );
-        let opts = SqliteConnectOptions::from_str(&name)?.foreign_keys(true);
+        let opts = SqliteConnectOptions::from_str(&name)
+            .classify()?
+            .foreign_keys(true);
         Self::connect(opts).await
     }
 
@@ -72,7 +75,8 @@ impl SqliteStateStore {
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(opts.clone())
-            .await?;
+            .await
+            .classify()?;
         MIGRATOR
             .run(&writer)
             .await
@@ -81,7 +85,8 @@ impl SqliteStateStore {
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(opts)
-            .await?;
+            .await
+            .classify()?;
         Ok(SqliteStateStore { writer, reader })
     }
 
@@ -89,7 +94,8 @@ impl SqliteStateStore {
         let row = sqlx::query(sql)
             .bind(key)
             .fetch_optional(&self.reader)
-            .await?;
+            .await
+            .classify()?;
         match row {
             Some(r) => decode(r.get::<&str, _>("body")),
             None => Err(Error::not_found(what)),
@@ -119,7 +125,7 @@ where
     .bind(job.version)
     .bind(serde_json::to_string(job)?)
     .execute(exec)
-    .await?;
+    .await.classify()?;
     Ok(())
 }
 
@@ -130,11 +136,11 @@ impl StateStore for SqliteStateStore {
     }
 
     async fn insert_jobs(&self, jobs: &[Job]) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.begin().await.classify()?;
         for job in jobs {
             insert_job_on(&mut *tx, job).await?;
         }
-        tx.commit().await?;
+        tx.commit().await.classify()?;
         Ok(())
     }
 
@@ -166,7 +172,8 @@ impl StateStore for SqliteStateStore {
         .bind(job.id.to_string())
         .bind(job.version)
         .execute(&self.writer)
-        .await?;
+        .await
+        .classify()?;
         if res.rows_affected() == 1 {
             return Ok(true);
         }
@@ -198,7 +205,7 @@ impl StateStore for SqliteStateStore {
         if let Some(l) = filter.limit {
             q = q.bind(l as i64);
         }
-        let rows = q.fetch_all(&self.reader).await?;
+        let rows = q.fetch_all(&self.reader).await.classify()?;
         rows.iter()
             .map(|r| decode(r.get::<&str, _>("body")))
             .collect()
@@ -214,7 +221,7 @@ impl StateStore for SqliteStateStore {
         .bind(ms(now))
         .bind(limit as i64)
         .fetch_all(&self.reader)
-        .await?;
+        .await.classify()?;
         rows.iter()
             .map(|r| decode(r.get::<&str, _>("body")))
             .collect()
@@ -231,7 +238,7 @@ impl StateStore for SqliteStateStore {
         .bind(ms(exp.created_at))
         .bind(serde_json::to_string(exp)?)
         .execute(&self.writer)
-        .await?;
+        .await.classify()?;
         Ok(())
     }
 
@@ -246,17 +253,15 @@ impl StateStore for SqliteStateStore {
 
     async fn list_experiments(&self, state: Option<ExperimentState>) -> Result<Vec<Experiment>> {
         let rows = match state {
-            Some(s) => {
-                sqlx::query("SELECT body FROM experiments WHERE state = ? ORDER BY id DESC")
-                    .bind(s.as_str())
-                    .fetch_all(&self.reader)
-                    .await?
-            }
-            None => {
-                sqlx::query("SELECT body FROM experiments ORDER BY id DESC")
-                    .fetch_all(&self.reader)
-                    .await?
-            }
+            Some(s) => sqlx::query("SELECT body FROM experiments WHERE state = ? ORDER BY id DESC")
+                .bind(s.as_str())
+                .fetch_all(&self.reader)
+                .await
+                .classify()?,
+            None => sqlx::query("SELECT body FROM experiments ORDER BY id DESC")
+                .fetch_all(&self.reader)
+                .await
+                .classify()?,
         };
         rows.iter()
             .map(|r| decode(r.get::<&str, _>("body")))
@@ -271,7 +276,8 @@ impl StateStore for SqliteStateStore {
                 .bind(exp.id.to_string())
                 .bind(expected.as_str())
                 .execute(&self.writer)
-                .await?;
+                .await
+                .classify()?;
         if res.rows_affected() == 1 {
             return Ok(true);
         }
@@ -286,11 +292,12 @@ impl StateStore for SqliteStateStore {
         job: Option<Job>,
         now: DateTime<Utc>,
     ) -> Result<Trial> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.begin().await.classify()?;
         let exists = sqlx::query("SELECT 1 FROM experiments WHERE id = ?")
             .bind(experiment.to_string())
             .fetch_optional(&mut *tx)
-            .await?;
+            .await
+            .classify()?;
         if exists.is_none() {
             return Err(Error::not_found(format!("experiment {experiment}")));
         }
@@ -299,7 +306,8 @@ impl StateStore for SqliteStateStore {
         )
         .bind(experiment.to_string())
         .fetch_one(&mut *tx)
-        .await?;
+        .await
+        .classify()?;
         let number = number as u64;
         let trial = Trial::new_running(experiment, number, params, job.as_ref().map(|j| j.id), now);
         if let Some(mut job) = job {
@@ -313,8 +321,8 @@ impl StateStore for SqliteStateStore {
             .bind(trial.job_id.map(|j| j.to_string()))
             .bind(serde_json::to_string(&trial)?)
             .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+            .await.classify()?;
+        tx.commit().await.classify()?;
         Ok(trial)
     }
 
@@ -323,7 +331,8 @@ impl StateStore for SqliteStateStore {
             .bind(experiment.to_string())
             .bind(number as i64)
             .fetch_optional(&self.reader)
-            .await?;
+            .await
+            .classify()?;
         match row {
             Some(r) => decode(r.get::<&str, _>("body")),
             None => Err(Error::not_found(format!(
@@ -336,7 +345,8 @@ impl StateStore for SqliteStateStore {
         let rows = sqlx::query("SELECT body FROM trials WHERE experiment_id = ? ORDER BY number")
             .bind(experiment.to_string())
             .fetch_all(&self.reader)
-            .await?;
+            .await
+            .classify()?;
         rows.iter()
             .map(|r| decode(r.get::<&str, _>("body")))
             .collect()
@@ -359,7 +369,8 @@ impl StateStore for SqliteStateStore {
         .bind(i64::try_from(from).unwrap_or(i64::MAX))
         .bind(serde_json::to_string(also)?)
         .fetch_all(&self.reader)
-        .await?;
+        .await
+        .classify()?;
         rows.iter()
             .map(|r| decode(r.get::<&str, _>("body")))
             .collect()
@@ -372,7 +383,7 @@ impl StateStore for SqliteStateStore {
         step: u32,
         value: f64,
     ) -> Result<Trial> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.begin().await.classify()?;
         let mut trial = trial_in_tx(&mut tx, experiment, number).await?;
         if trial.state != TrialState::Running {
             return Err(Error::Conflict(format!(
@@ -382,7 +393,7 @@ impl StateStore for SqliteStateStore {
         }
         Arc::make_mut(&mut trial.intermediate).insert(step, value);
         write_trial(&mut tx, &trial).await?;
-        tx.commit().await?;
+        tx.commit().await.classify()?;
         Ok(trial)
     }
 
@@ -393,14 +404,14 @@ impl StateStore for SqliteStateStore {
         outcome: TrialOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.begin().await.classify()?;
         let mut trial = trial_in_tx(&mut tx, experiment, number).await?;
         if trial.state != TrialState::Running {
             return Ok(false);
         }
         outcome.apply(&mut trial, now);
         write_trial(&mut tx, &trial).await?;
-        tx.commit().await?;
+        tx.commit().await.classify()?;
         Ok(true)
     }
 
@@ -409,12 +420,13 @@ impl StateStore for SqliteStateStore {
         new: NewModelVersion,
         now: DateTime<Utc>,
     ) -> Result<ModelVersion> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.begin().await.classify()?;
         if let Some(job) = new.job_id {
             let row = sqlx::query("SELECT body FROM model_versions WHERE job_id = ?")
                 .bind(job.to_string())
                 .fetch_optional(&mut *tx)
-                .await?;
+                .await
+                .classify()?;
             if let Some(r) = row {
                 return decode(r.get::<&str, _>("body"));
             }
@@ -423,7 +435,8 @@ impl StateStore for SqliteStateStore {
             .bind(&new.name)
             .bind(new.version as i64)
             .fetch_optional(&mut *tx)
-            .await?;
+            .await
+            .classify()?;
         if taken.is_some() {
             return Err(version_taken(&new.name, new.version));
         }
@@ -435,8 +448,8 @@ impl StateStore for SqliteStateStore {
             .bind(ms(mv.created_at))
             .bind(serde_json::to_string(&mv)?)
             .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+            .await.classify()?;
+        tx.commit().await.classify()?;
         Ok(mv)
     }
 
@@ -446,7 +459,8 @@ impl StateStore for SqliteStateStore {
         )
         .bind(name)
         .fetch_one(&self.reader)
-        .await?;
+        .await
+        .classify()?;
         Ok(v as u32)
     }
 
@@ -454,27 +468,29 @@ impl StateStore for SqliteStateStore {
         let row = sqlx::query("SELECT body FROM model_versions WHERE job_id = ?")
             .bind(job.to_string())
             .fetch_optional(&self.reader)
-            .await?;
+            .await
+            .classify()?;
         row.map(|r| decode(r.get::<&str, _>("body"))).transpose()
     }
 
     async fn get_model_version(&self, name: &str, version: Option<u32>) -> Result<ModelVersion> {
-        let row =
-            match version {
-                Some(v) => {
-                    sqlx::query("SELECT body FROM model_versions WHERE name = ? AND version = ?")
-                        .bind(name)
-                        .bind(v as i64)
-                        .fetch_optional(&self.reader)
-                        .await?
-                }
-                None => sqlx::query(
-                    "SELECT body FROM model_versions WHERE name = ? ORDER BY version DESC LIMIT 1",
-                )
-                .bind(name)
-                .fetch_optional(&self.reader)
-                .await?,
-            };
+        let row = match version {
+            Some(v) => {
+                sqlx::query("SELECT body FROM model_versions WHERE name = ? AND version = ?")
+                    .bind(name)
+                    .bind(v as i64)
+                    .fetch_optional(&self.reader)
+                    .await
+                    .classify()?
+            }
+            None => sqlx::query(
+                "SELECT body FROM model_versions WHERE name = ? ORDER BY version DESC LIMIT 1",
+            )
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .classify()?,
+        };
         match row {
             Some(r) => decode(r.get::<&str, _>("body")),
             None => Err(model_not_found(name, version)),
@@ -487,13 +503,13 @@ impl StateStore for SqliteStateStore {
                 sqlx::query("SELECT body FROM model_versions WHERE name = ? ORDER BY version")
                     .bind(n)
                     .fetch_all(&self.reader)
-                    .await?
+                    .await
+                    .classify()?
             }
-            None => {
-                sqlx::query("SELECT body FROM model_versions ORDER BY name, version")
-                    .fetch_all(&self.reader)
-                    .await?
-            }
+            None => sqlx::query("SELECT body FROM model_versions ORDER BY name, version")
+                .fetch_all(&self.reader)
+                .await
+                .classify()?,
         };
         rows.iter()
             .map(|r| decode(r.get::<&str, _>("body")))
@@ -507,7 +523,8 @@ impl StateStore for SqliteStateStore {
             .bind(ms(ds.created_at))
             .bind(serde_json::to_string(ds)?)
             .execute(&self.writer)
-            .await?;
+            .await
+            .classify()?;
         Ok(())
     }
 
@@ -523,7 +540,8 @@ impl StateStore for SqliteStateStore {
     async fn list_datasets(&self) -> Result<Vec<DatasetRecord>> {
         let rows = sqlx::query("SELECT body FROM datasets ORDER BY id DESC")
             .fetch_all(&self.reader)
-            .await?;
+            .await
+            .classify()?;
         rows.iter()
             .map(|r| decode(r.get::<&str, _>("body")))
             .collect()
@@ -540,14 +558,16 @@ impl StateStore for SqliteStateStore {
         .bind(ms(worker.last_heartbeat_at))
         .bind(serde_json::to_string(worker)?)
         .execute(&self.writer)
-        .await?;
+        .await
+        .classify()?;
         Ok(())
     }
 
     async fn list_workers(&self) -> Result<Vec<WorkerRecord>> {
         let rows = sqlx::query("SELECT body FROM workers ORDER BY id")
             .fetch_all(&self.reader)
-            .await?;
+            .await
+            .classify()?;
         rows.iter()
             .map(|r| decode(r.get::<&str, _>("body")))
             .collect()
@@ -563,7 +583,8 @@ async fn trial_in_tx(
         .bind(experiment.to_string())
         .bind(number as i64)
         .fetch_optional(&mut **tx)
-        .await?;
+        .await
+        .classify()?;
     match row {
         Some(r) => decode(r.get::<&str, _>("body")),
         None => Err(Error::not_found(format!(
@@ -579,6 +600,7 @@ async fn write_trial(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, trial: &Trial
         .bind(trial.experiment_id.to_string())
         .bind(trial.number as i64)
         .execute(&mut **tx)
-        .await?;
+        .await
+        .classify()?;
     Ok(())
 }

@@ -25,15 +25,8 @@
 //! died — so each write checks on a retry whether its own earlier attempt
 //! already landed, and answers as if that attempt had succeeded.
 
-use crate::backends::memory_state::{model_not_found, version_taken};
-use crate::fleet::WorkerRecord;
-use crate::ids::{DatasetId, ExperimentId, JobId};
-use crate::ports::{JobFilter, StateStore};
-use crate::types::{
-    DatasetRecord, Experiment, ExperimentState, Job, ModelVersion, NewModelVersion, Trial,
-    TrialOutcome, TrialState,
-};
-use crate::{Error, Result};
+use crate::error::db_error;
+use crate::memory_state::{model_not_found, version_taken};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -48,6 +41,14 @@ use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+use tracseq_core::fleet::WorkerRecord;
+use tracseq_core::ids::{DatasetId, ExperimentId, JobId};
+use tracseq_core::ports::{JobFilter, StateStore};
+use tracseq_core::types::{
+    DatasetRecord, Experiment, ExperimentState, Job, ModelVersion, NewModelVersion, Trial,
+    TrialOutcome, TrialState,
+};
+use tracseq_core::{Error, Result};
 
 mod schema;
 #[cfg(any(test, feature = "test-util"))]
@@ -158,7 +159,7 @@ fn classify(f: Fail) -> Error {
     if let sqlx::Error::ColumnDecode { .. } = &e {
         return Error::Internal(format!("corrupt record: {e}"));
     }
-    Error::from(e)
+    db_error(e)
 }
 
 fn is_unique_violation(f: &Fail) -> bool {

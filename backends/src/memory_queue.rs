@@ -1,14 +1,14 @@
 //! In-process `JobQueue` with broker semantics: priorities, prefetch, ack/nack,
 //! redelivery of unsettled messages and a dead-letter list.
 
-use crate::ports::{Acker, Delivery, JobQueue, Subscription};
-use crate::types::DispatchMessage;
-use crate::{Error, Result};
 use async_trait::async_trait;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
+use tracseq_core::ports::{Acker, Delivery, JobQueue, Subscription};
+use tracseq_core::types::DispatchMessage;
+use tracseq_core::{Error, Result};
 
 #[derive(Clone, Default)]
 pub struct MemoryQueue {

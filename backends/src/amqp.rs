@@ -46,9 +46,6 @@
 //! A body that does not decode as a JSON [`DispatchMessage`] is nacked without
 //! requeue (so it is dead-lettered for inspection) and consumption continues.
 
-use crate::ports::{Acker, Delivery, JobQueue, Subscription};
-use crate::types::DispatchMessage;
-use crate::{Error, Result};
 use async_trait::async_trait;
 use futures::StreamExt;
 use lapin::options::{
@@ -66,6 +63,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+use tracseq_core::ports::{Acker, Delivery, JobQueue, Subscription};
+use tracseq_core::types::DispatchMessage;
+use tracseq_core::{Error, Result};
 
 /// First wait after a failed broker operation; doubles up to [`MAX_BACKOFF`].
 /// Messages published before their confirms are awaited together.

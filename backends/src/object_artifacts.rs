@@ -4,15 +4,16 @@
 //! Each object's SHA-256 is written beside it as `<path>.sha256`, so digests
 //! survive restarts and are visible to any client of the bucket or directory.
 
-use crate::ports::{ArtifactMeta, ArtifactPath, ArtifactStore, ByteStream, DIGEST_SUFFIX};
-use crate::{Error, Result};
+use crate::error::{object_error, Classify};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, PutPayload};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
+pub use tracseq_core::digest::sha256_hex;
+use tracseq_core::ports::{ArtifactMeta, ArtifactPath, ArtifactStore, ByteStream, DIGEST_SUFFIX};
+use tracseq_core::{Error, Result};
 
 pub struct ObjectArtifactStore {
     store: Arc<dyn ObjectStore>,
@@ -35,10 +36,6 @@ pub struct S3Options {
     pub secret_access_key: Option<String>,
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 impl ObjectArtifactStore {
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
         ObjectArtifactStore {
@@ -55,16 +52,19 @@ impl ObjectArtifactStore {
 
     async fn put_object(&self, path: &ObjectPath, bytes: Bytes) -> Result<()> {
         if bytes.len() < self.multipart_threshold {
-            self.store.put(path, PutPayload::from(bytes)).await?;
+            self.store
+                .put(path, PutPayload::from(bytes))
+                .await
+                .classify()?;
             return Ok(());
         }
-        let upload = self.store.put_multipart(path).await?;
+        let upload = self.store.put_multipart(path).await.classify()?;
         let mut writer =
             object_store::WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART_SIZE);
         writer.put(bytes);
         // No object becomes visible unless every part was stored; a failed
         // completion is aborted by `finish`, and the caller's retry starts over.
-        writer.finish().await?;
+        writer.finish().await.classify()?;
         Ok(())
     }
 
@@ -80,7 +80,7 @@ impl ObjectArtifactStore {
                 dir.display()
             ))
         })?;
-        let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)?;
+        let fs = object_store::local::LocalFileSystem::new_with_prefix(dir).classify()?;
         Ok(Self::new(Arc::new(fs)))
     }
 
@@ -135,11 +135,11 @@ impl ObjectArtifactStore {
     async fn digest_of(&self, key: &str) -> Result<Option<String>> {
         match self.store.get(&ObjectPath::from(key)).await {
             Ok(r) => {
-                let b = r.bytes().await?;
+                let b = r.bytes().await.classify()?;
                 Ok(Some(String::from_utf8_lossy(&b).trim().to_string()))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(object_error(e)),
         }
     }
 }
@@ -158,8 +158,13 @@ impl ArtifactStore for ObjectArtifactStore {
                 &ObjectPath::from(path.digest_key()),
                 PutPayload::from(digest.clone().into_bytes()),
             )
-            .await?;
-        let meta = self.store.head(&ObjectPath::from(path.as_str())).await?;
+            .await
+            .classify()?;
+        let meta = self
+            .store
+            .head(&ObjectPath::from(path.as_str()))
+            .await
+            .classify()?;
         Ok(ArtifactMeta {
             path: path.to_string(),
             size,
@@ -169,17 +174,29 @@ impl ArtifactStore for ObjectArtifactStore {
     }
 
     async fn get(&self, path: &ArtifactPath) -> Result<Bytes> {
-        let r = self.store.get(&ObjectPath::from(path.as_str())).await?;
-        Ok(r.bytes().await?)
+        let r = self
+            .store
+            .get(&ObjectPath::from(path.as_str()))
+            .await
+            .classify()?;
+        Ok(r.bytes().await.classify()?)
     }
 
     async fn get_stream(&self, path: &ArtifactPath) -> Result<ByteStream> {
-        let r = self.store.get(&ObjectPath::from(path.as_str())).await?;
-        Ok(Box::pin(r.into_stream().map_err(Error::from)))
+        let r = self
+            .store
+            .get(&ObjectPath::from(path.as_str()))
+            .await
+            .classify()?;
+        Ok(Box::pin(r.into_stream().map_err(object_error)))
     }
 
     async fn head(&self, path: &ArtifactPath) -> Result<ArtifactMeta> {
-        let meta = self.store.head(&ObjectPath::from(path.as_str())).await?;
+        let meta = self
+            .store
+            .head(&ObjectPath::from(path.as_str()))
+            .await
+            .classify()?;
         Ok(ArtifactMeta {
             path: path.to_string(),
             size: meta.size,
@@ -190,7 +207,12 @@ impl ArtifactStore for ObjectArtifactStore {
 
     async fn list(&self, prefix: Option<&ArtifactPath>) -> Result<Vec<ArtifactMeta>> {
         let prefix = prefix.map(|p| ObjectPath::from(p.as_str()));
-        let metas: Vec<_> = self.store.list(prefix.as_ref()).try_collect().await?;
+        let metas: Vec<_> = self
+            .store
+            .list(prefix.as_ref())
+            .try_collect()
+            .await
+            .classify()?;
         let mut out = Vec::new();
         for m in metas {
             let key = m.location.to_string();
@@ -214,7 +236,7 @@ impl ArtifactStore for ObjectArtifactStore {
         for key in [path.to_string(), path.digest_key()] {
             match self.store.delete(&ObjectPath::from(key)).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(object_error(e)),
             }
         }
         Ok(())

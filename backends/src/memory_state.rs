@@ -1,18 +1,18 @@
 //! In-memory `StateStore` for tests: the same semantics as SQL, behind one mutex.
 
-use crate::fleet::WorkerRecord;
-use crate::ids::{DatasetId, ExperimentId, JobId, WorkerId};
-use crate::ports::{JobFilter, StateStore};
-use crate::types::{
-    DatasetRecord, Experiment, ExperimentState, Job, ModelVersion, NewModelVersion, Trial,
-    TrialOutcome, TrialState,
-};
-use crate::{Error, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
+use tracseq_core::fleet::WorkerRecord;
+use tracseq_core::ids::{DatasetId, ExperimentId, JobId, WorkerId};
+use tracseq_core::ports::{JobFilter, StateStore};
+use tracseq_core::types::{
+    DatasetRecord, Experiment, ExperimentState, Job, ModelVersion, NewModelVersion, Trial,
+    TrialOutcome, TrialState,
+};
+use tracseq_core::{Error, Result};
 
 #[derive(Default)]
 pub struct MemoryStateStore {
@@ -373,7 +373,7 @@ fn next_version(models: &BTreeMap<(String, u32), ModelVersion>, name: &str) -> u
 /// The due-ness rule shared by every backend's `due_jobs` (SQL backends
 /// express the same predicate in their WHERE clause).
 pub fn is_due(j: &Job, now: DateTime<Utc>) -> bool {
-    use crate::types::JobState::*;
+    use tracseq_core::types::JobState::*;
     match j.state {
         Leased | Running => {
             j.lease_expires_at.is_some_and(|t| t <= now) || j.deadline_at.is_some_and(|t| t <= now)
@@ -391,23 +391,5 @@ pub(crate) fn model_not_found(name: &str, version: Option<u32>) -> Error {
     match version {
         Some(v) => Error::NotFound(format!("model '{name}' has no version {v}")),
         None => Error::NotFound(format!("model '{name}' not found")),
-    }
-}
-
-impl NewModelVersion {
-    pub fn into_version(self, now: DateTime<Utc>) -> ModelVersion {
-        ModelVersion {
-            name: self.name,
-            version: self.version,
-            job_id: self.job_id,
-            family: self.family,
-            experiment_id: self.experiment_id,
-            artifact_path: self.artifact_path,
-            sha256: self.sha256,
-            metrics: self.metrics,
-            params: self.params,
-            target: self.target,
-            created_at: now,
-        }
     }
 }

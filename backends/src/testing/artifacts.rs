@@ -1,8 +1,8 @@
 //! The `ArtifactStore` conformance suite.
 
-use crate::ports::{ArtifactPath, ArtifactStore};
-use crate::Error;
 use bytes::Bytes;
+use tracseq_core::ports::{ArtifactPath, ArtifactStore};
+use tracseq_core::Error;
 
 /// `prefix` isolates this run's keys (buckets are shared between tests).
 pub async fn artifact_store_suite(s: &dyn ArtifactStore, prefix: &str) {
@@ -13,7 +13,7 @@ pub async fn artifact_store_suite(s: &dyn ArtifactStore, prefix: &str) {
         .await
         .unwrap();
     assert_eq!(meta.size, body.len() as u64);
-    let digest = crate::backends::object_artifacts::sha256_hex(&body);
+    let digest = tracseq_core::digest::sha256_hex(&body);
     assert_eq!(meta.sha256.as_deref(), Some(digest.as_str()));
     assert_eq!(s.get(&p("models/m/1/model.json")).await.unwrap(), body);
     let head = s.head(&p("models/m/1/model.json")).await.unwrap();

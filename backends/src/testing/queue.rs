@@ -1,10 +1,10 @@
 //! The `JobQueue` conformance suite.
 
-use crate::ids::JobId;
-use crate::ports::JobQueue;
-use crate::types::{DispatchMessage, JobKind};
 use std::time::Duration;
 use tokio::time::timeout;
+use tracseq_core::ids::JobId;
+use tracseq_core::ports::JobQueue;
+use tracseq_core::types::{DispatchMessage, JobKind};
 
 fn msg(priority: u8) -> DispatchMessage {
     DispatchMessage {

@@ -1,14 +1,5 @@
-//! Conformance suites (one per port) and builders, shared by every backend's
-//! tests: a backend is correct when it passes the same suite as the others.
-
-mod artifacts;
-mod queue;
-pub mod services;
-mod state;
-
-pub use artifacts::artifact_store_suite;
-pub use queue::job_queue_suite;
-pub use state::state_store_suite;
+//! Builders for tests: a fixed instant, a runnable job and an experiment,
+//! shared by the lifecycle tests here and the backends' conformance suites.
 
 use crate::ids::ExperimentId;
 use crate::protocol::{JobSpec, NoopPayload};

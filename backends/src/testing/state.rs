@@ -1,18 +1,18 @@
 //! The `StateStore` conformance suite.
 
 use super::{new_experiment, new_job, t0};
-use crate::ids::{DatasetId, JobId, WorkerId};
-use crate::lifecycle::{Event, RetryPolicy};
-use crate::ports::{transition, transition_from, JobFilter, StateStore, TransitionOutcome};
-use crate::trial_cache::TrialCache;
-use crate::types::{
-    DatasetRecord, ExperimentState, JobState, NewModelVersion, TrialOutcome, TrialState,
-};
-use crate::Error;
 use chrono::Duration;
 use serde_json::{json, Map};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use tracseq_core::ids::{DatasetId, JobId, WorkerId};
+use tracseq_core::lifecycle::{Event, RetryPolicy};
+use tracseq_core::ports::{transition, transition_from, JobFilter, StateStore, TransitionOutcome};
+use tracseq_core::trial_cache::TrialCache;
+use tracseq_core::types::{
+    DatasetRecord, ExperimentState, JobState, NewModelVersion, TrialOutcome, TrialState,
+};
+use tracseq_core::Error;
 
 /// Runs every check against a fresh, empty store.
 pub async fn state_store_suite(store: Arc<dyn StateStore>) {
@@ -342,7 +342,7 @@ async fn trials_numbering_jobs_and_final_state(s: Arc<dyn StateStore>) {
         }
     }
     assert!(matches!(
-        s.create_trial(crate::ExperimentId::new(), Map::new(), None, t0())
+        s.create_trial(tracseq_core::ExperimentId::new(), Map::new(), None, t0())
             .await,
         Err(Error::NotFound(_))
     ));
@@ -408,7 +408,8 @@ async fn trials_since_and_the_cache_over_them(s: &dyn StateStore) {
     let exp = new_experiment("trials-since");
     s.insert_experiment(&exp).await.unwrap();
     let cache = TrialCache::default();
-    let numbers = |ts: &[crate::types::Trial]| ts.iter().map(|t| t.number).collect::<Vec<_>>();
+    let numbers =
+        |ts: &[tracseq_core::types::Trial]| ts.iter().map(|t| t.number).collect::<Vec<_>>();
     for i in 0..6 {
         let mut p = Map::new();
         p.insert("x".into(), json!(i));
@@ -447,7 +448,15 @@ async fn trials_since_and_the_cache_over_them(s: &dyn StateStore) {
     s.create_trial(exp.id, Map::new(), None, t0())
         .await
         .unwrap();
+    let held = cache.trials(s, exp.id).await.unwrap();
+    // Trials finished out of order while an earlier reader still holds its
+    // copy: the refresh copies, and that reader's snapshot stays as it was.
+    let late = TrialOutcome::new(TrialState::Complete, Some(0.75), None);
+    assert!(s.finish_trial(exp.id, 5, late.clone(), t0()).await.unwrap());
+    assert!(s.finish_trial(exp.id, 3, late, t0()).await.unwrap());
     let cached = cache.trials(s, exp.id).await.unwrap();
+    assert_eq!(held[3].state, TrialState::Running);
+    assert_eq!(cached[3].state, TrialState::Complete);
     let full = s.list_trials(exp.id).await.unwrap();
     assert_eq!(
         serde_json::to_value(&*cached).unwrap(),
@@ -541,8 +550,8 @@ async fn datasets(s: &dyn StateStore) {
 }
 
 async fn worker_registry(s: &dyn StateStore) {
-    use crate::fleet::{RunningJob, WorkerRecord, WorkerStatus};
-    use crate::resources::{GpuInfo, ResourceRequest, WorkerCapacity};
+    use tracseq_core::fleet::{RunningJob, WorkerRecord, WorkerStatus};
+    use tracseq_core::resources::{GpuInfo, ResourceRequest, WorkerCapacity};
     let mut w = WorkerRecord {
         id: WorkerId("gpu-host-1".into()),
         resource_classes: vec!["gpu".into(), "cpu".into()],
@@ -578,7 +587,7 @@ async fn worker_registry(s: &dyn StateStore) {
     w.last_heartbeat_at = t0() + Duration::seconds(1);
     w.running.push(RunningJob {
         job_id: JobId::new(),
-        kind: crate::types::JobKind::Trial,
+        kind: tracseq_core::types::JobKind::Trial,
         attempt: 1,
         resources: ResourceRequest::default(),
         gpus: Default::default(),

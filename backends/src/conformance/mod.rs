@@ -1,0 +1,67 @@
+//! Every backend against its port's suite: the embedded ones here, the
+//! distributed ones (which need their servers) in their own modules.
+
+#[cfg(feature = "amqp")]
+mod amqp;
+#[cfg(feature = "postgres")]
+mod postgres;
+
+use crate::testing::{artifact_store_suite, job_queue_suite, state_store_suite};
+use crate::*;
+use std::sync::Arc;
+
+#[tokio::test]
+async fn memory_state_store_conforms() {
+    state_store_suite(Arc::new(MemoryStateStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_state_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStateStore::open(&dir.path().join("state.db"))
+        .await
+        .unwrap();
+    state_store_suite(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn sqlite_state_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let exp = crate::testing::new_experiment("persist");
+    {
+        let store = SqliteStateStore::open(&path).await.unwrap();
+        use tracseq_core::ports::StateStore;
+        store.insert_experiment(&exp).await.unwrap();
+    }
+    let store = SqliteStateStore::open(&path).await.unwrap();
+    use tracseq_core::ports::StateStore;
+    assert_eq!(store.get_experiment(exp.id).await.unwrap(), exp);
+}
+
+#[tokio::test]
+async fn memory_queue_conforms() {
+    job_queue_suite(&MemoryQueue::new(), "cpu").await;
+}
+
+#[tokio::test]
+async fn memory_queue_close_ends_subscriptions() {
+    use tracseq_core::ports::JobQueue;
+    let q = MemoryQueue::new();
+    let mut sub = q.subscribe("cpu", 1).await.unwrap();
+    let waiter = tokio::spawn(async move { sub.next().await.unwrap().is_none() });
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    q.close();
+    assert!(waiter.await.unwrap());
+}
+
+#[tokio::test]
+async fn memory_artifacts_conform() {
+    artifact_store_suite(&ObjectArtifactStore::in_memory(), "t").await;
+}
+
+#[tokio::test]
+async fn local_directory_artifacts_conform() {
+    let dir = tempfile::tempdir().unwrap();
+    artifact_store_suite(&ObjectArtifactStore::local(dir.path()).unwrap(), "t").await;
+}

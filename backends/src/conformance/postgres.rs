@@ -1,0 +1,412 @@
+//! The PostgreSQL store against the shared suite, plus what only a server
+//! database has: several processes (pools) racing, and connections that die.
+//! Each test works in its own schema; without a server they skip (fail under CI).
+use crate::postgres::testing::TestSchema;
+use crate::testing::{new_experiment, new_job, state_store_suite, t0};
+use crate::*;
+use serde_json::{json, Map};
+use sqlx::{Connection, Executor, Row};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::Barrier;
+use tracseq_core::ids::WorkerId;
+use tracseq_core::lifecycle::{Event, RetryPolicy};
+use tracseq_core::ports::{transition, StateStore, TransitionOutcome};
+use tracseq_core::types::{JobState, NewModelVersion};
+use tracseq_core::Error;
+
+macro_rules! schema_or_skip {
+    () => {
+        match TestSchema::create().await {
+            Some(s) => s,
+            None => return,
+        }
+    };
+}
+
+/// A PostgreSQL server of this test's own (initdb into a temporary
+/// directory, a free port), so it can be stopped and started without
+/// touching the machine's shared server.
+struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    port: u16,
+}
+
+impl PrivatePostgres {
+    fn pg_ctl(&self, args: &[&str]) -> bool {
+        std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn create() -> Option<PrivatePostgres> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .filter(|b| b.join("initdb").exists());
+        let Some(bin) = bin else {
+            crate::testing::services::service_unavailable(
+                "PostgreSQL server binaries (initdb)",
+                "/usr/lib/postgresql",
+                &"not installed",
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let chown = std::process::Command::new("chown")
+            .arg("postgres")
+            .arg(dir.path())
+            .status();
+        assert!(
+            chown.is_ok_and(|s| s.success()),
+            "chown postgres (the test runs as root)"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let init = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(bin.join("initdb"))
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(dir.path().join("data"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        assert!(init.is_ok_and(|s| s.success()), "initdb failed");
+        let pg = PrivatePostgres { dir, bin, port };
+        assert!(pg.start(), "private PostgreSQL did not start");
+        Some(pg)
+    }
+
+    fn start(&self) -> bool {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log");
+        self.pg_ctl(&[
+            "-o",
+            &opts,
+            "-l",
+            log.to_str().unwrap_or("log"),
+            "-w",
+            "start",
+        ])
+    }
+
+    fn stop(&self) -> bool {
+        self.pg_ctl(&["-m", "fast", "-w", "stop"])
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_survives_a_server_restart() {
+    let Some(pg) = PrivatePostgres::create() else {
+        return;
+    };
+    let opts = PgOptions {
+        max_connections: 4,
+        acquire_timeout: std::time::Duration::from_secs(2),
+        max_retries: 8,
+        retry_backoff: std::time::Duration::from_millis(100),
+        ..Default::default()
+    };
+    let store = PostgresStateStore::connect(&pg.url(), opts).await.unwrap();
+    store.migrate().await.unwrap();
+    let before = new_experiment("before-restart");
+    store.insert_experiment(&before).await.unwrap();
+
+    // The server goes down; a call made meanwhile waits, retries and
+    // succeeds once the server is back.
+    assert!(pg.stop());
+    let reader = {
+        let store = store.clone();
+        tokio::spawn(async move { store.get_experiment(before.id).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(pg.start(), "restart");
+    assert_eq!(reader.await.unwrap().unwrap().name, "before-restart");
+
+    // And the pool works for new writes after the restart.
+    let after = new_experiment("after-restart");
+    store.insert_experiment(&after).await.unwrap();
+    store.check_schema().await.unwrap();
+    assert_eq!(store.list_experiments(None).await.unwrap().len(), 2);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_state_store_conforms() {
+    let schema = schema_or_skip!();
+    state_store_suite(Arc::new(schema.store(8).await)).await;
+}
+
+/// Two pools stand for two schedulers/workers; 16 claimers on one job,
+/// repeated over several jobs so the race really happens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claims_across_two_stores_have_one_winner() {
+    let schema = schema_or_skip!();
+    let a: Arc<dyn StateStore> = Arc::new(schema.store(8).await);
+    let b: Arc<dyn StateStore> = Arc::new(schema.store(8).await);
+    for _ in 0..10 {
+        let job = new_job(None, 3);
+        a.insert_job(&job).await.unwrap();
+        let barrier = Arc::new(Barrier::new(16));
+        let mut handles = Vec::new();
+        for i in 0..16 {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let barrier = barrier.clone();
+            handles.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let ev = Event::Claim {
+                    worker: WorkerId(format!("w{i}")),
+                    lease: chrono::Duration::seconds(30),
+                };
+                transition(s.as_ref(), job.id, ev, t0(), &RetryPolicy::default())
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut winners = Vec::new();
+        for h in handles {
+            if let TransitionOutcome::Applied { job, .. } = h.await.unwrap() {
+                winners.push(job.lease_owner);
+            }
+        }
+        assert_eq!(winners.len(), 1, "exactly one claim wins");
+        let stored = b.get_job(job.id).await.unwrap();
+        assert_eq!(
+            (stored.state, stored.attempt, stored.version),
+            (JobState::Leased, 1, 1)
+        );
+        assert_eq!(stored.lease_owner, winners[0]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_trials_from_two_stores_are_dense() {
+    let schema = schema_or_skip!();
+    let a: Arc<dyn StateStore> = Arc::new(schema.store(6).await);
+    let b: Arc<dyn StateStore> = Arc::new(schema.store(6).await);
+    let exp = new_experiment("race");
+    a.insert_experiment(&exp).await.unwrap();
+    let barrier = Arc::new(Barrier::new(24));
+    let mut handles = Vec::new();
+    for i in 0..24 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let barrier = barrier.clone();
+        handles.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let job = (i % 3 == 0).then(|| new_job(Some(exp.id), 1));
+            s.create_trial(exp.id, Map::new(), job, t0()).await.unwrap()
+        }));
+    }
+    let mut numbers = Vec::new();
+    for h in handles {
+        numbers.push(h.await.unwrap().number);
+    }
+    numbers.sort();
+    assert_eq!(numbers, (0..24).collect::<Vec<u64>>());
+    for t in b.list_trials(exp.id).await.unwrap() {
+        if let Some(job) = t.job_id {
+            assert_eq!(a.get_job(job).await.unwrap().trial_number, Some(t.number));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_registrations_resolve_in_the_database() {
+    let schema = schema_or_skip!();
+    let a: Arc<dyn StateStore> = Arc::new(schema.store(6).await);
+    let b: Arc<dyn StateStore> = Arc::new(schema.store(6).await);
+    let new = |version: u32, job: Option<tracseq_core::JobId>| NewModelVersion {
+        name: "race".into(),
+        version,
+        job_id: job,
+        family: "linear".into(),
+        experiment_id: None,
+        artifact_path: format!("models/race/{version}/model.json"),
+        sha256: "cd".repeat(32),
+        metrics: BTreeMap::new(),
+        params: Map::new(),
+        target: "y".into(),
+    };
+    // Different callers, one number: one wins, the rest conflict.
+    let mut handles = Vec::new();
+    for i in 0..12 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let mv = new(1, Some(tracseq_core::JobId::new()));
+        handles.push(tokio::spawn(async move {
+            s.register_model_version(mv, t0()).await
+        }));
+    }
+    let (mut ok, mut conflicts) = (0, 0);
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(Error::Conflict(_)) => conflicts += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!((ok, conflicts), (1, 11));
+    // One retried train job, many racing copies: all get the same version.
+    let job = tracseq_core::JobId::new();
+    let mut handles = Vec::new();
+    for i in 0..12 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let mv = new(2 + i, Some(job));
+        handles.push(tokio::spawn(async move {
+            s.register_model_version(mv, t0()).await
+        }));
+    }
+    let mut versions = Vec::new();
+    for h in handles {
+        versions.push(h.await.unwrap().unwrap().version);
+    }
+    versions.dedup();
+    assert_eq!(versions.len(), 1, "one version per job: {versions:?}");
+    assert_eq!(a.list_model_versions(Some("race")).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn check_schema_reports_missing_and_newer_migrations() {
+    let schema = schema_or_skip!();
+    let store = PostgresStateStore::connect(schema.url(), schema.options(2))
+        .await
+        .unwrap();
+    match store.check_schema().await {
+        Err(Error::Unavailable(m)) => assert!(m.contains("not migrated"), "{m}"),
+        other => panic!("expected not migrated, got {other:?}"),
+    }
+    store.migrate().await.unwrap();
+    store.check_schema().await.unwrap();
+    store.migrate().await.unwrap(); // idempotent
+    store.check_schema().await.unwrap();
+
+    // A newer binary migrated this database.
+    let mut admin = schema.admin().await;
+    admin
+        .execute(
+            format!(
+                "INSERT INTO {}._sqlx_migrations (version, description, success, checksum, execution_time)
+                 VALUES (9999, 'future', true, '\\x00', 1)",
+                schema.name()
+            )
+            .as_str(),
+        )
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    match store.check_schema().await {
+        Err(Error::Invalid(m)) => assert!(
+            m.contains("newer than this binary (version 9999 > 2)"),
+            "{m}"
+        ),
+        other => panic!("expected newer schema, got {other:?}"),
+    }
+    assert!(matches!(store.migrate().await, Err(Error::Invalid(_))));
+}
+
+#[tokio::test]
+async fn connect_rejects_bad_input() {
+    let opts = PgOptions {
+        schema: Some("x; DROP TABLE jobs".into()),
+        ..PgOptions::default()
+    };
+    let url = crate::testing::services::test_database_url();
+    assert!(matches!(
+        PostgresStateStore::connect(&url, opts).await,
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        PostgresStateStore::connect("not a url", PgOptions::default()).await,
+        Err(Error::Invalid(_))
+    ));
+}
+
+/// Terminates every server backend of the store (as a restart would),
+/// idle and mid-query, and checks the store carries on without
+/// double-applying the interrupted write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_killed_connections() {
+    let schema = schema_or_skip!();
+    let opts = schema.options(4);
+    let app = opts.application_name.clone();
+    let store = PostgresStateStore::connect(schema.url(), opts)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let exp = new_experiment("kill");
+    store.insert_experiment(&exp).await.unwrap();
+
+    let mut admin = schema.admin().await;
+    let kill = format!(
+        "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity
+         WHERE application_name = '{app}' AND pid <> pg_backend_pid()"
+    );
+    // Idle connections die: the next calls still work.
+    let n: i64 = admin.fetch_one(kill.as_str()).await.unwrap().get("n");
+    assert!(n >= 1, "killed the store's connections");
+    assert_eq!(store.get_experiment(exp.id).await.unwrap(), exp);
+
+    // A connection dies mid-transaction: hold the experiment row so
+    // create_trial blocks, kill the store's backends, then release.
+    let mut tx = admin.begin().await.unwrap();
+    tx.execute(
+        format!(
+            "SELECT 1 FROM {}.experiments WHERE id = '{}' FOR UPDATE",
+            schema.name(),
+            exp.id
+        )
+        .as_str(),
+    )
+    .await
+    .unwrap();
+    let s2 = store.clone();
+    let pending = tokio::spawn(async move {
+        s2.create_trial(exp.id, Map::new(), Some(new_job(Some(exp.id), 1)), t0())
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let n: i64 = tx.fetch_one(kill.as_str()).await.unwrap().get("n");
+    assert!(n >= 1, "killed the blocked connection");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    tx.commit().await.unwrap();
+    let trial = pending.await.unwrap().expect("retried after the kill");
+    assert_eq!(trial.number, 0);
+    assert_eq!(store.list_trials(exp.id).await.unwrap().len(), 1);
+    let mut p = Map::new();
+    p.insert("after".into(), json!(true));
+    assert_eq!(
+        store
+            .create_trial(exp.id, p, None, t0())
+            .await
+            .unwrap()
+            .number,
+        1
+    );
+    admin.close().await.unwrap();
+}

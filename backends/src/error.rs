@@ -1,0 +1,62 @@
+//! The meaning of a database or object-store failure, in the platform's
+//! terms ([`Error`]): which failures a caller may retry, which say the
+//! record is missing or taken, and which are bugs.
+//!
+//! These are functions and a small extension trait rather than `From`
+//! impls because neither the library errors nor [`Error`] belong to this
+//! crate; it also makes each conversion visible at the call site.
+
+use tracseq_core::{Error, Result};
+
+/// What a sqlx failure means to a caller.
+pub(crate) fn db_error(e: sqlx::Error) -> Error {
+    match &e {
+        sqlx::Error::RowNotFound => Error::NotFound("row not found".into()),
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            Error::Conflict(format!("duplicate record: {db}"))
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => Error::Unavailable(e.to_string()),
+        // SQLite reports a busy database as a database error with code 5/6.
+        sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("5") | Some("6")) => {
+            Error::Unavailable(e.to_string())
+        }
+        _ => Error::Internal(e.to_string()),
+    }
+}
+
+/// What an object-store failure means to a caller.
+pub(crate) fn object_error(e: object_store::Error) -> Error {
+    match e {
+        object_store::Error::NotFound { path, .. } => {
+            Error::NotFound(format!("artifact '{path}' not found"))
+        }
+        object_store::Error::AlreadyExists { path, .. } => {
+            Error::Conflict(format!("artifact '{path}' already exists"))
+        }
+        object_store::Error::InvalidPath { source } => {
+            Error::Invalid(format!("invalid artifact path: {source}"))
+        }
+        other => Error::Unavailable(other.to_string()),
+    }
+}
+
+/// `.classify()?` on a library result: its error becomes an [`Error`] of
+/// the right kind.
+pub(crate) trait Classify<T> {
+    fn classify(self) -> Result<T>;
+}
+
+impl<T> Classify<T> for std::result::Result<T, sqlx::Error> {
+    fn classify(self) -> Result<T> {
+        self.map_err(db_error)
+    }
+}
+
+impl<T> Classify<T> for std::result::Result<T, object_store::Error> {
+    fn classify(self) -> Result<T> {
+        self.map_err(object_error)
+    }
+}

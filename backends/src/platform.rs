@@ -1,0 +1,107 @@
+//! A [`Platform`] for each deployment: embedded (SQLite, a local directory,
+//! an in-process queue), distributed (PostgreSQL, RabbitMQ, S3 or a shared
+//! directory) and in memory (tests).
+
+use crate::{MemoryQueue, MemoryStateStore, ObjectArtifactStore, SqliteStateStore};
+use std::path::Path;
+use std::sync::Arc;
+use tracseq_core::lifecycle::RetryPolicy;
+use tracseq_core::{Error, Platform, Result};
+
+/// Embedded mode: SQLite at `<dir>/state.db`, artifacts under
+/// `<dir>/artifacts`, and an in-process queue. The queue starts empty on
+/// every start; the scheduler re-publishes queued jobs from the store.
+pub async fn embedded(dir: &Path, policy: RetryPolicy) -> Result<(Platform, MemoryQueue)> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Error::Unavailable(format!("cannot create data dir {}: {e}", dir.display()))
+    })?;
+    let state = SqliteStateStore::open(&dir.join("state.db")).await?;
+    let artifacts = ObjectArtifactStore::local(&dir.join("artifacts"))?;
+    let queue = MemoryQueue::new();
+    let platform = Platform::new(
+        Arc::new(state),
+        Arc::new(queue.clone()),
+        Arc::new(artifacts),
+        policy,
+    );
+    Ok((platform, queue))
+}
+
+/// Everything in memory (tests).
+pub fn in_memory(policy: RetryPolicy) -> Platform {
+    Platform::new(
+        Arc::new(MemoryStateStore::new()),
+        Arc::new(MemoryQueue::new()),
+        Arc::new(ObjectArtifactStore::in_memory()),
+        policy,
+    )
+}
+
+/// Which process is connecting (shown to operators, e.g. in `pg_stat_activity`).
+#[cfg(feature = "distributed")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Api,
+    Scheduler,
+    Worker,
+    Migrate,
+}
+
+/// Distributed mode: PostgreSQL, RabbitMQ and S3 (or a shared directory).
+/// Every role but `Migrate` refuses a database whose schema is not
+/// exactly the one this binary was built for.
+#[cfg(feature = "distributed")]
+pub async fn distributed(
+    cfg: &tracseq_core::config::DistributedConfig,
+    role: Role,
+    classes: Vec<String>,
+    policy: RetryPolicy,
+) -> Result<Platform> {
+    use crate::{AmqpOptions, AmqpQueue, PgOptions, PostgresStateStore};
+    let pg = PgOptions {
+        max_connections: cfg.database_max_connections,
+        schema: (!cfg.database_schema.is_empty()).then(|| cfg.database_schema.clone()),
+        application_name: format!("tracseq-ml {role:?}").to_lowercase(),
+        ..Default::default()
+    };
+    let state = PostgresStateStore::connect(&cfg.database_url, pg).await?;
+    if role == Role::Migrate {
+        state.migrate().await?;
+    } else {
+        state.check_schema().await?;
+    }
+    let amqp = AmqpOptions {
+        prefix: cfg.amqp_prefix.clone(),
+        classes,
+        ..Default::default()
+    };
+    let queue = AmqpQueue::connect(&cfg.amqp_url, amqp).await?;
+    Ok(Platform::new(
+        Arc::new(state),
+        Arc::new(queue),
+        Arc::new(artifact_store(cfg)?),
+        policy,
+    ))
+}
+
+/// `s3://bucket/prefix` is S3 (with `s3_endpoint` for MinIO and friends);
+/// anything else is a directory every host mounts.
+#[cfg(feature = "distributed")]
+fn artifact_store(cfg: &tracseq_core::config::DistributedConfig) -> Result<ObjectArtifactStore> {
+    if cfg.artifact_url.starts_with("s3://") {
+        let non_empty = |s: &String| (!s.is_empty()).then(|| s.clone());
+        ObjectArtifactStore::s3(&crate::object_artifacts::S3Options {
+            url: cfg.artifact_url.clone(),
+            endpoint: non_empty(&cfg.s3_endpoint),
+            region: non_empty(&cfg.s3_region),
+            access_key_id: None,
+            secret_access_key: None,
+        })
+    } else {
+        let dir = cfg
+            .artifact_url
+            .strip_prefix("file://")
+            .unwrap_or(&cfg.artifact_url);
+        ObjectArtifactStore::local(Path::new(dir))
+    }
+}

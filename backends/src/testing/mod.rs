@@ -1,0 +1,13 @@
+//! Conformance suites (one per port) and builders, shared by every backend's
+//! tests: a backend is correct when it passes the same suite as the others.
+
+mod artifacts;
+mod queue;
+pub mod services;
+mod state;
+
+pub use artifacts::artifact_store_suite;
+pub use queue::job_queue_suite;
+pub use state::state_store_suite;
+
+pub use tracseq_core::fixtures::{new_experiment, new_job, t0};

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::outputs::{softmax_in_place, two_classes};
 use super::trees::TreeEnsemble;
 use crate::task::Task;
 
@@ -67,21 +68,13 @@ impl TreeModel {
         match self.link {
             Link::Identity => out[0] = self.ensemble.margin_row(x, 0),
             Link::Sigmoid => {
+                // The plain logistic form, as the libraries compute it.
                 let p = 1.0 / (1.0 + (-self.ensemble.margin_row(x, 0)).exp());
-                out[0] = 1.0 - p;
-                out[1] = p;
+                two_classes(p, out);
             }
             Link::Softmax => {
                 self.ensemble.margins_row(x, out);
-                let max = out.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let mut sum = 0.0;
-                for v in out.iter_mut() {
-                    *v = (*v - max).exp();
-                    sum += *v;
-                }
-                for v in out.iter_mut() {
-                    *v /= sum;
-                }
+                softmax_in_place(out);
             }
         }
     }
@@ -127,36 +120,14 @@ mod tests {
     use crate::model::trees::{Node, SplitRule, Tree};
 
     fn stump(value_left: f64, value_right: f64) -> Tree {
+        let split = Node {
+            feature: 0,
+            left: 1,
+            right: 2,
+            ..Node::leaf(0.0)
+        };
         Tree {
-            nodes: vec![
-                Node {
-                    feature: 0,
-                    threshold: 0.0,
-                    left: 1,
-                    right: 2,
-                    value: 0.0,
-                    zero_missing: false,
-                    default_left: false,
-                },
-                Node {
-                    feature: u32::MAX,
-                    threshold: 0.0,
-                    left: 0,
-                    right: 0,
-                    value: value_left,
-                    zero_missing: false,
-                    default_left: false,
-                },
-                Node {
-                    feature: u32::MAX,
-                    threshold: 0.0,
-                    left: 0,
-                    right: 0,
-                    value: value_right,
-                    zero_missing: false,
-                    default_left: false,
-                },
-            ],
+            nodes: vec![split, Node::leaf(value_left), Node::leaf(value_right)],
         }
     }
 

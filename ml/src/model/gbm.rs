@@ -13,6 +13,7 @@ use forust_ml::sampler::SampleMethod;
 use forust_ml::{GradientBooster, Matrix};
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::outputs::two_classes;
 use super::{check_training_data, FittedModel, GbmParams, Trainer};
 use crate::error::{internal, LearnError, Result};
 use crate::matrix::DenseMatrix;
@@ -119,6 +120,9 @@ impl std::fmt::Debug for GbmModel {
     }
 }
 
+/// The plain logistic form this family has always served; not the shared
+/// [`super::outputs::sigmoid`], whose other form for negative margins would
+/// move served probabilities in their last bits.
 fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
@@ -152,9 +156,7 @@ impl GbmModel {
         if self.kind == GbmKind::Regression {
             out[0] = margin;
         } else {
-            let p = sigmoid(margin);
-            out[0] = 1.0 - p;
-            out[1] = p;
+            two_classes(sigmoid(margin), out);
         }
     }
 

@@ -13,6 +13,7 @@ use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
 use serde::{Deserialize, Serialize};
 
+use super::outputs::{sigmoid, softmax_in_place, two_classes};
 use super::{check_training_data, FittedModel, LinearParams, Trainer};
 use crate::error::{internal, Result};
 use crate::matrix::DenseMatrix;
@@ -41,15 +42,6 @@ pub struct LinearModel {
     pub n_features: usize,
     pub weights: Vec<f64>,
     pub intercepts: Vec<f64>,
-}
-
-fn sigmoid(z: f64) -> f64 {
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (1.0 + e)
-    }
 }
 
 /// `ln(1 + e^z)` without overflow.
@@ -105,11 +97,7 @@ impl LinearModel {
     pub fn predict_row(&self, x: &[f64], out: &mut [f64]) {
         match self.kind {
             LinearKind::Regression => out[0] = self.logit(x, 0),
-            LinearKind::Binary => {
-                let p = sigmoid(self.logit(x, 0));
-                out[0] = 1.0 - p;
-                out[1] = p;
-            }
+            LinearKind::Binary => two_classes(sigmoid(self.logit(x, 0)), out),
             LinearKind::Multinomial => {
                 for (k, o) in out.iter_mut().enumerate() {
                     *o = self.logit(x, k);
@@ -140,18 +128,6 @@ impl LinearModel {
 
     pub fn margin_row(&self, x: &[f64], class: usize) -> f64 {
         self.logit(x, self.explained_row(class))
-    }
-}
-
-fn softmax_in_place(z: &mut [f64]) {
-    let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let mut sum = 0.0;
-    for v in z.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    for v in z.iter_mut() {
-        *v /= sum;
     }
 }
 

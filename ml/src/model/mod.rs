@@ -15,6 +15,7 @@ pub mod gbm;
 pub mod lightgbm;
 pub mod linear;
 pub mod nn;
+mod outputs;
 pub mod params;
 pub mod step;
 pub mod trees;
@@ -162,6 +163,21 @@ pub enum FittedModel {
     Xgboost(boosted::TreeModel),
 }
 
+/// `$call` on the family's model inside a [`FittedModel`], bound to `$m`:
+/// the one place that lists which model type each variant holds.
+macro_rules! on_model {
+    ($model:expr, $m:ident => $call:expr) => {
+        match $model {
+            FittedModel::Linear($m) => $call,
+            FittedModel::Gbm($m) => $call,
+            FittedModel::Nn($m) => $call,
+            FittedModel::Lightgbm($m)
+            | FittedModel::RandomForest($m)
+            | FittedModel::Xgboost($m) => $call,
+        }
+    };
+}
+
 impl FittedModel {
     pub fn family(&self) -> Family {
         match self {
@@ -176,26 +192,12 @@ impl FittedModel {
 
     /// Number of encoded input columns the model expects.
     pub fn n_features(&self) -> usize {
-        match self {
-            FittedModel::Linear(m) => m.n_features(),
-            FittedModel::Gbm(m) => m.n_features(),
-            FittedModel::Nn(m) => m.n_features(),
-            FittedModel::Lightgbm(m) | FittedModel::RandomForest(m) | FittedModel::Xgboost(m) => {
-                m.n_features()
-            }
-        }
+        on_model!(self, m => m.n_features())
     }
 
     /// Width of one raw output: 1 for regression, else the number of classes.
     pub fn output_width(&self) -> usize {
-        match self {
-            FittedModel::Linear(m) => m.output_width(),
-            FittedModel::Gbm(m) => m.output_width(),
-            FittedModel::Nn(m) => m.output_width(),
-            FittedModel::Lightgbm(m) | FittedModel::RandomForest(m) | FittedModel::Xgboost(m) => {
-                m.output_width()
-            }
-        }
+        on_model!(self, m => m.output_width())
     }
 
     /// Checks the shape invariants prediction relies on, for models decoded
@@ -213,14 +215,7 @@ impl FittedModel {
 
     /// Raw output for one encoded row into `out` (`output_width` long).
     pub fn predict_row(&self, x: &[f64], out: &mut [f64]) {
-        match self {
-            FittedModel::Linear(m) => m.predict_row(x, out),
-            FittedModel::Gbm(m) => m.predict_row(x, out),
-            FittedModel::Nn(m) => m.predict_row(x, out),
-            FittedModel::Lightgbm(m) | FittedModel::RandomForest(m) | FittedModel::Xgboost(m) => {
-                m.predict_row(x, out)
-            }
-        }
+        on_model!(self, m => m.predict_row(x, out))
     }
 
     /// Raw outputs for every row, row-major.
@@ -248,14 +243,7 @@ impl FittedModel {
     /// value, so `out.iter().sum()` is the margin.
     pub fn contributions_row(&self, x: &[f64], class: usize, out: &mut [f64]) {
         out.fill(0.0);
-        match self {
-            FittedModel::Linear(m) => m.contributions_row(x, class, out),
-            FittedModel::Gbm(m) => m.contributions_row(x, class, out),
-            FittedModel::Nn(m) => m.contributions_row(x, class, out),
-            FittedModel::Lightgbm(m) | FittedModel::RandomForest(m) | FittedModel::Xgboost(m) => {
-                m.contributions_row(x, class, out)
-            }
-        }
+        on_model!(self, m => m.contributions_row(x, class, out))
     }
 
     /// Raw output and the explained class's contributions for one row, in
@@ -281,14 +269,7 @@ impl FittedModel {
 
     /// The margin of `class` that contributions add up to.
     pub fn margin_row(&self, x: &[f64], class: usize) -> f64 {
-        match self {
-            FittedModel::Linear(m) => m.margin_row(x, class),
-            FittedModel::Gbm(m) => m.margin_row(x, class),
-            FittedModel::Nn(m) => m.margin_row(x, class),
-            FittedModel::Lightgbm(m) | FittedModel::RandomForest(m) | FittedModel::Xgboost(m) => {
-                m.margin_row(x, class)
-            }
-        }
+        on_model!(self, m => m.margin_row(x, class))
     }
 }
 

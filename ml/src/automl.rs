@@ -186,9 +186,9 @@ pub fn evaluate(
         let watch = Watch {
             x: &x_valid,
             y: &valid_y,
+            report: &mut on_epoch,
         };
-        let Some(model) = trainer.fit_watched(&x_train, &train_y, &p.task, watch, &mut on_epoch)?
-        else {
+        let Some(model) = trainer.fit_watched(&x_train, &train_y, &p.task, watch)? else {
             pruned = true;
             break;
         };

@@ -28,6 +28,14 @@ impl Link {
             _ => Link::Softmax,
         }
     }
+
+    /// Margins per row for `task`: one per class for softmax, else one.
+    pub fn groups(self, task: &Task) -> usize {
+        match self {
+            Link::Softmax => task.n_classes(),
+            Link::Identity | Link::Sigmoid => 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,22 +104,13 @@ impl TreeModel {
 
     /// Outputs (as [`TreeModel::predict_row`]) from library outputs that
     /// give one probability per row for binary tasks.
-    #[cfg_attr(not(any(feature = "lightgbm", feature = "xgboost")), allow(dead_code))]
+    #[cfg(any(feature = "lightgbm", feature = "xgboost"))]
     pub(crate) fn widen_binary(link: Link, outputs: &[f64]) -> Vec<f64> {
         match link {
             Link::Sigmoid => outputs.iter().flat_map(|&p| [1.0 - p, p]).collect(),
             Link::Identity | Link::Softmax => outputs.to_vec(),
         }
     }
-}
-
-/// How often a trainer that boosts in rounds reports its validation metric:
-/// about twenty reports per fold, and always the last round. Reports are
-/// written to the store and read by the pruner, so one per round would cost
-/// more than it tells.
-#[cfg_attr(not(any(feature = "lightgbm", feature = "xgboost")), allow(dead_code))]
-pub(crate) fn report_every(rounds: usize) -> usize {
-    (rounds / 20).max(1)
 }
 
 #[cfg(test)]

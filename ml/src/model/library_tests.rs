@@ -160,15 +160,20 @@ fn watched_training_reports_rounds_and_stops_when_pruned() {
             .filter(|(k, _)| k.starts_with(family.prefix()))
             .collect();
         let t = trainer(family, Value::Object(extra));
-        let watch = Watch { x: &vx, y: &vy };
+        let watched = |report: &mut dyn FnMut(u32, f64) -> Step| {
+            let watch = Watch {
+                x: &vx,
+                y: &vy,
+                report,
+            };
+            ok(t.fit_watched(&x, &y, &Task::Regression, watch))
+        };
 
         let mut reports = Vec::new();
-        let model = ok(
-            t.fit_watched(&x, &y, &Task::Regression, watch, &mut |r, v| {
-                reports.push((r, v));
-                Step::Continue
-            }),
-        );
+        let model = watched(&mut |r, v| {
+            reports.push((r, v));
+            Step::Continue
+        });
         let Some(model) = model else {
             panic!("{family:?}: unpruned training gave no model")
         };
@@ -196,12 +201,10 @@ fn watched_training_reports_rounds_and_stops_when_pruned() {
         }
 
         let mut calls = 0;
-        let pruned = ok(
-            t.fit_watched(&x, &y, &Task::Regression, watch, &mut |_, _| {
-                calls += 1;
-                Step::Stop
-            }),
-        );
+        let pruned = watched(&mut |_, _| {
+            calls += 1;
+            Step::Stop
+        });
         assert!(pruned.is_none(), "{family:?}");
         assert_eq!(calls, 1, "{family:?}: pruning stops at the first report");
     }

@@ -11,6 +11,8 @@
 pub mod boosted;
 pub mod family;
 pub mod gbm;
+#[cfg(any(feature = "lightgbm", feature = "xgboost"))]
+pub mod library;
 #[cfg(feature = "lightgbm")]
 pub mod lightgbm;
 pub mod linear;
@@ -39,50 +41,35 @@ pub use params::{
 };
 pub use step::Step;
 
-/// Held-out rows a trainer may score itself on while it trains: the fold's
-/// validation rows in a cross-validated trial. Their metric is only
-/// *reported* (for pruning); no family fits or stops early on them, so the
-/// fold's score stays an honest estimate.
-#[derive(Debug, Clone, Copy)]
+/// How a pruned search watches a training: the fold's held-out rows, which
+/// a trainer may score itself on while it trains, and `report`, which hears
+/// each score. The rows' metric is only *reported* (for pruning); no family
+/// fits or stops early on them, so the fold's score stays an honest estimate.
 pub struct Watch<'a> {
     pub x: &'a DenseMatrix,
     pub y: &'a [f64],
+    /// Called with `(step, value)`; [`Step::Stop`] ends the training.
+    pub report: &'a mut dyn FnMut(u32, f64) -> Step,
 }
+
+/// What a watched fit gives: the model, or `None` when a report was
+/// answered with [`Step::Stop`].
+pub type Watched = Result<Option<FittedModel>>;
 
 /// Fits a model of one family on an encoded matrix.
 pub trait Trainer {
     /// `y` holds regression targets or class indices (as `f64`) for `task`.
     fn fit(&self, x: &DenseMatrix, y: &[f64], task: &Task) -> Result<FittedModel>;
 
-    /// [`Trainer::fit`] for a pruned search: families that train in epochs
-    /// call `on_epoch(epoch, value)` after each epoch with the metric on
-    /// their own validation split, and stop when it returns [`Step::Stop`],
-    /// giving `Ok(None)`. Families trained in one go never call it.
-    fn fit_observed(
-        &self,
-        x: &DenseMatrix,
-        y: &[f64],
-        task: &Task,
-        on_epoch: &mut dyn FnMut(u32, f64) -> Step,
-    ) -> Result<Option<FittedModel>> {
-        let _ = on_epoch;
-        self.fit(x, y, task).map(Some)
-    }
-
-    /// [`Trainer::fit_observed`] with the fold's validation rows at hand:
-    /// families that boost in rounds report the metric on `watch` every few
-    /// rounds through `on_round(round, value)` and stop when it returns
-    /// [`Step::Stop`]. Others ignore `watch` (nn watches its own split).
-    fn fit_watched(
-        &self,
-        x: &DenseMatrix,
-        y: &[f64],
-        task: &Task,
-        watch: Watch<'_>,
-        on_round: &mut dyn FnMut(u32, f64) -> Step,
-    ) -> Result<Option<FittedModel>> {
+    /// [`Trainer::fit`] in a pruned search, reporting through
+    /// `watch.report`: families that train in epochs (nn) report the metric
+    /// on their own validation split after each epoch, ignoring `watch`'s
+    /// rows; families that boost in rounds (lightgbm, random_forest,
+    /// xgboost) report the metric on `watch`'s rows every few rounds.
+    /// Families trained in one go never report.
+    fn fit_watched(&self, x: &DenseMatrix, y: &[f64], task: &Task, watch: Watch<'_>) -> Watched {
         let _ = watch;
-        self.fit_observed(x, y, task, on_round)
+        self.fit(x, y, task).map(Some)
     }
 }
 

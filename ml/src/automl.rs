@@ -186,9 +186,9 @@ pub fn evaluate(
         let watch = Watch {
             x: &x_valid,
             y: &valid_y,
+            report: &mut on_epoch,
         };
-        let Some(model) = trainer.fit_watched(&x_train, &train_y, &p.task, watch, &mut on_epoch)?
-        else {
+        let Some(model) = trainer.fit_watched(&x_train, &train_y, &p.task, watch)? else {
             pruned = true;
             break;
         };
@@ -269,24 +269,39 @@ pub fn fit_final(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::Limits;
     use crate::lab;
+    use crate::model::test_data::{contributions_total, lab_data, params, pass_fail};
     use serde_json::json;
 
-    fn lab_data(n: usize) -> Dataset {
-        Dataset::from_csv(lab::generate_csv(n, 7).as_bytes(), &Limits::default())
-            .unwrap_or_default()
-    }
-
-    fn params(v: Value) -> Map<String, Value> {
-        v.as_object().cloned().unwrap_or_default()
-    }
-
-    fn run(data: &Dataset, p: &Map<String, Value>, opts: &EvalOptions) -> Evaluation {
-        match evaluate(data, lab::TARGET, p, opts, &mut |_, _| Step::Continue) {
+    /// `data`'s quality score cross-validated with the parameters `p`, in
+    /// the default options.
+    fn run(data: &Dataset, p: Value) -> Evaluation {
+        let opts = EvalOptions::default();
+        match evaluate(data, lab::TARGET, &params(p), &opts, &mut |_, _| {
+            Step::Continue
+        }) {
             Ok(e) => e,
             Err(e) => panic!("{e}"),
         }
+    }
+
+    /// `data`'s final model of the quality score with the parameters `p`, in
+    /// the default options and without CV metrics.
+    fn fit(data: &Dataset, p: Value) -> ModelArtifact {
+        let opts = EvalOptions::default();
+        match fit_final(data, lab::TARGET, &params(p), &opts, BTreeMap::new()) {
+            Ok(a) => a,
+            Err(e) => panic!("fit_final failed: {e}"),
+        }
+    }
+
+    /// The mean time of one call of `f`, over 10,000 calls.
+    fn per_call(mut f: impl FnMut()) -> std::time::Duration {
+        let start = std::time::Instant::now();
+        for _ in 0..10_000 {
+            f();
+        }
+        start.elapsed() / 10_000
     }
 
     /// RMSE of always predicting the mean (the target's population std).
@@ -304,12 +319,11 @@ mod tests {
     fn evaluate_on_lab_data_beats_the_mean_and_is_deterministic() {
         let data = lab_data(1500);
         let baseline = baseline_rmse(&data);
-        let opts = EvalOptions::default();
         for p in [
-            params(json!({"family": "linear", "linear_l2": 0.01})),
-            params(json!({"family": "gbm", "gbm_iterations": 150, "gbm_subsample": 0.8})),
+            json!({"family": "linear", "linear_l2": 0.01}),
+            json!({"family": "gbm", "gbm_iterations": 150, "gbm_subsample": 0.8}),
         ] {
-            let a = run(&data, &p, &opts);
+            let a = run(&data, p.clone());
             assert_eq!(a.metric, Metric::Rmse);
             assert_eq!(a.task, Task::Regression);
             assert_eq!(a.fold_values.len(), 3);
@@ -325,7 +339,7 @@ mod tests {
                 a.metrics
             );
             // Everything but the measured prediction time repeats exactly.
-            let mut again = run(&data, &p, &opts);
+            let mut again = run(&data, p);
             assert!(again.latency_us.is_some_and(|l| l > 0.0), "{again:?}");
             again.latency_us = a.latency_us;
             assert_eq!(a, again);
@@ -335,18 +349,13 @@ mod tests {
     #[test]
     fn evaluate_measures_prediction_latency_and_model_size() {
         let data = lab_data(600);
-        let opts = EvalOptions::default();
-        let linear = run(&data, &params(json!({"family": "linear"})), &opts);
+        let linear = run(&data, json!({"family": "linear"}));
         let small = run(
             &data,
-            &params(json!({"family": "gbm", "gbm_iterations": 20, "gbm_max_depth": 2})),
-            &opts,
+            json!({"family": "gbm", "gbm_iterations": 20, "gbm_max_depth": 2}),
         );
-        let large = run(
-            &data,
-            &params(json!({"family": "gbm", "gbm_iterations": 300, "gbm_max_depth": 6})),
-            &opts,
-        );
+        let large_params = json!({"family": "gbm", "gbm_iterations": 300, "gbm_max_depth": 6});
+        let large = run(&data, large_params.clone());
         for e in [&linear, &small, &large] {
             let latency = e.latency_us.unwrap_or_default();
             // Positive, and far below a second per row.
@@ -365,10 +374,7 @@ mod tests {
         );
         // It is the model part of the final artifact, within the fold-to-fold
         // spread of tree shapes.
-        let p = params(json!({"family": "gbm", "gbm_iterations": 300, "gbm_max_depth": 6}));
-        let Ok(artifact) = fit_final(&data, lab::TARGET, &p, &opts, BTreeMap::new()) else {
-            panic!("fit_final failed");
-        };
+        let artifact = fit(&data, large_params);
         let in_artifact = serde_json::to_vec(&artifact.model)
             .unwrap_or_default()
             .len() as f64;
@@ -389,14 +395,10 @@ mod tests {
     #[test]
     fn gbm_beats_linear_on_lab_data() {
         let data = lab_data(2000);
-        let opts = EvalOptions::default();
-        let linear = run(&data, &params(json!({"family": "linear"})), &opts);
+        let linear = run(&data, json!({"family": "linear"}));
         let gbm = run(
             &data,
-            &params(
-                json!({"family": "gbm", "gbm_iterations": 300, "gbm_learning_rate": 0.05, "gbm_max_depth": 3}),
-            ),
-            &opts,
+            json!({"family": "gbm", "gbm_iterations": 300, "gbm_learning_rate": 0.05, "gbm_max_depth": 3}),
         );
         assert!(
             gbm.value < linear.value,
@@ -435,22 +437,11 @@ mod tests {
 
     #[test]
     fn classification_end_to_end() {
-        let data = lab_data(600);
-        // Turn the score into a pass/fail label to exercise binary classification.
-        let mut data = data;
-        for c in &mut data.columns {
-            if c.name == lab::TARGET {
-                if let crate::dataset::ColumnData::Numeric(v) = &c.data {
-                    c.data = crate::dataset::ColumnData::Categorical(
-                        v.iter()
-                            .map(|s| Some(if *s >= 70.0 { "pass" } else { "fail" }.to_string()))
-                            .collect(),
-                    );
-                }
-            }
-        }
-        let p = params(json!({"family": "gbm", "gbm_iterations": 100}));
-        let e = run(&data, &p, &EvalOptions::default());
+        // The score as a pass/fail label, to exercise binary classification.
+        let data = pass_fail(600);
+        let gbm = json!({"family": "gbm", "gbm_iterations": 100});
+        let e = run(&data, gbm.clone());
+        let p = params(gbm);
         assert_eq!(e.metric, Metric::Auc);
         assert!(e.value > 0.8, "{}", e.value);
         let bad = evaluate(
@@ -482,12 +473,7 @@ mod tests {
         let label = out[0].label.clone().unwrap_or_default();
         assert_eq!(probs.get(&label).copied(), Some(out[0].value));
         // Contributions explain the positive class ("pass") log-odds.
-        let total: f64 = out[0]
-            .contributions
-            .iter()
-            .map(|c| c.contribution)
-            .sum::<f64>()
-            + out[0].base_value;
+        let total = contributions_total(&out[0]);
         let pass = probs.get("pass").copied().unwrap_or(0.0);
         assert!((total - (pass / (1.0 - pass)).ln()).abs() < 1e-6);
     }
@@ -521,84 +507,41 @@ mod tests {
     #[ignore]
     fn most_expensive_trial_timing() {
         let data = lab_data(2000);
-        let p = params(
-            json!({"family": "gbm", "gbm_iterations": 200, "gbm_max_depth": 5,
-                              "gbm_min_leaf_weight": 0.5, "gbm_learning_rate": 0.3}),
-        );
+        let p = json!({"family": "gbm", "gbm_iterations": 200, "gbm_max_depth": 5,
+                       "gbm_min_leaf_weight": 0.5, "gbm_learning_rate": 0.3});
         let start = std::time::Instant::now();
-        let e = run(&data, &p, &EvalOptions::default());
+        let e = run(&data, p.clone());
         eprintln!(
             "gbm 200x5, 3 folds, 2000 rows: {:?} (rmse {:.2})",
             start.elapsed(),
             e.value
         );
         let start = std::time::Instant::now();
-        let e = run(
-            &data,
-            &params(json!({"family": "linear", "linear_l2": 1e-6})),
-            &EvalOptions::default(),
-        );
+        let e = run(&data, json!({"family": "linear", "linear_l2": 1e-6}));
         eprintln!(
             "linear, 3 folds, 2000 rows: {:?} (rmse {:.2})",
             start.elapsed(),
             e.value
         );
-        let artifact = fit_final(
-            &data,
-            lab::TARGET,
-            &p,
-            &EvalOptions::default(),
-            BTreeMap::new(),
-        );
-        let Ok(artifact) = artifact else {
-            panic!("fit_final failed")
-        };
+        let artifact = fit(&data, p);
         let record = [lab::example_record(1)];
-        let start = std::time::Instant::now();
-        for _ in 0..10_000 {
-            assert!(artifact.predict(&record).is_ok());
-        }
-        eprintln!(
-            "gbm 200x5 single-record predict: {:?}",
-            start.elapsed() / 10_000
-        );
+        let predict = per_call(|| assert!(artifact.predict(&record).is_ok()));
+        eprintln!("gbm 200x5 single-record predict: {predict:?}");
         let x = vec![0.1; artifact.model.n_features()];
         let mut out = vec![0.0; 1];
         let mut c = vec![0.0; x.len() + 1];
-        let start = std::time::Instant::now();
-        for _ in 0..10_000 {
-            artifact.model.predict_row(&x, &mut out);
-        }
-        eprintln!("  predict_row: {:?}", start.elapsed() / 10_000);
-        let start = std::time::Instant::now();
-        for _ in 0..10_000 {
-            artifact.model.contributions_row(&x, 0, &mut c);
-        }
-        eprintln!("  contributions_row: {:?}", start.elapsed() / 10_000);
-        let lin = fit_final(
-            &data,
-            lab::TARGET,
-            &params(json!({"family": "linear"})),
-            &EvalOptions::default(),
-            BTreeMap::new(),
-        );
-        let Ok(lin) = lin else {
-            panic!("fit_final failed")
-        };
-        let start = std::time::Instant::now();
-        for _ in 0..10_000 {
-            assert!(lin.predict(&record).is_ok());
-        }
-        eprintln!(
-            "linear single-record predict: {:?}",
-            start.elapsed() / 10_000
-        );
+        let predict_row = per_call(|| artifact.model.predict_row(&x, &mut out));
+        eprintln!("  predict_row: {predict_row:?}");
+        let contributions = per_call(|| artifact.model.contributions_row(&x, 0, &mut c));
+        eprintln!("  contributions_row: {contributions:?}");
+        let lin = fit(&data, json!({"family": "linear"}));
+        let predict = per_call(|| assert!(lin.predict(&record).is_ok()));
+        eprintln!("linear single-record predict: {predict:?}");
         for (iters, depth) in [(100, 3), (200, 5)] {
-            let p = params(
-                json!({"family": "gbm", "gbm_iterations": iters, "gbm_max_depth": depth, "gbm_min_leaf_weight": 0.5}),
-            );
+            let p = json!({"family": "gbm", "gbm_iterations": iters, "gbm_max_depth": depth,
+                           "gbm_min_leaf_weight": 0.5});
             let start = std::time::Instant::now();
-            let _ = run(&data, &p, &EvalOptions::default());
+            let _ = run(&data, p);
             eprintln!("gbm {iters}x{depth}: {:?}", start.elapsed());
         }
     }

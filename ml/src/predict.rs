@@ -199,6 +199,7 @@ mod tests {
     use crate::automl::{fit_final, EvalOptions};
     use crate::dataset::{Dataset, Limits};
     use crate::lab;
+    use crate::model::test_data::contributions_total;
     use crate::LearnError;
     use serde_json::json;
 
@@ -275,8 +276,7 @@ mod tests {
             };
             for p in &out {
                 assert_eq!(p.contributions.len(), 18);
-                let total =
-                    p.base_value + p.contributions.iter().map(|c| c.contribution).sum::<f64>();
+                let total = contributions_total(p);
                 assert!(
                     (total - p.value).abs() < 1e-6,
                     "{family}: {total} vs {}",

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::outputs::{softmax_in_place, two_classes};
 use super::trees::TreeEnsemble;
 use crate::task::Task;
 
@@ -25,6 +26,14 @@ impl Link {
             0 => Link::Identity,
             2 => Link::Sigmoid,
             _ => Link::Softmax,
+        }
+    }
+
+    /// Margins per row for `task`: one per class for softmax, else one.
+    pub fn groups(self, task: &Task) -> usize {
+        match self {
+            Link::Softmax => task.n_classes(),
+            Link::Identity | Link::Sigmoid => 1,
         }
     }
 }
@@ -67,21 +76,13 @@ impl TreeModel {
         match self.link {
             Link::Identity => out[0] = self.ensemble.margin_row(x, 0),
             Link::Sigmoid => {
+                // The plain logistic form, as the libraries compute it.
                 let p = 1.0 / (1.0 + (-self.ensemble.margin_row(x, 0)).exp());
-                out[0] = 1.0 - p;
-                out[1] = p;
+                two_classes(p, out);
             }
             Link::Softmax => {
                 self.ensemble.margins_row(x, out);
-                let max = out.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let mut sum = 0.0;
-                for v in out.iter_mut() {
-                    *v = (*v - max).exp();
-                    sum += *v;
-                }
-                for v in out.iter_mut() {
-                    *v /= sum;
-                }
+                softmax_in_place(out);
             }
         }
     }
@@ -103,7 +104,7 @@ impl TreeModel {
 
     /// Outputs (as [`TreeModel::predict_row`]) from library outputs that
     /// give one probability per row for binary tasks.
-    #[cfg_attr(not(any(feature = "lightgbm", feature = "xgboost")), allow(dead_code))]
+    #[cfg(any(feature = "lightgbm", feature = "xgboost"))]
     pub(crate) fn widen_binary(link: Link, outputs: &[f64]) -> Vec<f64> {
         match link {
             Link::Sigmoid => outputs.iter().flat_map(|&p| [1.0 - p, p]).collect(),
@@ -112,51 +113,20 @@ impl TreeModel {
     }
 }
 
-/// How often a trainer that boosts in rounds reports its validation metric:
-/// about twenty reports per fold, and always the last round. Reports are
-/// written to the store and read by the pruner, so one per round would cost
-/// more than it tells.
-#[cfg_attr(not(any(feature = "lightgbm", feature = "xgboost")), allow(dead_code))]
-pub(crate) fn report_every(rounds: usize) -> usize {
-    (rounds / 20).max(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::trees::{Node, SplitRule, Tree};
 
     fn stump(value_left: f64, value_right: f64) -> Tree {
+        let split = Node {
+            feature: 0,
+            left: 1,
+            right: 2,
+            ..Node::leaf(0.0)
+        };
         Tree {
-            nodes: vec![
-                Node {
-                    feature: 0,
-                    threshold: 0.0,
-                    left: 1,
-                    right: 2,
-                    value: 0.0,
-                    zero_missing: false,
-                    default_left: false,
-                },
-                Node {
-                    feature: u32::MAX,
-                    threshold: 0.0,
-                    left: 0,
-                    right: 0,
-                    value: value_left,
-                    zero_missing: false,
-                    default_left: false,
-                },
-                Node {
-                    feature: u32::MAX,
-                    threshold: 0.0,
-                    left: 0,
-                    right: 0,
-                    value: value_right,
-                    zero_missing: false,
-                    default_left: false,
-                },
-            ],
+            nodes: vec![split, Node::leaf(value_left), Node::leaf(value_right)],
         }
     }
 

@@ -13,6 +13,7 @@ use forust_ml::sampler::SampleMethod;
 use forust_ml::{GradientBooster, Matrix};
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::outputs::two_classes;
 use super::{check_training_data, FittedModel, GbmParams, Trainer};
 use crate::error::{internal, LearnError, Result};
 use crate::matrix::DenseMatrix;
@@ -119,6 +120,9 @@ impl std::fmt::Debug for GbmModel {
     }
 }
 
+/// The plain logistic form this family has always served; not the shared
+/// [`super::outputs::sigmoid`], whose other form for negative margins would
+/// move served probabilities in their last bits.
 fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
@@ -152,9 +156,7 @@ impl GbmModel {
         if self.kind == GbmKind::Regression {
             out[0] = margin;
         } else {
-            let p = sigmoid(margin);
-            out[0] = 1.0 - p;
-            out[1] = p;
+            two_classes(sigmoid(margin), out);
         }
     }
 
@@ -295,7 +297,7 @@ mod tests {
     use super::*;
     use crate::metrics::{compute, Metric};
     use crate::model::linear::LinearTrainer;
-    use crate::model::test_data::uniform;
+    use crate::model::test_data::{assert_explains, targets, uniform};
     use crate::model::LinearParams;
 
     fn trainer(seed: u64) -> GbmTrainer {
@@ -312,12 +314,7 @@ mod tests {
     #[test]
     fn gbm_fits_a_nonlinear_function_better_than_linear() {
         let x = uniform(800, 2, 5);
-        let y: Vec<f64> = (0..x.rows)
-            .map(|i| {
-                let r = x.row(i);
-                (2.0 * r[0]).sin() * 3.0 + r[1] * r[1]
-            })
-            .collect();
+        let y = targets(&x, |r| (2.0 * r[0]).sin() * 3.0 + r[1] * r[1]);
         let (train, test): (Vec<usize>, Vec<usize>) = (0..x.rows).partition(|i| i % 4 != 0);
         let (xt, yt) = (
             x.select_rows(&train),
@@ -342,17 +339,13 @@ mod tests {
         assert!(g < 0.5 * l, "gbm {g} vs linear {l}");
 
         // Contributions plus base equal the prediction.
-        let mut c = vec![0.0; 3];
-        let mut out = [0.0];
-        gbm.contributions_row(xv.row(3), 0, &mut c);
-        gbm.predict_row(xv.row(3), &mut out);
-        assert!((c.iter().sum::<f64>() - out[0]).abs() < 1e-6);
+        assert_explains(&gbm, xv.row(3), 1e-6);
     }
 
     #[test]
     fn same_seed_same_model_and_serde_round_trip() {
         let x = uniform(300, 3, 9);
-        let y: Vec<f64> = (0..x.rows).map(|i| x.row(i)[0] * x.row(i)[2]).collect();
+        let y = targets(&x, |r| r[0] * r[2]);
         let a = trainer(4).fit(&x, &y, &Task::Regression).ok();
         let b = trainer(4).fit(&x, &y, &Task::Regression).ok();
         let (Some(a), Some(b)) = (a, b) else {
@@ -374,12 +367,9 @@ mod tests {
     #[test]
     fn binary_and_multiclass_probabilities() {
         let x = uniform(400, 2, 11);
-        let y3: Vec<f64> = (0..x.rows)
-            .map(|i| {
-                let r = x.row(i);
-                f64::from(u8::from(r[0] > 0.0) + u8::from(r[1] > 1.0))
-            })
-            .collect();
+        let y3 = targets(&x, |r| {
+            f64::from(u8::from(r[0] > 0.0) + u8::from(r[1] > 1.0))
+        });
         let task3 = Task::Classification {
             classes: vec!["a".into(), "b".into(), "c".into()],
         };
@@ -389,10 +379,7 @@ mod tests {
         let p = m.predict(&x);
         assert!((p[..3].iter().sum::<f64>() - 1.0).abs() < 1e-9);
         assert!(compute(Metric::Accuracy, &task3, &y3, &p).is_ok_and(|a| a > 0.9));
-        let mut c = vec![0.0; 3];
-        let class = m.explained_class(&p[..3]);
-        m.contributions_row(x.row(0), class, &mut c);
-        assert!((c.iter().sum::<f64>() - m.margin_row(x.row(0), class)).abs() < 1e-6);
+        assert_explains(&m, x.row(0), 1e-6);
 
         let y2: Vec<f64> = y3.iter().map(|&v| f64::from(u8::from(v > 0.0))).collect();
         let task2 = Task::Classification {
@@ -403,8 +390,6 @@ mod tests {
         };
         let p = m.predict(&x);
         assert!(compute(Metric::Auc, &task2, &y2, &p).is_ok_and(|a| a > 0.95));
-        m.contributions_row(x.row(1), 1, &mut c);
-        let logit = (p[3] / p[2]).ln();
-        assert!((c.iter().sum::<f64>() - logit).abs() < 1e-6);
+        assert_explains(&m, x.row(1), 1e-6);
     }
 }

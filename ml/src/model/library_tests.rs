@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::test_data::{lab_data, pass_fail};
+use super::test_data::{
+    assert_tampering_is_caught, contributions_total, lab_data, ok, params, pass_fail, round_trip,
+};
 use super::{Family, FittedModel, ModelParams, Trainer, Watch};
-use crate::artifact::{sha256_hex, ModelArtifact};
 use crate::automl::{evaluate, fit_final, EvalOptions, Step};
 use crate::dataset::Dataset;
 use crate::lab;
@@ -16,17 +17,6 @@ use crate::matrix::DenseMatrix;
 use crate::metrics::{compute, Metric};
 use crate::task::Task;
 use crate::LearnError;
-
-fn ok<T, E: std::fmt::Debug>(r: Result<T, E>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("{e:?}"),
-    }
-}
-
-fn params(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().unwrap_or_default()
-}
 
 /// Small settings per family, quick in debug builds.
 fn family_params(family: Family) -> Map<String, Value> {
@@ -70,22 +60,12 @@ fn every_family_round_trips_through_an_artifact_with_identical_predictions() {
                 BTreeMap::new(),
             ));
             assert_eq!(a.family, family);
-            let bytes = a.to_bytes();
-            let digest = sha256_hex(&bytes);
-            let b = ok(ModelArtifact::from_bytes(&bytes, &digest));
-            assert_eq!(b.family, family);
             let mut records: Vec<Map<String, Value>> = (1..=5).map(lab::example_record).collect();
             records.push(Map::new());
-            let (pa, pb) = (ok(a.predict(&records)), ok(b.predict(&records)));
-            assert_eq!(pa, pb, "{family:?} {target}");
-            for pred in &pa {
+            let (bytes, digest, predictions) = round_trip(&a, &records);
+            for pred in &predictions {
                 // Contributions explain the margin exactly.
-                let total = pred.base_value
-                    + pred
-                        .contributions
-                        .iter()
-                        .map(|c| c.contribution)
-                        .sum::<f64>();
+                let total = contributions_total(pred);
                 assert!(total.is_finite(), "{family:?} {target}");
                 if pred.probabilities.is_none() {
                     assert!(
@@ -104,12 +84,7 @@ fn every_family_round_trips_through_an_artifact_with_identical_predictions() {
             let at = text
                 .find("\"threshold\"")
                 .map_or(bytes.len() / 2, |i| i + 13);
-            let mut tampered = bytes.clone();
-            tampered[at] = if tampered[at] == b'1' { b'2' } else { b'1' };
-            assert!(matches!(
-                ModelArtifact::from_bytes(&tampered, &digest),
-                Err(LearnError::Corrupt(_))
-            ));
+            assert_tampering_is_caught(&bytes, &digest, at, (b'1', b'2'));
         }
     }
 }
@@ -160,15 +135,20 @@ fn watched_training_reports_rounds_and_stops_when_pruned() {
             .filter(|(k, _)| k.starts_with(family.prefix()))
             .collect();
         let t = trainer(family, Value::Object(extra));
-        let watch = Watch { x: &vx, y: &vy };
+        let watched = |report: &mut dyn FnMut(u32, f64) -> Step| {
+            let watch = Watch {
+                x: &vx,
+                y: &vy,
+                report,
+            };
+            ok(t.fit_watched(&x, &y, &Task::Regression, watch))
+        };
 
         let mut reports = Vec::new();
-        let model = ok(
-            t.fit_watched(&x, &y, &Task::Regression, watch, &mut |r, v| {
-                reports.push((r, v));
-                Step::Continue
-            }),
-        );
+        let model = watched(&mut |r, v| {
+            reports.push((r, v));
+            Step::Continue
+        });
         let Some(model) = model else {
             panic!("{family:?}: unpruned training gave no model")
         };
@@ -196,12 +176,10 @@ fn watched_training_reports_rounds_and_stops_when_pruned() {
         }
 
         let mut calls = 0;
-        let pruned = ok(
-            t.fit_watched(&x, &y, &Task::Regression, watch, &mut |_, _| {
-                calls += 1;
-                Step::Stop
-            }),
-        );
+        let pruned = watched(&mut |_, _| {
+            calls += 1;
+            Step::Stop
+        });
         assert!(pruned.is_none(), "{family:?}");
         assert_eq!(calls, 1, "{family:?}: pruning stops at the first report");
     }

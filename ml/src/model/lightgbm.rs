@@ -12,14 +12,15 @@
 
 use tracseq_ffi::lightgbm::{Booster, Dataset, Model};
 
-use super::boosted::{report_every, Link, TreeModel};
+use super::boosted::{Link, TreeModel};
+use super::library::{library_seed, LibraryTrainer, Reporter, VERIFY_ROWS};
 use super::params::{LightgbmParams, RandomForestParams};
 use super::step::Step;
 use super::trees::from_lightgbm;
-use super::{check_training_data, FittedModel, Trainer, Watch};
-use crate::error::{internal, invalid, Result};
+use super::{FittedModel, Watch, Watched};
+use crate::error::internal;
 use crate::matrix::DenseMatrix;
-use crate::metrics::{compute, Metric};
+use crate::metrics::Metric;
 use crate::task::Task;
 
 /// Which of LightGBM's boosting modes, with its settings.
@@ -39,9 +40,6 @@ pub struct LightgbmTrainer {
     pub threads: usize,
 }
 
-/// Rows the converted model is checked on against LightGBM's own scores.
-const VERIFY_ROWS: usize = 2_000;
-
 impl LightgbmTrainer {
     fn rounds(&self) -> usize {
         match self.mode {
@@ -57,8 +55,7 @@ impl LightgbmTrainer {
             2 => "objective=binary".to_string(),
             k => format!("objective=multiclass num_class={k}"),
         };
-        // LightGBM seeds are C ints; fold the 64-bit seed into one.
-        let seed = (self.seed ^ (self.seed >> 32)) as u32 as i32;
+        let seed = library_seed(self.seed);
         let common = format!(
             "{objective} verbosity=-1 num_threads={} seed={seed} deterministic=true \
              force_row_wise=true",
@@ -87,21 +84,14 @@ impl LightgbmTrainer {
             ),
         }
     }
+}
 
-    fn train(
-        &self,
-        x: &DenseMatrix,
-        y: &[f64],
-        task: &Task,
-        watch: Option<Watch<'_>>,
-        on_round: &mut dyn FnMut(u32, f64) -> Step,
-    ) -> Result<Option<FittedModel>> {
-        check_training_data(x, y, task)?;
+impl LibraryTrainer for LightgbmTrainer {
+    const LIBRARY: &'static str = "LightGBM";
+
+    fn train(&self, x: &DenseMatrix, y: &[f64], task: &Task, watch: Option<Watch<'_>>) -> Watched {
         let link = Link::for_task(task);
-        let groups = match link {
-            Link::Softmax => task.n_classes(),
-            Link::Identity | Link::Sigmoid => 1,
-        };
+        let groups = link.groups(task);
         let lib = |e: tracseq_ffi::lightgbm::Error| internal(e.to_string());
         // Bin boundaries come from the training rows only; the validation
         // set reuses them (`reference`), as LightGBM requires.
@@ -112,17 +102,16 @@ impl LightgbmTrainer {
         let dataset_params = "verbosity=-1 max_bin=255 feature_pre_filter=false";
         let train = Dataset::from_rows(&x.data, x.rows, x.cols, &labels, dataset_params, None)
             .map_err(lib)?;
-        let valid = match &watch {
-            Some(w) => {
-                if w.x.cols != x.cols || w.y.len() != w.x.rows {
-                    return Err(invalid("validation rows do not match the training columns"));
-                }
-                let labels: Vec<f32> = w.y.iter().map(|&v| v as f32).collect();
+        let rounds = self.rounds();
+        let mut reporter = Reporter::new(watch, x, task, self.metric, rounds)?;
+        let valid = match reporter.rows() {
+            Some((vx, vy)) => {
+                let labels: Vec<f32> = vy.iter().map(|&v| v as f32).collect();
                 Some(
                     Dataset::from_rows(
-                        &w.x.data,
-                        w.x.rows,
-                        w.x.cols,
+                        &vx.data,
+                        vx.rows,
+                        vx.cols,
                         &labels,
                         dataset_params,
                         Some(&train),
@@ -133,21 +122,12 @@ impl LightgbmTrainer {
             None => None,
         };
         let mut booster = Booster::new(train, valid, &self.params(task), groups).map_err(lib)?;
-        let rounds = self.rounds();
-        let every = report_every(rounds);
         for round in 1..=rounds {
             let finished = booster.update().map_err(lib)?;
             let last = finished || round == rounds;
-            if let Some(w) = &watch {
-                if round % every == 0 || last {
-                    let outputs =
-                        TreeModel::widen_binary(link, &booster.valid_outputs().map_err(lib)?);
-                    let value = compute(self.metric, task, w.y, &outputs)?;
-                    let step = u32::try_from(round).map_err(|_| internal("too many rounds"))?;
-                    if on_round(step, value) == Step::Stop {
-                        return Ok(None);
-                    }
-                }
+            let outputs = || booster.valid_outputs().map_err(lib);
+            if reporter.after(round, last, outputs)? == Step::Stop {
+                return Ok(None);
             }
             if finished {
                 break;
@@ -175,23 +155,5 @@ impl LightgbmTrainer {
             Mode::Gbdt(_) => FittedModel::Lightgbm(model),
             Mode::RandomForest(_) => FittedModel::RandomForest(model),
         }))
-    }
-}
-
-impl Trainer for LightgbmTrainer {
-    fn fit(&self, x: &DenseMatrix, y: &[f64], task: &Task) -> Result<FittedModel> {
-        self.train(x, y, task, None, &mut |_, _| Step::Continue)?
-            .ok_or_else(|| internal("unwatched LightGBM training stopped"))
-    }
-
-    fn fit_watched(
-        &self,
-        x: &DenseMatrix,
-        y: &[f64],
-        task: &Task,
-        watch: Watch<'_>,
-        on_round: &mut dyn FnMut(u32, f64) -> Step,
-    ) -> Result<Option<FittedModel>> {
-        self.train(x, y, task, Some(watch), on_round)
     }
 }

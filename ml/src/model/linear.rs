@@ -13,6 +13,7 @@ use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
 use serde::{Deserialize, Serialize};
 
+use super::outputs::{sigmoid, softmax_in_place, two_classes};
 use super::{check_training_data, FittedModel, LinearParams, Trainer};
 use crate::error::{internal, Result};
 use crate::matrix::DenseMatrix;
@@ -41,15 +42,6 @@ pub struct LinearModel {
     pub n_features: usize,
     pub weights: Vec<f64>,
     pub intercepts: Vec<f64>,
-}
-
-fn sigmoid(z: f64) -> f64 {
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (1.0 + e)
-    }
 }
 
 /// `ln(1 + e^z)` without overflow.
@@ -105,11 +97,7 @@ impl LinearModel {
     pub fn predict_row(&self, x: &[f64], out: &mut [f64]) {
         match self.kind {
             LinearKind::Regression => out[0] = self.logit(x, 0),
-            LinearKind::Binary => {
-                let p = sigmoid(self.logit(x, 0));
-                out[0] = 1.0 - p;
-                out[1] = p;
-            }
+            LinearKind::Binary => two_classes(sigmoid(self.logit(x, 0)), out),
             LinearKind::Multinomial => {
                 for (k, o) in out.iter_mut().enumerate() {
                     *o = self.logit(x, k);
@@ -140,18 +128,6 @@ impl LinearModel {
 
     pub fn margin_row(&self, x: &[f64], class: usize) -> f64 {
         self.logit(x, self.explained_row(class))
-    }
-}
-
-fn softmax_in_place(z: &mut [f64]) {
-    let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let mut sum = 0.0;
-    for v in z.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    for v in z.iter_mut() {
-        *v /= sum;
     }
 }
 
@@ -369,7 +345,7 @@ impl Trainer for LinearTrainer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::test_data::uniform;
+    use crate::model::test_data::{assert_explains, targets, uniform};
 
     fn fit(x: &DenseMatrix, y: &[f64], task: &Task, l2: f64) -> LinearModel {
         let trainer = LinearTrainer {
@@ -384,32 +360,20 @@ mod tests {
     #[test]
     fn linear_regression_recovers_known_coefficients() {
         let x = uniform(500, 3, 1);
-        let y: Vec<f64> = (0..x.rows)
-            .map(|i| {
-                let r = x.row(i);
-                3.0 * r[0] - 2.0 * r[1] + 0.5 * r[2] + 10.0
-            })
-            .collect();
+        let y = targets(&x, |r| 3.0 * r[0] - 2.0 * r[1] + 0.5 * r[2] + 10.0);
         let m = fit(&x, &y, &Task::Regression, 1e-9);
         for (w, want) in m.weights.iter().zip([3.0, -2.0, 0.5]) {
             assert!((w - want).abs() < 1e-3, "{:?}", m.weights);
         }
         assert!((m.intercepts[0] - 10.0).abs() < 1e-3);
         // Contributions plus base reproduce the prediction.
-        let mut c = vec![0.0; 4];
-        let mut out = [0.0];
-        let model = FittedModel::Linear(m);
-        model.contributions_row(x.row(7), 0, &mut c);
-        model.predict_row(x.row(7), &mut out);
-        assert!((c.iter().sum::<f64>() - out[0]).abs() < 1e-9);
+        assert_explains(&FittedModel::Linear(m), x.row(7), 1e-9);
     }
 
     #[test]
     fn logistic_separates_a_separable_set() {
         let x = uniform(300, 2, 2);
-        let y: Vec<f64> = (0..x.rows)
-            .map(|i| f64::from(u8::from(x.row(i)[0] + x.row(i)[1] > 0.0)))
-            .collect();
+        let y = targets(&x, |r| f64::from(u8::from(r[0] + r[1] > 0.0)));
         let task = Task::Classification {
             classes: vec!["a".into(), "b".into()],
         };
@@ -419,27 +383,21 @@ mod tests {
             .filter(|&i| (probs[2 * i + 1] > 0.5) == (y[i] == 1.0))
             .count();
         assert!(correct >= 297, "{correct}/300");
-        let mut c = vec![0.0; 3];
-        model.contributions_row(x.row(0), 1, &mut c);
-        let logit = (probs[1] / probs[0]).ln();
-        assert!((c.iter().sum::<f64>() - logit).abs() < 1e-6);
+        assert_explains(&model, x.row(0), 1e-6);
     }
 
     #[test]
     fn multinomial_learns_three_classes() {
         let x = uniform(600, 2, 3);
-        let y: Vec<f64> = (0..x.rows)
-            .map(|i| {
-                let r = x.row(i);
-                if r[0] > 0.7 {
-                    2.0
-                } else if r[1] > 0.0 {
-                    1.0
-                } else {
-                    0.0
-                }
-            })
-            .collect();
+        let y = targets(&x, |r| {
+            if r[0] > 0.7 {
+                2.0
+            } else if r[1] > 0.0 {
+                1.0
+            } else {
+                0.0
+            }
+        });
         let task = Task::Classification {
             classes: vec!["a".into(), "b".into(), "c".into()],
         };
@@ -449,9 +407,6 @@ mod tests {
         assert!(acc.as_ref().is_ok_and(|a| *a > 0.9), "{acc:?}");
         let row_sum: f64 = probs[..3].iter().sum();
         assert!((row_sum - 1.0).abs() < 1e-12);
-        let mut c = vec![0.0; 3];
-        let class = model.explained_class(&probs[..3]);
-        model.contributions_row(x.row(0), class, &mut c);
-        assert!((c.iter().sum::<f64>() - model.margin_row(x.row(0), class)).abs() < 1e-9);
+        assert_explains(&model, x.row(0), 1e-9);
     }
 }

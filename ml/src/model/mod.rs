@@ -11,10 +11,13 @@
 pub mod boosted;
 pub mod family;
 pub mod gbm;
+#[cfg(any(feature = "lightgbm", feature = "xgboost"))]
+pub mod library;
 #[cfg(feature = "lightgbm")]
 pub mod lightgbm;
 pub mod linear;
 pub mod nn;
+mod outputs;
 pub mod params;
 pub mod step;
 pub mod trees;
@@ -38,50 +41,35 @@ pub use params::{
 };
 pub use step::Step;
 
-/// Held-out rows a trainer may score itself on while it trains: the fold's
-/// validation rows in a cross-validated trial. Their metric is only
-/// *reported* (for pruning); no family fits or stops early on them, so the
-/// fold's score stays an honest estimate.
-#[derive(Debug, Clone, Copy)]
+/// How a pruned search watches a training: the fold's held-out rows, which
+/// a trainer may score itself on while it trains, and `report`, which hears
+/// each score. The rows' metric is only *reported* (for pruning); no family
+/// fits or stops early on them, so the fold's score stays an honest estimate.
 pub struct Watch<'a> {
     pub x: &'a DenseMatrix,
     pub y: &'a [f64],
+    /// Called with `(step, value)`; [`Step::Stop`] ends the training.
+    pub report: &'a mut dyn FnMut(u32, f64) -> Step,
 }
+
+/// What a watched fit gives: the model, or `None` when a report was
+/// answered with [`Step::Stop`].
+pub type Watched = Result<Option<FittedModel>>;
 
 /// Fits a model of one family on an encoded matrix.
 pub trait Trainer {
     /// `y` holds regression targets or class indices (as `f64`) for `task`.
     fn fit(&self, x: &DenseMatrix, y: &[f64], task: &Task) -> Result<FittedModel>;
 
-    /// [`Trainer::fit`] for a pruned search: families that train in epochs
-    /// call `on_epoch(epoch, value)` after each epoch with the metric on
-    /// their own validation split, and stop when it returns [`Step::Stop`],
-    /// giving `Ok(None)`. Families trained in one go never call it.
-    fn fit_observed(
-        &self,
-        x: &DenseMatrix,
-        y: &[f64],
-        task: &Task,
-        on_epoch: &mut dyn FnMut(u32, f64) -> Step,
-    ) -> Result<Option<FittedModel>> {
-        let _ = on_epoch;
-        self.fit(x, y, task).map(Some)
-    }
-
-    /// [`Trainer::fit_observed`] with the fold's validation rows at hand:
-    /// families that boost in rounds report the metric on `watch` every few
-    /// rounds through `on_round(round, value)` and stop when it returns
-    /// [`Step::Stop`]. Others ignore `watch` (nn watches its own split).
-    fn fit_watched(
-        &self,
-        x: &DenseMatrix,
-        y: &[f64],
-        task: &Task,
-        watch: Watch<'_>,
-        on_round: &mut dyn FnMut(u32, f64) -> Step,
-    ) -> Result<Option<FittedModel>> {
+    /// [`Trainer::fit`] in a pruned search, reporting through
+    /// `watch.report`: families that train in epochs (nn) report the metric
+    /// on their own validation split after each epoch, ignoring `watch`'s
+    /// rows; families that boost in rounds (lightgbm, random_forest,
+    /// xgboost) report the metric on `watch`'s rows every few rounds.
+    /// Families trained in one go never report.
+    fn fit_watched(&self, x: &DenseMatrix, y: &[f64], task: &Task, watch: Watch<'_>) -> Watched {
         let _ = watch;
-        self.fit_observed(x, y, task, on_round)
+        self.fit(x, y, task).map(Some)
     }
 }
 
@@ -162,6 +150,21 @@ pub enum FittedModel {
     Xgboost(boosted::TreeModel),
 }
 
+/// `$call` on the family's model inside a [`FittedModel`], bound to `$m`:
+/// the one place that lists which model type each variant holds.
+macro_rules! on_model {
+    ($model:expr, $m:ident => $call:expr) => {
+        match $model {
+            FittedModel::Linear($m) => $call,
+            FittedModel::Gbm($m) => $call,
+            FittedModel::Nn($m) => $call,
+            FittedModel::Lightgbm($m)
+            | FittedModel::RandomForest($m)
+            | FittedModel::Xgboost($m) => $call,
+        }
+    };
+}
+
 impl FittedModel {
     pub fn family(&self) -> Family {
         match self {
@@ -176,26 +179,12 @@ impl FittedModel {
 
     /// Number of encoded input columns the model expects.
     pub fn n_features(&self) -> usize {
-        match self {
-            FittedModel::Linear(m) => m.n_features(),
-            FittedModel::Gbm(m) => m.n_features(),
-            FittedModel::Nn(m) => m.n_features(),
-            FittedModel::Lightgbm(m) | FittedModel::RandomForest(m) | FittedModel::Xgboost(m) => {
-                m.n_features()
-            }
-        }
+        on_model!(self, m => m.n_features())
     }
 
     /// Width of one raw output: 1 for regression, else the number of classes.
     pub fn output_width(&self) -> usize {
-        match self {
-            FittedModel::Linear(m) => m.output_width(),
-            FittedModel::Gbm(m) => m.output_width(),
-            FittedModel::Nn(m) => m.output_width(),
-            FittedModel::Lightgbm(m) | FittedModel::RandomForest(m) | FittedModel::Xgboost(m) => {
-                m.output_width()
-            }
-        }
+        on_model!(self, m => m.output_width())
     }
 
     /// Checks the shape invariants prediction relies on, for models decoded
@@ -213,14 +202,7 @@ impl FittedModel {
 
     /// Raw output for one encoded row into `out` (`output_width` long).
     pub fn predict_row(&self, x: &[f64], out: &mut [f64]) {
-        match self {
-            FittedModel::Linear(m) => m.predict_row(x, out),
-            FittedModel::Gbm(m) => m.predict_row(x, out),
-            FittedModel::Nn(m) => m.predict_row(x, out),
-            FittedModel::Lightgbm(m) | FittedModel::RandomForest(m) | FittedModel::Xgboost(m) => {
-                m.predict_row(x, out)
-            }
-        }
+        on_model!(self, m => m.predict_row(x, out))
     }
 
     /// Raw outputs for every row, row-major.
@@ -248,14 +230,7 @@ impl FittedModel {
     /// value, so `out.iter().sum()` is the margin.
     pub fn contributions_row(&self, x: &[f64], class: usize, out: &mut [f64]) {
         out.fill(0.0);
-        match self {
-            FittedModel::Linear(m) => m.contributions_row(x, class, out),
-            FittedModel::Gbm(m) => m.contributions_row(x, class, out),
-            FittedModel::Nn(m) => m.contributions_row(x, class, out),
-            FittedModel::Lightgbm(m) | FittedModel::RandomForest(m) | FittedModel::Xgboost(m) => {
-                m.contributions_row(x, class, out)
-            }
-        }
+        on_model!(self, m => m.contributions_row(x, class, out))
     }
 
     /// Raw output and the explained class's contributions for one row, in
@@ -281,14 +256,7 @@ impl FittedModel {
 
     /// The margin of `class` that contributions add up to.
     pub fn margin_row(&self, x: &[f64], class: usize) -> f64 {
-        match self {
-            FittedModel::Linear(m) => m.margin_row(x, class),
-            FittedModel::Gbm(m) => m.margin_row(x, class),
-            FittedModel::Nn(m) => m.margin_row(x, class),
-            FittedModel::Lightgbm(m) | FittedModel::RandomForest(m) | FittedModel::Xgboost(m) => {
-                m.margin_row(x, class)
-            }
-        }
+        on_model!(self, m => m.margin_row(x, class))
     }
 }
 
@@ -322,56 +290,4 @@ pub(crate) fn check_training_data(x: &DenseMatrix, y: &[f64], task: &Task) -> Re
 }
 
 #[cfg(test)]
-pub(crate) mod test_data {
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
-
-    use crate::dataset::{ColumnData, Dataset, Limits};
-    use crate::lab;
-    use crate::matrix::DenseMatrix;
-
-    /// `n` rows of the synthetic lab data (regression on the quality score).
-    // Used by the nn and library-family tests, which need their features.
-    #[cfg_attr(
-        not(any(feature = "torch", all(feature = "lightgbm", feature = "xgboost"))),
-        allow(dead_code)
-    )]
-    pub fn lab_data(n: usize) -> Dataset {
-        match Dataset::from_csv(lab::generate_csv(n, 7).as_bytes(), &Limits::default()) {
-            Ok(d) => d,
-            Err(e) => panic!("lab data: {e}"),
-        }
-    }
-
-    /// The lab data with the score turned into a pass/fail label.
-    #[cfg_attr(
-        not(any(feature = "torch", all(feature = "lightgbm", feature = "xgboost"))),
-        allow(dead_code)
-    )]
-    pub fn pass_fail(n: usize) -> Dataset {
-        let mut data = lab_data(n);
-        for c in &mut data.columns {
-            if c.name == lab::TARGET {
-                if let ColumnData::Numeric(v) = &c.data {
-                    c.data = ColumnData::Categorical(
-                        v.iter()
-                            .map(|s| Some(if *s >= 70.0 { "pass" } else { "fail" }.to_string()))
-                            .collect(),
-                    );
-                }
-            }
-        }
-        data
-    }
-
-    /// `n` rows of `p` standard-uniform features in [-2, 2].
-    pub fn uniform(n: usize, p: usize, seed: u64) -> DenseMatrix {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let data = (0..n * p).map(|_| rng.gen_range(-2.0..2.0)).collect();
-        DenseMatrix {
-            rows: n,
-            cols: p,
-            data,
-        }
-    }
-}
+pub(crate) mod test_data;

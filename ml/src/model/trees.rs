@@ -50,7 +50,7 @@ pub struct Node {
 }
 
 impl Node {
-    fn leaf(value: f64) -> Node {
+    pub(crate) fn leaf(value: f64) -> Node {
         Node {
             feature: LEAF,
             threshold: 0.0,

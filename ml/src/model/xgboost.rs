@@ -10,14 +10,15 @@
 use serde_json::Value;
 use xgb::{Booster, DMatrix};
 
-use super::boosted::{report_every, Link, TreeModel};
+use super::boosted::{Link, TreeModel};
+use super::library::{library_seed, LibraryTrainer, Reporter, VERIFY_ROWS};
 use super::params::XgboostParams;
 use super::step::Step;
 use super::trees::from_xgboost;
-use super::{check_training_data, FittedModel, Trainer, Watch};
-use crate::error::{internal, invalid, LearnError, Result};
+use super::{FittedModel, Watch, Watched};
+use crate::error::{internal, LearnError, Result};
 use crate::matrix::DenseMatrix;
-use crate::metrics::{compute, Metric};
+use crate::metrics::Metric;
 use crate::task::Task;
 
 #[derive(Debug, Clone)]
@@ -29,8 +30,6 @@ pub struct XgboostTrainer {
     pub threads: usize,
 }
 
-/// Rows the converted model is checked on against XGBoost's own margins.
-const VERIFY_ROWS: usize = 2_000;
 /// XGBoost sums leaf values in `f32`; ours in `f64`.
 const VERIFY_TOLERANCE: f64 = 1e-4;
 
@@ -66,11 +65,7 @@ impl XgboostTrainer {
             ("lambda", p.l2.to_string()),
             ("alpha", p.l1.to_string()),
             ("nthread", self.threads.max(1).to_string()),
-            // XGBoost's seed is an int; fold the 64-bit seed into one.
-            (
-                "seed",
-                ((self.seed ^ (self.seed >> 32)) as u32 as i32).to_string(),
-            ),
+            ("seed", library_seed(self.seed).to_string()),
             ("verbosity", "0".into()),
         ];
         if task.n_classes() > 2 {
@@ -81,27 +76,30 @@ impl XgboostTrainer {
         }
         Ok(())
     }
+}
 
-    fn train(
-        &self,
-        x: &DenseMatrix,
-        y: &[f64],
-        task: &Task,
-        watch: Option<Watch<'_>>,
-        on_round: &mut dyn FnMut(u32, f64) -> Step,
-    ) -> Result<Option<FittedModel>> {
-        check_training_data(x, y, task)?;
+/// XGBoost's `f32` predictions of `m` as `f64`: probabilities, or with
+/// `margin` the margins before the link.
+fn predictions(booster: &Booster, m: &DMatrix, margin: bool) -> Result<Vec<f64>> {
+    let p = if margin {
+        booster.predict_margin(m)
+    } else {
+        booster.predict(m)
+    };
+    Ok(p.map_err(lib)?.into_iter().map(f64::from).collect())
+}
+
+impl LibraryTrainer for XgboostTrainer {
+    const LIBRARY: &'static str = "XGBoost";
+
+    fn train(&self, x: &DenseMatrix, y: &[f64], task: &Task, watch: Option<Watch<'_>>) -> Watched {
         let link = Link::for_task(task);
-        let groups = match link {
-            Link::Softmax => task.n_classes(),
-            Link::Identity | Link::Sigmoid => 1,
-        };
+        let groups = link.groups(task);
         let dtrain = matrix(x, y)?;
-        let dvalid = match &watch {
-            Some(w) if w.x.cols != x.cols || w.y.len() != w.x.rows => {
-                return Err(invalid("validation rows do not match the training columns"))
-            }
-            Some(w) => Some(matrix(w.x, w.y)?),
+        let rounds = self.params.iterations;
+        let mut reporter = Reporter::new(watch, x, task, self.metric, rounds)?;
+        let dvalid = match reporter.rows() {
+            Some((vx, vy)) => Some(matrix(vx, vy)?),
             None => None,
         };
         // Declared after the matrices so it is dropped before them: the
@@ -110,30 +108,16 @@ impl XgboostTrainer {
         let mut booster =
             Booster::new_with_cached_dmats(&Default::default(), &cached).map_err(lib)?;
         self.configure(&mut booster, task)?;
-        let rounds = self.params.iterations;
-        let every = report_every(rounds);
         for round in 1..=rounds {
             let iteration = i32::try_from(round - 1).map_err(|_| internal("too many rounds"))?;
             booster.update(&dtrain, iteration).map_err(lib)?;
-            if let (Some(w), Some(dvalid)) = (&watch, &dvalid) {
-                if round % every == 0 || round == rounds {
-                    let outputs: Vec<f64> = booster
-                        .predict(dvalid)
-                        .map_err(lib)?
-                        .into_iter()
-                        .map(f64::from)
-                        .collect();
-                    let value = compute(
-                        self.metric,
-                        task,
-                        w.y,
-                        &TreeModel::widen_binary(link, &outputs),
-                    )?;
-                    let step = u32::try_from(round).map_err(|_| internal("too many rounds"))?;
-                    if on_round(step, value) == Step::Stop {
-                        return Ok(None);
-                    }
-                }
+            // Only called with a watch, for whose rows `dvalid` was made.
+            let outputs = || match &dvalid {
+                Some(dvalid) => predictions(&booster, dvalid, false),
+                None => Err(internal("XGBoost has no validation rows to score")),
+            };
+            if reporter.after(round, round == rounds, outputs)? == Step::Stop {
+                return Ok(None);
             }
         }
         let json = booster.save_buffer(false).map_err(lib)?;
@@ -141,12 +125,7 @@ impl XgboostTrainer {
         let parsed: Value = serde_json::from_str(&native)
             .map_err(|e| internal(format!("XGBoost JSON does not parse: {e}")))?;
         let mut ensemble = from_xgboost(&parsed, x.cols, groups)?;
-        let margins: Vec<f64> = booster
-            .predict_margin(&dtrain)
-            .map_err(lib)?
-            .into_iter()
-            .map(f64::from)
-            .collect();
+        let margins = predictions(&booster, &dtrain, true)?;
         if margins.len() != x.rows * groups {
             return Err(internal(format!(
                 "XGBoost gave {} margins for {} rows x {groups}",
@@ -166,23 +145,5 @@ impl XgboostTrainer {
             ensemble,
             native,
         })))
-    }
-}
-
-impl Trainer for XgboostTrainer {
-    fn fit(&self, x: &DenseMatrix, y: &[f64], task: &Task) -> Result<FittedModel> {
-        self.train(x, y, task, None, &mut |_, _| Step::Continue)?
-            .ok_or_else(|| internal("unwatched XGBoost training stopped"))
-    }
-
-    fn fit_watched(
-        &self,
-        x: &DenseMatrix,
-        y: &[f64],
-        task: &Task,
-        watch: Watch<'_>,
-        on_round: &mut dyn FnMut(u32, f64) -> Step,
-    ) -> Result<Option<FittedModel>> {
-        self.train(x, y, task, Some(watch), on_round)
     }
 }

@@ -42,6 +42,7 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::outputs::{sigmoid, softmax_in_place, two_classes};
 pub use super::params::MAX_EPOCHS;
 use super::params::{NN_MAX_LAYERS, NN_MAX_WIDTH};
 use crate::error::{LearnError, Result};
@@ -310,21 +311,10 @@ impl NnModel {
         let z = self.logits(x);
         match self.spec.kind {
             NnKind::Regression => out[0] = z[0],
-            NnKind::Binary => {
-                let p = sigmoid(z[0]);
-                out[0] = 1.0 - p;
-                out[1] = p;
-            }
+            NnKind::Binary => two_classes(sigmoid(z[0]), out),
             NnKind::Multiclass => {
-                let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let mut sum = 0.0;
-                for (o, v) in out.iter_mut().zip(&z) {
-                    *o = (v - max).exp();
-                    sum += *o;
-                }
-                for o in out.iter_mut() {
-                    *o /= sum;
-                }
+                out.copy_from_slice(&z);
+                softmax_in_place(out);
             }
         }
     }
@@ -343,15 +333,6 @@ impl NnModel {
 
     pub fn contributions_row(&self, x: &[f64], class: usize, out: &mut [f64]) {
         explain::integrated_gradients(&self.layers, self.unit_for(class), x, out);
-    }
-}
-
-fn sigmoid(z: f64) -> f64 {
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (1.0 + e)
     }
 }
 

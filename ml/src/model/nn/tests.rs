@@ -5,18 +5,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::*;
-use crate::model::test_data::uniform;
+use crate::model::test_data::{contributions_total, ok, round_trip, uniform};
 use crate::model::FittedModel;
 
 #[cfg(feature = "torch")]
 mod training;
-
-pub(super) fn ok<T, E: std::fmt::Debug>(r: std::result::Result<T, E>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("{e:?}"),
-    }
-}
 
 fn spec(kind: NnKind, n_features: usize, hidden: &[usize], batch_norm: bool) -> NnSpec {
     let (outputs, mean, scale) = match kind {
@@ -248,7 +241,7 @@ fn corrupt_weights_are_refused_not_panicked_on() {
 /// preprocessor, and round-tripped through bytes and the digest check.
 #[test]
 fn nn_artifacts_serve_without_libtorch() {
-    use crate::artifact::{sha256_hex, ModelArtifact};
+    use crate::artifact::ModelArtifact;
     use crate::dataset::{Dataset, Limits};
     use crate::lab;
     use crate::preprocess::Preprocessor;
@@ -270,13 +263,10 @@ fn nn_artifacts_serve_without_libtorch() {
         crate::profile::profile(&data, lab::TARGET, &rows),
         Default::default(),
     ));
-    let bytes = artifact.to_bytes();
-    let back = ok(ModelArtifact::from_bytes(&bytes, &sha256_hex(&bytes)));
     let records = [lab::example_record(1), lab::example_record(2)];
-    let (a, b) = (ok(artifact.predict(&records)), ok(back.predict(&records)));
-    assert_eq!(a, b);
-    for p in &a {
-        let total = p.base_value + p.contributions.iter().map(|c| c.contribution).sum::<f64>();
+    let (_, _, predictions) = round_trip(&artifact, &records);
+    for p in &predictions {
+        let total = contributions_total(p);
         assert!((total - p.value).abs() < 1e-6, "{total} vs {}", p.value);
     }
 }

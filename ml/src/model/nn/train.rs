@@ -29,7 +29,7 @@ use crate::cv::kfold;
 use crate::error::{internal, invalid, LearnError, Result};
 use crate::matrix::DenseMatrix;
 use crate::metrics::{compute, Direction, Metric};
-use crate::model::{check_training_data, FittedModel, NnParams, Step, Trainer};
+use crate::model::{check_training_data, FittedModel, NnParams, Step, Trainer, Watch, Watched};
 use crate::task::Task;
 
 use super::device::{threads_from_env, NnDevice};
@@ -321,17 +321,18 @@ fn improves(value: f64, best: f64, direction: Direction) -> bool {
 
 impl Trainer for NnTrainer {
     fn fit(&self, x: &DenseMatrix, y: &[f64], task: &Task) -> Result<FittedModel> {
-        self.fit_observed(x, y, task, &mut |_, _| Step::Continue)?
+        self.train(x, y, task, &mut |_, _| Step::Continue)?
+            .model
+            .map(FittedModel::Nn)
             .ok_or_else(|| internal("nn training stopped without being asked to"))
     }
 
-    fn fit_observed(
-        &self,
-        x: &DenseMatrix,
-        y: &[f64],
-        task: &Task,
-        on_epoch: &mut dyn FnMut(u32, f64) -> Step,
-    ) -> Result<Option<FittedModel>> {
-        Ok(self.train(x, y, task, on_epoch)?.model.map(FittedModel::Nn))
+    /// Reports each epoch's metric on the network's own validation split
+    /// (see the module docs), not on `watch`'s rows.
+    fn fit_watched(&self, x: &DenseMatrix, y: &[f64], task: &Task, watch: Watch<'_>) -> Watched {
+        Ok(self
+            .train(x, y, task, watch.report)?
+            .model
+            .map(FittedModel::Nn))
     }
 }

@@ -92,7 +92,12 @@ fn row_mismatch(spec: &ParamSpec, kind: &str) -> LearnError {
 impl FromParam for usize {
     fn read(params: &Map<String, Value>, spec: &ParamSpec) -> Result<usize> {
         match spec.accepts {
-            Accepts::Int { default, low, high } => int(params, spec.name, default, low, high),
+            // Whole and far below 2^53, the bounds are exact as f64 and
+            // print as the integers they are.
+            Accepts::Int { default, low, high } => {
+                let x = number(params, spec.name, true, low as f64, high as f64)?;
+                Ok(x.map_or(default, |x| x as usize))
+            }
             _ => Err(row_mismatch(spec, "an integer")),
         }
     }
@@ -101,7 +106,9 @@ impl FromParam for usize {
 impl FromParam for f64 {
     fn read(params: &Map<String, Value>, spec: &ParamSpec) -> Result<f64> {
         match spec.accepts {
-            Accepts::Float { default, low, high } => float(params, spec.name, default, low, high),
+            Accepts::Float { default, low, high } => {
+                Ok(number(params, spec.name, false, low, high)?.unwrap_or(default))
+            }
             _ => Err(row_mismatch(spec, "a number")),
         }
     }
@@ -241,48 +248,30 @@ macro_rules! family_params {
 }
 pub(super) use family_params;
 
-fn float(
+/// The number `name` holds in sampler output, `None` when absent: a whole
+/// one where `whole` (samplers that work in floats send 200.0 for 200, so
+/// whole floats pass), within `[low, high]`.
+fn number(
     params: &Map<String, Value>,
     name: &str,
-    default: f64,
+    whole: bool,
     low: f64,
     high: f64,
-) -> Result<f64> {
+) -> Result<Option<f64>> {
     let Some(v) = params.get(name) else {
-        return Ok(default);
+        return Ok(None);
     };
+    let what = if whole { "an integer" } else { "a number" };
     let x = v
         .as_f64()
-        .ok_or_else(|| invalid(format!("parameter '{name}' must be a number, got {v}")))?;
+        .filter(|x| !whole || x.fract() == 0.0)
+        .ok_or_else(|| invalid(format!("parameter '{name}' must be {what}, got {v}")))?;
     if !(x.is_finite() && x >= low && x <= high) {
         return Err(invalid(format!(
             "parameter '{name}' = {x} is out of range [{low}, {high}]"
         )));
     }
-    Ok(x)
-}
-
-fn int(
-    params: &Map<String, Value>,
-    name: &str,
-    default: usize,
-    low: usize,
-    high: usize,
-) -> Result<usize> {
-    let Some(v) = params.get(name) else {
-        return Ok(default);
-    };
-    // Samplers that work in floats send 200.0 for 200; accept whole numbers.
-    let x = v
-        .as_f64()
-        .filter(|x| x.fract() == 0.0)
-        .ok_or_else(|| invalid(format!("parameter '{name}' must be an integer, got {v}")))?;
-    if !(x >= low as f64 && x <= high as f64) {
-        return Err(invalid(format!(
-            "parameter '{name}' = {x} is out of range [{low}, {high}]"
-        )));
-    }
-    Ok(x as usize)
+    Ok(Some(x))
 }
 
 fn boolean(params: &Map<String, Value>, name: &str, default: bool) -> Result<bool> {

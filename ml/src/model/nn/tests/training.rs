@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::ok;
-use crate::artifact::{sha256_hex, ModelArtifact};
 use crate::automl::{evaluate, fit_final, EvalOptions, Evaluation, Step, EPOCH_STEPS};
 use crate::dataset::Dataset;
 use crate::lab;
@@ -15,8 +13,11 @@ use crate::matrix::DenseMatrix;
 use crate::metrics::Metric;
 use crate::model::nn::train::{NnTrainer, PATIENCE};
 use crate::model::nn::NnDevice;
-use crate::model::test_data::{lab_data, pass_fail, uniform};
-use crate::model::NnParams;
+use crate::model::test_data::{
+    assert_tampering_is_caught, contributions_total, lab_data, ok, params, pass_fail, round_trip,
+    targets, uniform,
+};
+use crate::model::{Family, NnParams};
 use crate::task::Task;
 use crate::LearnError;
 
@@ -42,10 +43,6 @@ fn small() -> NnParams {
         batch_size: 32,
         epochs: 60,
     }
-}
-
-fn params(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().unwrap_or_default()
 }
 
 /// nn params as the sampler would send them, small enough for debug builds.
@@ -75,12 +72,9 @@ fn run(data: &Dataset, target: &str, p: &Map<String, Value>) -> (Evaluation, Vec
 #[test]
 fn regression_fits_and_is_deterministic_for_a_seed() {
     let x = uniform(400, 3, 1);
-    let y: Vec<f64> = (0..x.rows)
-        .map(|i| {
-            let r = x.row(i);
-            (2.0 * r[0]).sin() * 30.0 + r[1] * r[1] * 10.0 + 100.0
-        })
-        .collect();
+    let y = targets(&x, |r| {
+        (2.0 * r[0]).sin() * 30.0 + r[1] * r[1] * 10.0 + 100.0
+    });
     let t = trainer(small(), 3, Metric::Rmse);
     let a = ok(t.train(&x, &y, &Task::Regression, &mut |_, _| Step::Continue));
     let b = ok(t.train(&x, &y, &Task::Regression, &mut |_, _| Step::Continue));
@@ -207,20 +201,11 @@ fn artifacts_round_trip_with_identical_predictions() {
             &EvalOptions::default(),
             BTreeMap::new(),
         ));
-        let bytes = a.to_bytes();
-        let digest = sha256_hex(&bytes);
-        let b = ok(ModelArtifact::from_bytes(&bytes, &digest));
-        assert_eq!(b.family, crate::model::Family::Nn);
+        assert_eq!(a.family, Family::Nn);
         let records = [lab::example_record(1), lab::example_record(2), Map::new()];
-        let (pa, pb) = (ok(a.predict(&records)), ok(b.predict(&records)));
-        assert_eq!(pa, pb);
-        for pred in &pa {
-            let total = pred.base_value
-                + pred
-                    .contributions
-                    .iter()
-                    .map(|c| c.contribution)
-                    .sum::<f64>();
+        let (bytes, digest, predictions) = round_trip(&a, &records);
+        for pred in &predictions {
+            let total = contributions_total(pred);
             let margin = match &pred.probabilities {
                 None => pred.value,
                 Some(probs) => {
@@ -233,12 +218,7 @@ fn artifacts_round_trip_with_identical_predictions() {
         // Any change to the stored weights fails the digest check.
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let at = text.find("weights_safetensors").unwrap_or(0) + 40;
-        let mut tampered = bytes.clone();
-        tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
-        assert!(matches!(
-            ModelArtifact::from_bytes(&tampered, &digest),
-            Err(LearnError::Corrupt(_))
-        ));
+        assert_tampering_is_caught(&bytes, &digest, at, (b'A', b'B'));
     }
 }
 

@@ -12,7 +12,7 @@ use tracseq_core::ports::JobFilter;
 use tracseq_core::ports::TrialReporter;
 use tracseq_core::protocol::{JobSpec, NoopPayload};
 use tracseq_core::types::{DispatchMessage, JobState, NewJob};
-use tracseq_core::{ExperimentId, Platform, Result, WorkerId};
+use tracseq_core::{ExperimentId, Result, WorkerId};
 use tracseq_worker::{HostResources, Worker, WorkerOptions};
 
 const N: usize = 50;

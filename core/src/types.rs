@@ -459,6 +459,25 @@ pub fn validate_name(what: &str, name: &str) -> crate::Result<()> {
     }
 }
 
+impl NewModelVersion {
+    /// The version as registered at `now`.
+    pub fn into_version(self, now: DateTime<Utc>) -> ModelVersion {
+        ModelVersion {
+            name: self.name,
+            version: self.version,
+            job_id: self.job_id,
+            family: self.family,
+            experiment_id: self.experiment_id,
+            artifact_path: self.artifact_path,
+            sha256: self.sha256,
+            metrics: self.metrics,
+            params: self.params,
+            target: self.target,
+            created_at: now,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,25 +518,6 @@ mod tests {
         assert!(validate_name("model", "sample-quality_v2").is_ok());
         for bad in ["", "../x", "a/b", ".hidden", "with space"] {
             assert!(validate_name("model", bad).is_err(), "{bad}");
-        }
-    }
-}
-
-impl NewModelVersion {
-    /// The version as registered at `now`.
-    pub fn into_version(self, now: DateTime<Utc>) -> ModelVersion {
-        ModelVersion {
-            name: self.name,
-            version: self.version,
-            job_id: self.job_id,
-            family: self.family,
-            experiment_id: self.experiment_id,
-            artifact_path: self.artifact_path,
-            sha256: self.sha256,
-            metrics: self.metrics,
-            params: self.params,
-            target: self.target,
-            created_at: now,
         }
     }
 }

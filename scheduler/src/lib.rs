@@ -1,8 +1,11 @@
 //! The scheduler: experiment specs and operations (single- and
 //! multi-objective) around the HPO crate (`tracseq-hpo`: search spaces,
 //! samplers, pruners), the experiment lifecycle's store side, jobs
-//! submitted outside experiments, and the dispatch loop with lease expiry.
+//! submitted outside experiments, and the dispatch loop: the sweeper (leases,
+//! deadlines, retries, lost wake-ups, unschedulable jobs) and the AutoML
+//! driver around a pure plan.
 
+pub mod automl;
 pub mod dispatch;
 pub mod history;
 pub mod jobs;
@@ -13,6 +16,7 @@ pub mod reporter;
 pub mod service;
 pub mod spec;
 pub mod summary;
+pub mod sweeper;
 
 pub use dispatch::Scheduler;
 pub use reporter::Reporter;

@@ -248,3 +248,6 @@ fn unschedulable_reason(t: &Trial) -> Option<String> {
     let error = detail.get("error").and_then(|e| e.as_str()).unwrap_or("");
     Some(format!("trial {} is {error}", t.number))
 }
+
+#[cfg(test)]
+mod tests;

@@ -97,25 +97,6 @@ pub struct Dataset {
     pub columns: Vec<Column>,
 }
 
-/// Summary of one column, as shown to users before they pick a target.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ColumnSchema {
-    pub name: String,
-    pub kind: ColumnKind,
-    /// Number of missing cells.
-    pub missing: usize,
-    /// Number of distinct non-missing values (categorical columns only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub distinct: Option<usize>,
-}
-
-/// The columns of a dataset, in order; serialised as a plain list.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct DatasetSchema {
-    pub columns: Vec<ColumnSchema>,
-}
-
 /// Whether a raw CSV cell means "no value". Kept in one place so CSV parsing
 /// and any other text input agree.
 pub fn is_missing_token(cell: &str) -> bool {
@@ -219,32 +200,6 @@ impl Dataset {
     /// Column names, in order.
     pub fn column_names(&self) -> Vec<&str> {
         self.columns.iter().map(|c| c.name.as_str()).collect()
-    }
-
-    /// Kind, missing count and (for categories) distinct count per column.
-    pub fn schema(&self) -> DatasetSchema {
-        let columns = self
-            .columns
-            .iter()
-            .map(|c| match &c.data {
-                ColumnData::Numeric(v) => ColumnSchema {
-                    name: c.name.clone(),
-                    kind: ColumnKind::Numeric,
-                    missing: v.iter().filter(|x| x.is_nan()).count(),
-                    distinct: None,
-                },
-                ColumnData::Categorical(v) => {
-                    let distinct: HashSet<&str> = v.iter().flatten().map(String::as_str).collect();
-                    ColumnSchema {
-                        name: c.name.clone(),
-                        kind: ColumnKind::Categorical,
-                        missing: v.iter().filter(|x| x.is_none()).count(),
-                        distinct: Some(distinct.len()),
-                    }
-                }
-            })
-            .collect();
-        DatasetSchema { columns }
     }
 
     /// A new dataset with the given rows, in the given order (rows may

@@ -23,6 +23,7 @@ pub mod nn_check;
 pub mod predict;
 pub mod preprocess;
 pub mod profile;
+pub mod schema;
 pub mod task;
 
 pub use artifact::{sha256_hex, ModelArtifact};

@@ -62,12 +62,16 @@ pub struct EncodedTarget {
 }
 
 fn target_column<'a>(data: &'a Dataset, target: &str) -> Result<&'a ColumnData> {
-    data.column(target).map(|c| &c.data).ok_or_else(|| {
-        invalid(format!(
-            "unknown target column '{target}'; available columns: {}",
-            data.column_names().join(", ")
-        ))
-    })
+    data.column(target)
+        .map(|c| &c.data)
+        .ok_or_else(|| unknown_target(target, &data.column_names()))
+}
+
+pub(crate) fn unknown_target(target: &str, columns: &[&str]) -> crate::LearnError {
+    invalid(format!(
+        "unknown target column '{target}'; available columns: {}",
+        columns.join(", ")
+    ))
 }
 
 /// Text form of an integer-valued class label (`1.0` -> "1").
@@ -78,7 +82,15 @@ fn integer_label(x: f64) -> String {
 /// Infers the task from the target column (see [`MAX_INTEGER_CLASSES`]).
 pub fn infer_task(data: &Dataset, target: &str) -> Result<Task> {
     let column = target_column(data, target)?;
-    let task = match column {
+    let usable = (0..column.len()).filter(|&r| !column.is_missing(r)).count();
+    check_task(target, column_task(column), usable)
+}
+
+/// The task a model predicting `column` learns: classification over the
+/// sorted distinct values of a categorical column, or of a numeric column
+/// of at most [`MAX_INTEGER_CLASSES`] distinct integers; else regression.
+pub(crate) fn column_task(column: &ColumnData) -> Task {
+    match column {
         ColumnData::Categorical(values) => {
             let classes: BTreeSet<&str> = values.iter().flatten().map(String::as_str).collect();
             Task::Classification {
@@ -107,8 +119,12 @@ pub fn infer_task(data: &Dataset, target: &str) -> Result<Task> {
                 Task::Regression
             }
         }
-    };
-    let usable = (0..column.len()).filter(|&r| !column.is_missing(r)).count();
+    }
+}
+
+/// `task` for target column `target`, if a model can learn it from the
+/// `usable` rows that have a target value.
+pub(crate) fn check_task(target: &str, task: Task, usable: usize) -> Result<Task> {
     if usable < MIN_TRAINING_ROWS {
         return Err(invalid(format!(
             "target '{target}' has {usable} rows with a value; at least {MIN_TRAINING_ROWS} are needed"

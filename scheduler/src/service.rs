@@ -12,12 +12,15 @@ use tracseq_core::config::LimitsConfig;
 use tracseq_core::lifecycle::{experiment, Event};
 use tracseq_core::ports::{transition, ArtifactPath, JobFilter};
 use tracseq_core::types::{
-    Experiment, ExperimentKind, ExperimentState, JobState, Trial, TrialOutcome, TrialState,
+    DatasetRecord, Experiment, ExperimentKind, ExperimentState, JobState, Trial, TrialOutcome,
+    TrialState,
 };
 use tracseq_core::{Error, ExperimentId, Platform, Result};
 use tracseq_hpo::{FinishedTrial, SearchSpace};
 use tracseq_learn::dataset::Dataset;
 use tracseq_learn::metrics::Metric;
+use tracseq_learn::schema::DatasetSchema;
+use tracseq_learn::Task;
 
 /// Validates the request, resolves task and metric from the data set for
 /// AutoML, and stores the experiment. Nothing is stored on any error.
@@ -33,22 +36,11 @@ pub async fn create_experiment(
             Error::NotFound(_) => Error::Invalid(format!("dataset_id {ds_id} does not exist")),
             other => other,
         })?;
-        let bytes = p
-            .artifacts
-            .get(&ArtifactPath::parse(&record.artifact_path)?)
-            .await?;
-        // Parsing a data set is CPU work of up to the upload limit: off the
-        // async threads, which serve every other request meanwhile.
         let target = spec.target.clone().unwrap_or_default();
-        let data_limits = dataset_limits(limits);
-        let task = tokio::task::spawn_blocking(move || {
-            let data = Dataset::from_csv(&bytes, &data_limits)
-                .map_err(|e| Error::Invalid(format!("dataset {ds_id}: {e}")))?;
-            tracseq_learn::task::infer_task(&data, &target)
-                .map_err(|e| Error::Invalid(e.to_string()))
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("reading data set {ds_id} panicked: {e}")))??;
+        let task = match summarised_task(&record, &target) {
+            Some(task) => task.map_err(|e| Error::Invalid(e.to_string()))?,
+            None => read_task(p, &record, target, limits).await?,
+        };
         // With objectives, the metric is the first of them.
         let field = if spec.objectives.is_some() {
             "objectives[0].name"
@@ -87,6 +79,39 @@ pub async fn create_experiment(
     };
     p.state.insert_experiment(&exp).await?;
     Ok(exp)
+}
+
+/// The task of an experiment predicting `target`, from the column summary
+/// stored with the data set at upload; `None` when the summary does not
+/// tell (a record stored before summaries kept tasks, or a target of very
+/// many classes).
+fn summarised_task(record: &DatasetRecord, target: &str) -> Option<tracseq_learn::Result<Task>> {
+    let schema: DatasetSchema = serde_json::from_value(record.schema.clone()).ok()?;
+    schema.target_task(record.rows, target)
+}
+
+/// The task of an experiment predicting `target`, read from the data set
+/// itself. Parsing it is CPU work of up to the upload limit: off the async
+/// threads, which serve every other request meanwhile.
+async fn read_task(
+    p: &Platform,
+    record: &DatasetRecord,
+    target: String,
+    limits: &LimitsConfig,
+) -> Result<Task> {
+    let ds_id = record.id;
+    let bytes = p
+        .artifacts
+        .get(&ArtifactPath::parse(&record.artifact_path)?)
+        .await?;
+    let data_limits = dataset_limits(limits);
+    tokio::task::spawn_blocking(move || {
+        let data = Dataset::from_csv(&bytes, &data_limits)
+            .map_err(|e| Error::Invalid(format!("dataset {ds_id}: {e}")))?;
+        tracseq_learn::task::infer_task(&data, &target).map_err(|e| Error::Invalid(e.to_string()))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("reading data set {ds_id} panicked: {e}")))?
 }
 
 async fn running_experiment(

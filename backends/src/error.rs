@@ -2,11 +2,32 @@
 //! terms ([`Error`]): which failures a caller may retry, which say the
 //! record is missing or taken, and which are bugs.
 //!
+//! The messages every store answers a missing or taken record with are
+//! here too, so the three stores cannot drift apart.
+//!
 //! These are functions and a small extension trait rather than `From`
 //! impls because neither the library errors nor [`Error`] belong to this
 //! crate; it also makes each conversion visible at the call site.
 
-use tracseq_core::{Error, Result};
+use tracseq_core::{Error, ExperimentId, Result};
+
+/// The answer of every store to a trial that does not exist.
+pub(crate) fn trial_not_found(experiment: ExperimentId, number: u64) -> Error {
+    Error::not_found(format!("trial {number} of experiment {experiment}"))
+}
+
+/// The answer of every store to a model version number already registered.
+pub(crate) fn version_taken(name: &str, version: u32) -> Error {
+    Error::Conflict(format!("model '{name}' version {version} already exists"))
+}
+
+/// The answer of every store to a model (or model version) that does not exist.
+pub(crate) fn model_not_found(name: &str, version: Option<u32>) -> Error {
+    match version {
+        Some(v) => Error::NotFound(format!("model '{name}' has no version {v}")),
+        None => Error::NotFound(format!("model '{name}' not found")),
+    }
+}
 
 /// What a sqlx failure means to a caller.
 pub(crate) fn db_error(e: sqlx::Error) -> Error {

@@ -1,16 +1,17 @@
 //! In-memory `StateStore` for tests: the same semantics as SQL, behind one mutex.
 
+use crate::error::{model_not_found, trial_not_found, version_taken};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use tracseq_core::fleet::WorkerRecord;
 use tracseq_core::ids::{DatasetId, ExperimentId, JobId, WorkerId};
 use tracseq_core::ports::{JobFilter, StateStore};
 use tracseq_core::types::{
     DatasetRecord, Experiment, ExperimentState, Job, ModelVersion, NewModelVersion, Trial,
-    TrialOutcome, TrialState,
+    TrialOutcome,
 };
 use tracseq_core::{Error, Result};
 
@@ -196,7 +197,7 @@ impl StateStore for MemoryStateStore {
             .trials
             .get(&(experiment, number))
             .cloned()
-            .ok_or_else(|| Error::not_found(format!("trial {number} of experiment {experiment}")))
+            .ok_or_else(|| trial_not_found(experiment, number))
     }
 
     async fn list_trials(&self, experiment: ExperimentId) -> Result<Vec<Trial>> {
@@ -238,16 +239,11 @@ impl StateStore for MemoryStateStore {
         value: f64,
     ) -> Result<Trial> {
         let mut g = self.lock();
-        let t = g.trials.get_mut(&(experiment, number)).ok_or_else(|| {
-            Error::not_found(format!("trial {number} of experiment {experiment}"))
-        })?;
-        if t.state != TrialState::Running {
-            return Err(Error::Conflict(format!(
-                "trial {number} is already {}",
-                t.state
-            )));
-        }
-        Arc::make_mut(&mut t.intermediate).insert(step, value);
+        let t = g
+            .trials
+            .get_mut(&(experiment, number))
+            .ok_or_else(|| trial_not_found(experiment, number))?;
+        t.record_intermediate(step, value)?;
         Ok(t.clone())
     }
 
@@ -259,14 +255,11 @@ impl StateStore for MemoryStateStore {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let mut g = self.lock();
-        let t = g.trials.get_mut(&(experiment, number)).ok_or_else(|| {
-            Error::not_found(format!("trial {number} of experiment {experiment}"))
-        })?;
-        if t.state != TrialState::Running {
-            return Ok(false);
-        }
-        outcome.apply(t, now);
-        Ok(true)
+        let t = g
+            .trials
+            .get_mut(&(experiment, number))
+            .ok_or_else(|| trial_not_found(experiment, number))?;
+        Ok(t.finish(&outcome, now))
     }
 
     async fn register_model_version(
@@ -380,16 +373,5 @@ pub fn is_due(j: &Job, now: DateTime<Utc>) -> bool {
         }
         Failed => j.retry_at.is_some_and(|t| t <= now),
         _ => false,
-    }
-}
-
-pub(crate) fn version_taken(name: &str, version: u32) -> Error {
-    Error::Conflict(format!("model '{name}' version {version} already exists"))
-}
-
-pub(crate) fn model_not_found(name: &str, version: Option<u32>) -> Error {
-    match version {
-        Some(v) => Error::NotFound(format!("model '{name}' has no version {v}")),
-        None => Error::NotFound(format!("model '{name}' not found")),
     }
 }

@@ -25,8 +25,7 @@
 //! died — so each write checks on a retry whether its own earlier attempt
 //! already landed, and answers as if that attempt had succeeded.
 
-use crate::error::db_error;
-use crate::memory_state::{model_not_found, version_taken};
+use crate::error::{db_error, model_not_found, trial_not_found, version_taken};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -39,14 +38,13 @@ use sqlx::types::Json;
 use sqlx::{Executor, Postgres, Row, Transaction};
 use std::future::Future;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 use tracseq_core::fleet::WorkerRecord;
 use tracseq_core::ids::{DatasetId, ExperimentId, JobId};
 use tracseq_core::ports::{JobFilter, StateStore};
 use tracseq_core::types::{
     DatasetRecord, Experiment, ExperimentState, Job, ModelVersion, NewModelVersion, Trial,
-    TrialOutcome, TrialState,
+    TrialOutcome,
 };
 use tracseq_core::{Error, Result};
 
@@ -543,10 +541,6 @@ async fn write_trial(tx: &mut Transaction<'_, Postgres>, trial: &Trial) -> Attem
     Ok(())
 }
 
-fn trial_not_found(experiment: ExperimentId, number: u64) -> Error {
-    Error::not_found(format!("trial {number} of experiment {experiment}"))
-}
-
 /// Trial numbers are BIGINT; a number beyond it cannot exist.
 fn trial_number_param(number: u64) -> Attempt<i64> {
     i64::try_from(number)
@@ -819,16 +813,13 @@ impl StateStore for PostgresStateStore {
         self.run(|attempt| async move {
             let mut tx = self.pool.begin().await?;
             let mut trial = lock_trial(&mut tx, experiment, number).await?;
-            if trial.state != TrialState::Running {
+            if let Err(e) = trial.record_intermediate(step, value) {
                 // Our earlier attempt landed and the trial finished since.
                 if attempt > 0 && trial.intermediate.get(&step) == Some(&value) {
                     return Ok(trial);
                 }
-                return Err(
-                    Error::Conflict(format!("trial {number} is already {}", trial.state)).into(),
-                );
+                return Err(e.into());
             }
-            Arc::make_mut(&mut trial.intermediate).insert(step, value);
             write_trial(&mut tx, &trial).await?;
             tx.commit().await?;
             Ok(trial)
@@ -847,11 +838,10 @@ impl StateStore for PostgresStateStore {
         self.run(|attempt| async move {
             let mut tx = self.pool.begin().await?;
             let mut trial = lock_trial(&mut tx, experiment, number).await?;
-            if trial.state != TrialState::Running {
+            if !trial.finish(outcome, now) {
                 // On a retry, the final state may be the one we wrote.
                 return Ok(attempt > 0 && outcome.is_recorded_on(&trial, now));
             }
-            outcome.apply(&mut trial, now);
             write_trial(&mut tx, &trial).await?;
             tx.commit().await?;
             Ok(true)

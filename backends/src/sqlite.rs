@@ -5,24 +5,24 @@
 //! (queued in-process), while reads use a separate pool that WAL lets run
 //! beside the writer.
 
-use crate::error::Classify;
-use crate::memory_state::{model_not_found, version_taken};
+use crate::error::{model_not_found, trial_not_found, version_taken, Classify};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqlitePool};
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 use tracseq_core::fleet::WorkerRecord;
 use tracseq_core::ids::{DatasetId, ExperimentId, JobId};
 use tracseq_core::ports::{JobFilter, StateStore};
 use tracseq_core::types::{
     DatasetRecord, Experiment, ExperimentState, Job, ModelVersion, NewModelVersion, Trial,
-    TrialOutcome, TrialState,
+    TrialOutcome,
 };
 use tracseq_core::{Error, Result};
 
@@ -41,8 +41,14 @@ fn opt_ms(t: Option<DateTime<Utc>>) -> Option<i64> {
     t.map(ms)
 }
 
-fn decode<T: DeserializeOwned>(body: &str) -> Result<T> {
-    Ok(serde_json::from_str(body)?)
+/// The record a row's `body` column holds.
+fn body<T: DeserializeOwned>(row: &SqliteRow) -> Result<T> {
+    Ok(serde_json::from_str(row.get::<&str, _>("body"))?)
+}
+
+/// The records of rows' `body` columns, in row order.
+fn bodies<T: DeserializeOwned>(rows: &[SqliteRow]) -> Result<Vec<T>> {
+    rows.iter().map(body).collect()
 }
 
 impl SqliteStateStore {
@@ -97,7 +103,7 @@ impl SqliteStateStore {
             .await
             .classify()?;
         match row {
-            Some(r) => decode(r.get::<&str, _>("body")),
+            Some(r) => body(&r),
             None => Err(Error::not_found(what)),
         }
     }
@@ -206,9 +212,7 @@ impl StateStore for SqliteStateStore {
             q = q.bind(l as i64);
         }
         let rows = q.fetch_all(&self.reader).await.classify()?;
-        rows.iter()
-            .map(|r| decode(r.get::<&str, _>("body")))
-            .collect()
+        bodies(&rows)
     }
 
     async fn due_jobs(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Job>> {
@@ -222,9 +226,7 @@ impl StateStore for SqliteStateStore {
         .bind(limit as i64)
         .fetch_all(&self.reader)
         .await.classify()?;
-        rows.iter()
-            .map(|r| decode(r.get::<&str, _>("body")))
-            .collect()
+        bodies(&rows)
     }
 
     async fn insert_experiment(&self, exp: &Experiment) -> Result<()> {
@@ -263,9 +265,7 @@ impl StateStore for SqliteStateStore {
                 .await
                 .classify()?,
         };
-        rows.iter()
-            .map(|r| decode(r.get::<&str, _>("body")))
-            .collect()
+        bodies(&rows)
     }
 
     async fn update_experiment(&self, exp: &Experiment, expected: ExperimentState) -> Result<bool> {
@@ -334,10 +334,8 @@ impl StateStore for SqliteStateStore {
             .await
             .classify()?;
         match row {
-            Some(r) => decode(r.get::<&str, _>("body")),
-            None => Err(Error::not_found(format!(
-                "trial {number} of experiment {experiment}"
-            ))),
+            Some(r) => body(&r),
+            None => Err(trial_not_found(experiment, number)),
         }
     }
 
@@ -347,9 +345,7 @@ impl StateStore for SqliteStateStore {
             .fetch_all(&self.reader)
             .await
             .classify()?;
-        rows.iter()
-            .map(|r| decode(r.get::<&str, _>("body")))
-            .collect()
+        bodies(&rows)
     }
 
     async fn list_trials_since(
@@ -371,9 +367,7 @@ impl StateStore for SqliteStateStore {
         .fetch_all(&self.reader)
         .await
         .classify()?;
-        rows.iter()
-            .map(|r| decode(r.get::<&str, _>("body")))
-            .collect()
+        bodies(&rows)
     }
 
     async fn record_intermediate(
@@ -385,13 +379,7 @@ impl StateStore for SqliteStateStore {
     ) -> Result<Trial> {
         let mut tx = self.writer.begin().await.classify()?;
         let mut trial = trial_in_tx(&mut tx, experiment, number).await?;
-        if trial.state != TrialState::Running {
-            return Err(Error::Conflict(format!(
-                "trial {number} is already {}",
-                trial.state
-            )));
-        }
-        Arc::make_mut(&mut trial.intermediate).insert(step, value);
+        trial.record_intermediate(step, value)?;
         write_trial(&mut tx, &trial).await?;
         tx.commit().await.classify()?;
         Ok(trial)
@@ -406,10 +394,9 @@ impl StateStore for SqliteStateStore {
     ) -> Result<bool> {
         let mut tx = self.writer.begin().await.classify()?;
         let mut trial = trial_in_tx(&mut tx, experiment, number).await?;
-        if trial.state != TrialState::Running {
+        if !trial.finish(&outcome, now) {
             return Ok(false);
         }
-        outcome.apply(&mut trial, now);
         write_trial(&mut tx, &trial).await?;
         tx.commit().await.classify()?;
         Ok(true)
@@ -428,7 +415,7 @@ impl StateStore for SqliteStateStore {
                 .await
                 .classify()?;
             if let Some(r) = row {
-                return decode(r.get::<&str, _>("body"));
+                return body(&r);
             }
         }
         let taken = sqlx::query("SELECT 1 FROM model_versions WHERE name = ? AND version = ?")
@@ -470,7 +457,7 @@ impl StateStore for SqliteStateStore {
             .fetch_optional(&self.reader)
             .await
             .classify()?;
-        row.map(|r| decode(r.get::<&str, _>("body"))).transpose()
+        row.as_ref().map(body).transpose()
     }
 
     async fn get_model_version(&self, name: &str, version: Option<u32>) -> Result<ModelVersion> {
@@ -492,7 +479,7 @@ impl StateStore for SqliteStateStore {
             .classify()?,
         };
         match row {
-            Some(r) => decode(r.get::<&str, _>("body")),
+            Some(r) => body(&r),
             None => Err(model_not_found(name, version)),
         }
     }
@@ -511,9 +498,7 @@ impl StateStore for SqliteStateStore {
                 .await
                 .classify()?,
         };
-        rows.iter()
-            .map(|r| decode(r.get::<&str, _>("body")))
-            .collect()
+        bodies(&rows)
     }
 
     async fn insert_dataset(&self, ds: &DatasetRecord) -> Result<()> {
@@ -542,9 +527,7 @@ impl StateStore for SqliteStateStore {
             .fetch_all(&self.reader)
             .await
             .classify()?;
-        rows.iter()
-            .map(|r| decode(r.get::<&str, _>("body")))
-            .collect()
+        bodies(&rows)
     }
 
     async fn upsert_worker(&self, worker: &WorkerRecord) -> Result<()> {
@@ -568,9 +551,7 @@ impl StateStore for SqliteStateStore {
             .fetch_all(&self.reader)
             .await
             .classify()?;
-        rows.iter()
-            .map(|r| decode(r.get::<&str, _>("body")))
-            .collect()
+        bodies(&rows)
     }
 }
 
@@ -586,10 +567,8 @@ async fn trial_in_tx(
         .await
         .classify()?;
     match row {
-        Some(r) => decode(r.get::<&str, _>("body")),
-        None => Err(Error::not_found(format!(
-            "trial {number} of experiment {experiment}"
-        ))),
+        Some(r) => body(&r),
+        None => Err(trial_not_found(experiment, number)),
     }
 }
 

@@ -346,6 +346,33 @@ impl Trial {
     }
 }
 
+impl Trial {
+    /// Records an intermediate value of this running trial (the last write
+    /// per step wins). A finished trial is a [`crate::Error::Conflict`]: its
+    /// record never changes again, which readers of trials rely on.
+    pub fn record_intermediate(&mut self, step: u32, value: f64) -> crate::Result<()> {
+        if self.state != TrialState::Running {
+            return Err(crate::Error::Conflict(format!(
+                "trial {} is already {}",
+                self.number, self.state
+            )));
+        }
+        Arc::make_mut(&mut self.intermediate).insert(step, value);
+        Ok(())
+    }
+
+    /// Moves this running trial to `outcome`'s final state; `false`, with
+    /// nothing changed, when it had already finished: a final outcome is
+    /// recorded exactly once.
+    pub fn finish(&mut self, outcome: &TrialOutcome, now: DateTime<Utc>) -> bool {
+        if self.state != TrialState::Running {
+            return false;
+        }
+        outcome.apply(self, now);
+        true
+    }
+}
+
 /// How a trial ended, recorded in one write by
 /// [`crate::ports::StateStore::finish_trial`], so no reader ever sees a final
 /// state without its values.
@@ -481,6 +508,32 @@ impl NewModelVersion {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_finished_trial_takes_no_more_values_and_keeps_its_first_outcome() {
+        let now = Utc::now();
+        let mut t = Trial::new_running(ExperimentId::new(), 3, Default::default(), None, now);
+        t.record_intermediate(1, 0.5).unwrap();
+        t.record_intermediate(1, 0.25).unwrap();
+        assert_eq!(
+            t.intermediate.get(&1),
+            Some(&0.25),
+            "the last write per step wins"
+        );
+        assert!(t.finish(
+            &TrialOutcome::new(TrialState::Complete, Some(0.1), None),
+            now
+        ));
+        let pruned = TrialOutcome::new(TrialState::Pruned, Some(0.9), None);
+        assert!(!t.finish(&pruned, now));
+        assert_eq!((t.state, t.value), (TrialState::Complete, Some(0.1)));
+        let err = t.record_intermediate(2, 0.3).unwrap_err();
+        assert_eq!(
+            err,
+            crate::Error::Conflict("trial 3 is already complete".into())
+        );
+        assert_eq!(t.intermediate.len(), 1);
+    }
 
     #[test]
     fn enums_round_trip_through_str_and_serde() {

@@ -67,7 +67,7 @@ fn placement_scenario(host: &HostResources, source: &str) -> Value {
 fn mlp(rows: usize, seed: u64) -> Value {
     // A failure is part of the report (say, CUDA present but unusable),
     // not a reason to lose the inventory and placement sections.
-    tracseq_learn::model::nn::device_check(rows, seed)
+    tracseq_learn::nn_check::device_check(rows, seed)
         .unwrap_or_else(|e| json!({"error": e.to_string()}))
 }
 

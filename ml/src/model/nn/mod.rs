@@ -26,9 +26,6 @@ mod net;
 mod tests;
 #[cfg(feature = "torch")]
 pub mod train;
-/// Re-exported from [`crate::nn_check`], where it lives above the model layer.
-#[cfg(feature = "torch")]
-pub use crate::nn_check::device_check;
 #[cfg(feature = "torch")]
 pub(crate) use device::threads_from_env;
 #[cfg(feature = "torch")]

@@ -269,7 +269,7 @@ fn bad_settings_are_errors_not_panics() {
 
 #[test]
 fn device_check_reports_cpu_and_says_whether_cuda_ran() {
-    let v = ok(crate::model::nn::device_check(300, 1));
+    let v = ok(crate::nn_check::device_check(300, 1));
     assert!(v["cpu"]["holdout_rmse"]
         .as_f64()
         .is_some_and(|r| r > 0.0 && r < 15.0));
@@ -277,7 +277,7 @@ fn device_check_reports_cpu_and_says_whether_cuda_ran() {
     let cuda = v["cuda_available"].as_bool() == Some(true);
     assert_eq!(v["cuda"].is_null(), !cuda);
     assert_eq!(v["note"].is_string(), !cuda);
-    assert!(crate::model::nn::device_check(10, 1).is_err());
+    assert!(crate::nn_check::device_check(10, 1).is_err());
 }
 
 /// Timing of the search space's most expensive nn trial; run with

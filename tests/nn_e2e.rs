@@ -10,34 +10,16 @@ use common::Server;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-async fn upload(server: &Server, rows: usize, seed: u64) -> String {
-    let csv = tracseq_learn::lab::generate_csv(rows, seed);
-    let (status, ds) = server
-        .post_raw("/datasets?name=lab", csv.into_bytes(), "text/csv")
-        .await;
-    assert_eq!(status, 201, "{ds}");
-    ds["id"].as_str().unwrap().to_string()
-}
-
 async fn run_to_end(server: &Server, spec: &Value) -> (String, Value) {
-    let (status, exp) = server.post_json("/experiments", spec).await;
-    assert_eq!(status, 201, "{exp}");
-    let id = exp["id"].as_str().unwrap().to_string();
-    let done = server
-        .wait_for(
-            &format!("/experiments/{id}"),
-            Duration::from_secs(300),
-            |b| b["state"] != "running" && b["state"] != "finalizing",
-        )
-        .await;
+    let (id, _) = server.create_experiment(spec).await;
+    let done = server.wait_settled(&id, Duration::from_secs(300)).await;
     (id, done)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_mlp_automl_experiment_is_served_by_predict() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]).await;
-    let ds = upload(&server, 600, 21).await;
+    let server = Server::start_fresh(&[]).await;
+    let ds = server.upload_lab(600, 21).await["id"].clone();
     let spec = json!({
         "name": "mlp", "dataset_id": ds, "target": "quality_score",
         "budget": {"trials": 4}, "parallelism": 2, "seed": 3, "cv_folds": 3,
@@ -87,9 +69,8 @@ async fn an_mlp_automl_experiment_is_served_by_predict() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hopeless_mlp_trial_is_pruned_from_its_epochs() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]).await;
-    let ds = upload(&server, 600, 22).await;
+    let server = Server::start_fresh(&[]).await;
+    let ds = server.upload_lab(600, 22).await["id"].clone();
     // Trials alternate between a learning rate that learns and one that
     // barely moves (1e-6): the median pruner, comparing each epoch's
     // validation value with finished trials at the same epoch, stops the

@@ -283,11 +283,7 @@ fn objects_are_readable_with_another_s3_client(env: &Env) {
 async fn distributed_fleet_survives_killed_worker_and_scheduler() {
     let Some(mut env) = Env::new() else { return };
     env.start().await;
-    let csv = tracseq_learn::lab::generate_csv(500, 21);
-    let ds = env
-        .api
-        .post_ok("/datasets?name=dist", csv.into_bytes(), "text/csv")
-        .await;
+    let ds = env.api.upload_lab(500, 21).await;
     let ds = ds["id"].as_str().unwrap().to_string();
 
     // 40 trials; kill -9 worker0 while it holds a trial.
@@ -505,11 +501,7 @@ async fn broker_loss_mid_experiment_every_job_completes_once() {
         return;
     };
     env.start().await;
-    let csv = tracseq_learn::lab::generate_csv(400, 8);
-    let ds = env
-        .api
-        .post_ok("/datasets?name=broker", csv.into_bytes(), "text/csv")
-        .await;
+    let ds = env.api.upload_lab(400, 8).await;
     let id = env.experiment(ds["id"].as_str().unwrap(), 20, 3).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Server;
+use common::{assert_explained_prediction, Server};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -85,16 +85,11 @@ async fn automl_predict_restart_and_find_everything() {
     assert_eq!(status, 400);
 
     let features = Value::Object(tracseq_learn::lab::example_record(3));
-    let (status, pred) = server
-        .post_json(
-            "/predict",
-            &json!({"model": "quality", "features": features}),
-        )
+    let pred = server
+        .predict(&json!({"model": "quality", "features": features}))
         .await;
-    assert_eq!(status, 200, "{pred}");
+    assert_explained_prediction(&pred);
     let score = pred["value"].as_f64().unwrap();
-    assert!(pred["quality"]["category"].is_string());
-    assert!(!pred["contributions"].as_array().unwrap().is_empty());
 
     // Batch prediction: inline records, and a data set as a job.
     let (status, batch) = server
@@ -134,13 +129,9 @@ async fn automl_predict_restart_and_find_everything() {
     assert_eq!(list.as_array().unwrap().len(), 1);
     let (_, ds_again) = server.get(&format!("/datasets/{ds_id}")).await;
     assert_eq!(ds_again["sha256"], ds["sha256"]);
-    let (status, pred2) = server
-        .post_json(
-            "/predict",
-            &json!({"model": "quality", "version": 1, "features": features}),
-        )
+    let pred2 = server
+        .predict(&json!({"model": "quality", "version": 1, "features": features}))
         .await;
-    assert_eq!(status, 200);
     assert_eq!(
         pred2["value"].as_f64(),
         Some(score),
@@ -151,8 +142,7 @@ async fn automl_predict_restart_and_find_everything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_an_experiment_stops_its_trials() {
-    let server = Server::start_fresh(&[]).await;
-    let ds = server.upload_lab(400, 2).await;
+    let (server, ds) = Server::start_with_lab(400, 2).await;
     let spec = json!({"name": "long", "dataset_id": ds["id"], "target": "quality_score", "budget": {"trials": 500}});
     let (id, _) = server.create_experiment(&spec).await;
     server

@@ -150,8 +150,8 @@ async fn two_objective_ask_tell_returns_a_non_dominated_front() {
 
     let (s, summary) = server.get(&format!("/experiments/{id}")).await;
     assert_eq!(s, 200);
-    // Sorted by the first objective, best (largest score) first; the best
-    // trial is the front's head.
+    // No point dominates another; sorted by the first objective, best
+    // (largest score) first; the best trial is the front's head.
     let front = assert_front(&summary, score_cost_losses);
     assert!(front.len() >= 3, "{summary}");
     // Every complete trial off the front is dominated by a front point.
@@ -180,8 +180,8 @@ async fn two_objective_ask_tell_returns_a_non_dominated_front() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn automl_trades_the_metric_against_measured_latency_and_size() {
-    let server = Server::start_fresh(&[]).await;
-    let ds_id = server.upload_lab(400, 5).await["id"].clone();
+    let (server, ds) = Server::start_with_lab(400, 5).await;
+    let ds_id = &ds["id"];
     let bad = json!({"name": "mo-bad", "dataset_id": ds_id, "target": "quality_score", "budget": {"trials": 4},
                      "objectives": [{"name": "auc"}, {"name": "latency_us"}]});
     let (s, problem) = server.post_json("/experiments", &bad).await;

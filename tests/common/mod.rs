@@ -19,6 +19,15 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Checks a prediction for one record: a finite value, explained by its
+/// quality category and the features' contributions.
+pub fn assert_explained_prediction(pred: &Value) {
+    let value = pred["value"].as_f64().unwrap();
+    assert!(value.is_finite(), "{pred}");
+    assert!(pred["quality"]["category"].is_string(), "{pred}");
+    assert!(!pred["contributions"].as_array().unwrap().is_empty());
+}
+
 /// The HTTP API at `base`. Each call answers the status and the JSON body
 /// (`Null` when the body is not JSON); the `_ok` calls must succeed.
 pub struct Api {
@@ -145,6 +154,14 @@ impl Api {
         asked
     }
 
+    /// Asks `model` for a prediction (`request` names the model, the
+    /// features and maybe a version), which must be given: the prediction.
+    pub async fn predict(&self, request: &Value) -> Value {
+        let (status, pred) = self.post_json("/predict", request).await;
+        assert_eq!(status, 200, "{request}: {pred}");
+        pred
+    }
+
     /// Tells the result `body` of trial `n`.
     pub async fn tell(&self, id: &str, n: u64, body: &Value) -> (u16, Value) {
         self.post_json(&format!("/experiments/{id}/trials/{n}/tell"), body)
@@ -198,6 +215,14 @@ impl Server {
         let mut server = Server::start(dir.path(), env).await;
         server.temp_dir = Some(dir);
         server
+    }
+
+    /// Starts over a fresh temporary data dir and uploads `rows` rows of the
+    /// lab data (generated from `seed`): the server and the data set's record.
+    pub async fn start_with_lab(rows: usize, seed: u64) -> (Server, Value) {
+        let server = Server::start_fresh(&[]).await;
+        let ds = server.upload_lab(rows, seed).await;
+        (server, ds)
     }
 
     /// SIGTERM, then wait: the process must drain and exit 0.

@@ -29,9 +29,19 @@ fn space() -> Value {
 async fn create(server: &Server, name: String, sampler: Value, trials: u64) -> String {
     let body = json!({"name": name, "search_space": space(), "direction": "minimize",
                       "sampler": sampler, "budget": {"trials": trials}});
-    let (s, exp) = server.post_json("/experiments", &body).await;
-    assert_eq!(s, 201, "{exp}");
-    exp["id"].as_str().unwrap().to_string()
+    server.create_experiment(&body).await.0
+}
+
+/// Reports `value` at `step` of trial `n`: whether the trial should stop.
+async fn report(server: &Server, id: &str, n: u64, step: u64, value: f64) -> bool {
+    let (s, r) = server
+        .post_json(
+            &format!("/experiments/{id}/trials/{n}/report"),
+            &json!({"step": step, "value": value}),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    r["should_prune"].as_bool().expect("should_prune")
 }
 
 async fn best_of(server: &Server, sampler: &str, seed: u64, trials: u64) -> f64 {
@@ -44,20 +54,12 @@ async fn best_of(server: &Server, sampler: &str, seed: u64, trials: u64) -> f64 
     .await;
     let mut best = f64::INFINITY;
     for _ in 0..trials {
-        let (s, asked) = server
-            .post_json(&format!("/experiments/{id}/ask"), &json!({}))
-            .await;
-        assert_eq!(s, 201, "{asked}");
+        let asked = server.ask(&id).await;
         assert!(asked["trial_id"].is_string());
         let value = objective(&asked["params"]);
         best = best.min(value);
         let n = asked["number"].as_u64().unwrap();
-        let (s, told) = server
-            .post_json(
-                &format!("/experiments/{id}/trials/{n}/tell"),
-                &json!({"value": value}),
-            )
-            .await;
+        let (s, told) = server.tell(&id, n, &json!({"value": value})).await;
         assert_eq!(s, 200, "{told}");
     }
     let (s, over) = server
@@ -71,8 +73,7 @@ async fn best_of(server: &Server, sampler: &str, seed: u64, trials: u64) -> f64 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tpe_beats_random_at_equal_budget() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]).await;
+    let server = Server::start_fresh(&[]).await;
     let seeds = [1u64, 2, 3, 4, 5];
     let (mut tpe, mut random, mut wins) = (0.0, 0.0, 0);
     for seed in seeds {
@@ -99,8 +100,7 @@ async fn tpe_beats_random_at_equal_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn argmin_samplers_beat_random_at_equal_budget() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]).await;
+    let server = Server::start_fresh(&[]).await;
     let seeds = [1u64, 2, 3];
     let mut random = 0.0;
     for seed in seeds {
@@ -123,8 +123,7 @@ async fn argmin_samplers_beat_random_at_equal_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_clients_get_distinct_points() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]).await;
+    let server = Server::start_fresh(&[]).await;
     // Three clients ask before any tells: the running trials are pending
     // for the next asks, so a particle swarm hands out its generation's
     // positions one each, and the fourth ask (the generation still
@@ -138,11 +137,7 @@ async fn parallel_clients_get_distinct_points() {
     .await;
     let mut asked = Vec::new();
     for _ in 0..4 {
-        let (s, a) = server
-            .post_json(&format!("/experiments/{id}/ask"), &json!({}))
-            .await;
-        assert_eq!(s, 201, "{a}");
-        asked.push(a["params"].clone());
+        asked.push(server.ask(&id).await["params"].clone());
     }
     for (i, a) in asked.iter().enumerate() {
         for b in &asked[i + 1..] {
@@ -154,52 +149,23 @@ async fn parallel_clients_get_distinct_points() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_prunes_and_tell_is_recorded_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]).await;
+    let server = Server::start_fresh(&[]).await;
     let body = json!({"name": "curves", "search_space": {"x": {"type": "float", "low": 0, "high": 1}},
                       "pruner": {"type": "median", "n_startup_trials": 2}, "budget": {"trials": 10}});
-    let (_, exp) = server.post_json("/experiments", &body).await;
-    let id = exp["id"].as_str().unwrap().to_string();
+    let (id, _) = server.create_experiment(&body).await;
     // Two good curves finish first.
     for _ in 0..2 {
-        let (_, a) = server
-            .post_json(&format!("/experiments/{id}/ask"), &json!({}))
-            .await;
-        let n = a["number"].as_u64().unwrap();
+        let n = server.ask(&id).await["number"].as_u64().unwrap();
         for step in 0..3 {
-            let (s, r) = server
-                .post_json(
-                    &format!("/experiments/{id}/trials/{n}/report"),
-                    &json!({"step": step, "value": 1.0}),
-                )
-                .await;
-            assert_eq!((s, r["should_prune"].clone()), (200, json!(false)));
+            assert!(!report(&server, &id, n, step, 1.0).await);
         }
-        server
-            .post_json(
-                &format!("/experiments/{id}/trials/{n}/tell"),
-                &json!({"value": 1.0}),
-            )
-            .await;
+        let (s, t) = server.tell(&id, n, &json!({"value": 1.0})).await;
+        assert_eq!(s, 200, "{t}");
     }
     // A much worse curve is told to stop.
-    let (_, a) = server
-        .post_json(&format!("/experiments/{id}/ask"), &json!({}))
-        .await;
-    let n = a["number"].as_u64().unwrap();
-    let (_, r) = server
-        .post_json(
-            &format!("/experiments/{id}/trials/{n}/report"),
-            &json!({"step": 0, "value": 9.0}),
-        )
-        .await;
-    assert_eq!(r["should_prune"], true);
-    let (s, t) = server
-        .post_json(
-            &format!("/experiments/{id}/trials/{n}/tell"),
-            &json!({"state": "pruned"}),
-        )
-        .await;
+    let n = server.ask(&id).await["number"].as_u64().unwrap();
+    assert!(report(&server, &id, n, 0, 9.0).await);
+    let (s, t) = server.tell(&id, n, &json!({"state": "pruned"})).await;
     assert_eq!(s, 200, "{t}");
     assert_eq!(t["state"], "pruned");
     assert_eq!(
@@ -207,49 +173,20 @@ async fn report_prunes_and_tell_is_recorded_once() {
         "a pruned trial keeps its last reported value"
     );
     // Telling again is a conflict, not a second record.
-    let (s, again) = server
-        .post_json(
-            &format!("/experiments/{id}/trials/{n}/tell"),
-            &json!({"value": 0.5}),
-        )
-        .await;
+    let (s, again) = server.tell(&id, n, &json!({"value": 0.5})).await;
     assert_eq!(s, 409, "{again}");
-    // Bad tells.
-    let (_, a) = server
-        .post_json(&format!("/experiments/{id}/ask"), &json!({}))
-        .await;
-    let n = a["number"].as_u64().unwrap();
-    let (s, _) = server
-        .post_json(&format!("/experiments/{id}/trials/{n}/tell"), &json!({}))
-        .await;
-    assert_eq!(s, 400);
-    let (s, _) = server
-        .post_json(
-            &format!("/experiments/{id}/trials/{n}/tell"),
-            &json!({"state": "failed", "value": 1.0}),
-        )
-        .await;
-    assert_eq!(s, 400);
-    let (s, _) = server
-        .post_json(
-            &format!("/experiments/{id}/trials/{n}/tell"),
-            &json!({"value": "1"}),
-        )
-        .await;
-    assert_eq!(s, 400);
-    let (s, _) = server
-        .post_json(
-            &format!("/experiments/{id}/trials/99/tell"),
-            &json!({"value": 1.0}),
-        )
-        .await;
-    assert_eq!(s, 404);
-    let (s, t) = server
-        .post_json(
-            &format!("/experiments/{id}/trials/{n}/tell"),
-            &json!({"state": "failed"}),
-        )
-        .await;
+    // Bad tells: refused, and the trial can still be told.
+    let n = server.ask(&id).await["number"].as_u64().unwrap();
+    for (trial, body, status) in [
+        (n, json!({}), 400),
+        (n, json!({"state": "failed", "value": 1.0}), 400),
+        (n, json!({"value": "1"}), 400),
+        (99, json!({"value": 1.0}), 404),
+    ] {
+        let (s, problem) = server.tell(&id, trial, &body).await;
+        assert_eq!(s, status, "{body}: {problem}");
+    }
+    let (s, t) = server.tell(&id, n, &json!({"state": "failed"})).await;
     assert_eq!((s, t["state"].clone()), (200, json!("failed")));
     server.stop();
 }

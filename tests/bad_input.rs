@@ -29,6 +29,31 @@ fn assert_problem(status: u16, body: &Value, expected: u16, needle: &str) {
     );
 }
 
+/// A request to the API.
+#[derive(Debug)]
+enum Call {
+    Get(String),
+    Json(&'static str, Value),
+    /// Path, body, content type.
+    Raw(&'static str, &'static [u8], &'static str),
+}
+
+/// Makes each call, which must be refused with the status and a problem
+/// whose message mentions the needle.
+async fn assert_refused(server: &Server, cases: Vec<(Call, u16, &str)>) {
+    for (call, expected, needle) in cases {
+        eprintln!("{call:?}");
+        let (status, body) = match &call {
+            Call::Get(path) => server.get(path).await,
+            Call::Json(path, body) => server.post_json(path, body).await,
+            Call::Raw(path, body, content_type) => {
+                server.post_raw(path, body.to_vec(), content_type).await
+            }
+        };
+        assert_problem(status, &body, expected, needle);
+    }
+}
+
 /// Declares a body over the limit and sends none of it: the server must
 /// answer 413 from the declared length alone. (Sending the bytes races the
 /// server's early answer: an HTTP client may see its write fail with a
@@ -56,113 +81,120 @@ async fn declare_oversize_body(server: &Server, path: &str, len: usize) -> (u16,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_4xx_and_leaves_no_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[("TRACSEQ_API_MAX_BODY_BYTES", "1000000")]).await;
+    use Call::{Get, Json, Raw};
+    let server = Server::start_fresh(&[("TRACSEQ_API_MAX_BODY_BYTES", "1000000")]).await;
     let before = counts(&server).await;
 
-    // CSV uploads.
-    let (s, b) = server.post_raw("/datasets", Vec::new(), "text/csv").await;
-    assert_problem(s, &b, 400, "empty");
-    let (s, b) = server
-        .post_raw("/datasets", b"a,b\n1,2\n3\n".to_vec(), "text/csv")
-        .await;
-    assert_problem(s, &b, 400, "line");
-    let (s, b) = server
-        .post_raw("/datasets", b"a,b\n".to_vec(), "text/csv")
-        .await;
-    assert_problem(s, &b, 400, "");
-    let (s, b) = server
-        .post_raw(
-            "/datasets?name=..%2Fetc",
-            b"a,b\n1,2\n".to_vec(),
-            "text/csv",
-        )
-        .await;
-    assert_problem(s, &b, 400, "dataset name");
+    let space = json!({"x": {"type": "float", "low": 0, "high": 1}});
+    let missing = tracseq_core::DatasetId::new();
+    let json = "application/json";
+    assert_refused(
+        &server,
+        vec![
+            // CSV uploads.
+            (Raw("/datasets", b"", "text/csv"), 400, "empty"),
+            (Raw("/datasets", b"a,b\n1,2\n3\n", "text/csv"), 400, "line"),
+            (Raw("/datasets", b"a,b\n", "text/csv"), 400, ""),
+            (
+                Raw("/datasets?name=..%2Fetc", b"a,b\n1,2\n", "text/csv"),
+                400,
+                "dataset name",
+            ),
+            // Experiments: malformed JSON, unknown fields, wrong types, bad values.
+            (Raw("/experiments", b"{\"name\": ", json), 400, "invalid JSON"),
+            (
+                Json("/experiments", json!({"name": "x", "search_spaces": {}})),
+                400,
+                "unknown field",
+            ),
+            (Json("/experiments", json!({"name": 5})), 400, "invalid type"),
+            (
+                Json(
+                    "/experiments",
+                    json!({"name": "x", "search_space": space, "parallelism": 0}),
+                ),
+                400,
+                "parallelism",
+            ),
+            (
+                Json(
+                    "/experiments",
+                    json!({"name": "x", "search_space": {"x": {"type": "float", "low": 2, "high": 1}}}),
+                ),
+                400,
+                "x",
+            ),
+            (
+                Json(
+                    "/experiments",
+                    json!({"name": "x", "dataset_id": missing, "target": "y", "budget": {"trials": 3}}),
+                ),
+                400,
+                "does not exist",
+            ),
+            // Predictions: unknown model, bad features.
+            (
+                Json("/predict", json!({"model": "ghost", "features": {}})),
+                404,
+                "ghost",
+            ),
+            (
+                Raw(
+                    "/predict",
+                    b"{\"model\": \"m\", \"features\": {\"rin\": NaN}}",
+                    json,
+                ),
+                400,
+                "invalid JSON",
+            ),
+            (
+                Json("/predict", json!({"model": "m", "features": [1, 2]})),
+                400,
+                "invalid type",
+            ),
+            (Json("/batch_predict", json!({"model": "m"})), 404, "m"),
+            // Ids and routes.
+            (
+                Get("/experiments/not-a-uuid".into()),
+                400,
+                "not a valid experiment id",
+            ),
+            (
+                Get(format!("/jobs/{}", tracseq_core::JobId::new())),
+                404,
+                "not found",
+            ),
+            (Get("/nowhere".into()), 404, "route"),
+        ],
+    )
+    .await;
     let (s, b) = declare_oversize_body(&server, "/datasets", 2_000_000).await;
     assert_problem(s, &b, 413, "limit");
 
-    // Experiments: malformed JSON, unknown fields, wrong types, bad values.
-    let (s, b) = server
-        .post_raw("/experiments", b"{\"name\": ".to_vec(), "application/json")
-        .await;
-    assert_problem(s, &b, 400, "invalid JSON");
-    let (s, b) = server
-        .post_json("/experiments", &json!({"name": "x", "search_spaces": {}}))
-        .await;
-    assert_problem(s, &b, 400, "unknown field");
-    let (s, b) = server.post_json("/experiments", &json!({"name": 5})).await;
-    assert_problem(s, &b, 400, "invalid type");
-    let space = json!({"x": {"type": "float", "low": 0, "high": 1}});
-    let (s, b) = server
-        .post_json(
-            "/experiments",
-            &json!({"name": "x", "search_space": space, "parallelism": 0}),
-        )
-        .await;
-    assert_problem(s, &b, 400, "parallelism");
-    let (s, b) = server
-        .post_json(
-            "/experiments",
-            &json!({"name": "x", "search_space": {"x": {"type": "float", "low": 2, "high": 1}}}),
-        )
-        .await;
-    assert_problem(s, &b, 400, "x");
-    let missing = tracseq_core::DatasetId::new();
-    let (s, b) = server
-        .post_json(
-            "/experiments",
-            &json!({"name": "x", "dataset_id": missing, "target": "y", "budget": {"trials": 3}}),
-        )
-        .await;
-    assert_problem(s, &b, 400, "does not exist");
-
-    // A real data set to aim at, then a wrong target.
-    let csv = tracseq_learn::lab::generate_csv(100, 1);
-    let (s, ds) = server
-        .post_raw("/datasets", csv.into_bytes(), "text/csv")
-        .await;
-    assert_eq!(s, 201);
-    let (s, b) = server
-        .post_json("/experiments", &json!({"name": "x", "dataset_id": ds["id"], "target": "nope", "budget": {"trials": 3}}))
-        .await;
-    assert_problem(s, &b, 400, "nope");
-    let (s, b) = server
-        .post_json("/experiments", &json!({"name": "x", "dataset_id": ds["id"], "target": "quality_score", "metric": "auc", "budget": {"trials": 3}}))
-        .await;
-    assert_problem(s, &b, 400, "metric");
-
-    // Predictions: unknown model, bad features.
-    let (s, b) = server
-        .post_json("/predict", &json!({"model": "ghost", "features": {}}))
-        .await;
-    assert_problem(s, &b, 404, "ghost");
-    let (s, b) = server
-        .post_raw(
-            "/predict",
-            b"{\"model\": \"m\", \"features\": {\"rin\": NaN}}".to_vec(),
-            "application/json",
-        )
-        .await;
-    assert_problem(s, &b, 400, "invalid JSON");
-    let (s, b) = server
-        .post_json("/predict", &json!({"model": "m", "features": [1, 2]}))
-        .await;
-    assert_problem(s, &b, 400, "invalid type");
-    let (s, b) = server
-        .post_json("/batch_predict", &json!({"model": "m"}))
-        .await;
-    assert_problem(s, &b, 404, "m");
-
-    // Ids and routes.
-    let (s, b) = server.get("/experiments/not-a-uuid").await;
-    assert_problem(s, &b, 400, "not a valid experiment id");
-    let (s, b) = server
-        .get(&format!("/jobs/{}", tracseq_core::JobId::new()))
-        .await;
-    assert_problem(s, &b, 404, "not found");
-    let (s, b) = server.get("/nowhere").await;
-    assert_problem(s, &b, 404, "route");
+    // A real data set to aim at, then a wrong target and a wrong metric.
+    let ds = server.upload_lab(100, 1).await;
+    assert_refused(
+        &server,
+        vec![
+            (
+                Json(
+                    "/experiments",
+                    json!({"name": "x", "dataset_id": ds["id"], "target": "nope", "budget": {"trials": 3}}),
+                ),
+                400,
+                "nope",
+            ),
+            (
+                Json(
+                    "/experiments",
+                    json!({"name": "x", "dataset_id": ds["id"], "target": "quality_score", "metric": "auc", "budget": {"trials": 3}}),
+                ),
+                400,
+                "metric",
+            ),
+        ],
+    )
+    .await;
 
     let after = counts(&server).await;
     assert_eq!(
@@ -175,17 +207,10 @@ async fn bad_input_gets_4xx_and_leaves_no_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_prediction_features_are_rejected_by_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]).await;
-    let csv = tracseq_learn::lab::generate_csv(300, 4);
-    let (_, ds) = server
-        .post_raw("/datasets", csv.into_bytes(), "text/csv")
-        .await;
+    let (server, ds) = Server::start_with_lab(300, 4).await;
     let spec = json!({"name": "m", "dataset_id": ds["id"], "target": "quality_score", "budget": {"trials": 2},
                       "search_space": {"family": {"type": "categorical", "choices": ["linear"]}}});
-    let (s, exp) = server.post_json("/experiments", &spec).await;
-    assert_eq!(s, 201, "{exp}");
-    let id = exp["id"].as_str().unwrap().to_string();
+    let (id, _) = server.create_experiment(&spec).await;
     server
         .wait_for(
             &format!("/experiments/{id}"),
@@ -194,31 +219,27 @@ async fn bad_prediction_features_are_rejected_by_name() {
         )
         .await;
 
-    let (s, b) = server
-        .post_json(
-            "/predict",
-            &json!({"model": "m", "features": {"bogus_feature": 1}}),
-        )
-        .await;
-    assert_problem(s, &b, 400, "bogus_feature");
-    let (s, b) = server
-        .post_json(
-            "/predict",
-            &json!({"model": "m", "features": {"rin": "high"}}),
-        )
-        .await;
-    assert_problem(s, &b, 400, "rin");
-    let (s, b) = server
-        .post_json(
-            "/predict",
-            &json!({"model": "m", "version": 9, "features": {}}),
-        )
-        .await;
-    assert_problem(s, &b, 404, "version 9");
+    let predict =
+        |features: Value| Call::Json("/predict", json!({"model": "m", "features": features}));
+    assert_refused(
+        &server,
+        vec![
+            (predict(json!({"bogus_feature": 1})), 400, "bogus_feature"),
+            (predict(json!({"rin": "high"})), 400, "rin"),
+            (
+                Call::Json(
+                    "/predict",
+                    json!({"model": "m", "version": 9, "features": {}}),
+                ),
+                404,
+                "version 9",
+            ),
+        ],
+    )
+    .await;
     // Missing features are imputed, not an error.
-    let (s, b) = server
-        .post_json("/predict", &json!({"model": "m", "features": {"rin": 8.0}}))
+    server
+        .predict(&json!({"model": "m", "features": {"rin": 8.0}}))
         .await;
-    assert_eq!(s, 200, "{b}");
     server.stop();
 }

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::free_port;
+use common::{free_port, Api};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 struct Env {
     vars: Vec<(String, String)>,
     children: Vec<(String, Child)>,
-    base: String,
-    http: reqwest::Client,
+    /// The api process's API, once started.
+    api: Api,
 }
 
 fn service_or_skip(what: &str, ok: bool) -> bool {
@@ -98,8 +98,7 @@ impl Env {
         Some(Env {
             vars,
             children: Vec::new(),
-            base: String::new(),
-            http: reqwest::Client::new(),
+            api: Api::new(String::new()),
         })
     }
 
@@ -143,56 +142,25 @@ impl Env {
         let status = self.command(&["migrate"]).status().expect("migrate");
         assert!(status.success(), "tracseq-ml migrate failed");
         let port = free_port();
-        self.base = format!("http://127.0.0.1:{port}");
+        self.api = Api::new(format!("http://127.0.0.1:{port}"));
         self.spawn("api", &["api", "--port", &port.to_string()]);
         self.spawn("scheduler", &["scheduler"]);
         for i in 0..3 {
             self.spawn(&format!("worker{i}"), &["worker"]);
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self
-            .http
-            .get(format!("{}/health", self.base))
-            .send()
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "api did not come up");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("GET");
-        assert!(r.status().is_success(), "GET {path}: {}", r.status());
-        r.json().await.expect("json")
-    }
-
-    async fn post(&self, path: &str, body: reqwest::Body, content_type: &str) -> Value {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("POST");
-        let status = r.status();
-        let v: Value = r.json().await.expect("json");
-        assert!(status.is_success(), "POST {path}: {status} {v}");
-        v
+        self.api.wait_healthy(Duration::from_secs(60)).await;
     }
 
     async fn experiment(&self, ds: &str, trials: u64, seed: u64) -> String {
         let body = json!({"name": format!("dist-{seed}"), "dataset_id": ds, "target": "quality_score",
                           "budget": {"trials": trials}, "parallelism": 3, "seed": seed, "model_name": "dist"});
         let exp = self
-            .post("/experiments", body.to_string().into(), "application/json")
+            .api
+            .post_ok(
+                "/experiments",
+                body.to_string().into_bytes(),
+                "application/json",
+            )
             .await;
         exp["id"].as_str().unwrap().to_string()
     }
@@ -241,18 +209,12 @@ impl Env {
     }
 
     async fn wait_done(&self, id: &str, secs: u64) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let s = self.get(&format!("/experiments/{id}")).await;
-            if s["state"] == "completed" || s["state"] == "failed" || s["state"] == "cancelled" {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "experiment {id} did not finish: {s}"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let path = format!("/experiments/{id}");
+        self.api
+            .wait_for(&path, Duration::from_secs(secs), |s| {
+                s["state"] == "completed" || s["state"] == "failed" || s["state"] == "cancelled"
+            })
+            .await
     }
 }
 
@@ -321,10 +283,7 @@ fn objects_are_readable_with_another_s3_client(env: &Env) {
 async fn distributed_fleet_survives_killed_worker_and_scheduler() {
     let Some(mut env) = Env::new() else { return };
     env.start().await;
-    let csv = tracseq_learn::lab::generate_csv(500, 21);
-    let ds = env
-        .post("/datasets?name=dist", csv.into(), "text/csv")
-        .await;
+    let ds = env.api.upload_lab(500, 21).await;
     let ds = ds["id"].as_str().unwrap().to_string();
 
     // 40 trials; kill -9 worker0 while it holds a trial.
@@ -333,14 +292,16 @@ async fn distributed_fleet_survives_killed_worker_and_scheduler() {
     let deadline = Instant::now() + Duration::from_secs(120);
     let killed_job = loop {
         let running = env
-            .get(&format!(
+            .api
+            .get_ok(&format!(
                 "/experiments/{id}/trials?state=running&fields=job_id"
             ))
             .await;
         let mut found = None;
         for t in running.as_array().unwrap() {
             let job = env
-                .get(&format!("/jobs/{}", t["job_id"].as_str().unwrap()))
+                .api
+                .get_ok(&format!("/jobs/{}", t["job_id"].as_str().unwrap()))
                 .await;
             if job["state"] == "running"
                 && job["lease_owner"]
@@ -362,7 +323,7 @@ async fn distributed_fleet_survives_killed_worker_and_scheduler() {
     assert_eq!(done["state"], "completed", "{done}");
     assert_eq!(done["counts"]["total"], 40, "exactly the planned trials");
     assert_eq!(done["counts"]["running"], 0);
-    let job = env.get(&format!("/jobs/{killed_job}")).await;
+    let job = env.api.get_ok(&format!("/jobs/{killed_job}")).await;
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(job["attempt"], 2, "ran again elsewhere: {job}");
     assert_eq!(
@@ -376,17 +337,11 @@ async fn distributed_fleet_survives_killed_worker_and_scheduler() {
 
     // The model is registered, stored in S3 and served.
     let features = Value::Object(tracseq_learn::lab::example_record(2));
-    let pred = env
-        .post(
-            "/predict",
-            json!({"model": "dist", "features": features})
-                .to_string()
-                .into(),
-            "application/json",
-        )
-        .await;
+    let body = json!({"model": "dist", "features": features});
+    let (status, pred) = env.api.post_json("/predict", &body).await;
+    assert_eq!(status, 200, "{pred}");
     assert!(pred["value"].as_f64().unwrap().is_finite());
-    let listing = env.get("/artifacts?prefix=models/dist").await;
+    let listing = env.api.get_ok("/artifacts?prefix=models/dist").await;
     assert_eq!(listing["items"].as_array().unwrap().len(), 1);
     objects_are_readable_with_another_s3_client(&env);
 
@@ -394,7 +349,7 @@ async fn distributed_fleet_survives_killed_worker_and_scheduler() {
     let id2 = env.experiment(&ds, 12, 2).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let s = env.get(&format!("/experiments/{id2}")).await;
+        let s = env.api.get_ok(&format!("/experiments/{id2}")).await;
         if s["counts"]["complete"].as_u64().unwrap_or(0)
             + s["counts"]["pruned"].as_u64().unwrap_or(0)
             >= 3
@@ -414,7 +369,8 @@ async fn distributed_fleet_survives_killed_worker_and_scheduler() {
     assert_eq!(done["state"], "completed", "{done}");
     assert_eq!(done["counts"]["total"], 12);
     let trials = env
-        .get(&format!("/experiments/{id2}/trials?fields=number,state"))
+        .api
+        .get_ok(&format!("/experiments/{id2}/trials?fields=number,state"))
         .await;
     let numbers: BTreeSet<u64> = trials
         .as_array()
@@ -427,7 +383,7 @@ async fn distributed_fleet_survives_killed_worker_and_scheduler() {
         (0..12).collect::<BTreeSet<u64>>(),
         "no trial number used twice, none lost"
     );
-    let model = env.get("/models/dist").await;
+    let model = env.api.get_ok("/models/dist").await;
     assert_eq!(
         model["versions"].as_array().unwrap().len(),
         2,
@@ -545,14 +501,11 @@ async fn broker_loss_mid_experiment_every_job_completes_once() {
         return;
     };
     env.start().await;
-    let csv = tracseq_learn::lab::generate_csv(400, 8);
-    let ds = env
-        .post("/datasets?name=broker", csv.into(), "text/csv")
-        .await;
+    let ds = env.api.upload_lab(400, 8).await;
     let id = env.experiment(ds["id"].as_str().unwrap(), 20, 3).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let s = env.get(&format!("/experiments/{id}")).await;
+        let s = env.api.get_ok(&format!("/experiments/{id}")).await;
         if s["counts"]["total"].as_u64().unwrap_or(0) >= 4 {
             break;
         }
@@ -572,13 +525,15 @@ async fn broker_loss_mid_experiment_every_job_completes_once() {
     assert_eq!(done["counts"]["total"], 20);
     assert_eq!(done["counts"]["running"], 0);
     let trials = env
-        .get(&format!(
+        .api
+        .get_ok(&format!(
             "/experiments/{id}/trials?fields=number,job_id,state"
         ))
         .await;
     for t in trials.as_array().unwrap() {
         let job = env
-            .get(&format!("/jobs/{}", t["job_id"].as_str().unwrap()))
+            .api
+            .get_ok(&format!("/jobs/{}", t["job_id"].as_str().unwrap()))
             .await;
         assert!(
             job["state"] == "succeeded" || job["state"] == "pruned",

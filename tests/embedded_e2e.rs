@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Server;
+use common::{assert_explained_prediction, Server};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -12,11 +12,7 @@ async fn automl_predict_restart_and_find_everything() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]).await;
 
-    let csv = tracseq_learn::lab::generate_csv(600, 11);
-    let (status, ds) = server
-        .post_raw("/datasets?name=lab", csv.into_bytes(), "text/csv")
-        .await;
-    assert_eq!(status, 201, "{ds}");
+    let ds = server.upload_lab(600, 11).await;
     assert_eq!(ds["rows"], 600);
     let ds_id = ds["id"].as_str().unwrap().to_string();
 
@@ -25,18 +21,10 @@ async fn automl_predict_restart_and_find_everything() {
         "budget": {"trials": 6}, "parallelism": 2, "seed": 5, "cv_folds": 3,
         "model_name": "quality"
     });
-    let (status, exp) = server.post_json("/experiments", &spec).await;
-    assert_eq!(status, 201, "{exp}");
+    let (id, exp) = server.create_experiment(&spec).await;
     assert_eq!(exp["spec"]["metric"], "rmse");
-    let id = exp["id"].as_str().unwrap().to_string();
 
-    let done = server
-        .wait_for(
-            &format!("/experiments/{id}"),
-            Duration::from_secs(180),
-            |b| b["state"] != "running" && b["state"] != "finalizing",
-        )
-        .await;
+    let done = server.wait_settled(&id, Duration::from_secs(180)).await;
     assert_eq!(done["state"], "completed", "{done}");
     assert_eq!(done["counts"]["total"], 6, "exactly the planned trials");
     assert_eq!(done["counts"]["running"], 0);
@@ -97,16 +85,11 @@ async fn automl_predict_restart_and_find_everything() {
     assert_eq!(status, 400);
 
     let features = Value::Object(tracseq_learn::lab::example_record(3));
-    let (status, pred) = server
-        .post_json(
-            "/predict",
-            &json!({"model": "quality", "features": features}),
-        )
+    let pred = server
+        .predict(&json!({"model": "quality", "features": features}))
         .await;
-    assert_eq!(status, 200, "{pred}");
+    assert_explained_prediction(&pred);
     let score = pred["value"].as_f64().unwrap();
-    assert!(pred["quality"]["category"].is_string());
-    assert!(!pred["contributions"].as_array().unwrap().is_empty());
 
     // Batch prediction: inline records, and a data set as a job.
     let (status, batch) = server
@@ -146,13 +129,9 @@ async fn automl_predict_restart_and_find_everything() {
     assert_eq!(list.as_array().unwrap().len(), 1);
     let (_, ds_again) = server.get(&format!("/datasets/{ds_id}")).await;
     assert_eq!(ds_again["sha256"], ds["sha256"]);
-    let (status, pred2) = server
-        .post_json(
-            "/predict",
-            &json!({"model": "quality", "version": 1, "features": features}),
-        )
+    let pred2 = server
+        .predict(&json!({"model": "quality", "version": 1, "features": features}))
         .await;
-    assert_eq!(status, 200);
     assert_eq!(
         pred2["value"].as_f64(),
         Some(score),
@@ -163,15 +142,9 @@ async fn automl_predict_restart_and_find_everything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_an_experiment_stops_its_trials() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]).await;
-    let csv = tracseq_learn::lab::generate_csv(400, 2);
-    let (_, ds) = server
-        .post_raw("/datasets", csv.into_bytes(), "text/csv")
-        .await;
+    let (server, ds) = Server::start_with_lab(400, 2).await;
     let spec = json!({"name": "long", "dataset_id": ds["id"], "target": "quality_score", "budget": {"trials": 500}});
-    let (_, exp) = server.post_json("/experiments", &spec).await;
-    let id = exp["id"].as_str().unwrap().to_string();
+    let (id, _) = server.create_experiment(&spec).await;
     server
         .wait_for(
             &format!("/experiments/{id}"),

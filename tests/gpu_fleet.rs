@@ -4,42 +4,24 @@
 //! a job nobody could hold ends `unschedulable`, and a worker that stops
 //! heartbeating shows as dead.
 
+mod common;
+
 use chrono::{DateTime, Utc};
+use common::fleet::Fleet;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracseq_core::fleet::WorkerStatus;
-use tracseq_core::lifecycle::RetryPolicy;
 use tracseq_core::protocol::{JobSpec, NoopPayload};
 use tracseq_core::resources::ResourceRequest;
 use tracseq_core::types::{DispatchMessage, Job, JobState, NewJob};
-use tracseq_core::{JobId, Platform, WorkerId};
-use tracseq_scheduler::{Reporter, Scheduler};
+use tracseq_core::{JobId, WorkerId};
 use tracseq_worker::{gpu, HostResources, Worker, WorkerOptions};
 
-const POLICY: RetryPolicy = RetryPolicy {
-    backoff_base_ms: 50,
-    backoff_max_ms: 200,
-};
 const HEARTBEAT: Duration = Duration::from_millis(100);
 
-struct Fleet {
-    platform: Platform,
-    cancel: CancellationToken,
-    wake: Arc<Notify>,
-}
-
 impl Fleet {
-    fn new() -> Self {
-        Fleet {
-            platform: tracseq_backends::platform::in_memory(POLICY),
-            cancel: CancellationToken::new(),
-            wake: Arc::new(Notify::new()),
-        }
-    }
-
     /// A worker with a configured GPU list ("none" for a CPU host).
     fn worker(
         &self,
@@ -50,7 +32,7 @@ impl Fleet {
     ) -> (Arc<Worker>, tokio::task::JoinHandle<()>, CancellationToken) {
         let (inventory, _) = gpu::detect(Some(gpus)).unwrap();
         let host = HostResources::new(WorkerId(name.into()), inventory, u32::from(slots)).unwrap();
-        let opts = WorkerOptions {
+        self.spawn_worker(WorkerOptions {
             id: WorkerId(name.into()),
             resource_classes: classes.iter().map(|c| c.to_string()).collect(),
             host: Arc::new(host),
@@ -59,31 +41,7 @@ impl Fleet {
             heartbeat: HEARTBEAT,
             drain: Duration::from_secs(5),
             dataset_limits: Default::default(),
-        };
-        let reporter = Arc::new(Reporter::new(self.platform.clone()));
-        let w = Arc::new(Worker::new(
-            self.platform.clone(),
-            opts,
-            self.wake.clone(),
-            reporter,
-        ));
-        let stop = self.cancel.child_token();
-        let (run, c) = (w.clone(), stop.clone());
-        let task = tokio::spawn(async move {
-            run.run(c).await.unwrap();
-        });
-        (w, task, stop)
-    }
-
-    fn scheduler(&self, unschedulable_after: Duration) {
-        let s = Scheduler::new(
-            self.platform.clone(),
-            Duration::from_millis(50),
-            self.wake.clone(),
-        )
-        .with_unschedulable_after(unschedulable_after);
-        let c = self.cancel.clone();
-        tokio::spawn(async move { s.run(c).await.unwrap() });
+        })
     }
 
     async fn submit(&self, resources: ResourceRequest, sleep_ms: u64) -> JobId {
@@ -197,7 +155,7 @@ async fn gpu_jobs_run_only_where_they_fit_and_never_overcommit() {
         shared_a_device,
         "two half-GPU jobs ran together on one device (fractional packing)"
     );
-    fleet.cancel.cancel();
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,9 +231,13 @@ async fn a_worker_that_stops_heartbeating_is_dead() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_no_worker_could_hold_ends_unschedulable_with_the_reason() {
-    let fleet = Fleet::new();
+    let mut fleet = Fleet::new();
     let (_w, _, _) = fleet.worker("small", "0:T4:16000", &[], 2);
-    fleet.scheduler(Duration::from_millis(200));
+    fleet.run_scheduler(
+        fleet
+            .scheduler()
+            .with_unschedulable_after(Duration::from_millis(200)),
+    );
     let too_big = fleet.submit(gpus(2.0), 0).await;
     let fits = fleet.submit(gpus(1.0), 0).await;
     let jobs = fleet
@@ -290,5 +252,5 @@ async fn a_job_no_worker_could_hold_ends_unschedulable_with_the_reason() {
         "the reason names what the fleet has: {reason}"
     );
     assert_eq!(jobs[1].state, JobState::Succeeded);
-    fleet.cancel.cancel();
+    fleet.stop().await;
 }

@@ -20,20 +20,44 @@ fn objective(p: &Value) -> Vec<f64> {
     ]
 }
 
-/// Whether `a` dominates `b`, both given as `[maximised, minimised]`.
+/// Whether losses `a` dominate losses `b` (smaller is better).
 fn dominates(a: &[f64], b: &[f64]) -> bool {
-    let (la, lb) = ([-a[0], a[1]], [-b[0], b[1]]);
-    la.iter().zip(&lb).all(|(x, y)| x <= y) && la.iter().zip(&lb).any(|(x, y)| x < y)
+    a.iter().zip(b).all(|(x, y)| x <= y) && a.iter().zip(b).any(|(x, y)| x < y)
 }
 
 fn floats(v: &Value) -> Vec<f64> {
     serde_json::from_value(v.clone()).unwrap()
 }
 
+/// The losses of `objective`'s values `[score, cost]`: score is maximised.
+fn score_cost_losses(values: &Value) -> Vec<f64> {
+    let v = floats(values);
+    vec![-v[0], v[1]]
+}
+
+/// Checks the `pareto_front` of an experiment's summary, comparing points
+/// by `losses` of their values: there is one, no point dominates another, the points come
+/// best first by the first objective, and the best trial is the head.
+fn assert_front(summary: &Value, losses: impl Fn(&Value) -> Vec<f64>) -> &[Value] {
+    let front = summary["pareto_front"].as_array().unwrap();
+    assert!(!front.is_empty(), "{summary}");
+    let all: Vec<Vec<f64>> = front.iter().map(|f| losses(&f["values"])).collect();
+    for (a, la) in front.iter().zip(&all) {
+        for (b, lb) in front.iter().zip(&all) {
+            assert!(!dominates(lb, la), "{b} dominates {a}");
+        }
+    }
+    assert!(
+        all.windows(2).all(|w| w[0][0] <= w[1][0]),
+        "not sorted best first: {all:?}"
+    );
+    assert_eq!(summary["best_trial"]["number"], front[0]["number"]);
+    front
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_objective_ask_tell_returns_a_non_dominated_front() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]).await;
+    let server = Server::start_fresh(&[]).await;
     let space = json!({
         "x": {"type": "float", "low": -2, "high": 3},
         "y": {"type": "float", "low": -2, "high": 2},
@@ -80,17 +104,11 @@ async fn two_objective_ask_tell_returns_a_non_dominated_front() {
 
     let body = json!({"name": "trade-off", "search_space": space, "seed": 11, "budget": {"trials": 48},
                       "objectives": objectives, "sampler": {"type": "nsga2", "population_size": 12}});
-    let (s, exp) = server.post_json("/experiments", &body).await;
-    assert_eq!(s, 201, "{exp}");
+    let (id, exp) = server.create_experiment(&body).await;
     assert_eq!(exp["spec"]["sampler"]["type"], "nsga2");
-    let id = exp["id"].as_str().unwrap().to_string();
     for i in 0..48 {
-        let (s, asked) = server
-            .post_json(&format!("/experiments/{id}/ask"), &json!({}))
-            .await;
-        assert_eq!(s, 201, "{asked}");
+        let asked = server.ask(&id).await;
         let n = asked["number"].as_u64().unwrap();
-        let tell = format!("/experiments/{id}/trials/{n}/tell");
         if i == 0 {
             // Bad tells are refused with the field named, and change nothing.
             for (bad, needle) in [
@@ -110,7 +128,7 @@ async fn two_objective_ask_tell_returns_a_non_dominated_front() {
                 ),
                 (json!({}), "values is required"),
             ] {
-                let (s, problem) = server.post_json(&tell, &bad).await;
+                let (s, problem) = server.tell(&id, n, &bad).await;
                 assert_eq!(s, 400, "{bad}: {problem}");
                 assert!(
                     problem["message"].as_str().unwrap().contains(needle),
@@ -123,7 +141,7 @@ async fn two_objective_ask_tell_returns_a_non_dominated_front() {
             assert_eq!(trial[0]["number"], n, "still running after the bad tells");
         }
         let (s, told) = server
-            .post_json(&tell, &json!({"values": objective(&asked["params"])}))
+            .tell(&id, n, &json!({"values": objective(&asked["params"])}))
             .await;
         assert_eq!(s, 200, "{told}");
         assert_eq!(told["values"].as_array().unwrap().len(), 2);
@@ -132,24 +150,10 @@ async fn two_objective_ask_tell_returns_a_non_dominated_front() {
 
     let (s, summary) = server.get(&format!("/experiments/{id}")).await;
     assert_eq!(s, 200);
-    let front = summary["pareto_front"].as_array().unwrap();
+    // No point dominates another; sorted by the first objective, best
+    // (largest score) first; the best trial is the front's head.
+    let front = assert_front(&summary, score_cost_losses);
     assert!(front.len() >= 3, "{summary}");
-    for a in front {
-        for b in front {
-            assert!(
-                !dominates(&floats(&b["values"]), &floats(&a["values"])),
-                "{b} dominates {a}"
-            );
-        }
-    }
-    // Sorted by the first objective, best (largest score) first; the best
-    // trial is the front's head.
-    let scores: Vec<f64> = front
-        .iter()
-        .map(|f| f["values"][0].as_f64().unwrap())
-        .collect();
-    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
-    assert_eq!(summary["best_trial"]["number"], front[0]["number"]);
     // Every complete trial off the front is dominated by a front point.
     let (_, trials) = server
         .get(&format!(
@@ -160,9 +164,11 @@ async fn two_objective_ask_tell_returns_a_non_dominated_front() {
     assert_eq!(trials.len(), 48);
     let on_front: Vec<&Value> = front.iter().map(|f| &f["number"]).collect();
     for t in trials.iter().filter(|t| !on_front.contains(&&t["number"])) {
-        let v = floats(&t["values"]);
+        let v = score_cost_losses(&t["values"]);
         assert!(
-            front.iter().any(|f| dominates(&floats(&f["values"]), &v)),
+            front
+                .iter()
+                .any(|f| dominates(&score_cost_losses(&f["values"]), &v)),
             "trial {t} is neither on the front nor dominated"
         );
     }
@@ -174,14 +180,8 @@ async fn two_objective_ask_tell_returns_a_non_dominated_front() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn automl_trades_the_metric_against_measured_latency_and_size() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]).await;
-    let csv = tracseq_learn::lab::generate_csv(400, 5);
-    let (s, ds) = server
-        .post_raw("/datasets?name=lab", csv.into_bytes(), "text/csv")
-        .await;
-    assert_eq!(s, 201, "{ds}");
-    let ds_id = ds["id"].as_str().unwrap().to_string();
+    let (server, ds) = Server::start_with_lab(400, 5).await;
+    let ds_id = &ds["id"];
     let bad = json!({"name": "mo-bad", "dataset_id": ds_id, "target": "quality_score", "budget": {"trials": 4},
                      "objectives": [{"name": "auc"}, {"name": "latency_us"}]});
     let (s, problem) = server.post_json("/experiments", &bad).await;
@@ -204,18 +204,10 @@ async fn automl_trades_the_metric_against_measured_latency_and_size() {
         },
         "budget": {"trials": 6}, "parallelism": 2, "seed": 3, "model_name": "mo-quality"
     });
-    let (s, exp) = server.post_json("/experiments", &spec).await;
-    assert_eq!(s, 201, "{exp}");
+    let (id, exp) = server.create_experiment(&spec).await;
     assert_eq!(exp["spec"]["metric"], "rmse");
     assert_eq!(exp["spec"]["pruner"]["type"], "none");
-    let id = exp["id"].as_str().unwrap().to_string();
-    let done = server
-        .wait_for(
-            &format!("/experiments/{id}"),
-            Duration::from_secs(300),
-            |b| b["state"] != "running" && b["state"] != "finalizing",
-        )
-        .await;
+    let done = server.wait_settled(&id, Duration::from_secs(300)).await;
     assert_eq!(done["state"], "completed", "{done}");
     assert_eq!(done["model_version"], 1);
     let (_, trials) = server
@@ -231,18 +223,8 @@ async fn automl_trades_the_metric_against_measured_latency_and_size() {
         assert_eq!(t["detail"]["latency_us"].as_f64(), Some(v[1]));
         assert_eq!(t["detail"]["model_bytes"].as_f64(), Some(v[2]));
     }
-    let front = done["pareto_front"].as_array().unwrap();
-    assert!(!front.is_empty(), "{done}");
-    let loss = |v: &Value| floats(v); // all three objectives are minimised
-    for a in front {
-        for b in front {
-            let (la, lb) = (loss(&a["values"]), loss(&b["values"]));
-            let dominated =
-                la.iter().zip(&lb).all(|(x, y)| y <= x) && la.iter().zip(&lb).any(|(x, y)| y < x);
-            assert!(!dominated, "{b} dominates {a}");
-        }
-    }
-    // The registered model is the best by the metric, which heads the front.
-    assert_eq!(done["best_trial"]["number"], front[0]["number"]);
+    // All three objectives are minimised. The registered model is the best
+    // by the metric, which heads the front.
+    assert_front(&done, floats);
     server.stop();
 }

@@ -6,41 +6,26 @@
 
 mod common;
 
-use common::Server;
+use common::{assert_explained_prediction, Server};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-async fn upload(server: &Server, rows: usize, seed: u64) -> String {
-    let csv = tracseq_learn::lab::generate_csv(rows, seed);
-    let (status, ds) = server
-        .post_raw("/datasets?name=lab", csv.into_bytes(), "text/csv")
-        .await;
-    assert_eq!(status, 201, "{ds}");
-    ds["id"].as_str().unwrap().to_string()
-}
-
-async fn run_to_end(server: &Server, spec: &Value) -> (String, Value) {
-    let (status, exp) = server.post_json("/experiments", spec).await;
-    assert_eq!(status, 201, "{exp}");
-    let id = exp["id"].as_str().unwrap().to_string();
-    let done = server
-        .wait_for(
-            &format!("/experiments/{id}"),
-            Duration::from_secs(300),
-            |b| b["state"] != "running" && b["state"] != "finalizing",
-        )
-        .await;
-    (id, done)
+/// Runs an AutoML experiment to its end on a fresh server holding 600 rows
+/// of the lab data (from `seed`), predicting `quality_score`: the server,
+/// the experiment's id and its final summary.
+async fn run_to_end(seed: u64, mut spec: Value) -> (Server, String, Value) {
+    let (server, ds) = Server::start_with_lab(600, seed).await;
+    spec["dataset_id"] = ds["id"].clone();
+    spec["target"] = json!("quality_score");
+    let (id, _) = server.create_experiment(&spec).await;
+    let done = server.wait_settled(&id, Duration::from_secs(300)).await;
+    (server, id, done)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_mlp_automl_experiment_is_served_by_predict() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]).await;
-    let ds = upload(&server, 600, 21).await;
     let spec = json!({
-        "name": "mlp", "dataset_id": ds, "target": "quality_score",
-        "budget": {"trials": 4}, "parallelism": 2, "seed": 3, "cv_folds": 3,
+        "name": "mlp", "budget": {"trials": 4}, "parallelism": 2, "seed": 3, "cv_folds": 3,
         "model_name": "quality-mlp",
         "search_space": {
             "family": {"type": "categorical", "choices": ["nn"]},
@@ -49,7 +34,7 @@ async fn an_mlp_automl_experiment_is_served_by_predict() {
             "nn_learning_rate": {"type": "float", "low": 0.001, "high": 0.03, "log": true}
         }
     });
-    let (id, done) = run_to_end(&server, &spec).await;
+    let (server, id, done) = run_to_end(21, spec).await;
     assert_eq!(done["state"], "completed", "{done}");
     assert_eq!(done["counts"]["total"], 4);
     assert_eq!(done["model_name"], "quality-mlp");
@@ -71,32 +56,21 @@ async fn an_mlp_automl_experiment_is_served_by_predict() {
     assert_eq!(status, 200, "{model}");
     assert_eq!(model["versions"][0]["params"]["family"], "nn");
     let features = tracseq_learn::lab::example_record(4);
-    let (status, pred) = server
-        .post_json(
-            "/predict",
-            &json!({"model": "quality-mlp", "features": features}),
-        )
+    let pred = server
+        .predict(&json!({"model": "quality-mlp", "features": features}))
         .await;
-    assert_eq!(status, 200, "{pred}");
-    let value = pred["value"].as_f64().unwrap();
-    assert!(value.is_finite(), "{pred}");
-    assert!(pred["quality"]["category"].is_string(), "{pred}");
-    assert!(!pred["contributions"].as_array().unwrap().is_empty());
+    assert_explained_prediction(&pred);
     server.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hopeless_mlp_trial_is_pruned_from_its_epochs() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]).await;
-    let ds = upload(&server, 600, 22).await;
     // Trials alternate between a learning rate that learns and one that
     // barely moves (1e-6): the median pruner, comparing each epoch's
     // validation value with finished trials at the same epoch, stops the
     // hopeless ones early.
     let spec = json!({
-        "name": "mlp-prune", "dataset_id": ds, "target": "quality_score",
-        "budget": {"trials": 6}, "parallelism": 1, "seed": 9, "cv_folds": 2,
+        "name": "mlp-prune", "budget": {"trials": 6}, "parallelism": 1, "seed": 9, "cv_folds": 2,
         "sampler": {"type": "random"},
         "pruner": {"type": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
         "search_space": {
@@ -107,7 +81,7 @@ async fn a_hopeless_mlp_trial_is_pruned_from_its_epochs() {
             "nn_dropout": {"type": "categorical", "choices": [0.0]}
         }
     });
-    let (id, done) = run_to_end(&server, &spec).await;
+    let (server, id, done) = run_to_end(22, spec).await;
     assert_eq!(done["state"], "completed", "{done}");
     let (_, trials) = server.get(&format!("/experiments/{id}/trials")).await;
     let trials = trials.as_array().unwrap();

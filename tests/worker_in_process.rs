@@ -1,59 +1,42 @@
 //! Scheduler and workers together on the memory backends: determinism,
 //! lease expiry after a worker dies, and retries ending in `dead`.
 
+mod common;
+
 use bytes::Bytes;
 use chrono::Utc;
+use common::fleet::{Fleet, POLICY};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 use tracseq_core::config::LimitsConfig;
-use tracseq_core::lifecycle::{Event, RetryPolicy};
+use tracseq_core::lifecycle::Event;
 use tracseq_core::ports::{transition, ArtifactPath, JobFilter, TransitionOutcome};
 use tracseq_core::types::{DatasetRecord, ExperimentState, JobState, TrialState};
-use tracseq_core::{DatasetId, ExperimentId, Platform, WorkerId};
+use tracseq_core::{DatasetId, ExperimentId, WorkerId};
 use tracseq_scheduler::service;
 use tracseq_scheduler::spec::ExperimentRequest;
-use tracseq_scheduler::{Reporter, Scheduler};
-use tracseq_worker::{HostResources, Worker, WorkerOptions};
-
-const POLICY: RetryPolicy = RetryPolicy {
-    backoff_base_ms: 50,
-    backoff_max_ms: 200,
-};
-
-struct Fleet {
-    platform: Platform,
-    cancel: CancellationToken,
-    wake: Arc<Notify>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
+use tracseq_worker::{HostResources, WorkerOptions};
 
 impl Fleet {
-    fn new() -> Fleet {
-        Fleet {
-            platform: tracseq_backends::platform::in_memory(POLICY),
-            cancel: CancellationToken::new(),
-            wake: Arc::new(Notify::new()),
-            tasks: Vec::new(),
+    /// A fleet running a scheduler and one single-slot CPU worker per name,
+    /// each with a 10 s lease.
+    fn started(workers: &[&str]) -> Fleet {
+        let mut fleet = Fleet::new();
+        fleet.start_scheduler();
+        for name in workers {
+            fleet.start_worker(name, Duration::from_secs(10));
         }
+        fleet
     }
 
     fn start_scheduler(&mut self) {
-        let s = Scheduler::new(
-            self.platform.clone(),
-            Duration::from_millis(50),
-            self.wake.clone(),
-        );
-        let c = self.cancel.clone();
-        self.tasks.push(tokio::spawn(async move {
-            s.run(c).await.unwrap();
-        }));
+        let s = self.scheduler();
+        self.run_scheduler(s);
     }
 
     fn start_worker(&mut self, name: &str, lease: Duration) {
-        let opts = WorkerOptions {
+        let (_, task, _) = self.spawn_worker(WorkerOptions {
             id: WorkerId(name.into()),
             resource_classes: vec!["cpu".into()],
             host: Arc::new(HostResources::cpu_only(WorkerId(name.into()), 1)),
@@ -62,18 +45,14 @@ impl Fleet {
             heartbeat: lease / 4,
             drain: Duration::from_secs(30),
             dataset_limits: Default::default(),
-        };
-        let reporter = Arc::new(Reporter::new(self.platform.clone()));
-        let w = Arc::new(Worker::new(
-            self.platform.clone(),
-            opts,
-            self.wake.clone(),
-            reporter,
-        ));
-        let c = self.cancel.clone();
-        self.tasks.push(tokio::spawn(async move {
-            w.run(c).await.unwrap();
-        }));
+        });
+        self.tasks.push(task);
+    }
+
+    /// Stores the lab data generated from `(rows, seed)` as a data set.
+    async fn lab_dataset(&self, rows: usize, seed: u64) -> DatasetId {
+        self.dataset(tracseq_learn::lab::generate_csv(rows, seed), false)
+            .await
     }
 
     async fn dataset(&self, csv: String, corrupt_digest: bool) -> DatasetId {
@@ -128,13 +107,6 @@ impl Fleet {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-
-    async fn stop(self) {
-        self.cancel.cancel();
-        for t in self.tasks {
-            t.await.unwrap();
-        }
-    }
 }
 
 fn automl(ds: DatasetId, trials: u64, parallelism: u32, seed: u64) -> Value {
@@ -154,13 +126,8 @@ async fn leaderboard_with(
     trials: u64,
     parallelism: u32,
 ) -> Vec<(u64, Value, Option<f64>, TrialState)> {
-    let mut fleet = Fleet::new();
-    fleet.start_scheduler();
-    fleet.start_worker("a", Duration::from_secs(10));
-    fleet.start_worker("b", Duration::from_secs(10));
-    let ds = fleet
-        .dataset(tracseq_learn::lab::generate_csv(300, 9), false)
-        .await;
+    let fleet = Fleet::started(&["a", "b"]);
+    let ds = fleet.lab_dataset(300, 9).await;
     let mut spec = automl(ds, trials, parallelism, seed);
     if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
         spec.extend(extra.clone());
@@ -224,11 +191,8 @@ async fn parallel_samplers_give_the_same_leaderboard_whatever_the_timing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_workers_job_runs_again_after_its_lease_expires() {
-    let mut fleet = Fleet::new();
-    fleet.start_scheduler();
-    let ds = fleet
-        .dataset(tracseq_learn::lab::generate_csv(200, 1), false)
-        .await;
+    let mut fleet = Fleet::started(&[]);
+    let ds = fleet.lab_dataset(200, 1).await;
     let id = fleet.experiment(automl(ds, 2, 1, 1)).await;
 
     // A worker takes trial 0's job, claims it with a short lease, acks the
@@ -279,9 +243,7 @@ async fn a_dead_workers_job_runs_again_after_its_lease_expires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_job_ends_dead_with_its_error_and_the_experiment_says_why() {
-    let mut fleet = Fleet::new();
-    fleet.start_scheduler();
-    fleet.start_worker("a", Duration::from_secs(10));
+    let fleet = Fleet::started(&["a"]);
     // The stored digest does not match the bytes: every attempt fails.
     let ds = fleet
         .dataset(tracseq_learn::lab::generate_csv(100, 1), true)
@@ -316,9 +278,7 @@ async fn a_poison_job_ends_dead_with_its_error_and_the_experiment_says_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn classification_automl_registers_a_model_that_predicts_labels() {
-    let mut fleet = Fleet::new();
-    fleet.start_scheduler();
-    fleet.start_worker("a", Duration::from_secs(10));
+    let fleet = Fleet::started(&["a"]);
     // The lab data with a pass/fail target instead of the score.
     let csv = tracseq_learn::lab::generate_csv(400, 5);
     let mut lines = csv.lines();
@@ -373,11 +333,8 @@ async fn classification_automl_registers_a_model_that_predicts_labels() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_higher_priority_experiments_trials_run_first() {
-    let mut fleet = Fleet::new();
-    fleet.start_scheduler();
-    let ds = fleet
-        .dataset(tracseq_learn::lab::generate_csv(200, 3), false)
-        .await;
+    let mut fleet = Fleet::started(&[]);
+    let ds = fleet.lab_dataset(200, 3).await;
     let body = |name: &str, priority: u8| {
         json!({"name": name, "dataset_id": ds, "target": "quality_score", "budget": {"trials": 3},
                "parallelism": 3, "seed": 1, "priority": priority,

@@ -3,31 +3,18 @@
 //! AutoML loop turning workers' measurements into objective values (the
 //! test acting as the worker).
 
+mod common;
+
 use chrono::Utc;
+use common::{automl_experiment, drive, experiment, jobs, platform};
 use serde_json::{json, Value};
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::Notify;
-use tracseq_core::config::LimitsConfig;
-use tracseq_core::lifecycle::{Event, RetryPolicy};
-use tracseq_core::ports::{transition, ArtifactPath, JobFilter};
 use tracseq_core::protocol::{TrainPayload, TrialResult};
-use tracseq_core::types::{DatasetRecord, ExperimentState, JobKind, JobState, TrialState};
-use tracseq_core::{DatasetId, Error, ExperimentId, Platform, WorkerId};
+use tracseq_core::types::{ExperimentState, JobKind, TrialState};
+use tracseq_core::{Error, ExperimentId, Platform};
 use tracseq_hpo::multi::pareto::dominates;
 use tracseq_scheduler::service;
-use tracseq_scheduler::spec::ExperimentRequest;
 use tracseq_scheduler::spec::TellRequest;
 use tracseq_scheduler::summary;
-use tracseq_scheduler::Scheduler;
-
-async fn experiment(p: &Platform, body: Value) -> ExperimentId {
-    let req: ExperimentRequest = serde_json::from_value(body).unwrap();
-    service::create_experiment(p, req, &LimitsConfig::default(), Utc::now())
-        .await
-        .unwrap()
-        .id
-}
 
 fn tell_values(values: Vec<f64>) -> TellRequest {
     TellRequest {
@@ -36,6 +23,28 @@ fn tell_values(values: Vec<f64>) -> TellRequest {
         state: None,
         params: None,
     }
+}
+
+/// Tells `req` for trial `number`: it must be refused as invalid with a
+/// message containing `needle`, before anything is written (the trial still
+/// runs, with no value).
+async fn assert_tell_refused(
+    p: &Platform,
+    id: ExperimentId,
+    number: u64,
+    req: TellRequest,
+    needle: &str,
+) {
+    let err = service::tell(p, id, number, req, Utc::now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err:?}");
+    assert!(err.to_string().contains(needle), "{err}");
+    let stored = p.state.get_trial(id, number).await.unwrap();
+    assert_eq!(
+        (stored.state, stored.value, stored.values),
+        (TrialState::Running, None, None)
+    );
 }
 
 /// Maximise accuracy-like `a`, minimise cost-like `c`: they conflict along x.
@@ -53,7 +62,7 @@ fn losses(values: &Value) -> Vec<f64> {
 
 #[tokio::test]
 async fn ask_tell_front_is_non_dominated_and_complete() {
-    let p = tracseq_backends::platform::in_memory(RetryPolicy::default());
+    let p = platform();
     let id = experiment(
         &p,
         json!({"name": "mo", "seed": 3, "budget": {"trials": 60},
@@ -147,7 +156,7 @@ async fn ask_tell_front_is_non_dominated_and_complete() {
 
 #[tokio::test]
 async fn told_values_are_checked_before_anything_is_written() {
-    let p = tracseq_backends::platform::in_memory(RetryPolicy::default());
+    let p = platform();
     let id = experiment(
         &p,
         json!({"name": "mo", "objectives": [{"name": "a", "direction": "maximize"}, {"name": "b", "direction": "minimize"}],
@@ -192,16 +201,7 @@ async fn told_values_are_checked_before_anything_is_written() {
         ),
     ];
     for (req, needle) in bad {
-        let err = service::tell(&p, id, t.number, req, Utc::now())
-            .await
-            .unwrap_err();
-        assert!(matches!(err, Error::Invalid(_)), "{err:?}");
-        assert!(err.to_string().contains(needle), "{err}");
-        let stored = p.state.get_trial(id, t.number).await.unwrap();
-        assert_eq!(
-            (stored.state, stored.value, stored.values),
-            (TrialState::Running, None, None)
-        );
+        assert_tell_refused(&p, id, t.number, req, needle).await;
     }
     // A pruned trial may come without values.
     let pruned = TellRequest {
@@ -221,94 +221,23 @@ async fn told_values_are_checked_before_anything_is_written() {
     )
     .await;
     let t = service::ask(&p, single, Utc::now()).await.unwrap();
-    let err = service::tell(
+    let values = tell_values(vec![1.0, 2.0]);
+    assert_tell_refused(
         &p,
         single,
         t.number,
-        tell_values(vec![1.0, 2.0]),
-        Utc::now(),
+        values,
+        "values is for multi-objective experiments",
     )
-    .await
-    .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("values is for multi-objective experiments"),
-        "{err}"
-    );
-}
-
-async fn dataset(p: &Platform) -> DatasetId {
-    let id = DatasetId::new();
-    let path = ArtifactPath::dataset(id, "data.csv").unwrap();
-    let csv = tracseq_learn::lab::generate_csv(60, 3);
-    let meta = p.artifacts.put(&path, csv.into()).await.unwrap();
-    let rec = DatasetRecord {
-        id,
-        name: "d".into(),
-        artifact_path: path.to_string(),
-        sha256: meta.sha256.unwrap(),
-        size_bytes: meta.size,
-        rows: 0,
-        schema: json!([]),
-        created_at: Utc::now(),
-    };
-    p.state.insert_dataset(&rec).await.unwrap();
-    id
-}
-
-/// Ticks the scheduler and finishes each queued trial job with `result(n)`
-/// until the experiment leaves `running`.
-async fn drive(p: &Platform, id: ExperimentId, result: impl Fn(u64) -> TrialResult) {
-    let s = Scheduler::new(
-        p.clone(),
-        Duration::from_millis(10),
-        Arc::new(Notify::new()),
-    );
-    let worker = WorkerId("w".into());
-    for _ in 0..200 {
-        s.tick(Utc::now()).await.unwrap();
-        if p.state.get_experiment(id).await.unwrap().state != ExperimentState::Running {
-            return;
-        }
-        let filter = JobFilter {
-            experiment_id: Some(id),
-            states: vec![JobState::Queued],
-            limit: None,
-        };
-        for job in p.state.list_jobs(&filter).await.unwrap() {
-            if job.kind != JobKind::Trial {
-                continue;
-            }
-            let now = Utc::now();
-            let claim = Event::ClaimAndStart {
-                worker: worker.clone(),
-                lease: chrono::Duration::seconds(60),
-                gpus: None,
-            };
-            transition(p.state.as_ref(), job.id, claim, now, &p.policy)
-                .await
-                .unwrap();
-            let r = result(job.trial_number.unwrap());
-            let done = Event::Succeed {
-                worker: worker.clone(),
-                attempt: 1,
-                result: serde_json::to_value(&r).unwrap(),
-            };
-            transition(p.state.as_ref(), job.id, done, now, &p.policy)
-                .await
-                .unwrap();
-        }
-    }
-    panic!("experiment {id} never left running");
+    .await;
 }
 
 #[tokio::test]
 async fn automl_trials_take_their_values_from_the_workers_measurements() {
-    let p = tracseq_backends::platform::in_memory(RetryPolicy::default());
-    let ds = dataset(&p).await;
-    let id = experiment(
+    let p = platform();
+    let id = automl_experiment(
         &p,
-        json!({"name": "mo", "dataset_id": ds, "target": "quality_score", "parallelism": 2, "seed": 1,
+        json!({"name": "mo", "parallelism": 2, "seed": 1,
                "objectives": [{"name": "rmse"}, {"name": "latency_us"}, {"name": "model_bytes"}],
                "budget": {"trials": 8}}),
     )
@@ -358,14 +287,8 @@ async fn automl_trials_take_their_values_from_the_workers_measurements() {
     let numbers: Vec<u64> = front.iter().map(|f| f.number).collect();
     assert_eq!(numbers, vec![7, 5, 4, 3, 2, 1, 0], "best rmse first");
     // The final model is the best by the metric, the first objective.
-    let train = p
-        .state
-        .list_jobs(&JobFilter {
-            experiment_id: Some(id),
-            ..Default::default()
-        })
+    let train = jobs(&p, id)
         .await
-        .unwrap()
         .into_iter()
         .find(|j| j.kind == JobKind::Train)
         .unwrap();
@@ -376,7 +299,7 @@ async fn automl_trials_take_their_values_from_the_workers_measurements() {
 
 #[tokio::test]
 async fn best_trial_breaks_first_objective_ties_by_the_next_objectives() {
-    let p = tracseq_backends::platform::in_memory(RetryPolicy::default());
+    let p = platform();
     let id = experiment(
         &p,
         json!({"name": "ties", "sampler": {"type": "random"},

@@ -1,18 +1,16 @@
-//! Helpers for end-to-end tests: start the real binary, call its API.
+//! Helpers for end-to-end tests: start the real binary, call its API; and
+//! (in `fleet`) the scheduler and workers in process on the memory backends.
 
 #![allow(dead_code)]
 
-use serde_json::Value;
+pub mod fleet;
+
+use serde_json::{json, Value};
 use std::net::TcpListener;
+use std::ops::Deref;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-pub struct Server {
-    pub child: Child,
-    pub base: String,
-    pub http: reqwest::Client,
-}
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -21,51 +19,39 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-impl Server {
-    /// Starts `tracseq-ml up` on a free port over `data_dir` and waits for `/health`.
-    pub async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Server {
-        let port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tracseq-ml"));
-        cmd.args(["up", "--port", &port.to_string(), "--data-dir"])
-            .arg(data_dir)
-            .env("RUST_LOG", "warn,warp::filters::trace=error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("start tracseq-ml up");
-        let server = Server {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
+/// Checks a prediction for one record: a finite value, explained by its
+/// quality category and the features' contributions.
+pub fn assert_explained_prediction(pred: &Value) {
+    let value = pred["value"].as_f64().unwrap();
+    assert!(value.is_finite(), "{pred}");
+    assert!(pred["quality"]["category"].is_string(), "{pred}");
+    assert!(!pred["contributions"].as_array().unwrap().is_empty());
+}
+
+/// The HTTP API at `base`. Each call answers the status and the JSON body
+/// (`Null` when the body is not JSON); the `_ok` calls must succeed.
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: String) -> Api {
+        Api {
+            base,
             http: reqwest::Client::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = server
-                .http
-                .get(format!("{}/health", server.base))
-                .send()
-                .await
-            {
-                if r.status().is_success() {
-                    return server;
-                }
-            }
-            assert!(Instant::now() < deadline, "server did not become healthy");
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
-    pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("GET");
+    async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> (u16, Value) {
+        let r = request.send().await.expect(what);
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let request = self.http.get(format!("{}{path}", self.base));
+        self.send(request, "GET").await
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
@@ -74,16 +60,40 @@ impl Server {
     }
 
     pub async fn post_raw(&self, path: &str, body: Vec<u8>, content_type: &str) -> (u16, Value) {
-        let r = self
+        let request = self
             .http
             .post(format!("{}{path}", self.base))
             .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("POST");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+            .body(body);
+        self.send(request, "POST").await
+    }
+
+    /// `GET path`, which must succeed: its body.
+    pub async fn get_ok(&self, path: &str) -> Value {
+        let (status, body) = self.get(path).await;
+        assert!((200..300).contains(&status), "GET {path}: {status} {body}");
+        body
+    }
+
+    /// `POST path`, which must succeed: its body.
+    pub async fn post_ok(&self, path: &str, body: Vec<u8>, content_type: &str) -> Value {
+        let (status, body) = self.post_raw(path, body, content_type).await;
+        assert!((200..300).contains(&status), "POST {path}: {status} {body}");
+        body
+    }
+
+    /// Waits until `/health` answers a success.
+    pub async fn wait_healthy(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/health", self.base)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "server did not become healthy");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Polls `GET path` until `done(body)` or the timeout.
@@ -106,6 +116,113 @@ impl Server {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Uploads `rows` rows of the lab data (generated from `seed`) as the
+    /// data set `lab`: its record.
+    pub async fn upload_lab(&self, rows: usize, seed: u64) -> Value {
+        let csv = tracseq_learn::lab::generate_csv(rows, seed);
+        let (status, ds) = self
+            .post_raw("/datasets?name=lab", csv.into_bytes(), "text/csv")
+            .await;
+        assert_eq!(status, 201, "{ds}");
+        ds
+    }
+
+    /// Creates an experiment, which must be accepted: its id and record.
+    pub async fn create_experiment(&self, spec: &Value) -> (String, Value) {
+        let (status, exp) = self.post_json("/experiments", spec).await;
+        assert_eq!(status, 201, "{exp}");
+        (exp["id"].as_str().unwrap().to_string(), exp)
+    }
+
+    /// Waits until the experiment is neither running nor finalizing: its
+    /// summary.
+    pub async fn wait_settled(&self, id: &str, timeout: Duration) -> Value {
+        self.wait_for(&format!("/experiments/{id}"), timeout, |b| {
+            b["state"] != "running" && b["state"] != "finalizing"
+        })
+        .await
+    }
+
+    /// Asks the experiment for a trial, which must be handed out: the trial.
+    pub async fn ask(&self, id: &str) -> Value {
+        let (status, asked) = self
+            .post_json(&format!("/experiments/{id}/ask"), &json!({}))
+            .await;
+        assert_eq!(status, 201, "{asked}");
+        asked
+    }
+
+    /// Asks `model` for a prediction (`request` names the model, the
+    /// features and maybe a version), which must be given: the prediction.
+    pub async fn predict(&self, request: &Value) -> Value {
+        let (status, pred) = self.post_json("/predict", request).await;
+        assert_eq!(status, 200, "{request}: {pred}");
+        pred
+    }
+
+    /// Tells the result `body` of trial `n`.
+    pub async fn tell(&self, id: &str, n: u64, body: &Value) -> (u16, Value) {
+        self.post_json(&format!("/experiments/{id}/trials/{n}/tell"), body)
+            .await
+    }
+}
+
+/// `tracseq-ml up` running as a child process, and its API.
+pub struct Server {
+    pub child: Child,
+    pub api: Api,
+    /// The data dir, when the server was given a temporary one of its own.
+    temp_dir: Option<tempfile::TempDir>,
+}
+
+impl Deref for Server {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl Server {
+    /// Starts `tracseq-ml up` on a free port over `data_dir` and waits for `/health`.
+    pub async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tracseq-ml"));
+        cmd.args(["up", "--port", &port.to_string(), "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn,warp::filters::trace=error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start tracseq-ml up");
+        let server = Server {
+            child,
+            api: Api::new(format!("http://127.0.0.1:{port}")),
+            temp_dir: None,
+        };
+        server.wait_healthy(Duration::from_secs(30)).await;
+        server
+    }
+
+    /// Starts `tracseq-ml up` over a fresh temporary data dir, removed with
+    /// the server.
+    pub async fn start_fresh(env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Server::start(dir.path(), env).await;
+        server.temp_dir = Some(dir);
+        server
+    }
+
+    /// Starts over a fresh temporary data dir and uploads `rows` rows of the
+    /// lab data (generated from `seed`): the server and the data set's record.
+    pub async fn start_with_lab(rows: usize, seed: u64) -> (Server, Value) {
+        let server = Server::start_fresh(&[]).await;
+        let ds = server.upload_lab(rows, seed).await;
+        (server, ds)
     }
 
     /// SIGTERM, then wait: the process must drain and exit 0.

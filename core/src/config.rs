@@ -425,20 +425,16 @@ mod tests {
 
     #[test]
     fn validation_names_the_key() {
-        let mut c = Config::default();
-        c.worker.slots = 0;
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("worker.slots"));
-        let mut c = Config::default();
-        c.worker.heartbeat_ms = 60_000;
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("worker.heartbeat_ms"));
+        let cases: [(fn(&mut Config), &str); 2] = [
+            (|c| c.worker.slots = 0, "worker.slots"),
+            (|c| c.worker.heartbeat_ms = 60_000, "worker.heartbeat_ms"),
+        ];
+        for (break_it, key) in cases {
+            let mut c = Config::default();
+            break_it(&mut c);
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
     }
 
     #[test]

@@ -130,9 +130,8 @@ impl Scheduler {
         let queued = self.queued_jobs().await?;
         self.republish_stale(&queued).await?;
         self.mark_unschedulable(&queued, now).await?;
-        for exp in self
-            .platform
-            .state
+        let state = self.platform.state.as_ref();
+        for exp in state
             .list_experiments(Some(ExperimentState::Running))
             .await?
         {
@@ -140,17 +139,13 @@ impl Scheduler {
                 self.advance(exp, now).await?;
             }
         }
-        for exp in self
-            .platform
-            .state
+        for exp in state
             .list_experiments(Some(ExperimentState::Finalizing))
             .await?
         {
             self.finalize(exp, now).await?;
         }
-        for exp in self
-            .platform
-            .state
+        for exp in state
             .list_experiments(Some(ExperimentState::Cancelled))
             .await?
         {

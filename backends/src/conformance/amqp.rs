@@ -2,7 +2,7 @@
 //! Each test uses a random prefix, so tests (and concurrent runs) never
 //! share a queue, and deletes its queues and exchanges at the end.
 use crate::amqp::{AmqpOptions, AmqpQueue};
-use crate::testing::job_queue_suite;
+use crate::testing::{job_queue_suite, msg};
 use lapin::options::{
     BasicGetOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
@@ -10,9 +10,8 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
 use std::time::Duration;
 use tokio::time::timeout;
-use tracseq_core::ids::JobId;
 use tracseq_core::ports::JobQueue;
-use tracseq_core::types::{DispatchMessage, JobKind};
+use tracseq_core::types::DispatchMessage;
 use tracseq_core::Error;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -21,15 +20,6 @@ fn url() -> String {
     std::env::var("TRACSEQ_TEST_AMQP_URL")
         .or_else(|_| std::env::var("AMQP_URL"))
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-fn msg(priority: u8) -> DispatchMessage {
-    DispatchMessage {
-        job_id: JobId::new(),
-        kind: JobKind::Trial,
-        priority,
-        job: None,
-    }
 }
 
 /// A queue with a fresh prefix, or `None` (test skipped) when no broker

@@ -7,7 +7,7 @@ pub mod services;
 mod state;
 
 pub use artifacts::artifact_store_suite;
-pub use queue::job_queue_suite;
+pub use queue::{job_queue_suite, msg};
 pub use state::state_store_suite;
 
 pub use tracseq_core::fixtures::{new_experiment, new_job, t0};

@@ -6,7 +6,8 @@ use tracseq_core::ids::JobId;
 use tracseq_core::ports::JobQueue;
 use tracseq_core::types::{DispatchMessage, JobKind};
 
-fn msg(priority: u8) -> DispatchMessage {
+/// A wake-up for a new job at `priority`.
+pub fn msg(priority: u8) -> DispatchMessage {
     DispatchMessage {
         job_id: JobId::new(),
         kind: JobKind::Trial,

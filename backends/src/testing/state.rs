@@ -56,21 +56,13 @@ async fn jobs_round_trip_and_cas(s: &dyn StateStore) {
         Err(Error::NotFound(_))
     ));
 
-    let listed = s
-        .list_jobs(&JobFilter {
-            states: vec![JobState::Leased],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let in_state = |state| JobFilter {
+        states: vec![state],
+        ..Default::default()
+    };
+    let listed = s.list_jobs(&in_state(JobState::Leased)).await.unwrap();
     assert!(listed.iter().any(|j| j.id == job.id));
-    let none = s
-        .list_jobs(&JobFilter {
-            states: vec![JobState::Dead],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let none = s.list_jobs(&in_state(JobState::Dead)).await.unwrap();
     assert!(none.iter().all(|j| j.state == JobState::Dead));
 }
 

@@ -257,19 +257,13 @@ pub fn on_event(
         }
         Event::TimeOut => {
             require(job, &[JobState::Running], "time out")?;
-            match job.deadline_at {
-                Some(at) if at <= now => {}
-                _ => return Err(Rejection::NotDue),
-            }
+            due(job.deadline_at, now)?;
             let msg = format!("timed out after {} s", job.timeout_secs);
             fail(job, msg, true, now, policy)
         }
         Event::RetryDue => {
             require(job, &[JobState::Failed], "retry")?;
-            match job.retry_at {
-                Some(at) if at <= now => {}
-                _ => return Err(Rejection::NotDue),
-            }
+            due(job.retry_at, now)?;
             job.state = JobState::Queued;
             job.retry_at = None;
             vec![Effect::Publish]
@@ -306,6 +300,15 @@ fn finished_state(event: &Event) -> Option<JobState> {
         Event::Succeed { .. } => Some(JobState::Succeeded),
         Event::Prune { .. } => Some(JobState::Pruned),
         _ => None,
+    }
+}
+
+/// A deadline or retry time that has come by `now`; anything else is
+/// [`Rejection::NotDue`] (a sweeper acting on a stale read).
+fn due(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<(), Rejection> {
+    match at {
+        Some(at) if at <= now => Ok(()),
+        _ => Err(Rejection::NotDue),
     }
 }
 

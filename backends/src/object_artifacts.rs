@@ -132,6 +132,22 @@ impl ObjectArtifactStore {
         Ok(Self::new(store))
     }
 
+    /// The object at `path`, opened for reading.
+    async fn open(&self, path: &ArtifactPath) -> Result<object_store::GetResult> {
+        self.store
+            .get(&ObjectPath::from(path.as_str()))
+            .await
+            .classify()
+    }
+
+    /// The store's metadata of the object at `path`.
+    async fn stat(&self, path: &ArtifactPath) -> Result<object_store::ObjectMeta> {
+        self.store
+            .head(&ObjectPath::from(path.as_str()))
+            .await
+            .classify()
+    }
+
     async fn digest_of(&self, key: &str) -> Result<Option<String>> {
         match self.store.get(&ObjectPath::from(key)).await {
             Ok(r) => {
@@ -160,11 +176,7 @@ impl ArtifactStore for ObjectArtifactStore {
             )
             .await
             .classify()?;
-        let meta = self
-            .store
-            .head(&ObjectPath::from(path.as_str()))
-            .await
-            .classify()?;
+        let meta = self.stat(path).await?;
         Ok(ArtifactMeta {
             path: path.to_string(),
             size,
@@ -174,29 +186,16 @@ impl ArtifactStore for ObjectArtifactStore {
     }
 
     async fn get(&self, path: &ArtifactPath) -> Result<Bytes> {
-        let r = self
-            .store
-            .get(&ObjectPath::from(path.as_str()))
-            .await
-            .classify()?;
-        Ok(r.bytes().await.classify()?)
+        self.open(path).await?.bytes().await.classify()
     }
 
     async fn get_stream(&self, path: &ArtifactPath) -> Result<ByteStream> {
-        let r = self
-            .store
-            .get(&ObjectPath::from(path.as_str()))
-            .await
-            .classify()?;
+        let r = self.open(path).await?;
         Ok(Box::pin(r.into_stream().map_err(object_error)))
     }
 
     async fn head(&self, path: &ArtifactPath) -> Result<ArtifactMeta> {
-        let meta = self
-            .store
-            .head(&ObjectPath::from(path.as_str()))
-            .await
-            .classify()?;
+        let meta = self.stat(path).await?;
         Ok(ArtifactMeta {
             path: path.to_string(),
             size: meta.size,

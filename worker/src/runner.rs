@@ -78,13 +78,7 @@ impl Runner {
             .trial_number
             .ok_or_else(|| Error::Invalid("trial job without a trial number".into()))?;
         let data = self.datasets.get(&self.platform, p.dataset_id).await?;
-        let metric: Metric = p.metric.parse().map_err(learn_err)?;
-        let opts = EvalOptions {
-            folds: p.folds as usize,
-            seed: p.seed,
-            metric: Some(metric),
-            device: Some(torch_device(job)),
-        };
+        let opts = eval_options(job, p.folds, p.seed, &p.metric)?;
         let reporter = self.reporter.clone();
         let handle = tokio::runtime::Handle::current();
         let (exp, target, params) = (p.experiment_id, p.target.clone(), p.params.clone());
@@ -158,13 +152,7 @@ impl Runner {
             return trained(v);
         }
         let data = self.datasets.get(&self.platform, p.dataset_id).await?;
-        let metric: Metric = p.metric.parse().map_err(learn_err)?;
-        let opts = EvalOptions {
-            folds: p.folds as usize,
-            seed: p.seed,
-            metric: Some(metric),
-            device: Some(torch_device(job)),
-        };
+        let opts = eval_options(job, p.folds, p.seed, &p.metric)?;
         let (target, params, cv) = (p.target.clone(), p.params.clone(), p.cv_metrics.clone());
         let (artifact, bytes) = tokio::task::spawn_blocking(move || {
             let artifact = automl::fit_final(&data, &target, &params, &opts, cv)?;
@@ -327,4 +315,16 @@ fn torch_device(job: &Job) -> String {
         Some(d) => format!("cuda:{}", d.index),
         None => "cpu".into(),
     }
+}
+
+/// How a trial or train job's payload asks for its models to be evaluated,
+/// on the device the job was placed on.
+fn eval_options(job: &Job, folds: u32, seed: u64, metric: &str) -> Result<EvalOptions, Error> {
+    let metric: Metric = metric.parse().map_err(learn_err)?;
+    Ok(EvalOptions {
+        folds: folds as usize,
+        seed,
+        metric: Some(metric),
+        device: Some(torch_device(job)),
+    })
 }

@@ -3,7 +3,7 @@
 use super::*;
 use crate::protocol::{JobSpec, NoopPayload};
 use crate::types::NewJob;
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
@@ -34,6 +34,20 @@ const P: RetryPolicy = RetryPolicy {
     backoff_max_ms: 8_000,
 };
 
+fn succeed(who: &str, attempt: u32, result: Value) -> Event {
+    Event::Succeed {
+        worker: w(who),
+        attempt,
+        result,
+    }
+}
+fn heartbeat(who: &str, attempt: u32, lease_secs: i64) -> Event {
+    Event::Heartbeat {
+        worker: w(who),
+        attempt,
+        lease: secs(lease_secs),
+    }
+}
 fn ev(j: &mut Job, e: Event, at: i64) -> Result<Vec<Effect>, Rejection> {
     on_event(j, e, t0() + secs(at), &P)
 }
@@ -133,26 +147,9 @@ fn happy_path_queued_leased_running_succeeded() {
     start(&mut j, "a", 1);
     assert_eq!(j.state, JobState::Running);
     assert_eq!(j.deadline_at, Some(t0() + secs(61)));
-    ev(
-        &mut j,
-        Event::Heartbeat {
-            worker: w("a"),
-            attempt: 1,
-            lease: secs(10),
-        },
-        5,
-    )
-    .unwrap();
+    ev(&mut j, heartbeat("a", 1, 10), 5).unwrap();
     assert_eq!(j.lease_expires_at, Some(t0() + secs(15)));
-    let fx = ev(
-        &mut j,
-        Event::Succeed {
-            worker: w("a"),
-            attempt: 1,
-            result: json!(1),
-        },
-        6,
-    );
+    let fx = ev(&mut j, succeed("a", 1, json!(1)), 6);
     assert_eq!(fx.unwrap(), vec![Effect::Finished(JobState::Succeeded)]);
     assert_eq!(j.result, Some(json!(1)));
     assert_eq!(j.result_attempt, Some(1));
@@ -201,27 +198,11 @@ fn only_the_holder_may_start_heartbeat_or_finish() {
         Err(Rejection::NotOwner)
     );
     assert_eq!(
-        ev(
-            &mut j,
-            Event::Heartbeat {
-                worker: w("b"),
-                attempt: 1,
-                lease: secs(1)
-            },
-            1
-        ),
+        ev(&mut j, heartbeat("b", 1, 1), 1),
         Err(Rejection::NotOwner)
     );
     assert_eq!(
-        ev(
-            &mut j,
-            Event::Succeed {
-                worker: w("b"),
-                attempt: 1,
-                result: json!(0)
-            },
-            1
-        ),
+        ev(&mut j, succeed("b", 1, json!(0)), 1),
         Err(Rejection::NotOwner)
     );
     assert_eq!(
@@ -262,19 +243,11 @@ fn duplicate_result_is_recorded_once() {
     let mut j = job(3);
     claim(&mut j, "a", 0);
     start(&mut j, "a", 0);
-    let ok = Event::Succeed {
-        worker: w("a"),
-        attempt: 1,
-        result: json!({"v": 1}),
-    };
+    let ok = succeed("a", 1, json!({"v": 1}));
     assert_eq!(ev(&mut j, ok.clone(), 1).unwrap().len(), 1);
     let snapshot = j.clone();
     // Same attempt again: accepted, no effect, nothing rewritten.
-    let dup = Event::Succeed {
-        worker: w("a"),
-        attempt: 1,
-        result: json!({"v": 2}),
-    };
+    let dup = succeed("a", 1, json!({"v": 2}));
     assert_eq!(ev(&mut j, dup, 2).unwrap(), vec![]);
     assert_eq!(j.result, snapshot.result);
     assert_eq!(j.finished_at, snapshot.finished_at);
@@ -292,11 +265,7 @@ fn late_result_from_an_expired_attempt_is_ignored() {
     assert_eq!(j.state, JobState::Failed);
     assert!(j.last_error.as_deref().unwrap().contains("lease expired"));
     // a's result arrives while the retry waits: a no longer holds the job.
-    let late = Event::Succeed {
-        worker: w("a"),
-        attempt: 1,
-        result: json!(1),
-    };
+    let late = succeed("a", 1, json!(1));
     assert!(ev(&mut j, late.clone(), 10).is_err());
     ev(&mut j, Event::RetryDue, 11).unwrap();
     claim(&mut j, "b", 11);
@@ -307,16 +276,7 @@ fn late_result_from_an_expired_attempt_is_ignored() {
         ev(&mut j, late, 12),
         Err(Rejection::StaleAttempt { got: 1, current: 2 })
     );
-    ev(
-        &mut j,
-        Event::Succeed {
-            worker: w("b"),
-            attempt: 2,
-            result: json!(2),
-        },
-        13,
-    )
-    .unwrap();
+    ev(&mut j, succeed("b", 2, json!(2)), 13).unwrap();
     assert_eq!(
         (j.result_attempt, j.result.clone()),
         (Some(2), Some(json!(2)))
@@ -422,16 +382,7 @@ fn heartbeat_keeps_the_lease_from_expiring() {
     let mut j = job(2);
     claim(&mut j, "a", 0);
     start(&mut j, "a", 0);
-    ev(
-        &mut j,
-        Event::Heartbeat {
-            worker: w("a"),
-            attempt: 1,
-            lease: secs(10),
-        },
-        8,
-    )
-    .unwrap();
+    ev(&mut j, heartbeat("a", 1, 10), 8).unwrap();
     assert_eq!(ev(&mut j, Event::ExpireLease, 10), Err(Rejection::NotDue));
 }
 
@@ -492,11 +443,7 @@ fn cancel_race_result_after_cancel_is_rejected() {
         1,
     )
     .unwrap();
-    let late = Event::Succeed {
-        worker: w("a"),
-        attempt: 1,
-        result: json!(1),
-    };
+    let late = succeed("a", 1, json!(1));
     assert_eq!(
         ev(&mut j, late, 2),
         Err(Rejection::WrongState {
@@ -504,11 +451,7 @@ fn cancel_race_result_after_cancel_is_rejected() {
             action: "record a result"
         })
     );
-    let hb = Event::Heartbeat {
-        worker: w("a"),
-        attempt: 1,
-        lease: secs(1),
-    };
+    let hb = heartbeat("a", 1, 1);
     assert!(
         ev(&mut j, hb, 2).is_err(),
         "the worker learns to stop from its heartbeat"
@@ -521,16 +464,7 @@ fn cancel_race_result_before_cancel_wins() {
     let mut j = job(3);
     claim(&mut j, "a", 0);
     start(&mut j, "a", 0);
-    ev(
-        &mut j,
-        Event::Succeed {
-            worker: w("a"),
-            attempt: 1,
-            result: json!(1),
-        },
-        1,
-    )
-    .unwrap();
+    ev(&mut j, succeed("a", 1, json!(1)), 1).unwrap();
     assert!(ev(
         &mut j,
         Event::Cancel {

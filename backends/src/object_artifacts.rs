@@ -420,21 +420,15 @@ mod s3_conformance {
 
     #[test]
     fn bad_urls_are_rejected() {
-        let bad = S3Options {
-            url: "http://x".into(),
-            ..Default::default()
-        };
-        assert!(matches!(
-            ObjectArtifactStore::s3(&bad),
-            Err(Error::Invalid(_))
-        ));
-        let bad = S3Options {
-            url: "s3://".into(),
-            ..Default::default()
-        };
-        assert!(matches!(
-            ObjectArtifactStore::s3(&bad),
-            Err(Error::Invalid(_))
-        ));
+        for url in ["http://x", "s3://"] {
+            let bad = S3Options {
+                url: url.into(),
+                ..Default::default()
+            };
+            assert!(
+                matches!(ObjectArtifactStore::s3(&bad), Err(Error::Invalid(_))),
+                "{url}"
+            );
+        }
     }
 }

@@ -212,27 +212,12 @@ async fn due_jobs_and_retry_cycle(s: &dyn StateStore) {
     };
     assert!(!due(9).await, "lease still valid");
     assert!(due(10).await, "lease expired");
-    let out = transition(
-        s,
-        job.id,
-        Event::ExpireLease,
-        t0() + Duration::seconds(10),
-        &policy,
-    )
-    .await
-    .unwrap();
+    let at = |event, secs| transition(s, job.id, event, t0() + Duration::seconds(secs), &policy);
+    let out = at(Event::ExpireLease, 10).await.unwrap();
     assert!(matches!(out, TransitionOutcome::Applied { .. }));
     assert!(!due(10).await, "retry waits for backoff");
     assert!(due(11).await, "retry due");
-    transition(
-        s,
-        job.id,
-        Event::RetryDue,
-        t0() + Duration::seconds(11),
-        &policy,
-    )
-    .await
-    .unwrap();
+    at(Event::RetryDue, 11).await.unwrap();
     let stored = s.get_job(job.id).await.unwrap();
     assert_eq!(stored.state, JobState::Queued);
     assert!(stored.last_error.unwrap().contains("lease expired"));

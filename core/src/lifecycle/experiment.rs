@@ -190,6 +190,10 @@ mod tests {
         }
     }
 
+    fn done(best: Option<u64>, total: u64) -> Event {
+        Event::TrialsDone { best, total }
+    }
+
     fn later() -> DateTime<Utc> {
         t0() + Duration::seconds(5)
     }
@@ -217,14 +221,7 @@ mod tests {
     #[test]
     fn trials_done_with_a_complete_trial_starts_finalizing_and_queues_training() {
         let mut e = exp(ExperimentKind::Automl, Running);
-        let effects = apply(
-            &mut e,
-            Event::TrialsDone {
-                best: Some(3),
-                total: 5,
-            },
-        )
-        .unwrap();
+        let effects = apply(&mut e, done(Some(3), 5)).unwrap();
         assert_eq!(effects, vec![Effect::QueueTraining]);
         assert_eq!(e.state, Finalizing);
         assert_eq!(e.updated_at, later());
@@ -234,14 +231,7 @@ mod tests {
     #[test]
     fn trials_done_without_a_complete_trial_fails_saying_how_many_ran() {
         let mut e = exp(ExperimentKind::Automl, Running);
-        let effects = apply(
-            &mut e,
-            Event::TrialsDone {
-                best: None,
-                total: 4,
-            },
-        )
-        .unwrap();
+        let effects = apply(&mut e, done(None, 4)).unwrap();
         assert_eq!(effects, vec![Effect::Finished(Failed)]);
         assert_eq!(e.state, Failed);
         assert_eq!(e.error.as_deref(), Some("none of the 4 trials completed"));
@@ -251,14 +241,7 @@ mod tests {
     #[test]
     fn an_ask_tell_experiment_has_no_trials_done_event() {
         let mut e = exp(ExperimentKind::AskTell, Running);
-        let err = apply(
-            &mut e,
-            Event::TrialsDone {
-                best: Some(0),
-                total: 1,
-            },
-        )
-        .unwrap_err();
+        let err = apply(&mut e, done(Some(0), 1)).unwrap_err();
         assert!(matches!(err, Rejection::WrongKind { .. }), "{err}");
     }
 
@@ -348,10 +331,7 @@ mod tests {
         for state in [Completed, Failed, Cancelled] {
             for kind in [ExperimentKind::Automl, ExperimentKind::AskTell] {
                 let events = [
-                    Event::TrialsDone {
-                        best: Some(0),
-                        total: 1,
-                    },
+                    done(Some(0), 1),
                     Event::Stalled { trials: 1 },
                     Event::Unschedulable { reason: "r".into() },
                     trained(),
@@ -380,14 +360,7 @@ mod tests {
         // reads again and applies to the finalizing record.
         let read = exp(ExperimentKind::Automl, Running);
         let mut scheduler = read.clone();
-        apply(
-            &mut scheduler,
-            Event::TrialsDone {
-                best: Some(0),
-                total: 1,
-            },
-        )
-        .unwrap();
+        apply(&mut scheduler, done(Some(0), 1)).unwrap();
         let mut cancel = scheduler.clone();
         assert_eq!(
             apply(&mut cancel, Event::Cancel).unwrap(),

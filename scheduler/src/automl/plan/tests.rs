@@ -47,6 +47,20 @@ fn ended(exp: &Experiment, number: u64, outcome: TrialOutcome) -> Trial {
     t
 }
 
+/// Trial `number`, failed because its job ended in `state` with `error`.
+fn failed_by(
+    spec: &ExperimentSpec,
+    exp: &Experiment,
+    number: u64,
+    state: JobState,
+    error: &str,
+) -> Trial {
+    let mut job = new_job(Some(exp.id), 1);
+    job.state = state;
+    job.last_error = Some(error.into());
+    ended(exp, number, job_outcome(spec, &job).unwrap())
+}
+
 fn complete(exp: &Experiment, number: u64, value: f64) -> Trial {
     let detail = serde_json::to_value(result(value)).unwrap();
     ended(
@@ -168,11 +182,14 @@ fn a_spent_time_budget_ends_the_trials() {
 fn an_unschedulable_trial_stops_the_experiment_with_its_reason() {
     let spec = spec(json!({}));
     let exp = experiment(&spec);
-    let mut job = new_job(Some(exp.id), 1);
-    job.state = JobState::Unschedulable;
-    job.last_error = Some("unschedulable: needs 2 GPUs".into());
-    let outcome = job_outcome(&spec, &job).unwrap();
-    let trials = [complete(&exp, 0, 1.0), ended(&exp, 1, outcome)];
+    let failed = failed_by(
+        &spec,
+        &exp,
+        1,
+        JobState::Unschedulable,
+        "unschedulable: needs 2 GPUs",
+    );
+    let trials = [complete(&exp, 0, 1.0), failed];
     assert_eq!(
         next(&spec, &exp, &trials, t0()),
         Action::Unschedulable {
@@ -185,11 +202,9 @@ fn an_unschedulable_trial_stops_the_experiment_with_its_reason() {
 fn a_trial_that_failed_otherwise_does_not_stop_the_experiment() {
     let spec = spec(json!({}));
     let exp = experiment(&spec);
-    let mut job = new_job(Some(exp.id), 1);
-    job.state = JobState::Dead;
     // Even with a message that reads like one.
-    job.last_error = Some("unschedulable: a worker's own words".into());
-    let trials = [ended(&exp, 0, job_outcome(&spec, &job).unwrap())];
+    let words = "unschedulable: a worker's own words";
+    let trials = [failed_by(&spec, &exp, 0, JobState::Dead, words)];
     assert!(matches!(
         next(&spec, &exp, &trials, t0()),
         Action::Start { number: 1, .. }

@@ -425,7 +425,8 @@ mod tests {
 
     #[test]
     fn validation_names_the_key() {
-        let cases: [(fn(&mut Config), &str); 2] = [
+        type Break = fn(&mut Config);
+        let cases: [(Break, &str); 2] = [
             (|c| c.worker.slots = 0, "worker.slots"),
             (|c| c.worker.heartbeat_ms = 60_000, "worker.heartbeat_ms"),
         ];

@@ -52,6 +52,13 @@ CELERY_VERSION="$("$VENV/bin/celery" --version | awk '{ print $1 }')"
 
 DISPATCH_ARGS="--jobs $JOBS --workers $WORKERS --slots $SLOTS --latency-jobs $LATENCY_JOBS"
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/dispatch"
+# The bench binary links libxgboost.so through the worker but, unlike
+# tracseq-ml (build.rs), carries no rpath to it: point the loader at the
+# copy cargo built.
+XGB_SO="$(find "${CARGO_TARGET_DIR:-$ROOT/target}/release/build" -name 'libxgboost.so*' -print -quit 2>/dev/null || true)"
+if [ -n "$XGB_SO" ]; then
+    export LD_LIBRARY_PATH="$(dirname "$XGB_SO")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
 CELERY_ARGS="--jobs $JOBS --workers $WORKERS --pool prefork --latency-jobs $LATENCY_JOBS"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT

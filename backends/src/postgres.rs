@@ -294,28 +294,30 @@ impl PostgresStateStore {
         row.as_ref().map(body).transpose()
     }
 
-    async fn job_once(&self, id: JobId) -> Attempt<Job> {
-        self.fetch_body("SELECT body FROM jobs WHERE id = $1::uuid", id.to_string())
+    /// The record `id` of `table` (one of this module's fixed table names),
+    /// or "`what` `id` not found".
+    async fn by_id<T: DeserializeOwned>(
+        &self,
+        table: &'static str,
+        what: &str,
+        id: impl std::fmt::Display,
+    ) -> Attempt<T> {
+        let sql = format!("SELECT body FROM {table} WHERE id = $1::uuid");
+        self.fetch_body(&sql, id.to_string())
             .await?
-            .ok_or_else(|| Error::not_found(format!("job {id}")).into())
+            .ok_or_else(|| Error::not_found(format!("{what} {id}")).into())
+    }
+
+    async fn job_once(&self, id: JobId) -> Attempt<Job> {
+        self.by_id("jobs", "job", id).await
     }
 
     async fn experiment_once(&self, id: ExperimentId) -> Attempt<Experiment> {
-        self.fetch_body(
-            "SELECT body FROM experiments WHERE id = $1::uuid",
-            id.to_string(),
-        )
-        .await?
-        .ok_or_else(|| Error::not_found(format!("experiment {id}")).into())
+        self.by_id("experiments", "experiment", id).await
     }
 
     async fn dataset_once(&self, id: DatasetId) -> Attempt<DatasetRecord> {
-        self.fetch_body(
-            "SELECT body FROM datasets WHERE id = $1::uuid",
-            id.to_string(),
-        )
-        .await?
-        .ok_or_else(|| Error::not_found(format!("dataset {id}")).into())
+        self.by_id("datasets", "dataset", id).await
     }
 
     async fn version_by_job(&self, job: JobId) -> Attempt<Option<ModelVersion>> {

@@ -3,8 +3,6 @@
 //! enough to tell the task an experiment on a target learns without
 //! reading and parsing the whole CSV again.
 
-use std::collections::HashSet;
-
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{ColumnData, ColumnKind, Dataset};
@@ -48,25 +46,19 @@ impl Dataset {
             .columns
             .iter()
             .map(|c| {
-                let (missing, distinct) = match &c.data {
-                    ColumnData::Numeric(v) => (v.iter().filter(|x| x.is_nan()).count(), None),
-                    ColumnData::Categorical(v) => {
-                        let distinct: HashSet<&str> =
-                            v.iter().flatten().map(String::as_str).collect();
-                        (
-                            v.iter().filter(|x| x.is_none()).count(),
-                            Some(distinct.len()),
-                        )
-                    }
+                // A categorical column's task lists its distinct values as
+                // classes, so its distinct count is read off the task.
+                let task = column_task(&c.data);
+                let distinct = match &c.data {
+                    ColumnData::Numeric(_) => None,
+                    ColumnData::Categorical(_) => Some(task.n_classes()),
                 };
-                let task =
-                    Some(column_task(&c.data)).filter(|t| t.n_classes() <= MAX_SUMMARY_CLASSES);
                 ColumnSchema {
                     name: c.name.clone(),
                     kind: c.data.kind(),
-                    missing,
+                    missing: (0..c.data.len()).filter(|&r| c.data.is_missing(r)).count(),
                     distinct,
-                    task,
+                    task: Some(task).filter(|t| t.n_classes() <= MAX_SUMMARY_CLASSES),
                 }
             })
             .collect();

@@ -1,11 +1,16 @@
 -- wrk script for bench/predict.sh: POST the file named by $BENCH_BODY_FILE as
 -- application/json, and print one machine-readable summary line at the end
 -- (latencies in microseconds; wrk counts non-2xx/3xx answers in errors_status).
+-- With $BENCH_TOKEN set, every request carries it as a bearer token.
 local f = assert(io.open(os.getenv("BENCH_BODY_FILE"), "rb"))
 wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/json"
+local token = os.getenv("BENCH_TOKEN")
+if token and token ~= "" then
+  wrk.headers["Authorization"] = "Bearer " .. token
+end
 
 done = function(summary, latency, requests)
   local e = summary.errors

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # /predict load test: TracSeq ML's serving endpoint against a warp hello-world
 # baseline (bench/src/bin/hello.rs) on the same machine, same framework, same
-# request body, same wrk settings.
+# request body, same wrk settings. The platform is measured twice over the
+# same data dir and model: as shipped (every request carries a predictor
+# token, checked by the guard) and built with the `unauthenticated` feature
+# (no token check, no audit), so the table shows what authentication costs.
 #
 # Usage: bash bench/predict.sh [options]
 #   --hello-only        skip the platform (no tracseq-ml up / AutoML run);
@@ -13,7 +16,8 @@
 #   --connections N     wrk connections (default 32)
 #   --results FILE      Markdown file to update (default bench/RESULTS.md,
 #                       none in --hello-only mode)
-#   --no-build          use the existing target/release binaries
+#   --no-build          use the existing target/release binaries (and
+#                       TRACSEQ_ML_NOAUTH_BIN for the unauthenticated build)
 # Environment: TRACSEQ_ML_BIN (default target/release/tracseq-ml),
 #   BENCH_NO_JQ=1 (parse JSON with python3 even when jq is installed).
 #
@@ -165,6 +169,7 @@ wait_http() {
 check_predict() {
     local url="$1" out
     out="$(curl -sS --max-time 10 -w '\n%{http_code}' -X POST \
+        -H "Authorization: Bearer ${BENCH_TOKEN:-none}" \
         -H 'content-type: application/json' --data-binary "@$BODY_FILE" "$url")" \
         || die "POST $url failed"
     local code="${out##*$'\n'}"
@@ -197,7 +202,7 @@ SETUP_CMDS=()   # the exact commands, in order, for the report
 run_bounded() {
     local budget="$1" out="$2"
     shift 2
-    BENCH_BODY_FILE="$BODY_FILE" timeout "$budget" "$@" >"$out" 2>&1 &
+    BENCH_BODY_FILE="$BODY_FILE" BENCH_TOKEN="${BENCH_TOKEN:-}" timeout "$budget" "$@" >"$out" 2>&1 &
     WRK_PID=$!
     local rc=0
     wait "$WRK_PID" || rc=$?
@@ -219,7 +224,9 @@ run_wrk() {
     cat "$WORK/$name.txt" >&2
     local shown="${cmd[*]}"
     shown="${shown%% http://*}"
-    SETUP_CMDS+=("BENCH_BODY_FILE=body.json $shown $3/predict   # $name; after the same with -d$WARMUP, no --latency, as warmup")
+    local env="BENCH_BODY_FILE=body.json"
+    [ -z "${BENCH_TOKEN:-}" ] || env="$env BENCH_TOKEN=\$TOKEN"
+    SETUP_CMDS+=("$env $shown $3/predict   # $name; after the same with -d$WARMUP, no --latency, as warmup")
     grep '^BENCH ' "$WORK/$name.txt" | tail -n 1 >"$WORK/$name.bench" \
         || die "no BENCH line in $name wrk output"
 }
@@ -245,16 +252,24 @@ ensure_wrk
 BODY_FILE="$WORK/body.json"
 
 if [ "$BUILD" -eq 1 ]; then
-    if [ "$HELLO_ONLY" -eq 1 ]; then
-        build=(cargo build --release -p tracseq-bench)
-    else
+    if [ "$HELLO_ONLY" -eq 0 ]; then
+        # The unauthenticated build first, copied aside; the shipped build
+        # then takes its place in target/release.
+        noauth=(cargo build --release -p tracseq-ml --features unauthenticated)
+        log "${noauth[*]}"
+        timeout 3600 "${noauth[@]}" >&2 || die "build failed"
+        cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/tracseq-ml" "$WORK/tracseq-ml-unauthenticated"
         build=(cargo build --release -p tracseq-ml -p tracseq-bench)
+    else
+        build=(cargo build --release -p tracseq-bench)
     fi
     log "${build[*]}"
     timeout 3600 "${build[@]}" >&2 || die "build failed"
 fi
-ML="${TRACSEQ_ML_BIN:-$ROOT/target/release/tracseq-ml}"   # override: another build
-HELLO="$ROOT/target/release/hello"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+ML="${TRACSEQ_ML_BIN:-$TARGET_DIR/release/tracseq-ml}"   # override: another build
+ML_NOAUTH="${TRACSEQ_ML_NOAUTH_BIN:-$WORK/tracseq-ml-unauthenticated}"
+HELLO="$TARGET_DIR/release/hello"
 [ -x "$HELLO" ] || die "$HELLO not built"
 
 # --------------------------------------------------------------- platform ---
@@ -270,11 +285,14 @@ if [ "$HELLO_ONLY" -eq 0 ]; then
     "$ML" up --port "$P" --data-dir "$DATA_DIR" >"$WORK/platform.log" 2>&1 &
     PLATFORM_PID=$!
     wait_http "$BASE/health" "$PLATFORM_PID" "tracseq-ml up" "$WORK/platform.log"
+    # The first start wrote the admin token; lab software gets a predictor one.
+    ADMIN_TOKEN="$(cat "$DATA_DIR/admin.token")"
+    AUTH=(-H "Authorization: Bearer $ADMIN_TOKEN")
 
     CSV="$WORK/samples.csv"
     timeout 120 "$ML" generate --rows "$ROWS" --seed 7 --out "$CSV" >&2 \
         || die "tracseq-ml generate failed"
-    ds_json="$(curl -sf --max-time 60 -X POST --data-binary "@$CSV" \
+    ds_json="$(curl -sf --max-time 60 "${AUTH[@]}" -X POST --data-binary "@$CSV" \
         -H 'content-type: text/csv' "$BASE/datasets?name=samples")" \
         || die "dataset upload failed"
     DATASET_ID="$(printf '%s' "$ds_json" | json_value .id)"
@@ -282,7 +300,7 @@ if [ "$HELLO_ONLY" -eq 0 ]; then
     log "dataset $DATASET_ID"
 
     exp_body="$(experiment_body "$DATASET_ID")"
-    exp_json="$(curl -sf --max-time 30 -X POST -H 'content-type: application/json' \
+    exp_json="$(curl -sf --max-time 30 "${AUTH[@]}" -X POST -H 'content-type: application/json' \
         --data-binary "$exp_body" "$BASE/experiments")" \
         || die "POST /experiments failed"
     EXP_ID="$(printf '%s' "$exp_json" | json_get .id)"
@@ -292,7 +310,7 @@ if [ "$HELLO_ONLY" -eq 0 ]; then
     deadline=$(( SECONDS + EXPERIMENT_TIMEOUT_S ))
     state=""
     while :; do
-        exp_json="$(curl -sf --max-time 10 "$BASE/experiments/$EXP_ID")" || exp_json='{}'
+        exp_json="$(curl -sf --max-time 10 "${AUTH[@]}" "$BASE/experiments/$EXP_ID")" || exp_json='{}'
         state="$(printf '%s' "$exp_json" | json_get .state)"
         [ "$state" = "completed" ] && break
         case "$state" in
@@ -306,16 +324,23 @@ if [ "$HELLO_ONLY" -eq 0 ]; then
     [ -n "$MODEL_NAME" ] || die "completed experiment has no model_name: $exp_json"
     log "model $MODEL_NAME"
 
+    token_json="$(curl -sf --max-time 10 "${AUTH[@]}" -X POST -H 'content-type: application/json' \
+        --data-binary '{"name": "bench-lims", "role": "predictor"}' "$BASE/tokens")" \
+        || die "POST /tokens failed"
+    PREDICT_TOKEN="$(printf '%s' "$token_json" | json_get .token)"
+    [ -n "$PREDICT_TOKEN" ] || die "no token in POST /tokens answer"
+
     RECORD="$(timeout 60 "$ML" generate --example --seed 3)" || die "tracseq-ml generate --example failed"
     predict_body "$MODEL_NAME" "$RECORD" >"$BODY_FILE"
 
     SETUP_CMDS+=(
         "cargo build --release -p tracseq-ml -p tracseq-bench"
-        "target/release/tracseq-ml up --port \$P --data-dir \$(mktemp -d)"
+        "target/release/tracseq-ml up --port \$P --data-dir \$D   # D=\$(mktemp -d); every call below with -H \"Authorization: Bearer \$(cat \$D/admin.token)\""
         "target/release/tracseq-ml generate --rows $ROWS --seed 7 --out samples.csv"
         "curl -sf -X POST --data-binary @samples.csv -H 'content-type: text/csv' \"http://127.0.0.1:\$P/datasets?name=samples\""
         "curl -sf -X POST -H 'content-type: application/json' -d '$exp_body' http://127.0.0.1:\$P/experiments   # then poll GET /experiments/{id} until state == completed"
         "target/release/tracseq-ml generate --example --seed 3   # features; body.json = {\"model\": model_name, \"features\": ...}"
+        "curl -sf -X POST -d '{\"name\": \"bench-lims\", \"role\": \"predictor\"}' http://127.0.0.1:\$P/tokens   # BENCH_TOKEN = its .token"
     )
 else
     # Same shape as the platform body; hello ignores its content.
@@ -328,8 +353,25 @@ log "body: $(cat "$BODY_FILE")"
 # Each server is measured alone: the platform first, then it is stopped and
 # the hello baseline started, so the two never compete for the CPUs.
 if [ "$HELLO_ONLY" -eq 0 ]; then
+    BENCH_TOKEN="$PREDICT_TOKEN"
     check_predict "$BASE/predict"
     run_wrk platform "$BASE/predict" "http://127.0.0.1:\$P"
+    stop_pid "$PLATFORM_PID"
+    PLATFORM_PID=""
+    BENCH_TOKEN=""
+
+    # The same data dir and model, served by the unauthenticated build.
+    [ -x "$ML_NOAUTH" ] || die "$ML_NOAUTH not built"
+    log "starting the unauthenticated build on $BASE"
+    "$ML_NOAUTH" up --port "$P" --data-dir "$DATA_DIR" >"$WORK/platform-noauth.log" 2>&1 &
+    PLATFORM_PID=$!
+    wait_http "$BASE/health" "$PLATFORM_PID" "tracseq-ml up (unauthenticated)" "$WORK/platform-noauth.log"
+    SETUP_CMDS+=(
+        "cargo build --release -p tracseq-ml --features unauthenticated   # copied aside as tracseq-ml-unauthenticated before the build above"
+        "tracseq-ml-unauthenticated up --port \$P --data-dir \$D   # the same data dir and model"
+    )
+    check_predict "$BASE/predict"
+    run_wrk noauth "$BASE/predict" "http://127.0.0.1:\$P"
     stop_pid "$PLATFORM_PID"
     PLATFORM_PID=""
 fi
@@ -367,7 +409,8 @@ REPORT="$WORK/section.md"
     echo "| server | requests/s | p50 ms | p90 ms | p99 ms | max ms | requests | errors |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|"
     if [ "$HELLO_ONLY" -eq 0 ]; then
-        row platform "tracseq-ml \`/predict\` (model \`$MODEL_NAME\`)"
+        row platform "tracseq-ml \`/predict\` (model \`$MODEL_NAME\`), predictor token checked"
+        row noauth "the same, built with \`unauthenticated\` (no token check, no audit)"
     fi
     row hello "warp hello-world \`/predict\` (\`bench/src/bin/hello.rs\`)"
     echo
@@ -377,6 +420,12 @@ import sys
 p, h = float(sys.argv[1]), float(sys.argv[2])
 print(f"Ratio: tracseq-ml /predict sustains {p / h:.1%} of the hello baseline's "
       f"throughput (hello is {h / p:.2f}x faster).")
+PY
+        python3 - "$(rps_of platform)" "$(rps_of noauth)" <<'PY'
+import sys
+on, off = float(sys.argv[1]), float(sys.argv[2])
+print(f"Authentication: with the token checked, /predict sustains {on / off:.1%} of the "
+      f"unauthenticated build's throughput (a cost of {1 - on / off:.1%}).")
 PY
         echo
     fi

@@ -43,7 +43,16 @@ pub async fn run(mut cfg: Config, args: &DemoArgs) -> anyhow::Result<()> {
 
 async fn drive(addr: SocketAddr, cfg: &Config, args: &DemoArgs) -> anyhow::Result<()> {
     let base = format!("http://{addr}");
-    let http = reqwest::Client::new();
+    // The admin token the first start left in the data directory.
+    let token = crate::security_cli::read_admin_token(&cfg.data_dir)?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .context("the admin token file holds no valid token")?;
+    auth.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, auth);
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?;
     println!(
         "TracSeq ML demo — embedded platform at {base}, data in {}",
         cfg.data_dir.display()

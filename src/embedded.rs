@@ -54,7 +54,9 @@ impl Running {
             scheduler: true,
             workers: cfg.worker.count,
         };
-        Self::start(platform, Some(queue), cfg, parts, addr).await
+        let security = tracseq_backends::platform::security_store(&cfg.data_dir, None).await?;
+        crate::security_cli::ensure_admin_token(security.as_ref(), &cfg.data_dir).await?;
+        Self::start(platform, Some(queue), Some(security), cfg, parts, addr).await
     }
 
     /// One distributed role, connected to the shared engines.
@@ -92,12 +94,25 @@ impl Running {
             },
             Role::Migrate => anyhow::bail!("migrate is not a long-running role"),
         };
-        Self::start(platform, None, cfg, parts, addr).await
+        let security = if parts.api {
+            let store = tracseq_backends::platform::security_store(&cfg.data_dir, Some(d)).await?;
+            if store.list_tokens().await?.is_empty() {
+                tracing::warn!(
+                    "no API tokens exist, so every request but /health is refused: create one with \
+                     `tracseq-ml token create --name admin --role admin` (with the same DATABASE_URL)"
+                );
+            }
+            Some(store)
+        } else {
+            None
+        };
+        Self::start(platform, None, security, cfg, parts, addr).await
     }
 
     async fn start(
         platform: Platform,
         queue: Option<MemoryQueue>,
+        security: Option<Arc<dyn tracseq_core::ports::SecurityStore>>,
         cfg: &Config,
         parts: Parts,
         addr: SocketAddr,
@@ -172,9 +187,14 @@ impl Running {
             ));
         }
 
-        let (api, bound) = if parts.api {
-            let ctx =
-                tracseq_api::ApiState::new(platform, cfg.api.clone(), cfg.limits.clone(), wake);
+        let (api, bound) = if let (true, Some(security)) = (parts.api, security) {
+            let ctx = tracseq_api::ApiState::new(
+                platform,
+                security,
+                cfg.api.clone(),
+                cfg.limits.clone(),
+                wake,
+            );
             let (tx, rx) = tokio::sync::oneshot::channel();
             let c = cancel.clone();
             let handle = tokio::spawn(

@@ -4,6 +4,7 @@
 mod demo;
 mod embedded;
 mod gpu_check;
+mod security_cli;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -89,6 +90,12 @@ enum Command {
         #[arg(long)]
         example: bool,
     },
+    /// API tokens: create (the secret is printed once), list, revoke.
+    #[command(subcommand)]
+    Token(security_cli::TokenCommand),
+    /// The audit log: verify its hash chain.
+    #[command(subcommand)]
+    Audit(security_cli::AuditCommand),
     /// Print what a worker on this host sees (NVML inventory), one
     /// placement scenario on it, and (with the torch feature) the same
     /// seeded MLP trained on CUDA and on CPU, as JSON.
@@ -262,6 +269,16 @@ async fn main() -> anyhow::Result<()> {
                 None => print!("{text}"),
             }
             Ok(())
+        }
+        Command::Token(cmd) => {
+            init_tracing("warn");
+            let cfg = load_config(&cli)?;
+            security_cli::token(&cfg, cmd).await
+        }
+        Command::Audit(cmd) => {
+            init_tracing("warn");
+            let cfg = load_config(&cli)?;
+            security_cli::audit(&cfg, cmd).await
         }
         Command::GpuCheck { rows, seed } => {
             if *rows < 100 || *rows > 1_000_000 {

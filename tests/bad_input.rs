@@ -64,7 +64,8 @@ async fn declare_oversize_body(server: &Server, path: &str, len: usize) -> (u16,
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/csv\r\n\
-         Content-Length: {len}\r\nConnection: close\r\n\r\n"
+         Content-Length: {len}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        server.token.as_deref().unwrap_or_default()
     );
     conn.write_all(head.as_bytes()).await.unwrap();
     let mut raw = Vec::new();

@@ -141,8 +141,17 @@ impl Env {
     async fn start(&mut self) {
         let status = self.command(&["migrate"]).status().expect("migrate");
         assert!(status.success(), "tracseq-ml migrate failed");
+        // A distributed platform starts with no token: the operator makes the
+        // first admin one with the CLI, which prints only the secret.
+        let created = self
+            .command(&["token", "create", "--name", "e2e-admin", "--role", "admin"])
+            .stdout(Stdio::piped())
+            .output()
+            .expect("token create");
+        assert!(created.status.success(), "tracseq-ml token create failed");
+        let token = String::from_utf8(created.stdout).unwrap();
         let port = free_port();
-        self.api = Api::new(format!("http://127.0.0.1:{port}"));
+        self.api = Api::with_token(format!("http://127.0.0.1:{port}"), token.trim());
         self.spawn("api", &["api", "--port", &port.to_string()]);
         self.spawn("scheduler", &["scheduler"]);
         for i in 0..3 {

@@ -78,6 +78,7 @@ impl Fleet {
             rows: 0,
             schema: json!([]),
             created_at: Utc::now(),
+            owner: None,
         };
         self.platform.state.insert_dataset(&rec).await.unwrap();
         id

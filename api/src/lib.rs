@@ -1,25 +1,35 @@
 //! The HTTP API (warp): data sets, experiments and ask/tell, jobs, the model
-//! registry, serving, and the OpenAPI description of all of it.
+//! registry, serving, tokens and the audit log, and the OpenAPI description
+//! of all of it. Every request passes the [guard](guard) first: the route
+//! table says who may call what, and the audit log records what they did.
 
 // The OpenAPI schema table is one `json!` literal, deeper than the default
 // macro recursion limit of 128 allows.
 #![recursion_limit = "256"]
 
+pub mod auth;
+pub mod guard;
 mod openapi;
 pub mod problem;
+mod route_table;
 mod routes;
+mod server;
 pub mod serving;
 
 use problem::{recover, ApiError};
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Notify;
 use tracseq_core::config::{ApiConfig, LimitsConfig};
+use tracseq_core::ports::SecurityStore;
 use tracseq_core::Platform;
 use warp::Filter;
 
 pub use openapi::openapi;
+pub use server::tls_acceptor;
 
 /// Everything a handler needs, shared by all requests.
 pub struct ApiState {
@@ -29,23 +39,40 @@ pub struct ApiState {
     pub models: serving::ModelCache,
     /// Wakes the scheduler when a request created work.
     pub wake: Arc<Notify>,
+    /// Tokens and the audit log.
+    pub security: Arc<dyn SecurityStore>,
+    /// Tokens found active recently (see [`auth`]).
+    pub tokens: auth::TokenCache,
+    /// Audit entries that could not be written (exported in `/metrics`).
+    pub audit_failures: AtomicU64,
 }
 
 pub type Ctx = Arc<ApiState>;
 
 impl ApiState {
-    pub fn new(platform: Platform, api: ApiConfig, limits: LimitsConfig, wake: Arc<Notify>) -> Ctx {
+    pub fn new(
+        platform: Platform,
+        security: Arc<dyn SecurityStore>,
+        api: ApiConfig,
+        limits: LimitsConfig,
+        wake: Arc<Notify>,
+    ) -> Ctx {
+        let tokens = auth::TokenCache::new(Duration::from_millis(api.token_cache_ms));
         Arc::new(ApiState {
             platform,
             api,
             limits,
             models: Default::default(),
             wake,
+            security,
+            tokens,
+            audit_failures: AtomicU64::new(0),
         })
     }
 }
 
-/// Every route, with errors turned into JSON problems.
+/// Every route, with errors turned into JSON problems. This is what runs
+/// after the guard; [`serve`] puts the guard in front of it.
 pub fn routes(
     ctx: Ctx,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
@@ -55,24 +82,63 @@ pub fn routes(
         .with(warp::trace::request())
 }
 
+/// The api as one callable service: the [guard](guard) in front of the
+/// routes. Cheap to clone (both halves are shared).
+#[derive(Clone)]
+pub struct App {
+    ctx: Ctx,
+    routes: warp::filters::BoxedFilter<(warp::reply::Response,)>,
+}
+
+impl App {
+    pub fn new(ctx: Ctx) -> App {
+        let routes = routes(ctx.clone()).map(warp::Reply::into_response).boxed();
+        App { ctx, routes }
+    }
+
+    /// Answers one request from `remote` (the client's address, recorded
+    /// in the audit log).
+    pub async fn handle<B>(
+        &self,
+        req: warp::http::Request<B>,
+        remote: Option<SocketAddr>,
+    ) -> warp::reply::Response
+    where
+        B: http_body::Body + Send + Sync + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        guard::handle(&self.ctx, warp::service(self.routes.clone()), req, remote).await
+    }
+}
+
 /// Binds `addr` (port 0 picks a free port) and serves until `shutdown`
 /// resolves, then finishes in-flight requests. Returns the bound address
-/// through `bound` as soon as the listener is up.
+/// through `bound` as soon as the listener is up. With `api.tls_cert` and
+/// `api.tls_key` set it speaks HTTPS only.
 pub async fn serve(
     ctx: Ctx,
     addr: SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     bound: tokio::sync::oneshot::Sender<SocketAddr>,
 ) -> std::io::Result<()> {
+    let tls = match (&ctx.api.tls_cert, &ctx.api.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(tls_acceptor(cert, key).map_err(|e| std::io::Error::other(e.to_string()))?)
+        }
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    tracing::info!(%local, "api listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%local, scheme, "api listening");
+    if guard::UNAUTHENTICATED {
+        tracing::error!(
+            "this build has the `unauthenticated` feature: no request is checked or audited; \
+             it exists for benchmarks only"
+        );
+    }
     let _ = bound.send(local);
-    warp::serve(routes(ctx))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    server::run(ctx, listener, tls, shutdown).await;
     Ok(())
 }
 

@@ -1,134 +1,8 @@
-//! The OpenAPI 3.0 description of every route (served at `/openapi.json`).
+//! The OpenAPI 3.0 description of every route (served at `/openapi.json`),
+//! generated from the [route table](crate::route_table).
 
+use crate::route_table::{Access, ROUTES};
 use serde_json::{json, Value};
-
-/// (method, path, summary, request body schema or null, success status)
-pub(crate) const ROUTES: &[(&str, &str, &str, &str, u16)] = &[
-    ("get", "/health", "Liveness and version", "", 200),
-    ("get", "/openapi.json", "This document", "", 200),
-    (
-        "post",
-        "/datasets",
-        "Upload a CSV data set (text/csv body; ?name=)",
-        "csv",
-        201,
-    ),
-    ("get", "/datasets", "List data sets", "", 200),
-    (
-        "get",
-        "/datasets/{id}",
-        "One data set with its detected schema",
-        "",
-        200,
-    ),
-    (
-        "post",
-        "/experiments",
-        "Create an AutoML (with dataset_id) or ask/tell experiment",
-        "ExperimentRequest",
-        201,
-    ),
-    (
-        "get",
-        "/experiments",
-        "List experiments with trial counts and best trial",
-        "",
-        200,
-    ),
-    (
-        "get",
-        "/experiments/{id}",
-        "Experiment state, best trial and counts",
-        "",
-        200,
-    ),
-    (
-        "get",
-        "/experiments/{id}/trials",
-        "Trials (?fields=a,b&sort=value|number&state=&limit=)",
-        "",
-        200,
-    ),
-    (
-        "post",
-        "/experiments/{id}/ask",
-        "Ask/tell: get the next trial's params",
-        "",
-        201,
-    ),
-    (
-        "post",
-        "/experiments/{id}/trials/{number}/report",
-        "Report an intermediate value; answers should_prune",
-        "ReportRequest",
-        200,
-    ),
-    (
-        "post",
-        "/experiments/{id}/trials/{number}/tell",
-        "Tell a trial's final value or state",
-        "TellRequest",
-        200,
-    ),
-    (
-        "post",
-        "/experiments/{id}/cancel",
-        "Cancel an experiment and its jobs",
-        "",
-        200,
-    ),
-    (
-        "get",
-        "/jobs/{id}",
-        "A job's state, attempts, last error and result",
-        "",
-        200,
-    ),
-    ("post", "/jobs/{id}/cancel", "Cancel one job", "", 200),
-    (
-        "get",
-        "/workers",
-        "The fleet: each worker's slots, GPUs with live figures, running jobs, last heartbeat; dead workers marked",
-        "",
-        200,
-    ),
-    ("get", "/workers/{id}", "One worker", "", 200),
-    (
-        "get",
-        "/metrics",
-        "Prometheus metrics: workers, GPUs, reservations, queue depths",
-        "",
-        200,
-    ),
-    (
-        "get",
-        "/models",
-        "Registered models with their latest version",
-        "",
-        200,
-    ),
-    (
-        "get",
-        "/models/{name}",
-        "A model's versions with metrics",
-        "",
-        200,
-    ),
-    (
-        "post",
-        "/predict",
-        "Predict one record with a model version (latest by default)",
-        "PredictRequest",
-        200,
-    ),
-    (
-        "post",
-        "/batch_predict",
-        "Predict records now, or a data set as a job (202)",
-        "BatchPredictRequest",
-        200,
-    ),
-];
 
 fn schemas() -> Value {
     json!({
@@ -180,7 +54,7 @@ fn schemas() -> Value {
             "max_attempts": {"type": "integer", "minimum": 1, "maximum": 20},
             "trial_timeout_secs": {"type": "integer", "minimum": 1},
             "resources": {"type": "object", "additionalProperties": false, "properties": {
-                "cpus": {"type": "number", "exclusiveMinimum": 0, "default": 1},
+                "cpus": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "default": 1},
                 "memory_mb": {"type": "integer", "minimum": 0, "default": 0},
                 "gpus": {"type": "number", "minimum": 0, "default": 0,
                          "description": "a share of one device in (0, 1] (e.g. 0.25) or a whole number of devices"},
@@ -195,6 +69,11 @@ fn schemas() -> Value {
         "PredictRequest": {"type": "object", "required": ["model", "features"], "additionalProperties": false, "properties": {
             "model": {"type": "string"}, "version": {"type": "integer", "minimum": 1},
             "features": {"type": "object", "additionalProperties": {"type": ["number", "string", "boolean", "null"]}}}},
+        "TokenRequest": {"type": "object", "required": ["name", "role"], "additionalProperties": false, "properties": {
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$"},
+            "role": {"type": "string", "enum": ["viewer", "scientist", "predictor", "approver", "admin"]},
+            "expires": {"type": "string", "pattern": "^[1-9][0-9]{0,10}[smhd]$",
+                        "description": "lifetime, e.g. 30d, 12h, 45m, 3600s (at most 3650d); absent: no expiry"}}},
         "BatchPredictRequest": {"type": "object", "required": ["model"], "additionalProperties": false, "properties": {
             "model": {"type": "string"}, "version": {"type": "integer", "minimum": 1},
             "records": {"type": "array", "items": {"type": "object"}},
@@ -202,26 +81,56 @@ fn schemas() -> Value {
     })
 }
 
+/// The schema of a path parameter.
+fn param_schema(path: &str, name: &str) -> Value {
+    match name {
+        "number" => json!({"type": "integer", "minimum": 0}),
+        "name" => json!({"type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$"}),
+        "path" => json!({"type": "string", "minLength": 1, "maxLength": 512}),
+        "id" if path.starts_with("/workers") => {
+            json!({"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"})
+        }
+        _ => json!({"type": "string", "format": "uuid"}),
+    }
+}
+
 pub fn openapi() -> Value {
     let mut paths = serde_json::Map::new();
-    for (method, path, summary, body, status) in ROUTES {
-        let mut op = json!({
-            "summary": summary,
-            "responses": {
-                status.to_string(): {"description": "success", "content": {"application/json": {}}},
-                "4XX": {"description": "bad request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}},
-                "5XX": {"description": "server error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-            }
+    for route in ROUTES {
+        let mut responses = json!({
+            route.status.to_string(): {"description": "success", "content": {"application/json": {}}},
+            "4XX": {"description": "bad request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}},
+            "5XX": {"description": "server error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
         });
-        let params: Vec<Value> = path
+        if route.path == "/metrics" {
+            responses["200"]["content"] = json!({"text/plain": {"schema": {"type": "string"}}});
+        }
+        let mut op = json!({"summary": route.summary, "responses": responses});
+        match route.access {
+            Access::Public => op["security"] = json!([]),
+            Access::Authenticated => {
+                op["description"] = json!("Any active API token.");
+            }
+            Access::Needs(p) => {
+                op["description"] = json!(format!("Needs the '{p}' permission."));
+                op["responses"]["403"] = json!({"description": "the token's role lacks the permission",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}});
+            }
+        }
+        if route.access != Access::Public {
+            op["responses"]["401"] = json!({"description": "no token, or an unknown, revoked or expired one",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}});
+        }
+        let params: Vec<Value> = route
+            .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": param_schema(route.path, name)}))
             .collect();
         if !params.is_empty() {
             op["parameters"] = Value::Array(params);
         }
-        match *body {
+        match route.body {
             "" => {}
             "csv" => {
                 op["requestBody"] = json!({"required": true, "content": {"text/csv": {"schema": {"type": "string"}}}});
@@ -231,8 +140,10 @@ pub fn openapi() -> Value {
                     {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
             }
         }
-        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
-        entry[*method] = op;
+        let entry = paths
+            .entry(route.path.to_string())
+            .or_insert_with(|| json!({}));
+        entry[route.method] = op;
     }
     json!({
         "openapi": "3.0.3",
@@ -240,7 +151,10 @@ pub fn openapi() -> Value {
                  "description": "AutoML experiments, ask/tell HPO, model registry and serving for laboratory data."},
         "servers": [{"url": "http://127.0.0.1:8094"}],
         "paths": paths,
-        "components": {"schemas": schemas()}
+        "security": [{"bearerAuth": []}],
+        "components": {"schemas": schemas(), "securitySchemes": {"bearerAuth": {
+            "type": "http", "scheme": "bearer",
+            "description": "An API token (tsq_...): `tracseq-ml token create`, or admin.token in the data directory"}}}
     })
 }
 
@@ -258,17 +172,20 @@ mod tests {
         let platform = tracseq_backends::platform::in_memory(RetryPolicy::default());
         let ctx = ApiState::new(
             platform,
+            Arc::new(tracseq_backends::MemorySecurityStore::new()),
             Default::default(),
             Default::default(),
             Arc::new(tokio::sync::Notify::new()),
         );
         let filter = crate::routes(ctx);
         let id = uuid::Uuid::now_v7().to_string();
-        for (method, path, ..) in ROUTES {
+        for route in ROUTES {
+            let (method, path) = (route.method, route.path);
             let concrete = path
                 .replace("{id}", &id)
                 .replace("{number}", "0")
-                .replace("{name}", "m");
+                .replace("{name}", "m")
+                .replace("{path}", "datasets/x/data.csv");
             let resp = warp::test::request()
                 .method(&method.to_uppercase())
                 .path(&concrete)
@@ -284,11 +201,14 @@ mod tests {
             assert_ne!(resp.status(), 405, "{method} {path}: {body}");
         }
         let doc = openapi();
-        assert_eq!(
-            doc["paths"].as_object().unwrap().len(),
-            20,
-            "distinct paths in ROUTES"
-        );
+        let distinct: std::collections::BTreeSet<&str> = ROUTES.iter().map(|r| r.path).collect();
+        let documented: std::collections::BTreeSet<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(documented, distinct, "every path in ROUTES, and only those");
         let unknown = warp::test::request().path("/nope").reply(&filter).await;
         assert_eq!(unknown.status(), 404);
     }

@@ -22,6 +22,7 @@ pub mod object_artifacts;
 pub mod platform;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod security;
 pub mod sqlite;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
@@ -33,4 +34,5 @@ pub use memory_state::MemoryStateStore;
 pub use object_artifacts::ObjectArtifactStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PostgresStateStore};
+pub use security::MemorySecurityStore;
 pub use sqlite::SqliteStateStore;

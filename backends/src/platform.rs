@@ -105,3 +105,40 @@ fn artifact_store(cfg: &tracseq_core::config::DistributedConfig) -> Result<Objec
         ObjectArtifactStore::local(Path::new(dir))
     }
 }
+
+/// Tokens and the audit log: in PostgreSQL when `distributed` names a
+/// database, else in the embedded SQLite file `<dir>/state.db`. Only the
+/// api and the command line open it; a separate small pool, so the api's
+/// token lookups never queue behind the state store's work.
+pub async fn security_store(
+    dir: &Path,
+    distributed: Option<&tracseq_core::config::DistributedConfig>,
+) -> Result<Arc<dyn tracseq_core::ports::SecurityStore>> {
+    if let Some(cfg) = distributed.filter(|d| !d.database_url.is_empty()) {
+        #[cfg(feature = "postgres")]
+        {
+            let pg = crate::PgOptions {
+                max_connections: cfg.database_max_connections.clamp(1, 4),
+                schema: (!cfg.database_schema.is_empty()).then(|| cfg.database_schema.clone()),
+                application_name: "tracseq-ml security".into(),
+                ..Default::default()
+            };
+            let store = crate::PostgresStateStore::connect(&cfg.database_url, pg).await?;
+            store.check_schema().await?;
+            return Ok(Arc::new(store));
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            let _ = cfg;
+            return Err(Error::Invalid(
+                "a database URL is configured but this build has no PostgreSQL support".into(),
+            ));
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Error::Unavailable(format!("cannot create data dir {}: {e}", dir.display()))
+    })?;
+    Ok(Arc::new(
+        SqliteStateStore::open(&dir.join("state.db")).await?,
+    ))
+}

@@ -49,6 +49,7 @@ use tracseq_core::types::{
 use tracseq_core::{Error, Result};
 
 mod schema;
+mod security;
 mod state_store;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;

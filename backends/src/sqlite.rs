@@ -26,6 +26,8 @@ use tracseq_core::types::{
 };
 use tracseq_core::{Error, Result};
 
+mod security;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
 pub struct SqliteStateStore {

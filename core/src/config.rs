@@ -50,6 +50,14 @@ pub struct ApiConfig {
     pub max_body_bytes: u64,
     /// Most records in one `/predict` or `/batch_predict` body.
     pub max_predict_records: usize,
+    /// How long an api process trusts a token it found active before
+    /// asking the store again, in ms; a revocation made through another
+    /// replica takes effect here within this time. 0 asks on every request.
+    pub token_cache_ms: u64,
+    /// PEM certificate chain: with `tls_key`, the api serves HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -158,6 +166,9 @@ impl Default for ApiConfig {
             port: 8094,
             max_body_bytes: 64 * 1024 * 1024,
             max_predict_records: 10_000,
+            token_cache_ms: 1_000,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -259,6 +270,15 @@ impl Config {
         }
         if self.limits.max_parallelism == 0 || self.limits.max_trials == 0 {
             return bad("limits", "max_parallelism and max_trials must be above 0");
+        }
+        if self.api.tls_cert.is_some() != self.api.tls_key.is_some() {
+            return bad("api.tls_cert", "needs api.tls_key, and the other way round");
+        }
+        if self.api.token_cache_ms > 60_000 {
+            return bad(
+                "api.token_cache_ms",
+                "must be at most 60000: a revoked token would stay usable that long",
+            );
         }
         if self.distributed.database_max_connections == 0 {
             return bad("distributed.database_max_connections", "must be at least 1");

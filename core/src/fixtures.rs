@@ -42,5 +42,6 @@ pub fn new_experiment(name: &str) -> Experiment {
         created_at: t0(),
         updated_at: t0(),
         finished_at: None,
+        owner: None,
     }
 }

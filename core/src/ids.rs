@@ -47,6 +47,7 @@ uuid_id!(JobId, "job");
 uuid_id!(ExperimentId, "experiment");
 uuid_id!(TrialId, "trial");
 uuid_id!(DatasetId, "dataset");
+uuid_id!(TokenId, "token");
 
 /// A worker's name: chosen by the operator or generated, unique in a fleet.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

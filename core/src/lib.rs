@@ -20,9 +20,10 @@ pub mod platform;
 pub mod ports;
 pub mod protocol;
 pub mod resources;
+pub mod security;
 pub mod trial_cache;
 pub mod types;
 
 pub use error::{Error, Result};
-pub use ids::{DatasetId, ExperimentId, JobId, TrialId, WorkerId};
+pub use ids::{DatasetId, ExperimentId, JobId, TokenId, TrialId, WorkerId};
 pub use platform::Platform;

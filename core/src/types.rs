@@ -280,6 +280,9 @@ pub struct Experiment {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The token that created it (absent on records made before tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<crate::security::Actor>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -466,6 +469,9 @@ pub struct DatasetRecord {
     /// Column names, kinds and missing counts as detected on upload.
     pub schema: Value,
     pub created_at: DateTime<Utc>,
+    /// The token that uploaded it (absent on records made before tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<crate::security::Actor>,
 }
 
 /// Validates a user-chosen name (model, experiment, data set): it appears in

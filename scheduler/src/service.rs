@@ -76,6 +76,7 @@ pub async fn create_experiment(
         created_at: now,
         updated_at: now,
         finished_at: None,
+        owner: req.owner.clone(),
     };
     p.state.insert_experiment(&exp).await?;
     Ok(exp)

@@ -15,6 +15,10 @@ use tracseq_learn::dataset::Limits;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentRequest {
+    /// Who asks: set by the api from the caller's token, never read from
+    /// the request body.
+    #[serde(skip)]
+    pub owner: Option<tracseq_core::security::Actor>,
     pub name: String,
     /// With a data set the platform trains models (AutoML); without one the
     /// experiment is an ask/tell optimisation service.

@@ -29,17 +29,38 @@ pub fn assert_explained_prediction(pred: &Value) {
 }
 
 /// The HTTP API at `base`. Each call answers the status and the JSON body
-/// (`Null` when the body is not JSON); the `_ok` calls must succeed.
+/// (`Null` when the body is not JSON); the `_ok` calls must succeed. Every
+/// request, `http`'s own included, carries the bearer token it was made with.
 pub struct Api {
     pub base: String,
     pub http: reqwest::Client,
+    pub token: Option<String>,
 }
 
 impl Api {
+    /// A client that sends no token: only `/health` answers it.
     pub fn new(base: String) -> Api {
         Api {
             base,
             http: reqwest::Client::new(),
+            token: None,
+        }
+    }
+
+    /// A client that sends `Authorization: Bearer <token>` on every request.
+    pub fn with_token(base: String, token: &str) -> Api {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .expect("token is a header value");
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        Api {
+            base,
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .expect("http client"),
+            token: Some(token.to_string()),
         }
     }
 
@@ -186,7 +207,9 @@ impl Deref for Server {
 }
 
 impl Server {
-    /// Starts `tracseq-ml up` on a free port over `data_dir` and waits for `/health`.
+    /// Starts `tracseq-ml up` on a free port over `data_dir`, waits for
+    /// `/health` and calls with the admin token the first start wrote to
+    /// `<data_dir>/admin.token`.
     pub async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tracseq-ml"));
@@ -199,12 +222,16 @@ impl Server {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start tracseq-ml up");
-        let server = Server {
+        let base = format!("http://127.0.0.1:{port}");
+        let mut server = Server {
             child,
-            api: Api::new(format!("http://127.0.0.1:{port}")),
+            api: Api::new(base.clone()),
             temp_dir: None,
         };
         server.wait_healthy(Duration::from_secs(30)).await;
+        let token = std::fs::read_to_string(data_dir.join("admin.token"))
+            .expect("the first start writes <data_dir>/admin.token");
+        server.api = Api::with_token(base, token.trim());
         server
     }
 

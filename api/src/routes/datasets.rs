@@ -1,12 +1,14 @@
 //! `/datasets`: CSV uploads, validated before anything is stored.
 
 use super::{body, json_reply, query, run, with_ctx};
+use crate::guard::{caller, record_targets};
 use crate::problem::{ApiError, ApiResult};
 use crate::Ctx;
 use bytes::Bytes;
 use chrono::Utc;
 use std::collections::HashMap;
 use tracseq_core::ports::ArtifactPath;
+use tracseq_core::security::Caller;
 use tracseq_core::types::{validate_name, DatasetRecord};
 use tracseq_core::{DatasetId, Error};
 use tracseq_learn::dataset::Dataset;
@@ -20,8 +22,9 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
         .and(warp::post())
         .and(with_ctx(ctx.clone()))
         .and(query())
+        .and(caller())
         .and(body(&ctx))
-        .then(|ctx, q, b| run(upload(ctx, q, b)));
+        .then(|ctx, q, who, b| run(upload(ctx, q, who, b)));
     let list = warp::path!("datasets")
         .and(warp::get())
         .and(with_ctx(ctx.clone()))
@@ -48,7 +51,12 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
     upload.or(list).unify().or(get).unify()
 }
 
-async fn upload(ctx: Ctx, q: HashMap<String, String>, body: Result<Bytes, ApiError>) -> ApiResult {
+async fn upload(
+    ctx: Ctx,
+    q: HashMap<String, String>,
+    who: Option<Caller>,
+    body: Result<Bytes, ApiError>,
+) -> ApiResult {
     let body = body?;
     let name = q.get("name").cloned().unwrap_or_else(|| "dataset".into());
     validate_name("dataset name", &name)?;
@@ -71,11 +79,14 @@ async fn upload(ctx: Ctx, q: HashMap<String, String>, body: Result<Bytes, ApiErr
         rows: data.n_rows() as u64,
         schema: serde_json::to_value(data.schema())?,
         created_at: Utc::now(),
+        owner: who.map(|c| c.actor),
     };
     if let Err(e) = ctx.platform.state.insert_dataset(&record).await {
         // No record points at the object: remove it rather than leak it.
         let _ = ctx.platform.artifacts.delete(&path).await;
         return Err(e.into());
     }
-    Ok(json_reply(&record, StatusCode::CREATED))
+    let mut resp = json_reply(&record, StatusCode::CREATED);
+    record_targets(&mut resp, [record.id.to_string()]);
+    Ok(resp)
 }

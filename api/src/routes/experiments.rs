@@ -1,6 +1,7 @@
 //! `/experiments`: AutoML and ask/tell experiments, their trials, and cancel.
 
 use super::{body, json_reply, query, run, with_ctx};
+use crate::guard::{caller, record_targets};
 use crate::problem::{ApiError, ApiResult};
 use crate::{parse_json, Ctx};
 use bytes::Bytes;
@@ -8,6 +9,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use tracseq_core::security::Caller;
 use tracseq_core::types::{Trial, TrialState};
 use tracseq_core::ExperimentId;
 use tracseq_hpo::Direction;
@@ -23,8 +25,9 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
     let create = warp::path!("experiments")
         .and(warp::post())
         .and(with_ctx(ctx.clone()))
+        .and(caller())
         .and(body(&ctx))
-        .then(|ctx, b| run(create(ctx, b)));
+        .then(|ctx, who, b| run(create(ctx, who, b)));
     let list = warp::path!("experiments")
         .and(warp::get())
         .and(with_ctx(ctx.clone()))
@@ -78,13 +81,17 @@ fn exp_id(s: &str) -> Result<ExperimentId, ApiError> {
     Ok(s.parse::<ExperimentId>()?)
 }
 
-async fn create(ctx: Ctx, body: Result<Bytes, ApiError>) -> ApiResult {
+async fn create(ctx: Ctx, who: Option<Caller>, body: Result<Bytes, ApiError>) -> ApiResult {
     let body = body?;
-    let req: ExperimentRequest = parse_json(&body)?;
+    let mut req: ExperimentRequest = parse_json(&body)?;
+    req.owner = who.map(|c| c.actor);
     let exp = service::create_experiment(&ctx.platform, req, &ctx.limits, Utc::now()).await?;
     ctx.wake.notify_one();
+    let id = exp.id.to_string();
     let summary = summary::summary(&ctx.platform, exp).await?;
-    Ok(json_reply(&summary, StatusCode::CREATED))
+    let mut resp = json_reply(&summary, StatusCode::CREATED);
+    record_targets(&mut resp, [id]);
+    Ok(resp)
 }
 
 async fn list(ctx: Ctx) -> ApiResult {

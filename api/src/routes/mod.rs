@@ -1,11 +1,13 @@
 //! Route table: each submodule owns one resource.
 
 mod artifacts;
+mod audit;
 mod datasets;
 mod experiments;
 mod jobs;
 mod models;
 mod predict;
+mod tokens;
 mod workers;
 
 use crate::problem::{respond, ApiError};
@@ -42,7 +44,11 @@ pub fn all(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + 
         .unify()
         .or(artifacts::routes(ctx.clone()))
         .unify()
-        .or(workers::routes(ctx))
+        .or(workers::routes(ctx.clone()))
+        .unify()
+        .or(tokens::routes(ctx.clone()))
+        .unify()
+        .or(audit::routes(ctx))
         .unify()
         .boxed()
 }

@@ -1,6 +1,7 @@
 //! `/predict` and `/batch_predict`: serving registered model versions.
 
 use super::{body, json_reply, run, with_ctx};
+use crate::guard::record_targets;
 use crate::problem::{ApiError, ApiResult};
 use crate::{parse_json, Ctx};
 use bytes::Bytes;
@@ -117,10 +118,15 @@ async fn batch_predict(ctx: Ctx, body: Result<Bytes, ApiError>) -> ApiResult {
                 Utc::now(),
             )
             .await?;
-            Ok(json_reply(
+            let mut resp = json_reply(
                 &json!({"job_id": job.id, "state": job.state}),
                 StatusCode::ACCEPTED,
-            ))
+            );
+            record_targets(
+                &mut resp,
+                [job.id.to_string(), format!("{}@{version}", req.model)],
+            );
+            Ok(resp)
         }
         _ => Err(ApiError::bad_request(
             "give exactly one of records or dataset_id",

@@ -98,7 +98,16 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
                         depths.push((class, d));
                     }
                 }
-                let text = render_metrics(&workers, &depths, Utc::now());
+                let mut text = render_metrics(&workers, &depths, Utc::now());
+                let failures = ctx
+                    .audit_failures
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                let _ = writeln!(
+                    text,
+                    "# HELP tracseq_audit_failures_total Audit entries this api process could not write.\n\
+                     # TYPE tracseq_audit_failures_total counter\n\
+                     tracseq_audit_failures_total {failures}"
+                );
                 Ok(warp::reply::with_header(
                     text,
                     "content-type",

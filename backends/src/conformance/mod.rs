@@ -6,7 +6,9 @@ mod amqp;
 #[cfg(feature = "postgres")]
 mod postgres;
 
-use crate::testing::{artifact_store_suite, job_queue_suite, state_store_suite};
+use crate::testing::{
+    artifact_store_suite, audit_entry, job_queue_suite, security_store_suite, state_store_suite,
+};
 use crate::*;
 use std::sync::Arc;
 
@@ -22,6 +24,41 @@ async fn sqlite_state_store_conforms() {
         .await
         .unwrap();
     state_store_suite(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn memory_security_store_conforms() {
+    security_store_suite(Arc::new(MemorySecurityStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_security_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStateStore::open(&dir.path().join("state.db"))
+        .await
+        .unwrap();
+    security_store_suite(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn sqlite_refuses_to_change_or_delete_audit_rows() {
+    use tracseq_core::ports::SecurityStore;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let store = SqliteStateStore::open(&path).await.unwrap();
+    store
+        .append_audit(audit_entry("datasets.create", None, &["d"], 0))
+        .await
+        .unwrap();
+    // Straight at the file, as an operator with sqlite3 would.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    for sql in ["UPDATE audit_log SET action = 'x'", "DELETE FROM audit_log"] {
+        let err = sqlx::query(sql).execute(&pool).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    assert_eq!(store.audit_chain(0, 10).await.unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -2,7 +2,9 @@
 //! database has: several processes (pools) racing, and connections that die.
 //! Each test works in its own schema; without a server they skip (fail under CI).
 use crate::postgres::testing::TestSchema;
-use crate::testing::{new_experiment, new_job, state_store_suite, t0};
+use crate::testing::{
+    audit_entry, new_experiment, new_job, security_store_suite, state_store_suite, t0,
+};
 use crate::*;
 use serde_json::{json, Map};
 use sqlx::{Connection, Executor, Row};
@@ -164,6 +166,155 @@ async fn postgres_state_store_conforms() {
     state_store_suite(Arc::new(schema.store(8).await)).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_security_store_conforms() {
+    let schema = schema_or_skip!();
+    security_store_suite(Arc::new(schema.store(8).await)).await;
+}
+
+/// Two api replicas (two pools) appending at once still make one chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn audit_appends_from_two_stores_make_one_chain() {
+    use tracseq_core::ports::SecurityStore;
+    use tracseq_core::security::audit::{verify, ChainHead};
+    let schema = schema_or_skip!();
+    let a = Arc::new(schema.store(4).await);
+    let b = Arc::new(
+        PostgresStateStore::connect(schema.url(), schema.options(4))
+            .await
+            .unwrap(),
+    );
+    let tasks: Vec<_> = (0..24)
+        .map(|n| {
+            let s: Arc<dyn SecurityStore> = if n % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                s.append_audit(audit_entry("experiments.ask", None, &["e"], n))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let chain = a.audit_chain(0, 100).await.unwrap();
+    assert_eq!(chain.len(), 24);
+    verify(&mut ChainHead::default(), &chain).unwrap();
+}
+
+#[tokio::test]
+async fn postgres_refuses_to_change_or_delete_audit_rows() {
+    use tracseq_core::ports::SecurityStore;
+    let schema = schema_or_skip!();
+    let store = schema.store(2).await;
+    store
+        .append_audit(audit_entry("datasets.create", None, &["d"], 0))
+        .await
+        .unwrap();
+    let mut admin = schema.admin().await;
+    for sql in [
+        "UPDATE audit_log SET action = 'x'",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+    ] {
+        let sql = format!("SET search_path TO {}; {sql}", schema.name());
+        let err = admin.execute(sql.as_str()).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    assert_eq!(store.audit_chain(0, 10).await.unwrap().len(), 1);
+}
+
+/// A connection to `schema` as one of `ops/postgres-roles.sql`'s roles
+/// (the test server trusts local connections, so no password).
+async fn connect_as(
+    schema: &crate::postgres::testing::TestSchema,
+    role: &str,
+) -> sqlx::PgConnection {
+    use std::str::FromStr;
+    let opts = sqlx::postgres::PgConnectOptions::from_str(schema.url())
+        .unwrap()
+        .username(role)
+        .options([("search_path", schema.name())]);
+    sqlx::PgConnection::connect_with(&opts)
+        .await
+        .unwrap_or_else(|e| panic!("connect as {role}: {e}"))
+}
+
+/// Runs the shipped grants file in `schema`, as an operator would.
+async fn apply_role_grants(schema: &crate::postgres::testing::TestSchema) {
+    let sql = include_str!("../../../ops/postgres-roles.sql");
+    let mut admin = schema.admin().await;
+    admin
+        .execute(format!("SET search_path TO {}", schema.name()).as_str())
+        .await
+        .unwrap();
+    admin.execute(sql).await.expect("ops/postgres-roles.sql");
+}
+
+fn is_permission_denied(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|c| c == "42501")
+}
+
+#[tokio::test]
+async fn the_worker_role_cannot_read_tokens_or_write_the_audit_log() {
+    let schema = schema_or_skip!();
+    let _migrated = schema.store(1).await;
+    apply_role_grants(&schema).await;
+    // Twice: re-running the grants after an upgrade is how new tables get theirs.
+    apply_role_grants(&schema).await;
+
+    let mut worker = connect_as(&schema, "tracseq_worker").await;
+    let denied = [
+        "SELECT * FROM api_tokens",
+        "UPDATE api_tokens SET revoked_at = 0",
+        "SELECT * FROM audit_log",
+        "INSERT INTO audit_log (seq, at, action, targets, request_id, hash, body) \
+         VALUES (1, 0, 'x', ' ', 'r', 'h', '{}')",
+        "DELETE FROM jobs",
+        "UPDATE datasets SET name = 'x'",
+        "DROP TABLE jobs",
+    ];
+    for sql in denied {
+        let err = worker.execute(sql).await.expect_err(sql);
+        assert!(
+            is_permission_denied(&err) || err.to_string().contains("must be owner"),
+            "{sql}: {err}"
+        );
+    }
+    // What a worker does: read its job and data set, move the job, heartbeat.
+    for sql in [
+        "SELECT count(*) FROM jobs",
+        "SELECT count(*) FROM datasets",
+        "UPDATE jobs SET state = state WHERE false",
+        "UPDATE workers SET body = body WHERE false",
+    ] {
+        worker.execute(sql).await.expect(sql);
+    }
+
+    let mut api = connect_as(&schema, "tracseq_api").await;
+    api.execute("SELECT count(*) FROM api_tokens")
+        .await
+        .unwrap();
+    api.execute(
+        "INSERT INTO audit_log (seq, at, action, targets, request_id, hash, body) \
+         VALUES (1, 0, 'x', ' ', 'r', 'h', '{}')",
+    )
+    .await
+    .expect("the api appends to the audit log");
+    for sql in ["UPDATE audit_log SET action = 'y'", "DELETE FROM audit_log"] {
+        let err = api.execute(sql).await.expect_err(sql);
+        assert!(is_permission_denied(&err), "{sql}: {err}");
+    }
+
+    let mut scheduler = connect_as(&schema, "tracseq_scheduler").await;
+    for sql in ["SELECT * FROM api_tokens", "SELECT * FROM audit_log"] {
+        let err = scheduler.execute(sql).await.expect_err(sql);
+        assert!(is_permission_denied(&err), "{sql}: {err}");
+    }
+}
+
 /// Two pools stand for two schedulers/workers; 16 claimers on one job,
 /// repeated over several jobs so the race really happens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -322,7 +473,7 @@ async fn check_schema_reports_missing_and_newer_migrations() {
     admin.close().await.unwrap();
     match store.check_schema().await {
         Err(Error::Invalid(m)) => assert!(
-            m.contains("newer than this binary (version 9999 > 2)"),
+            m.contains("newer than this binary (version 9999 > 3)"),
             "{m}"
         ),
         other => panic!("expected newer schema, got {other:?}"),

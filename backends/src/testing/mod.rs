@@ -3,11 +3,13 @@
 
 mod artifacts;
 mod queue;
+mod security;
 pub mod services;
 mod state;
 
 pub use artifacts::artifact_store_suite;
 pub use queue::{job_queue_suite, msg};
+pub use security::{audit_entry, security_store_suite};
 pub use state::state_store_suite;
 
 pub use tracseq_core::fixtures::{new_experiment, new_job, t0};

@@ -516,6 +516,7 @@ async fn datasets(s: &dyn StateStore) {
         rows: 2,
         schema: json!([{"name": "a", "kind": "numeric"}]),
         created_at: t0(),
+        owner: None,
     };
     s.insert_dataset(&ds).await.unwrap();
     assert_eq!(s.get_dataset(ds.id).await.unwrap(), ds);

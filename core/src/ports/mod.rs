@@ -1,13 +1,18 @@
-//! The three backend traits — each has a memory implementation for tests, an
+//! The backend traits — each has a memory implementation for tests, an
 //! embedded one for `tracseq-ml up`, and passes the suites in
-//! `crate::testing` — and the trial reporter a worker prunes through.
+//! `tracseq_backends::testing` — and the trial reporter a worker prunes
+//! through. [`SecurityStore`] (tokens and the audit log) is its own port:
+//! only the api and the command line use it, so a worker's database role
+//! needs no access to what it stores.
 
 mod artifacts;
 mod queue;
 mod reporter;
+mod security;
 mod state;
 
 pub use artifacts::{ArtifactMeta, ArtifactPath, ArtifactStore, ByteStream, DIGEST_SUFFIX};
 pub use queue::{Acker, Delivery, JobQueue, Subscription};
 pub use reporter::TrialReporter;
+pub use security::SecurityStore;
 pub use state::{transition, transition_from, JobFilter, StateStore, TransitionOutcome};

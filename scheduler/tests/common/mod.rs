@@ -39,6 +39,7 @@ pub async fn dataset(p: &Platform) -> DatasetId {
         rows: 0,
         schema: json!([]),
         created_at: Utc::now(),
+        owner: None,
     };
     p.state.insert_dataset(&rec).await.unwrap();
     id

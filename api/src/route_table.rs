@@ -1,0 +1,384 @@
+//! The one table of routes: for each method and path, who may call it, what
+//! the audit log calls it, and how `/openapi.json` describes it.
+//!
+//! The request guard ([`crate::guard`]) looks every request up here before
+//! any handler runs: a path and method that are not in this table are
+//! answered 404 or 405 whatever handler exists, so a route cannot ship
+//! without a permission. The OpenAPI document is generated from the same
+//! rows, and the matrix test walks that document against every role.
+
+use tracseq_core::security::Permission;
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Anyone, without a token (only `/health`).
+    Public,
+    /// Any active token, whatever its role (who am I, the API's description).
+    Authenticated,
+    /// A token whose role grants the permission.
+    Needs(Permission),
+}
+
+/// One method on one path.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Route {
+    /// Lower-case, as OpenAPI writes it.
+    pub method: &'static str,
+    /// OpenAPI style: `{name}` is one path segment; a last `{path}` takes
+    /// the rest of the path (artifact paths contain `/`).
+    pub path: &'static str,
+    pub access: Access,
+    /// The audit log's name for a call; `None` for reads, which are only
+    /// recorded when denied.
+    pub action: Option<&'static str>,
+    pub summary: &'static str,
+    /// The request body's schema in `components.schemas`, `csv`, or empty.
+    pub body: &'static str,
+    /// The status of success.
+    pub status: u16,
+}
+
+const fn get(path: &'static str, access: Access, summary: &'static str) -> Route {
+    Route {
+        method: "get",
+        path,
+        access,
+        action: None,
+        summary,
+        body: "",
+        status: 200,
+    }
+}
+
+const fn post(
+    path: &'static str,
+    access: Access,
+    action: &'static str,
+    summary: &'static str,
+    body: &'static str,
+    status: u16,
+) -> Route {
+    Route {
+        method: "post",
+        path,
+        access,
+        action: Some(action),
+        summary,
+        body,
+        status,
+    }
+}
+
+use Access::{Authenticated, Needs, Public};
+use Permission::{Admin, Predict, Read, ReadData, Write};
+
+pub(crate) const ROUTES: &[Route] = &[
+    get("/health", Public, "Liveness and version"),
+    get("/openapi.json", Authenticated, "This document"),
+    get(
+        "/whoami",
+        Authenticated,
+        "The calling token: its name, id, role and permissions",
+    ),
+    post(
+        "/datasets",
+        Needs(Write),
+        "datasets.create",
+        "Upload a CSV data set (text/csv body; ?name=)",
+        "csv",
+        201,
+    ),
+    get("/datasets", Needs(Read), "List data sets"),
+    get(
+        "/datasets/{id}",
+        Needs(Read),
+        "One data set with its detected schema",
+    ),
+    post(
+        "/experiments",
+        Needs(Write),
+        "experiments.create",
+        "Create an AutoML (with dataset_id) or ask/tell experiment",
+        "ExperimentRequest",
+        201,
+    ),
+    get(
+        "/experiments",
+        Needs(Read),
+        "List experiments with trial counts and best trial",
+    ),
+    get(
+        "/experiments/{id}",
+        Needs(Read),
+        "Experiment state, best trial and counts",
+    ),
+    get(
+        "/experiments/{id}/trials",
+        Needs(Read),
+        "Trials (?fields=a,b&sort=value|number&state=&limit=)",
+    ),
+    post(
+        "/experiments/{id}/ask",
+        Needs(Write),
+        "experiments.ask",
+        "Ask/tell: get the next trial's params",
+        "",
+        201,
+    ),
+    post(
+        "/experiments/{id}/trials/{number}/report",
+        Needs(Write),
+        "trials.report",
+        "Report an intermediate value; answers should_prune",
+        "ReportRequest",
+        200,
+    ),
+    post(
+        "/experiments/{id}/trials/{number}/tell",
+        Needs(Write),
+        "trials.tell",
+        "Tell a trial's final value or state",
+        "TellRequest",
+        200,
+    ),
+    post(
+        "/experiments/{id}/cancel",
+        Needs(Write),
+        "experiments.cancel",
+        "Cancel an experiment and its jobs",
+        "",
+        200,
+    ),
+    get(
+        "/jobs/{id}",
+        Needs(Read),
+        "A job's state, attempts, last error and result",
+    ),
+    post(
+        "/jobs/{id}/cancel",
+        Needs(Write),
+        "jobs.cancel",
+        "Cancel one job",
+        "",
+        200,
+    ),
+    get(
+        "/workers",
+        Needs(Read),
+        "The fleet: each worker's slots, GPUs with live figures, running jobs, last heartbeat; dead workers marked",
+    ),
+    get("/workers/{id}", Needs(Read), "One worker"),
+    get(
+        "/metrics",
+        Needs(Read),
+        "Prometheus metrics: workers, GPUs, reservations, queue depths",
+    ),
+    get(
+        "/models",
+        Needs(Read),
+        "Registered models with their latest version",
+    ),
+    get(
+        "/models/{name}",
+        Needs(Read),
+        "A model's versions with metrics",
+    ),
+    get(
+        "/artifacts",
+        Needs(Read),
+        "Stored objects under a prefix with sizes and SHA-256 (?prefix=&limit=)",
+    ),
+    Route {
+        method: "get",
+        path: "/artifacts/{path}",
+        access: Needs(ReadData),
+        // Downloading the lab's data is recorded like a change.
+        action: Some("artifacts.download"),
+        summary: "Download a stored object (x-checksum-sha256 header)",
+        body: "",
+        status: 200,
+    },
+    Route {
+        method: "post",
+        path: "/predict",
+        access: Needs(Predict),
+        // The hot path: recorded only when denied.
+        action: None,
+        summary: "Predict one record with a model version (latest by default)",
+        body: "PredictRequest",
+        status: 200,
+    },
+    post(
+        "/batch_predict",
+        Needs(Predict),
+        "batch_predict",
+        "Predict records now, or a data set as a job (202)",
+        "BatchPredictRequest",
+        200,
+    ),
+    get(
+        "/tokens",
+        Needs(Admin),
+        "Every API token (never its secret): name, role, expiry, state",
+    ),
+    post(
+        "/tokens",
+        Needs(Admin),
+        "tokens.create",
+        "Create a token; its secret is in this answer and never again",
+        "TokenRequest",
+        201,
+    ),
+    post(
+        "/tokens/{id}/revoke",
+        Needs(Admin),
+        "tokens.revoke",
+        "Revoke a token (refused from the next request on)",
+        "",
+        200,
+    ),
+    get(
+        "/audit",
+        Needs(Admin),
+        "The audit log, newest first (?actor=&action=&target=&since=&before=&limit=)",
+    ),
+];
+
+/// What a request's method and path are, by the table.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    /// The route, and the values of its `{…}` segments in order.
+    Found(&'static Route, Vec<String>),
+    /// The path exists, but not with this method: the methods it has.
+    WrongMethod(Vec<&'static str>),
+    NotFound,
+}
+
+/// Finds the route of `method` (any case) on `path` (as requested, before
+/// percent-decoding: a `%2F` never splits a segment).
+pub(crate) fn lookup(method: &str, path: &str) -> Lookup {
+    let mut allowed: Vec<&'static str> = Vec::new();
+    for route in ROUTES {
+        let Some(params) = match_path(route.path, path) else {
+            continue;
+        };
+        if route.method.eq_ignore_ascii_case(method) {
+            return Lookup::Found(route, params);
+        }
+        if !allowed.contains(&route.method) {
+            allowed.push(route.method);
+        }
+    }
+    if allowed.is_empty() {
+        Lookup::NotFound
+    } else {
+        Lookup::WrongMethod(allowed)
+    }
+}
+
+fn match_path(template: &str, path: &str) -> Option<Vec<String>> {
+    let mut want = template.split('/').skip(1).peekable();
+    let mut have = path.strip_prefix('/')?.split('/');
+    let mut params = Vec::new();
+    while let Some(seg) = want.next() {
+        if seg == "{path}" && want.peek().is_none() {
+            let rest: Vec<&str> = have.by_ref().collect();
+            if rest.is_empty() || rest.iter().any(|s| s.is_empty()) {
+                return None;
+            }
+            params.push(rest.join("/"));
+            return Some(params);
+        }
+        let got = have.next()?;
+        if seg.starts_with('{') {
+            if got.is_empty() {
+                return None;
+            }
+            params.push(got.to_string());
+        } else if seg != got {
+            return None;
+        }
+    }
+    have.next().is_none().then_some(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(method: &str, path: &str) -> (&'static str, Vec<String>) {
+        match lookup(method, path) {
+            Lookup::Found(r, p) => (r.path, p),
+            other => panic!("{method} {path}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn paths_match_their_templates_and_capture_parameters() {
+        assert_eq!(found("GET", "/datasets"), ("/datasets", vec![]));
+        assert_eq!(
+            found("POST", "/experiments/e1/trials/3/tell"),
+            (
+                "/experiments/{id}/trials/{number}/tell",
+                vec!["e1".into(), "3".into()]
+            )
+        );
+        assert_eq!(
+            found("get", "/artifacts/models/m/1/model.json"),
+            ("/artifacts/{path}", vec!["models/m/1/model.json".into()])
+        );
+        assert_eq!(found("GET", "/artifacts"), ("/artifacts", vec![]));
+    }
+
+    #[test]
+    fn a_known_path_with_another_method_lists_the_methods_it_has() {
+        match lookup("DELETE", "/datasets") {
+            Lookup::WrongMethod(m) => assert_eq!(m, ["post", "get"]),
+            other => panic!("{other:?}"),
+        }
+        match lookup("GET", "/predict") {
+            Lookup::WrongMethod(m) => assert_eq!(m, ["post"]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_paths_extra_segments_and_empty_segments_match_nothing() {
+        for path in [
+            "/nope",
+            "/datasets/",
+            "/datasets/a/b",
+            "//datasets",
+            "/experiments//ask",
+            "/artifacts/",
+            "/artifacts/a//b",
+            "datasets",
+        ] {
+            assert!(
+                matches!(
+                    lookup("GET", path),
+                    Lookup::NotFound | Lookup::WrongMethod(_)
+                ) && !matches!(lookup("GET", path), Lookup::Found(..)),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_route_is_listed_once_and_every_change_is_audited() {
+        for (i, a) in ROUTES.iter().enumerate() {
+            for b in &ROUTES[i + 1..] {
+                assert!(
+                    !(a.method == b.method && a.path == b.path),
+                    "{} {} twice",
+                    a.method,
+                    a.path
+                );
+            }
+            if a.method != "get" && a.path != "/predict" {
+                assert!(a.action.is_some(), "{} {} is not audited", a.method, a.path);
+            }
+        }
+    }
+}

@@ -1,6 +1,8 @@
 //! The distributed deployment as separate processes — api, scheduler and
 //! three workers on PostgreSQL, RabbitMQ and S3 — surviving kill -9 of a
-//! worker mid-trial and of the scheduler mid-experiment.
+//! worker mid-trial and of the scheduler mid-experiment. Each process kind
+//! reaches PostgreSQL as its own role from `ops/postgres-roles.sql`, so a
+//! grant the platform needs and the file lacks fails these tests.
 //!
 //! Needs the services `ops/test.sh` checks or starts; with `CI` set a
 //! missing one fails the test, otherwise it is skipped.
@@ -115,7 +117,14 @@ impl Env {
     }
 
     fn spawn(&mut self, name: &str, args: &[&str]) {
-        let child = self.command(args).spawn().expect("spawn tracseq-ml");
+        let mut cmd = self.command(args);
+        // The least-privilege role of this process kind (api, scheduler,
+        // worker0.. -> worker).
+        let kind = name.trim_end_matches(|c: char| c.is_ascii_digit());
+        let mut url = reqwest::Url::parse(&self.var("DATABASE_URL")).expect("DATABASE_URL");
+        url.set_username(&format!("tracseq_{kind}")).unwrap();
+        cmd.env("DATABASE_URL", url.as_str());
+        let child = cmd.spawn().expect("spawn tracseq-ml");
         self.children.push((name.to_string(), child));
     }
 
@@ -141,6 +150,7 @@ impl Env {
     async fn start(&mut self) {
         let status = self.command(&["migrate"]).status().expect("migrate");
         assert!(status.success(), "tracseq-ml migrate failed");
+        self.grant_roles().await;
         // A distributed platform starts with no token: the operator makes the
         // first admin one with the CLI, which prints only the secret.
         let created = self
@@ -158,6 +168,23 @@ impl Env {
             self.spawn(&format!("worker{i}"), &["worker"]);
         }
         self.api.wait_healthy(Duration::from_secs(60)).await;
+    }
+
+    /// Runs `ops/postgres-roles.sql` in this test's schema, as an operator
+    /// does after `migrate`.
+    async fn grant_roles(&self) {
+        use sqlx::{Connection, Executor};
+        let mut conn = sqlx::PgConnection::connect(&self.var("DATABASE_URL"))
+            .await
+            .expect("connect as the owner");
+        let schema = self.var("TRACSEQ_DISTRIBUTED_DATABASE_SCHEMA");
+        conn.execute(format!("SET search_path TO {schema}").as_str())
+            .await
+            .unwrap();
+        conn.execute(include_str!("../ops/postgres-roles.sql"))
+            .await
+            .expect("ops/postgres-roles.sql");
+        let _ = conn.close().await;
     }
 
     async fn experiment(&self, ds: &str, trials: u64, seed: u64) -> String {

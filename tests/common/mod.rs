@@ -211,13 +211,18 @@ impl Server {
     /// `/health` and calls with the admin token the first start wrote to
     /// `<data_dir>/admin.token`.
     pub async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        Server::start_logging(data_dir, env, Stdio::inherit()).await
+    }
+
+    /// As [`Server::start`], with the server's log (its stderr) sent to `log`.
+    pub async fn start_logging(data_dir: &Path, env: &[(&str, &str)], log: Stdio) -> Server {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tracseq-ml"));
         cmd.args(["up", "--port", &port.to_string(), "--data-dir"])
             .arg(data_dir)
             .env("RUST_LOG", "warn,warp::filters::trace=error")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(log);
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -1,0 +1,190 @@
+//! Security through the real binary: the first start's admin token, tokens
+//! made and revoked with the CLI and the API, the audit log a real session
+//! leaves (and `tracseq-ml audit verify` over it, intact and tampered
+//! with), and secrets kept out of the log, `/health` and `/metrics`.
+
+mod common;
+
+use common::{Api, Server};
+use serde_json::json;
+use sqlx::{Connection, Executor, Row};
+use std::process::{Command, Stdio};
+
+fn cli(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tracseq-ml"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tracseq-ml")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_leaves_a_verifiable_audit_log_and_no_secret_in_any_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start_logging(
+        &data,
+        &[("RUST_LOG", "debug,hyper=info,h2=info,sqlx=info")],
+        log.into(),
+    )
+    .await;
+
+    // The first start's token: in <data_dir>/admin.token, owner-only.
+    let admin = server.token.clone().unwrap();
+    assert!(admin.starts_with("tsq_") && admin.len() == 68, "{admin}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("admin.token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // A predictor token from the API, one from the CLI.
+    let (status, made) = server
+        .post_json(
+            "/tokens",
+            &json!({"name": "lims", "role": "predictor", "expires": "30d"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let lims = made["token"].as_str().unwrap().to_string();
+    let out = cli(
+        &data,
+        &["token", "create", "--name", "ana", "--role", "scientist"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ana = text(&out.stdout).trim().to_string();
+    assert!(ana.starts_with("tsq_"), "the CLI prints only the secret");
+    let listing = cli(&data, &["token", "list"]);
+    assert!(text(&listing.stdout).contains("ana"));
+
+    // The scientist works; the predictor may not; a made-up token is unknown.
+    let scientist = Api::with_token(server.base.clone(), &ana);
+    let ds = scientist.upload_lab(60, 1).await;
+    assert_eq!(ds["owner"]["name"], "ana", "{ds}");
+    let predictor = Api::with_token(server.base.clone(), &lims);
+    let (status, refused) = predictor.get("/datasets").await;
+    assert_eq!(status, 403, "{refused}");
+    let forged = format!("tsq_{}", "ab".repeat(32));
+    let (status, _) = Api::with_token(server.base.clone(), &forged)
+        .get("/datasets")
+        .await;
+    assert_eq!(status, 401);
+
+    // Revoked with the CLI: refused once the api's token cache lapses.
+    let out = cli(&data, &["token", "revoke", "ana"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    let (status, _) = scientist.get("/datasets").await;
+    assert_eq!(status, 401, "a revoked token is refused");
+
+    let health = server
+        .http
+        .get(format!("{}/health", server.base))
+        .send()
+        .await
+        .unwrap();
+    let health = health.text().await.unwrap();
+    let metrics = server
+        .http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains("tracseq_audit_failures_total 0"),
+        "{metrics}"
+    );
+
+    // Who did what, newest first.
+    let audit = server.get_ok("/audit?limit=1000").await;
+    let entries = audit.as_array().unwrap();
+    let find = |action: &str| {
+        entries
+            .iter()
+            .find(|e| e["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} in {audit}"))
+    };
+    let upload = find("datasets.create");
+    assert_eq!(upload["actor"]["name"], "ana");
+    assert_eq!(upload["targets"][0], ds["id"]);
+    assert!(upload["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(entries
+        .iter()
+        .any(|e| e["status"] == 403 && e["actor"]["name"] == "lims"));
+    assert!(entries.iter().any(|e| e["status"] == 401));
+    assert!(entries.iter().any(
+        |e| e["action"] == "tokens.revoke" && e["client"].as_str().unwrap().starts_with("cli:")
+    ));
+    server.stop();
+
+    // No secret anywhere it could leak.
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains("admin.token"),
+        "the first start says where the token is"
+    );
+    for (what, secret) in [
+        ("admin", &admin),
+        ("lims", &lims),
+        ("ana", &ana),
+        ("forged", &forged),
+    ] {
+        assert!(
+            !log.contains(secret.as_str()),
+            "the {what} token is in the server log"
+        );
+        assert!(!health.contains(secret.as_str()) && !metrics.contains(secret.as_str()));
+        assert!(
+            !audit.to_string().contains(secret.as_str()),
+            "{what} in the audit log"
+        );
+    }
+
+    // The chain verifies; an edit made behind the platform's back is found.
+    let out = cli(&data, &["audit", "verify"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("audit log verified"));
+    let url = format!("sqlite://{}", data.join("state.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let err = db
+        .execute("UPDATE audit_log SET actor_name = 'x' WHERE seq = 2")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    let body: String = sqlx::query("SELECT body FROM audit_log WHERE seq = 3")
+        .fetch_one(&mut db)
+        .await
+        .unwrap()
+        .get(0);
+    // Someone with the file drops the trigger and rewrites entry 3.
+    db.execute("DROP TRIGGER audit_log_no_update")
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_log SET body = ? WHERE seq = 3")
+        .bind(body.replacen("\"status\":", "\"status\":1", 1))
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    let out = cli(&data, &["audit", "verify"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("broken at entry 3"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -346,7 +346,7 @@ async fn changes_and_refusals_are_in_the_audit_log_with_who_what_and_from_where(
     assert_eq!(created.actor.as_ref().unwrap().name, "scientist");
     assert_eq!(created.outcome, Outcome::Ok);
     assert_eq!(created.status, 201);
-    assert_eq!(created.targets, [dataset.clone()]);
+    assert_eq!(created.targets, std::slice::from_ref(&dataset));
     assert_eq!(created.request_id, request_id);
     assert_eq!(created.client.as_deref(), Some("10.1.2.3:40000"));
     assert_eq!(

@@ -12,7 +12,7 @@ use tracseq_core::{Error, Platform, Result};
 /// The outcome of [`apply`].
 pub enum Applied {
     /// Stored: the new record and the work that follows from it.
-    Stored(Experiment, Vec<Effect>),
+    Stored(Box<Experiment>, Vec<Effect>),
     /// Someone else changed the experiment's state first (a cancel, another
     /// scheduler): nothing was written; read it again to decide.
     Lost,
@@ -37,5 +37,5 @@ pub async fn apply(
         info!(experiment_id = %next.id, state = %next.state, error = ?next.error,
               model_version = ?next.model_version, "experiment finished");
     }
-    Ok(Applied::Stored(next, effects))
+    Ok(Applied::Stored(Box::new(next), effects))
 }

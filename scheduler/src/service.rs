@@ -274,6 +274,7 @@ pub async fn cancel(p: &Platform, id: ExperimentId, now: DateTime<Utc>) -> Resul
         else {
             continue;
         };
+        let exp = *exp;
         if effects.contains(&experiment::Effect::CancelWork) {
             cancel_jobs(p, id, now).await?;
             for t in p.state.list_trials(id).await? {

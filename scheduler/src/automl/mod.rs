@@ -72,7 +72,7 @@ impl Scheduler {
                 Applied::Stored(exp, effects)
                     if effects.contains(&ExperimentEffect::QueueTraining) =>
                 {
-                    self.finalize(exp, now).await
+                    self.finalize(*exp, now).await
                 }
                 _ => Ok(()),
             };

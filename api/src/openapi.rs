@@ -1,17 +1,24 @@
 //! The OpenAPI 3.0 description of every route (served at `/openapi.json`),
 //! generated from the [route table](crate::route_table).
 
+use crate::problem::PROBLEM_CODES;
 use crate::route_table::{Access, ROUTES};
 use serde_json::{json, Value};
+use tracseq_core::security::token::LIFETIME_PATTERN;
+use tracseq_core::types::NAME_PATTERN;
 
 fn schemas() -> Value {
+    let name = json!({"type": "string", "pattern": NAME_PATTERN});
     json!({
         "Problem": {"type": "object", "required": ["error", "message"], "properties": {
-            "error": {"type": "string", "enum": ["invalid", "not_found", "conflict", "unavailable", "internal",
-                "too_large", "method_not_allowed", "unsupported_media_type"]},
+            "error": {"type": "string", "enum": PROBLEM_CODES},
             "message": {"type": "string"}}},
-        "ExperimentRequest": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
-            "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,100}$"},
+        "ExperimentRequest": {"type": "object", "required": ["name"], "additionalProperties": false,
+            "description": "AutoML: dataset_id and target; ask/tell: search_space without dataset_id",
+            "anyOf": [{"required": ["dataset_id", "target"]},
+                      {"required": ["search_space"], "not": {"required": ["dataset_id"]}}],
+            "properties": {
+            "name": name,
             "dataset_id": {"type": "string", "format": "uuid"},
             "target": {"type": "string"},
             "metric": {"type": "string", "enum": ["auc", "log_loss", "accuracy", "f1", "rmse", "mae", "r2"]},
@@ -49,7 +56,7 @@ fn schemas() -> Value {
             "parallelism": {"type": "integer", "minimum": 1},
             "cv_folds": {"type": "integer", "minimum": 2, "maximum": 20},
             "seed": {"type": "integer"},
-            "model_name": {"type": "string"},
+            "model_name": name,
             "priority": {"type": "integer", "minimum": 0, "maximum": 9},
             "max_attempts": {"type": "integer", "minimum": 1, "maximum": 20},
             "trial_timeout_secs": {"type": "integer", "minimum": 1},
@@ -61,31 +68,145 @@ fn schemas() -> Value {
                 "gpu_memory_mb": {"type": "integer", "minimum": 0, "default": 0,
                                   "description": "per device; needs gpus > 0"}}}}},
         "ReportRequest": {"type": "object", "required": ["step", "value"], "additionalProperties": false, "properties": {
-            "step": {"type": "integer", "minimum": 0}, "value": {"type": "number"}}},
+            "step": {"type": "integer", "minimum": 0, "maximum": u32::MAX}, "value": {"type": "number"}}},
         "TellRequest": {"type": "object", "additionalProperties": false, "properties": {
             "value": {"type": "number"}, "state": {"type": "string", "enum": ["complete", "failed", "pruned"]},
             "values": {"type": "array", "items": {"type": "number"}, "description": "multi-objective: one per objective, in order"},
             "params": {"type": "object"}}},
         "PredictRequest": {"type": "object", "required": ["model", "features"], "additionalProperties": false, "properties": {
-            "model": {"type": "string"}, "version": {"type": "integer", "minimum": 1},
+            "model": name, "version": {"type": "integer", "minimum": 1, "maximum": u32::MAX},
             "features": {"type": "object", "additionalProperties": {"type": ["number", "string", "boolean", "null"]}}}},
         "TokenRequest": {"type": "object", "required": ["name", "role"], "additionalProperties": false, "properties": {
-            "name": {"type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$"},
-            "role": {"type": "string", "enum": ["viewer", "scientist", "predictor", "approver", "admin"]},
-            "expires": {"type": "string", "pattern": "^[1-9][0-9]{0,10}[smhd]$",
+            "name": name,
+            "role": {"type": "string", "enum": tracseq_core::security::Role::ALL.map(|r| r.as_str())},
+            "expires": {"type": "string", "pattern": LIFETIME_PATTERN,
                         "description": "lifetime, e.g. 30d, 12h, 45m, 3600s (at most 3650d); absent: no expiry"}}},
         "BatchPredictRequest": {"type": "object", "required": ["model"], "additionalProperties": false, "properties": {
-            "model": {"type": "string"}, "version": {"type": "integer", "minimum": 1},
+            "model": name, "version": {"type": "integer", "minimum": 1, "maximum": u32::MAX},
             "records": {"type": "array", "items": {"type": "object"}},
             "dataset_id": {"type": "string", "format": "uuid"}}}
     })
+}
+
+/// OpenAPI links: how an answer's ids feed the next call (schemathesis's
+/// stateful phase follows them). (from method, from path, link name, to
+/// method, to path, path parameters as runtime expressions).
+type Link = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+const LINKS: &[Link] = &[
+    (
+        "post",
+        "/datasets",
+        "GetDataset",
+        "get",
+        "/datasets/{id}",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "post",
+        "/experiments",
+        "GetExperiment",
+        "get",
+        "/experiments/{id}",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "post",
+        "/experiments",
+        "ListTrials",
+        "get",
+        "/experiments/{id}/trials",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "post",
+        "/experiments",
+        "Ask",
+        "post",
+        "/experiments/{id}/ask",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "post",
+        "/experiments",
+        "Cancel",
+        "post",
+        "/experiments/{id}/cancel",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "post",
+        "/experiments/{id}/ask",
+        "Report",
+        "post",
+        "/experiments/{id}/trials/{number}/report",
+        &[
+            ("id", "$request.path.id"),
+            ("number", "$response.body#/number"),
+        ],
+    ),
+    (
+        "post",
+        "/experiments/{id}/ask",
+        "Tell",
+        "post",
+        "/experiments/{id}/trials/{number}/tell",
+        &[
+            ("id", "$request.path.id"),
+            ("number", "$response.body#/number"),
+        ],
+    ),
+    (
+        "post",
+        "/batch_predict",
+        "GetJob",
+        "get",
+        "/jobs/{id}",
+        &[("id", "$response.body#/job_id")],
+    ),
+    (
+        "post",
+        "/batch_predict",
+        "CancelJob",
+        "post",
+        "/jobs/{id}/cancel",
+        &[("id", "$response.body#/job_id")],
+    ),
+    (
+        "post",
+        "/tokens",
+        "Revoke",
+        "post",
+        "/tokens/{id}/revoke",
+        &[("id", "$response.body#/id")],
+    ),
+];
+
+/// The operation id of a route: its method and path in one word.
+fn operation_id(method: &str, path: &str) -> String {
+    let mut id = method.to_string();
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        let seg = seg.trim_start_matches('{').trim_end_matches('}');
+        let mut c = seg.chars();
+        if let Some(first) = c.next() {
+            id.push(first.to_ascii_uppercase());
+            id.extend(c.map(|c| if c == '_' || c == '.' { 'X' } else { c }));
+        }
+    }
+    id
 }
 
 /// The schema of a path parameter.
 fn param_schema(path: &str, name: &str) -> Value {
     match name {
         "number" => json!({"type": "integer", "minimum": 0}),
-        "name" => json!({"type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$"}),
+        "name" => json!({"type": "string", "pattern": NAME_PATTERN}),
         "path" => json!({"type": "string", "minLength": 1, "maxLength": 512}),
         "id" if path.starts_with("/workers") => {
             json!({"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"})
@@ -105,7 +226,19 @@ pub fn openapi() -> Value {
         if route.path == "/metrics" {
             responses["200"]["content"] = json!({"text/plain": {"schema": {"type": "string"}}});
         }
-        let mut op = json!({"summary": route.summary, "responses": responses});
+        let mut op = json!({"summary": route.summary, "responses": responses,
+            "operationId": operation_id(route.method, route.path)});
+        for (_, _, name, to_method, to_path, params) in LINKS
+            .iter()
+            .filter(|l| l.0 == route.method && l.1 == route.path)
+        {
+            let parameters: serde_json::Map<String, Value> = params
+                .iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect();
+            op["responses"][route.status.to_string()]["links"][*name] = json!({
+                "operationId": operation_id(to_method, to_path), "parameters": parameters});
+        }
         match route.access {
             Access::Public => op["security"] = json!([]),
             Access::Authenticated => {
@@ -164,6 +297,28 @@ mod tests {
     use crate::ApiState;
     use std::sync::Arc;
     use tracseq_core::lifecycle::RetryPolicy;
+
+    #[test]
+    fn every_link_joins_two_routes_and_fills_every_path_parameter_of_its_target() {
+        let exists = |m: &str, p: &str| ROUTES.iter().any(|r| r.method == m && r.path == p);
+        let mut ids = std::collections::BTreeSet::new();
+        for r in ROUTES {
+            assert!(
+                ids.insert(operation_id(r.method, r.path)),
+                "duplicate operation id"
+            );
+        }
+        for (from_m, from_p, name, to_m, to_p, params) in LINKS {
+            assert!(exists(from_m, from_p), "{name}: no route {from_m} {from_p}");
+            assert!(exists(to_m, to_p), "{name}: no route {to_m} {to_p}");
+            let wanted: Vec<&str> = to_p
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+                .collect();
+            let given: Vec<&str> = params.iter().map(|(k, _)| *k).collect();
+            assert_eq!(given, wanted, "{name}");
+        }
+    }
 
     /// Every documented route is served (never "no such route" or 405), and
     /// every served route is documented: the table drives both checks.

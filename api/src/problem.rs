@@ -68,6 +68,21 @@ impl Reply for ApiError {
 
 pub type ApiResult = Result<Response, ApiError>;
 
+/// Every `error` code a problem may carry (the OpenAPI document's enum).
+pub const PROBLEM_CODES: &[&str] = &[
+    "invalid",
+    "not_found",
+    "conflict",
+    "unavailable",
+    "internal",
+    "too_large",
+    "length_required",
+    "method_not_allowed",
+    "unsupported_media_type",
+    "unauthorized",
+    "forbidden",
+];
+
 /// Turns a handler's result into a response.
 pub fn respond(r: ApiResult) -> Response {
     r.unwrap_or_else(Reply::into_response)

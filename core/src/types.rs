@@ -476,6 +476,10 @@ pub struct DatasetRecord {
 
 /// Validates a user-chosen name (model, experiment, data set): it appears in
 /// artifact keys and URLs, so it must be a safe path segment.
+/// What [`validate_name`] accepts, as a regular expression (for the
+/// OpenAPI document).
+pub const NAME_PATTERN: &str = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$";
+
 pub fn validate_name(what: &str, name: &str) -> crate::Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 100
@@ -514,6 +518,22 @@ impl NewModelVersion {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_name_pattern_accepts_exactly_what_validate_name_accepts() {
+        let re = regex::Regex::new(NAME_PATTERN).unwrap();
+        let long = "a".repeat(100);
+        let too_long = "a".repeat(101);
+        for name in [
+            "a", "A-b_c.1", "-x", "_x", ".x", "", "a b", "a/b", "é", "a\0b", "x.", &long, &too_long,
+        ] {
+            assert_eq!(
+                re.is_match(name),
+                validate_name("name", name).is_ok(),
+                "{name:?}: the pattern and validate_name disagree"
+            );
+        }
+    }
 
     #[test]
     fn a_finished_trial_takes_no_more_values_and_keeps_its_first_outcome() {

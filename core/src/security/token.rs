@@ -154,6 +154,15 @@ pub fn looks_like_secret(s: &str) -> bool {
 
 /// A lifetime such as `30d`, `12h`, `45m` or `3600s`, as `--expires` and
 /// `expires_in` take it; at most ten years.
+/// What [`parse_lifetime`] accepts, as a regular expression (for the
+/// OpenAPI document): 1 to 3650 days in s, m, h or d, no leading zeros.
+pub const LIFETIME_PATTERN: &str = concat!(
+    "^(([1-9][0-9]{0,7}|[12][0-9]{8}|30[0-9]{7}|31[0-4][0-9]{6}|315[0-2][0-9]{5}|3153[0-5][0-9]{4}|315360000)s",
+    "|([1-9][0-9]{0,5}|[1-4][0-9]{6}|5[01][0-9]{5}|52[0-4][0-9]{4}|525[0-5][0-9]{3}|5256000)m",
+    "|([1-9][0-9]{0,3}|[1-7][0-9]{4}|8[0-6][0-9]{3}|87[0-5][0-9]{2}|87600)h",
+    "|([1-9][0-9]{0,2}|[12][0-9]{3}|3[0-5][0-9]{2}|36[0-4][0-9]|3650)d)$"
+);
+
 pub fn parse_lifetime(s: &str) -> Result<Duration> {
     let bad = || {
         Error::Invalid(
@@ -161,10 +170,14 @@ pub fn parse_lifetime(s: &str) -> Result<Duration> {
                 .into(),
         )
     };
-    if s.len() > 12 || s.len() < 2 {
+    if s.len() > 10 || s.len() < 2 {
         return Err(bad());
     }
     let (n, unit) = s.split_at(s.len() - 1);
+    // Plain digits without a leading zero, as LIFETIME_PATTERN says.
+    if n.starts_with('0') || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
     let n: i64 = n.parse().map_err(|_| bad())?;
     let d = match unit {
         "s" => Duration::try_seconds(n),
@@ -183,6 +196,48 @@ pub fn parse_lifetime(s: &str) -> Result<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lifetime_pattern_accepts_exactly_what_the_parser_accepts() {
+        let re = regex::Regex::new(LIFETIME_PATTERN).unwrap();
+        let mut cases: Vec<String> = ["", "d", "0d", "01d", "+5d", "-1d", "5x", "5 d", "1.5h"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for (unit, max) in [
+            ("s", 315_360_000u64),
+            ("m", 5_256_000),
+            ("h", 87_600),
+            ("d", 3_650),
+        ] {
+            for n in [
+                1,
+                9,
+                10,
+                99,
+                100,
+                max / 7,
+                max / 2,
+                max - 1,
+                max,
+                max + 1,
+                max * 10,
+            ] {
+                cases.push(format!("{n}{unit}"));
+            }
+            for digits in 1..=10 {
+                cases.push(format!("{}{unit}", "9".repeat(digits)));
+                cases.push(format!("1{}{unit}", "0".repeat(digits)));
+            }
+        }
+        for case in cases {
+            assert_eq!(
+                re.is_match(&case),
+                parse_lifetime(&case).is_ok(),
+                "'{case}': the pattern and the parser disagree"
+            );
+        }
+    }
 
     fn t0() -> DateTime<Utc> {
         "2026-12-04T00:00:00Z".parse().unwrap()

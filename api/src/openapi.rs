@@ -15,6 +15,9 @@ fn schemas() -> Value {
             "message": {"type": "string"}}},
         "ExperimentRequest": {"type": "object", "required": ["name"], "additionalProperties": false,
             "description": "AutoML: dataset_id and target; ask/tell: search_space without dataset_id",
+            "example": {"name": "tune-x", "direction": "minimize", "budget": {"trials": 20},
+                        "search_space": {"x": {"type": "float", "low": -5, "high": 5},
+                                         "kind": {"type": "categorical", "choices": ["a", "b"]}}},
             "anyOf": [{"required": ["dataset_id", "target"]},
                       {"required": ["search_space"], "not": {"required": ["dataset_id"]}}],
             "properties": {
@@ -67,19 +70,21 @@ fn schemas() -> Value {
                          "description": "a share of one device in (0, 1] (e.g. 0.25) or a whole number of devices"},
                 "gpu_memory_mb": {"type": "integer", "minimum": 0, "default": 0,
                                   "description": "per device; needs gpus > 0"}}}}},
-        "ReportRequest": {"type": "object", "required": ["step", "value"], "additionalProperties": false, "properties": {
+        "ReportRequest": {"type": "object", "required": ["step", "value"], "additionalProperties": false,
+            "example": {"step": 1, "value": 0.5}, "properties": {
             "step": {"type": "integer", "minimum": 0, "maximum": u32::MAX}, "value": {"type": "number"}}},
-        "TellRequest": {"type": "object", "additionalProperties": false, "properties": {
+        "TellRequest": {"type": "object", "additionalProperties": false, "example": {"value": 0.25}, "properties": {
             "value": {"type": "number"}, "state": {"type": "string", "enum": ["complete", "failed", "pruned"]},
             "values": {"type": "array", "items": {"type": "number"}, "description": "multi-objective: one per objective, in order"},
             "params": {"type": "object"}}},
         "PredictRequest": {"type": "object", "required": ["model", "features"], "additionalProperties": false, "properties": {
             "model": name, "version": {"type": "integer", "minimum": 1, "maximum": u32::MAX},
             "features": {"type": "object", "additionalProperties": {"type": ["number", "string", "boolean", "null"]}}}},
-        "TokenRequest": {"type": "object", "required": ["name", "role"], "additionalProperties": false, "properties": {
+        "TokenRequest": {"type": "object", "required": ["name", "role"], "additionalProperties": false,
+            "example": {"name": "lims", "role": "predictor", "expires": "30d"}, "properties": {
             "name": name,
             "role": {"type": "string", "enum": tracseq_core::security::Role::ALL.map(|r| r.as_str())},
-            "expires": {"type": "string", "pattern": LIFETIME_PATTERN,
+            "expires": {"type": "string", "nullable": true, "pattern": LIFETIME_PATTERN,
                         "description": "lifetime, e.g. 30d, 12h, 45m, 3600s (at most 3650d); absent: no expiry"}}},
         "BatchPredictRequest": {"type": "object", "required": ["model"], "additionalProperties": false, "properties": {
             "model": name, "version": {"type": "integer", "minimum": 1, "maximum": u32::MAX},
@@ -266,7 +271,8 @@ pub fn openapi() -> Value {
         match route.body {
             "" => {}
             "csv" => {
-                op["requestBody"] = json!({"required": true, "content": {"text/csv": {"schema": {"type": "string"}}}});
+                op["requestBody"] = json!({"required": true, "content": {"text/csv": {"schema": {"type": "string"},
+                    "example": "depth,gc,batch,quality\n1.5,0.41,a,0.9\n2.0,0.38,b,0.7\n0.7,0.52,a,0.4\n1.1,0.47,b,0.8\n"}}});
             }
             schema => {
                 op["requestBody"] = json!({"required": true, "content": {"application/json":

@@ -170,7 +170,7 @@ pub fn parse_lifetime(s: &str) -> Result<Duration> {
                 .into(),
         )
     };
-    if s.len() > 10 || s.len() < 2 {
+    if s.len() > 10 || s.len() < 2 || !s.is_ascii() {
         return Err(bad());
     }
     let (n, unit) = s.split_at(s.len() - 1);
@@ -200,10 +200,12 @@ mod tests {
     #[test]
     fn the_lifetime_pattern_accepts_exactly_what_the_parser_accepts() {
         let re = regex::Regex::new(LIFETIME_PATTERN).unwrap();
-        let mut cases: Vec<String> = ["", "d", "0d", "01d", "+5d", "-1d", "5x", "5 d", "1.5h"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut cases: Vec<String> = [
+            "", "d", "0d", "01d", "+5d", "-1d", "5x", "5 d", "1.5h", "\u{80}", "5\u{e9}",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         for (unit, max) in [
             ("s", 315_360_000u64),
             ("m", 5_256_000),

@@ -353,27 +353,31 @@ log "body: $(cat "$BODY_FILE")"
 # Each server is measured alone: the platform first, then it is stopped and
 # the hello baseline started, so the two never compete for the CPUs.
 if [ "$HELLO_ONLY" -eq 0 ]; then
-    BENCH_TOKEN="$PREDICT_TOKEN"
-    check_predict "$BASE/predict"
-    run_wrk platform "$BASE/predict" "http://127.0.0.1:\$P"
+    # The first platform (which trained the model) stops; then the shipped
+    # build and the unauthenticated one serve the same data dir and model in
+    # turn, twice each (on, off, on, off), so drift over the run falls on
+    # both alike.
     stop_pid "$PLATFORM_PID"
     PLATFORM_PID=""
-    BENCH_TOKEN=""
-
-    # The same data dir and model, served by the unauthenticated build.
     [ -x "$ML_NOAUTH" ] || die "$ML_NOAUTH not built"
-    log "starting the unauthenticated build on $BASE"
-    "$ML_NOAUTH" up --port "$P" --data-dir "$DATA_DIR" >"$WORK/platform-noauth.log" 2>&1 &
-    PLATFORM_PID=$!
-    wait_http "$BASE/health" "$PLATFORM_PID" "tracseq-ml up (unauthenticated)" "$WORK/platform-noauth.log"
     SETUP_CMDS+=(
         "cargo build --release -p tracseq-ml --features unauthenticated   # copied aside as tracseq-ml-unauthenticated before the build above"
-        "tracseq-ml-unauthenticated up --port \$P --data-dir \$D   # the same data dir and model"
+        "# then, twice in turn: target/release/tracseq-ml up, and tracseq-ml-unauthenticated up, on the same data dir"
     )
-    check_predict "$BASE/predict"
-    run_wrk noauth "$BASE/predict" "http://127.0.0.1:\$P"
-    stop_pid "$PLATFORM_PID"
-    PLATFORM_PID=""
+    for round in 1 2; do
+        for variant in platform noauth; do
+            if [ "$variant" = platform ]; then bin="$ML"; BENCH_TOKEN="$PREDICT_TOKEN"; else bin="$ML_NOAUTH"; BENCH_TOKEN=""; fi
+            log "round $round: $variant"
+            "$bin" up --port "$P" --data-dir "$DATA_DIR" >"$WORK/$variant-$round.log" 2>&1 &
+            PLATFORM_PID=$!
+            wait_http "$BASE/health" "$PLATFORM_PID" "tracseq-ml up ($variant)" "$WORK/$variant-$round.log"
+            check_predict "$BASE/predict"
+            run_wrk "$variant$round" "$BASE/predict" "http://127.0.0.1:\$P"
+            stop_pid "$PLATFORM_PID"
+            PLATFORM_PID=""
+        done
+    done
+    BENCH_TOKEN=""
 fi
 
 HP="$(free_port)"
@@ -409,23 +413,28 @@ REPORT="$WORK/section.md"
     echo "| server | requests/s | p50 ms | p90 ms | p99 ms | max ms | requests | errors |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|"
     if [ "$HELLO_ONLY" -eq 0 ]; then
-        row platform "tracseq-ml \`/predict\` (model \`$MODEL_NAME\`), predictor token checked"
-        row noauth "the same, built with \`unauthenticated\` (no token check, no audit)"
+        for round in 1 2; do
+            row "platform$round" "tracseq-ml \`/predict\` (model \`$MODEL_NAME\`), predictor token checked, round $round"
+            row "noauth$round" "the same, built with \`unauthenticated\` (no token check), round $round"
+        done
     fi
     row hello "warp hello-world \`/predict\` (\`bench/src/bin/hello.rs\`)"
     echo
     if [ "$HELLO_ONLY" -eq 0 ]; then
-        python3 - "$(rps_of platform)" "$(rps_of hello)" <<'PY'
+        python3 - "$(rps_of platform1)" "$(rps_of hello)" <<'PY'
 import sys
 p, h = float(sys.argv[1]), float(sys.argv[2])
 print(f"Ratio: tracseq-ml /predict sustains {p / h:.1%} of the hello baseline's "
       f"throughput (hello is {h / p:.2f}x faster).")
 PY
-        python3 - "$(rps_of platform)" "$(rps_of noauth)" <<'PY'
+        python3 - "$(rps_of platform1)" "$(rps_of platform2)" "$(rps_of noauth1)" "$(rps_of noauth2)" <<'PY'
 import sys
-on, off = float(sys.argv[1]), float(sys.argv[2])
+on1, on2, off1, off2 = map(float, sys.argv[1:])
+on, off = (on1 + on2) / 2, (off1 + off2) / 2
+spread = max(abs(on1 - on2) / on, abs(off1 - off2) / off)
 print(f"Authentication: with the token checked, /predict sustains {on / off:.1%} of the "
-      f"unauthenticated build's throughput (a cost of {1 - on / off:.1%}).")
+      f"unauthenticated build's throughput over both rounds (a cost of {1 - on / off:.1%}); "
+      f"the same build differs by up to {spread:.1%} between its two rounds.")
 PY
         echo
     fi

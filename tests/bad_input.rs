@@ -244,3 +244,144 @@ async fn bad_prediction_features_are_rejected_by_name() {
         .await;
     server.stop();
 }
+
+/// What a fuzzer (schemathesis) found, each refused briefly: huge input is
+/// not echoed, control characters are not stored, server paths are not
+/// named, and an ask/tell experiment ends when its budget is told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuzzer_findings_are_refused_briefly_and_nothing_is_echoed_or_leaked() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]).await;
+    let space = json!({"x": {"type": "float", "low": 0, "high": 1}});
+    let huge = "n".repeat(1_000_000);
+    let long_text = "t".repeat(10_000);
+    let mut unknown = serde_json::Map::new();
+    unknown.insert("name".into(), json!("x"));
+    unknown.insert(huge.clone(), json!(1));
+    let cases = vec![
+        (
+            Call::Json("/experiments", json!({"name": huge, "search_space": space})),
+            400,
+            "experiment name",
+        ),
+        (
+            Call::Json("/experiments", Value::Object(unknown)),
+            400,
+            "unknown field",
+        ),
+        (
+            Call::Json(
+                "/experiments",
+                json!({"name": "x", "search_space": {"a\u{0}b": {"type": "float", "low": 0, "high": 1}}}),
+            ),
+            400,
+            "search_space parameter",
+        ),
+        (
+            Call::Raw("/datasets?name=nul", b"a\0b,c\n1,2\n3,4\n", "text/csv"),
+            400,
+            "CSV column",
+        ),
+        (
+            Call::Json(
+                "/predict",
+                json!({"model": "m", "features": {"rin": long_text}}),
+            ),
+            400,
+            "at most 1024",
+        ),
+        (
+            Call::Get("/artifacts/models/m/1/model.json".into()),
+            404,
+            "models/m/1/model.json",
+        ),
+    ];
+    let root = dir.path().display().to_string();
+    for (call, expected, needle) in cases {
+        let (status, body) = match &call {
+            Call::Get(path) => server.get(path).await,
+            Call::Json(path, body) => server.post_json(path, body).await,
+            Call::Raw(path, body, ct) => server.post_raw(path, body.to_vec(), ct).await,
+        };
+        assert_problem(status, &body, expected, needle);
+        let text = body.to_string();
+        assert!(text.len() < 2_000, "a short answer: {} bytes", text.len());
+        assert!(!text.contains(&root), "the data dir leaked: {text}");
+        assert!(!text.contains("tttttttttt"), "the feature text was echoed");
+    }
+    let (_, datasets) = server.get("/datasets").await;
+    assert_eq!(datasets.as_array().unwrap().len(), 0, "nothing stored");
+
+    // An ask/tell budget of two trials: the second tell ends the experiment.
+    let (id, _) = server
+        .create_experiment(&json!({"name": "b", "budget": {"trials": 2}, "search_space": space}))
+        .await;
+    for _ in 0..2 {
+        let t = server.ask(&id).await;
+        let n = t["number"].as_u64().unwrap();
+        let (status, told) = server.tell(&id, n, &json!({"value": 0.5})).await;
+        assert_eq!(status, 200, "{told}");
+    }
+    let exp = server.get_ok(&format!("/experiments/{id}")).await;
+    assert_eq!(exp["state"], "completed", "{exp}");
+    let (status, body) = server
+        .post_json(&format!("/experiments/{id}/ask"), &json!({}))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    server.stop();
+}
+
+/// Listings come a page at a time: `limit`, `after` and a `Link` to the
+/// next page, which walks every record once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_are_paged_and_the_next_link_walks_every_record_once() {
+    let server = Server::start_fresh(&[]).await;
+    let space = json!({"x": {"type": "float", "low": 0, "high": 1}});
+    let mut made = Vec::new();
+    for i in 0..5 {
+        let (id, _) = server
+            .create_experiment(&json!({"name": format!("p{i}"), "search_space": space}))
+            .await;
+        made.push(id);
+    }
+    let mut seen = Vec::new();
+    let mut next = Some("/experiments?limit=2".to_string());
+    while let Some(path) = next.take() {
+        let resp = server
+            .http
+            .get(format!("{}{path}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        next = resp
+            .headers()
+            .get("link")
+            .map(|l| l.to_str().unwrap().to_string())
+            .map(|l| l[1..l.find('>').unwrap()].to_string());
+        let page: Value = resp.json().await.unwrap();
+        let ids: Vec<String> = page
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect();
+        assert!(ids.len() <= 2);
+        seen.extend(ids);
+    }
+    made.reverse();
+    assert_eq!(seen, made, "newest first, each once");
+    for path in [
+        "/experiments?limit=0",
+        "/experiments?limit=1001",
+        "/experiments?after=nope",
+        "/datasets?after=nope",
+        "/models?after=..",
+        "/workers?after=bad%20id",
+        "/experiments?bogus=1",
+    ] {
+        let (status, body) = server.get(path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+    }
+    server.stop();
+}

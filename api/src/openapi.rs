@@ -9,6 +9,8 @@ use tracseq_core::types::NAME_PATTERN;
 
 fn schemas() -> Value {
     let name = json!({"type": "string", "pattern": NAME_PATTERN});
+    let feature = json!({"nullable": true, "anyOf": [{"type": "number"}, {"type": "boolean"},
+        {"type": "string", "maxLength": crate::routes::MAX_FEATURE_TEXT}]});
     json!({
         "Problem": {"type": "object", "required": ["error", "message"], "properties": {
             "error": {"type": "string", "enum": PROBLEM_CODES},
@@ -48,7 +50,7 @@ fn schemas() -> Value {
                 "shuffle": {"type": "boolean"},
                 "population_size": {"type": "integer", "minimum": 2, "maximum": 1000},
                 "crossover_prob": {"type": "number", "minimum": 0, "maximum": 1},
-                "mutation_prob": {"type": ["number", "null"], "minimum": 0, "maximum": 1}}},
+                "mutation_prob": {"type": "number", "nullable": true, "minimum": 0, "maximum": 1}}},
             "pruner": {"type": "object", "properties": {"type": {"type": "string", "enum": ["none", "median", "asha", "hyperband"]},
                 "n_startup_trials": {"type": "integer"}, "n_warmup_steps": {"type": "integer"}, "interval_steps": {"type": "integer"},
                 "min_resource": {"type": "integer", "minimum": 1}, "max_resource": {"type": "integer", "minimum": 2},
@@ -79,7 +81,7 @@ fn schemas() -> Value {
             "params": {"type": "object"}}},
         "PredictRequest": {"type": "object", "required": ["model", "features"], "additionalProperties": false, "properties": {
             "model": name, "version": {"type": "integer", "minimum": 1, "maximum": u32::MAX},
-            "features": {"type": "object", "additionalProperties": {"type": ["number", "string", "boolean", "null"]}}}},
+            "features": {"type": "object", "additionalProperties": feature}}},
         "TokenRequest": {"type": "object", "required": ["name", "role"], "additionalProperties": false,
             "example": {"name": "lims", "role": "predictor", "expires": "30d"}, "properties": {
             "name": name,
@@ -88,7 +90,7 @@ fn schemas() -> Value {
                         "description": "lifetime, e.g. 30d, 12h, 45m, 3600s (at most 3650d); absent: no expiry"}}},
         "BatchPredictRequest": {"type": "object", "required": ["model"], "additionalProperties": false, "properties": {
             "model": name, "version": {"type": "integer", "minimum": 1, "maximum": u32::MAX},
-            "records": {"type": "array", "items": {"type": "object"}},
+            "records": {"type": "array", "minItems": 1, "items": {"type": "object", "additionalProperties": feature}},
             "dataset_id": {"type": "string", "format": "uuid"}}}
     })
 }
@@ -207,14 +209,104 @@ fn operation_id(method: &str, path: &str) -> String {
     id
 }
 
+/// The query parameters of a route, as each handler reads them.
+fn query_params(method: &str, path: &str) -> Vec<Value> {
+    use tracseq_core::paging::MAX_PAGE;
+    let q = |name: &str, schema: Value, description: &str| json!({"name": name, "in": "query", "required": false, "schema": schema, "description": description});
+    let limit = q(
+        "limit",
+        json!({"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": tracseq_core::paging::DEFAULT_PAGE}),
+        "items per page",
+    );
+    let after = |schema: Value| {
+        q(
+            "after",
+            schema,
+            "the last key of the previous page (see the Link header)",
+        )
+    };
+    let uuid = json!({"type": "string", "format": "uuid"});
+    match (method, path) {
+        ("get", "/datasets") | ("get", "/experiments") => vec![limit, after(uuid)],
+        ("get", "/models") => vec![
+            limit,
+            after(json!({"type": "string", "pattern": NAME_PATTERN})),
+        ],
+        ("get", "/workers") => vec![
+            limit,
+            after(json!({"type": "string", "pattern": tracseq_core::ids::WorkerId::PATTERN})),
+        ],
+        ("post", "/datasets") => vec![q(
+            "name",
+            json!({"type": "string", "pattern": NAME_PATTERN}),
+            "the data set's name (default: dataset)",
+        )],
+        ("get", "/experiments/{id}/trials") => vec![
+            q(
+                "fields",
+                json!({"type": "string"}),
+                "comma-separated fields to keep",
+            ),
+            q(
+                "sort",
+                json!({"type": "string", "enum": ["number", "value"]}),
+                "number, or value best first",
+            ),
+            q(
+                "state",
+                json!({"type": "string", "enum": ["running", "complete", "pruned", "failed"]}),
+                "only trials in this state",
+            ),
+            q(
+                "limit",
+                json!({"type": "integer", "minimum": 0}),
+                "the first N",
+            ),
+        ],
+        ("get", "/artifacts") => vec![
+            q(
+                "prefix",
+                json!({"type": "string", "minLength": 1, "maxLength": 512}),
+                "only artifacts under this path",
+            ),
+            q(
+                "limit",
+                json!({"type": "integer", "minimum": 1, "maximum": crate::routes::MAX_ARTIFACT_LIST}),
+                "the first N",
+            ),
+        ],
+        ("get", "/audit") => {
+            let text = json!({"type": "string", "minLength": 1, "maxLength": crate::routes::MAX_AUDIT_FILTER});
+            vec![
+                q("actor", text.clone(), "token name or id"),
+                q("action", text.clone(), "e.g. experiments.create"),
+                q("target", text, "an id or name the entry names"),
+                q(
+                    "since",
+                    json!({"type": "string", "format": "date-time"}),
+                    "entries at or after this time",
+                ),
+                q(
+                    "before",
+                    json!({"type": "integer", "minimum": 1}),
+                    "entries before this seq (the next page)",
+                ),
+                limit,
+            ]
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// The schema of a path parameter.
 fn param_schema(path: &str, name: &str) -> Value {
     match name {
         "number" => json!({"type": "integer", "minimum": 0}),
         "name" => json!({"type": "string", "pattern": NAME_PATTERN}),
-        "path" => json!({"type": "string", "minLength": 1, "maxLength": 512}),
+        "path" => json!({"type": "string", "minLength": 1, "maxLength": 512,
+            "pattern": "^[A-Za-z0-9._=-]{1,255}(/[A-Za-z0-9._=-]{1,255})*$"}),
         "id" if path.starts_with("/workers") => {
-            json!({"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"})
+            json!({"type": "string", "pattern": tracseq_core::ids::WorkerId::PATTERN})
         }
         _ => json!({"type": "string", "format": "uuid"}),
     }
@@ -259,12 +351,13 @@ pub fn openapi() -> Value {
             op["responses"]["401"] = json!({"description": "no token, or an unknown, revoked or expired one",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}});
         }
-        let params: Vec<Value> = route
+        let mut params: Vec<Value> = route
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({"name": name, "in": "path", "required": true, "schema": param_schema(route.path, name)}))
             .collect();
+        params.extend(query_params(route.method, route.path));
         if !params.is_empty() {
             op["parameters"] = Value::Array(params);
         }

@@ -61,12 +61,18 @@ impl From<serde_json::Error> for ApiError {
 
 impl Reply for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": self.code, "message": self.message});
+        // Messages may quote the request (serde names an unknown field or
+        // variant whole): never send back more than a screenful of it.
+        let message = tracseq_core::error::excerpt(&self.message, MAX_MESSAGE_CHARS);
+        let body = json!({"error": self.code, "message": message});
         warp::reply::with_status(warp::reply::json(&body), self.status).into_response()
     }
 }
 
 pub type ApiResult = Result<Response, ApiError>;
+
+/// The longest problem message sent, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 1000;
 
 /// Every `error` code a problem may carry (the OpenAPI document's enum).
 pub const PROBLEM_CODES: &[&str] = &[

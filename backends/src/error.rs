@@ -50,17 +50,19 @@ pub(crate) fn db_error(e: sqlx::Error) -> Error {
 
 /// What an object-store failure means to a caller.
 pub(crate) fn object_error(e: object_store::Error) -> Error {
+    // The store's own messages name server paths (a local store's absolute
+    // directory) and endpoints: those go to the log, never into an answer.
+    // Callers that know the artifact add its name.
     match e {
-        object_store::Error::NotFound { path, .. } => {
-            Error::NotFound(format!("artifact '{path}' not found"))
+        object_store::Error::NotFound { .. } => Error::NotFound("artifact not found".into()),
+        object_store::Error::AlreadyExists { .. } => {
+            Error::Conflict("artifact already exists".into())
         }
-        object_store::Error::AlreadyExists { path, .. } => {
-            Error::Conflict(format!("artifact '{path}' already exists"))
+        object_store::Error::InvalidPath { .. } => Error::Invalid("invalid artifact path".into()),
+        other => {
+            tracing::warn!(error = %other, "artifact store failed");
+            Error::Unavailable("the artifact store failed; the server log has the cause".into())
         }
-        object_store::Error::InvalidPath { source } => {
-            Error::Invalid(format!("invalid artifact path: {source}"))
-        }
-        other => Error::Unavailable(other.to_string()),
     }
 }
 

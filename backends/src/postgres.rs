@@ -48,6 +48,7 @@ use tracseq_core::types::{
 };
 use tracseq_core::{Error, Result};
 
+mod paging;
 mod schema;
 mod security;
 mod state_store;

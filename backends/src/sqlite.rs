@@ -19,6 +19,7 @@ use std::str::FromStr;
 use std::time::Duration;
 use tracseq_core::fleet::WorkerRecord;
 use tracseq_core::ids::{DatasetId, ExperimentId, JobId};
+use tracseq_core::paging::Page;
 use tracseq_core::ports::{JobFilter, StateStore};
 use tracseq_core::types::{
     DatasetRecord, Experiment, ExperimentState, Job, ModelVersion, NewModelVersion, Trial,
@@ -26,6 +27,7 @@ use tracseq_core::types::{
 };
 use tracseq_core::{Error, Result};
 
+mod paging;
 mod security;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -554,6 +556,22 @@ impl StateStore for SqliteStateStore {
             .await
             .classify()?;
         bodies(&rows)
+    }
+
+    async fn page_experiments(&self, page: &Page) -> Result<Vec<Experiment>> {
+        self.experiments_page(page).await
+    }
+
+    async fn page_datasets(&self, page: &Page) -> Result<Vec<DatasetRecord>> {
+        self.datasets_page(page).await
+    }
+
+    async fn page_workers(&self, page: &Page) -> Result<Vec<WorkerRecord>> {
+        self.workers_page(page).await
+    }
+
+    async fn page_model_versions(&self, page: &Page) -> Result<Vec<ModelVersion>> {
+        self.model_versions_page(page).await
     }
 }
 

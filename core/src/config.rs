@@ -338,11 +338,16 @@ fn merge(base: &mut toml::Value, overlay: toml::Value) {
     }
 }
 
+/// Keys that are absent unless set, so not among the defaults' leaves; each
+/// can still be set as `TRACSEQ_<SECTION>_<KEY>`.
+const OPTIONAL_KEYS: &[&str] = &["api.tls_cert", "api.tls_key", "worker.gpus"];
+
 /// Every leaf key `a.b_c` can be set as `TRACSEQ_A_B_C`. The variable's text
 /// is read as a TOML value when it parses as one of the key's type, else as a string.
 fn apply_env(value: &mut toml::Value, vars: impl Iterator<Item = (String, String)>) -> Result<()> {
     let mut leaves = Vec::new();
     collect_leaves(value, String::new(), &mut leaves);
+    leaves.extend(OPTIONAL_KEYS.iter().map(|k| k.to_string()));
     for (name, raw) in vars {
         let Some(rest) = name.strip_prefix("TRACSEQ_") else {
             continue;
@@ -357,6 +362,15 @@ fn apply_env(value: &mut toml::Value, vars: impl Iterator<Item = (String, String
             .ok()
             .and_then(|mut t| t.remove("v"))
             .unwrap_or(toml::Value::String(raw.clone()));
+        if OPTIONAL_KEYS.contains(&key.as_str()) {
+            // Absent by default (no value in the defaults to take a type
+            // from): these are texts (paths, lists).
+            let (table, leaf) = key.split_once('.').expect("optional keys are section.key");
+            if let Some(section) = value.get_mut(table).and_then(toml::Value::as_table_mut) {
+                section.insert(leaf.to_string(), toml::Value::String(raw));
+            }
+            continue;
+        }
         let mut slot = &mut *value;
         for part in key.split('.') {
             slot = slot
@@ -437,6 +451,21 @@ mod tests {
 
     #[test]
     fn a_bad_value_names_the_key() {
+        let tls = env(&[
+            ("TRACSEQ_API_TLS_CERT", "/etc/tracseq/cert.pem"),
+            ("TRACSEQ_API_TLS_KEY", "/etc/tracseq/key.pem"),
+            ("TRACSEQ_WORKER_GPUS", "none"),
+        ])
+        .unwrap();
+        assert_eq!(
+            tls.api.tls_cert.as_deref(),
+            Some(Path::new("/etc/tracseq/cert.pem"))
+        );
+        assert_eq!(
+            tls.api.tls_key.as_deref(),
+            Some(Path::new("/etc/tracseq/key.pem"))
+        );
+        assert_eq!(tls.worker.gpus.as_deref(), Some("none"));
         let err = env(&[("TRACSEQ_API_PORT", "lots")])
             .unwrap_err()
             .to_string();

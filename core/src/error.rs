@@ -23,6 +23,18 @@ pub enum Error {
     Internal(String),
 }
 
+/// `text` cut to at most `max_chars` characters, with an ellipsis and its
+/// full length in bytes when it was longer: for quoting what a user sent in
+/// a message without sending a 10 MB input back.
+pub fn excerpt(text: &str, max_chars: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max_chars) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((end, _)) => {
+            std::borrow::Cow::Owned(format!("{}… ({} bytes)", &text[..end], text.len()))
+        }
+    }
+}
+
 impl Error {
     /// Whether retrying the same call later may succeed.
     pub fn is_retryable(&self) -> bool {
@@ -61,5 +73,19 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
         Error::Internal(format!("corrupt record: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod excerpt_tests {
+    use super::excerpt;
+
+    #[test]
+    fn an_excerpt_keeps_short_text_and_cuts_long_text_on_a_character_boundary() {
+        assert_eq!(excerpt("short", 10), "short");
+        assert_eq!(excerpt("exactly10!", 10), "exactly10!");
+        let long = "é".repeat(1000);
+        let cut = excerpt(&long, 5);
+        assert_eq!(cut, "ééééé… (2000 bytes)");
     }
 }

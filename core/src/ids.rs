@@ -67,6 +67,11 @@ impl fmt::Display for WorkerId {
     }
 }
 
+impl WorkerId {
+    /// What parsing accepts, as a regular expression (for the OpenAPI document).
+    pub const PATTERN: &'static str = "^[A-Za-z0-9_.:-]{1,128}$";
+}
+
 impl FromStr for WorkerId {
     type Err = crate::Error;
     fn from_str(s: &str) -> crate::Result<Self> {
@@ -78,7 +83,8 @@ impl FromStr for WorkerId {
             Ok(WorkerId(s.to_string()))
         } else {
             Err(crate::Error::Invalid(format!(
-                "worker id '{s}' must be 1-128 characters of [A-Za-z0-9-_.:]"
+                "worker id '{}' must be 1-128 characters of [A-Za-z0-9-_.:]",
+                crate::error::excerpt(s, 100)
             )))
         }
     }

@@ -476,6 +476,32 @@ pub struct DatasetRecord {
 
 /// Validates a user-chosen name (model, experiment, data set): it appears in
 /// artifact keys and URLs, so it must be a safe path segment.
+/// The longest label a user gives (a column, a parameter, an objective).
+pub const MAX_LABEL: usize = 256;
+
+/// Validates a user-given label that the platform stores and shows again (a
+/// CSV column, a search-space parameter, a target): 1 to [`MAX_LABEL`] bytes
+/// without control characters (NUL, newlines, escapes), which would break
+/// logs, CSV output and terminals. The message names the field and quotes
+/// at most its first 64 characters, escaped.
+pub fn check_label(what: &str, label: &str) -> crate::Result<()> {
+    let why = if label.is_empty() {
+        "must not be empty"
+    } else if label.len() > MAX_LABEL {
+        "is longer than 256 bytes"
+    } else if label.chars().any(char::is_control) {
+        "must not contain control characters (NUL, tab, newline, escape)"
+    } else {
+        return Ok(());
+    };
+    let shown: String = label.chars().take(64).collect();
+    let more = if shown.len() < label.len() { "…" } else { "" };
+    Err(crate::Error::Invalid(format!(
+        "{what} {:?}{more} {why}",
+        shown
+    )))
+}
+
 /// What [`validate_name`] accepts, as a regular expression (for the
 /// OpenAPI document).
 pub const NAME_PATTERN: &str = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$";
@@ -491,7 +517,8 @@ pub fn validate_name(what: &str, name: &str) -> crate::Result<()> {
         Ok(())
     } else {
         Err(crate::Error::Invalid(format!(
-            "{what} '{name}' must be 1-100 characters of [A-Za-z0-9-_.] and not start with '.'"
+            "{what} '{}' must be 1-100 characters of [A-Za-z0-9-_.] and not start with '.'",
+            crate::error::excerpt(name, 100)
         )))
     }
 }
@@ -518,6 +545,20 @@ impl NewModelVersion {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_label_with_a_control_character_is_refused_naming_the_field() {
+        assert!(check_label("column", "gc content (%)").is_ok());
+        assert!(check_label("column", "Qualität").is_ok());
+        for bad in ["", "a\0b", "a\nb", "\u{1b}[31m", &"x".repeat(MAX_LABEL + 1)] {
+            let err = check_label("column", bad).unwrap_err();
+            assert!(err.to_string().starts_with("column "), "{err}");
+            assert!(
+                err.to_string().len() < 200,
+                "the message stays short: {err}"
+            );
+        }
+    }
 
     #[test]
     fn the_name_pattern_accepts_exactly_what_validate_name_accepts() {

@@ -140,14 +140,17 @@ pub async fn ask(p: &Platform, id: ExperimentId, now: DateTime<Utc>) -> Result<T
         }
         return Err(Error::Conflict(format!("experiment {id} is {}", exp.state)));
     }
-    if spec.budget.trials.is_some_and(|b| trials.len() as u64 >= b) {
+    if let Some(spent) = budget_spent(&spec, &exp, &trials, now) {
+        // Nothing runs any more: the experiment is over (a tell usually
+        // said so already; a time budget can lapse with no tell).
+        if !trials.iter().any(|t| t.state == TrialState::Running) {
+            let event = experiment::Event::BudgetSpent {
+                trials: trials.len() as u64,
+            };
+            lifecycle::apply(p, &exp, event, now).await?;
+        }
         return Err(Error::Conflict(format!(
-            "experiment {id} has used its budget of trials"
-        )));
-    }
-    if time_is_up(&spec, &exp, now) {
-        return Err(Error::Conflict(format!(
-            "experiment {id} has used its time budget"
+            "experiment {id} has used its {spent}"
         )));
     }
     if let Some(n) = stalled {
@@ -255,7 +258,37 @@ pub async fn tell(
             trial.state
         )));
     }
+    // The last trial of a spent budget ends the experiment, so clients that
+    // poll it see it end instead of `running` forever.
+    if exp.state == ExperimentState::Running {
+        let trials = p.trials(id).await?;
+        if budget_spent(&spec, &exp, &trials, now).is_some()
+            && !trials.iter().any(|t| t.state == TrialState::Running)
+        {
+            let event = experiment::Event::BudgetSpent {
+                trials: trials.len() as u64,
+            };
+            // A lost race (a cancel) leaves the other writer's state.
+            lifecycle::apply(p, &exp, event, now).await?;
+        }
+    }
     p.state.get_trial(id, number).await
+}
+
+/// Which budget of an ask/tell experiment is used up, if one is.
+fn budget_spent(
+    spec: &ExperimentSpec,
+    exp: &Experiment,
+    trials: &[Trial],
+    now: DateTime<Utc>,
+) -> Option<&'static str> {
+    if spec.budget.trials.is_some_and(|b| trials.len() as u64 >= b) {
+        Some("budget of trials")
+    } else if time_is_up(spec, exp, now) {
+        Some("time budget")
+    } else {
+        None
+    }
 }
 
 /// Cancels an experiment and every job of it that has not finished.
@@ -544,6 +577,52 @@ mod tests {
             err.to_string().contains("no improvement in 1 trials"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn telling_the_last_trial_of_the_budget_completes_the_experiment() {
+        let p = platform();
+        let exp = create(
+            &p,
+            json!({"name": "budget", "budget": {"trials": 2},
+                   "search_space": {"x": {"type": "float", "low": 0, "high": 1}}}),
+        )
+        .await;
+        let a = ask(&p, exp.id, Utc::now()).await.unwrap();
+        let b = ask(&p, exp.id, Utc::now()).await.unwrap();
+        let err = ask(&p, exp.id, Utc::now()).await.unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)), "{err}");
+        assert!(err.to_string().contains("budget of trials"), "{err}");
+        // One trial still runs: the experiment waits for it.
+        tell(&p, exp.id, a.number, tell_value(0.5), Utc::now())
+            .await
+            .unwrap();
+        let state = p.state.get_experiment(exp.id).await.unwrap().state;
+        assert_eq!(state, ExperimentState::Running);
+        tell(&p, exp.id, b.number, tell_value(0.25), Utc::now())
+            .await
+            .unwrap();
+        let done = p.state.get_experiment(exp.id).await.unwrap();
+        assert_eq!(done.state, ExperimentState::Completed);
+        assert!(done.finished_at.is_some());
+        let err = ask(&p, exp.id, Utc::now()).await.unwrap_err();
+        assert!(err.to_string().contains("completed"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_spent_time_budget_with_nothing_running_completes_at_the_next_ask() {
+        let p = platform();
+        let exp = create(
+            &p,
+            json!({"name": "clock", "budget": {"seconds": 1},
+                   "search_space": {"x": {"type": "float", "low": 0, "high": 1}}}),
+        )
+        .await;
+        let later = exp.created_at + chrono::Duration::seconds(2);
+        let err = ask(&p, exp.id, later).await.unwrap_err();
+        assert!(err.to_string().contains("time budget"), "{err}");
+        let state = p.state.get_experiment(exp.id).await.unwrap().state;
+        assert_eq!(state, ExperimentState::Completed);
     }
 
     #[tokio::test]

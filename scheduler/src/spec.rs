@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tracseq_core::config::LimitsConfig;
 use tracseq_core::resources::ResourceRequest;
-use tracseq_core::types::validate_name;
+use tracseq_core::types::{check_label, validate_name};
 use tracseq_core::{DatasetId, Error, Result};
 use tracseq_hpo::{Direction, PrunerConfig, SamplerConfig, SearchSpace};
 use tracseq_learn::dataset::Limits;
@@ -125,6 +125,9 @@ pub fn validate(req: &ExperimentRequest, limits: &LimitsConfig) -> Result<Experi
         if req.target.as_deref().is_none_or(str::is_empty) {
             return invalid("target is required with dataset_id".into());
         }
+        if let Some(target) = &req.target {
+            check_label("target", target)?;
+        }
         if req.direction.is_some() {
             return invalid(
                 "direction is implied by metric for AutoML experiments; remove it".into(),
@@ -172,6 +175,11 @@ pub fn validate(req: &ExperimentRequest, limits: &LimitsConfig) -> Result<Experi
         Some(s) => s.clone(),
         None => tracseq_learn::model::default_search_space(),
     };
+    if let Some(params) = search_space.as_object() {
+        for key in params.keys() {
+            check_label("search_space parameter", key)?;
+        }
+    }
     let space = SearchSpace::from_json(&search_space)
         .map_err(|e| Error::Invalid(format!("search_space: {e}")))?;
     if space.is_empty() {

@@ -7,12 +7,13 @@ use crate::Ctx;
 use futures::StreamExt;
 use std::collections::HashMap;
 use tracseq_core::ports::ArtifactPath;
+use tracseq_core::Error;
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 /// Most entries one listing returns.
-const MAX_LIST: usize = 10_000;
+pub(crate) const MAX_LIST: usize = 10_000;
 
 pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let list = warp::path!("artifacts")
@@ -64,7 +65,15 @@ async fn download(ctx: Ctx, tail: String) -> ApiResult {
     let decoded = percent_decode(&tail)
         .ok_or_else(|| ApiError::bad_request("artifact path is not valid UTF-8"))?;
     let path = ArtifactPath::parse(&decoded)?;
-    let meta = ctx.platform.artifacts.head(&path).await?;
+    let meta = ctx
+        .platform
+        .artifacts
+        .head(&path)
+        .await
+        .map_err(|e| match e {
+            Error::NotFound(_) => Error::not_found(format!("artifact '{path}'")),
+            other => other,
+        })?;
     let stream = ctx.platform.artifacts.get_stream(&path).await?;
     // Bridged through a channel: warp wants a Sync stream, object stores give Send ones.
     let (mut tx, rx) = futures::channel::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);

@@ -1,6 +1,6 @@
 //! `/datasets`: CSV uploads, validated before anything is stored.
 
-use super::{body, json_reply, query, run, with_ctx};
+use super::{body, json_reply, paging, query, run, with_ctx};
 use crate::guard::{caller, record_targets};
 use crate::problem::{ApiError, ApiResult};
 use crate::Ctx;
@@ -9,7 +9,7 @@ use chrono::Utc;
 use std::collections::HashMap;
 use tracseq_core::ports::ArtifactPath;
 use tracseq_core::security::Caller;
-use tracseq_core::types::{validate_name, DatasetRecord};
+use tracseq_core::types::{check_label, validate_name, DatasetRecord};
 use tracseq_core::{DatasetId, Error};
 use tracseq_learn::dataset::Dataset;
 use tracseq_scheduler::spec::dataset_limits;
@@ -28,12 +28,15 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
     let list = warp::path!("datasets")
         .and(warp::get())
         .and(with_ctx(ctx.clone()))
-        .then(|ctx: Ctx| {
+        .and(query())
+        .then(|ctx: Ctx, q: HashMap<String, String>| {
             run(async move {
-                Ok(json_reply(
-                    &ctx.platform.state.list_datasets().await?,
-                    StatusCode::OK,
-                ))
+                let page = paging::page(&q, |a| a.parse::<DatasetId>().map(drop))?;
+                let items = ctx.platform.state.page_datasets(&page).await?;
+                let mut resp = json_reply(&items, StatusCode::OK);
+                let last = items.last().map(|d| d.id.to_string());
+                paging::link_next(&mut resp, "/datasets", &page, items.len(), last);
+                Ok(resp)
             })
         });
     let get = warp::path!("datasets" / String)
@@ -66,6 +69,10 @@ async fn upload(
         .await
         .map_err(|e| Error::Internal(format!("csv parser panicked: {e}")))?
         .map_err(|e| ApiError::bad_request(format!("invalid CSV: {e}")))?;
+    let schema = data.schema();
+    for column in &schema.columns {
+        check_label("CSV column", &column.name)?;
+    }
     let id = DatasetId::new();
     let path = ArtifactPath::dataset(id, "data.csv")?;
     let size = body.len() as u64;
@@ -77,7 +84,7 @@ async fn upload(
         sha256: meta.sha256.unwrap_or_default(),
         size_bytes: size,
         rows: data.n_rows() as u64,
-        schema: serde_json::to_value(data.schema())?,
+        schema: serde_json::to_value(&schema)?,
         created_at: Utc::now(),
         owner: who.map(|c| c.actor),
     };

@@ -1,6 +1,6 @@
 //! `/experiments`: AutoML and ask/tell experiments, their trials, and cancel.
 
-use super::{body, json_reply, query, run, with_ctx};
+use super::{body, json_reply, paging, query, run, with_ctx};
 use crate::guard::{caller, record_targets};
 use crate::problem::{ApiError, ApiResult};
 use crate::{parse_json, Ctx};
@@ -31,7 +31,8 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
     let list = warp::path!("experiments")
         .and(warp::get())
         .and(with_ctx(ctx.clone()))
-        .then(|ctx| run(list(ctx)));
+        .and(query())
+        .then(|ctx, q| run(list(ctx, q)));
     let get = warp::path!("experiments" / String)
         .and(warp::get())
         .and(with_ctx(ctx.clone()))
@@ -94,12 +95,20 @@ async fn create(ctx: Ctx, who: Option<Caller>, body: Result<Bytes, ApiError>) ->
     Ok(resp)
 }
 
-async fn list(ctx: Ctx) -> ApiResult {
-    let mut out = Vec::new();
-    for exp in ctx.platform.state.list_experiments(None).await? {
+async fn list(ctx: Ctx, q: HashMap<String, String>) -> ApiResult {
+    let page = paging::page(&q, |a| a.parse::<ExperimentId>().map(drop))?;
+    let experiments = ctx.platform.state.page_experiments(&page).await?;
+    let (n, last) = (
+        experiments.len(),
+        experiments.last().map(|e| e.id.to_string()),
+    );
+    let mut out = Vec::with_capacity(n);
+    for exp in experiments {
         out.push(summary::brief_summary(&ctx.platform, exp).await?);
     }
-    Ok(json_reply(&out, StatusCode::OK))
+    let mut resp = json_reply(&out, StatusCode::OK);
+    paging::link_next(&mut resp, "/experiments", &page, n, last);
+    Ok(resp)
 }
 
 async fn get(ctx: Ctx, id: String) -> ApiResult {

@@ -6,9 +6,14 @@ mod datasets;
 mod experiments;
 mod jobs;
 mod models;
+mod paging;
 mod predict;
 mod tokens;
 mod workers;
+
+pub(crate) use artifacts::MAX_LIST as MAX_ARTIFACT_LIST;
+pub(crate) use audit::MAX_VALUE as MAX_AUDIT_FILTER;
+pub(crate) use predict::MAX_FEATURE_TEXT;
 
 use crate::problem::{respond, ApiError};
 use crate::Ctx;

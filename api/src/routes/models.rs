@@ -1,9 +1,9 @@
 //! `/models`: the registry — models and their versions with metrics.
 
-use super::{json_reply, run, with_ctx};
+use super::{json_reply, paging, query, run, with_ctx};
 use crate::Ctx;
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use tracseq_core::types::{validate_name, ModelVersion};
 use tracseq_core::Error;
 use warp::http::StatusCode;
@@ -14,12 +14,15 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
     let list = warp::path!("models")
         .and(warp::get())
         .and(with_ctx(ctx.clone()))
-        .then(|ctx: Ctx| {
+        .and(query())
+        .then(|ctx: Ctx, q: HashMap<String, String>| {
             run(async move {
+                let page = paging::page(&q, |a| validate_name("after", a))?;
                 let mut by_name: BTreeMap<String, Vec<ModelVersion>> = BTreeMap::new();
-                for v in ctx.platform.state.list_model_versions(None).await? {
+                for v in ctx.platform.state.page_model_versions(&page).await? {
                     by_name.entry(v.name.clone()).or_default().push(v);
                 }
+                let last = by_name.keys().next_back().cloned();
                 let out: Vec<_> = by_name
                     .into_iter()
                     .filter_map(|(name, versions)| {
@@ -27,7 +30,9 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
                         Some(json!({"name": name, "versions": versions.len(), "latest": latest}))
                     })
                     .collect();
-                Ok(json_reply(&out, StatusCode::OK))
+                let mut resp = json_reply(&out, StatusCode::OK);
+                paging::link_next(&mut resp, "/models", &page, out.len(), last);
+                Ok(resp)
             })
         });
     let get = warp::path!("models" / String)

@@ -49,9 +49,49 @@ struct PredictResponse<'a> {
     quality: Option<Assessment>,
 }
 
+/// The longest text a feature value may be: categories and labels, not
+/// documents (and nothing longer is ever echoed back).
+pub const MAX_FEATURE_TEXT: usize = 1024;
+/// The longest feature name.
+pub const MAX_FEATURE_NAME: usize = 256;
+
+/// Checks one record's features: names and texts of bounded length, values
+/// that are numbers, texts, booleans or null. The message names the feature
+/// (cut short) and never quotes its value.
+fn check_record(record: &Map<String, Value>) -> Result<(), ApiError> {
+    for (name, value) in record {
+        let shown = || -> String { name.chars().take(64).collect() };
+        if name.len() > MAX_FEATURE_NAME {
+            return Err(ApiError::bad_request(format!(
+                "feature name '{}…' is {} bytes; at most {MAX_FEATURE_NAME}",
+                shown(),
+                name.len()
+            )));
+        }
+        match value {
+            Value::String(text) if text.len() > MAX_FEATURE_TEXT => {
+                return Err(ApiError::bad_request(format!(
+                    "feature '{}' is a text of {} bytes; at most {MAX_FEATURE_TEXT}",
+                    shown(),
+                    text.len()
+                )))
+            }
+            Value::Array(_) | Value::Object(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "feature '{}' must be a number, a text, a boolean or null",
+                    shown()
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 async fn predict(ctx: Ctx, body: Result<Bytes, ApiError>) -> ApiResult {
     let body = body?;
     let req: PredictRequest = parse_json(&body)?;
+    check_record(&req.features)?;
     let loaded = ctx
         .models
         .get(&ctx.platform, &req.model, req.version)
@@ -102,6 +142,10 @@ async fn batch_predict(ctx: Ctx, body: Result<Bytes, ApiError>) -> ApiResult {
                     records.len(),
                     ctx.api.max_predict_records
                 )));
+            }
+            for (i, record) in records.iter().enumerate() {
+                check_record(record)
+                    .map_err(|e| ApiError::bad_request(format!("records[{i}]: {}", e.message)))?;
             }
             let predictions = loaded.artifact.predict(&records)?;
             Ok(json_reply(

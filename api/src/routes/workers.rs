@@ -1,12 +1,14 @@
 //! `/workers`: the fleet as the workers' heartbeats report it, and
 //! `/metrics`: the same figures (plus queue depths) for Prometheus.
 
-use super::{json_reply, run, with_ctx};
+use super::{json_reply, paging, query, run, with_ctx};
 use crate::Ctx;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use tracseq_core::fleet::{WorkerRecord, WorkerStatus};
+use tracseq_core::ids::WorkerId;
 use tracseq_core::Error;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -56,9 +58,11 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
     let list = warp::path!("workers")
         .and(warp::get())
         .and(with_ctx(ctx.clone()))
-        .then(|ctx: Ctx| {
+        .and(query())
+        .then(|ctx: Ctx, q: HashMap<String, String>| {
             run(async move {
-                let workers = ctx.platform.state.list_workers().await?;
+                let page = paging::page(&q, |a| a.parse::<WorkerId>().map(drop))?;
+                let workers = ctx.platform.state.page_workers(&page).await?;
                 let now = Utc::now();
                 let views: Vec<_> = workers.iter().map(|w| view(w, now)).collect();
                 let count = |s: WorkerStatus| views.iter().filter(|v| v.status == s).count();
@@ -68,7 +72,10 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
                     "stopped": count(WorkerStatus::Stopped),
                     "workers": views,
                 });
-                Ok(json_reply(&body, StatusCode::OK))
+                let mut resp = json_reply(&body, StatusCode::OK);
+                let last = workers.last().map(|w| w.id.0.clone());
+                paging::link_next(&mut resp, "/workers", &page, workers.len(), last);
+                Ok(resp)
             })
         });
     let one = warp::path!("workers" / String)
@@ -76,10 +83,11 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
         .and(with_ctx(ctx.clone()))
         .then(|id: String, ctx: Ctx| {
             run(async move {
+                let id: WorkerId = id.parse()?;
                 let workers = ctx.platform.state.list_workers().await?;
                 let w = workers
                     .iter()
-                    .find(|w| w.id.0 == id)
+                    .find(|w| w.id == id)
                     .ok_or_else(|| Error::not_found(format!("worker {id}")))?;
                 Ok(json_reply(&view(w, Utc::now()), StatusCode::OK))
             })

@@ -102,3 +102,23 @@ async fn local_directory_artifacts_conform() {
     let dir = tempfile::tempdir().unwrap();
     artifact_store_suite(&ObjectArtifactStore::local(dir.path()).unwrap(), "t").await;
 }
+
+#[tokio::test]
+async fn a_local_store_never_names_its_directory_in_an_error() {
+    use tracseq_core::ports::{ArtifactPath, ArtifactStore};
+    let dir = tempfile::tempdir().unwrap();
+    let store = ObjectArtifactStore::local(dir.path()).unwrap();
+    let root = dir.path().display().to_string();
+    let missing = ArtifactPath::parse("models/m/1/model.json").unwrap();
+    for err in [
+        store.get(&missing).await.unwrap_err(),
+        store.head(&missing).await.unwrap_err(),
+        store.get_stream(&missing).await.err().unwrap(),
+    ] {
+        assert!(matches!(err, tracseq_core::Error::NotFound(_)), "{err}");
+        assert!(!err.to_string().contains(&root), "{err}");
+    }
+    // A segment no file system takes is refused before the store is asked.
+    let long = format!("datasets/{}", "0".repeat(256));
+    assert!(ArtifactPath::parse(&long).is_err());
+}

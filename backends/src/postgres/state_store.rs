@@ -3,6 +3,7 @@
 //! [`super`] for why each write is safe to retry).
 
 use super::*;
+use tracseq_core::paging::Page;
 
 #[async_trait]
 impl StateStore for PostgresStateStore {
@@ -415,5 +416,21 @@ impl StateStore for PostgresStateStore {
             bodies(&rows)
         })
         .await
+    }
+
+    async fn page_experiments(&self, page: &Page) -> Result<Vec<Experiment>> {
+        self.experiments_page(page).await
+    }
+
+    async fn page_datasets(&self, page: &Page) -> Result<Vec<DatasetRecord>> {
+        self.datasets_page(page).await
+    }
+
+    async fn page_workers(&self, page: &Page) -> Result<Vec<WorkerRecord>> {
+        self.workers_page(page).await
+    }
+
+    async fn page_model_versions(&self, page: &Page) -> Result<Vec<ModelVersion>> {
+        self.model_versions_page(page).await
     }
 }

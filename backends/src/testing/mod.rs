@@ -2,6 +2,7 @@
 //! tests: a backend is correct when it passes the same suite as the others.
 
 mod artifacts;
+mod paging;
 mod queue;
 mod security;
 pub mod services;

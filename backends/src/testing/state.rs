@@ -27,6 +27,7 @@ pub async fn state_store_suite(store: Arc<dyn StateStore>) {
     model_registry(store.as_ref()).await;
     datasets(store.as_ref()).await;
     worker_registry(store.as_ref()).await;
+    super::paging::pages_walk_every_listing_once_in_order(store.as_ref()).await;
 }
 
 async fn jobs_round_trip_and_cas(s: &dyn StateStore) {

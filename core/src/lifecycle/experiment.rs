@@ -5,6 +5,7 @@
 //! running ──TrialsDone (a best trial)──> finalizing ──Trained──> completed
 //!    │  └──TrialsDone (no trial completed)──> failed     └──TrainingFailed──> failed
 //!    ├──Stalled (ask/tell: no improvement)──> completed
+//!    ├──BudgetSpent (ask/tell: budget used, last trial told)──> completed
 //!    ├──Unschedulable (no worker can hold a trial)──> failed
 //!    └──Cancel (also from finalizing)──> cancelled
 //! ```
@@ -32,6 +33,9 @@ pub enum Event {
     /// An ask/tell experiment's best value stopped improving for the
     /// configured number of trials.
     Stalled { trials: u64 },
+    /// An ask/tell experiment used its trial or time budget and its last
+    /// trial was told: nothing more can be asked.
+    BudgetSpent { trials: u64 },
     /// A trial's job can never be placed on the fleet; every trial asks for
     /// the same resources, so the search cannot go on.
     Unschedulable { reason: String },
@@ -96,6 +100,11 @@ pub fn on_event(
         Event::Stalled { .. } => {
             require_kind(exp, ExperimentKind::AskTell, "stop for no improvement")?;
             require(exp, &[Running], "stop for no improvement")?;
+            finish(exp, Completed, None, now)
+        }
+        Event::BudgetSpent { .. } => {
+            require_kind(exp, ExperimentKind::AskTell, "complete on its budget")?;
+            require(exp, &[Running], "complete on its budget")?;
             finish(exp, Completed, None, now)
         }
         Event::Unschedulable { reason } => {
@@ -196,6 +205,30 @@ mod tests {
 
     fn later() -> DateTime<Utc> {
         t0() + Duration::seconds(5)
+    }
+
+    #[test]
+    fn a_spent_budget_completes_a_running_ask_tell_experiment() {
+        let mut e = exp(ExperimentKind::AskTell, Running);
+        let effects = on_event(&mut e, Event::BudgetSpent { trials: 5 }, later()).unwrap();
+        assert_eq!(effects, vec![Effect::Finished(Completed)]);
+        assert_eq!(e.state, Completed);
+        assert_eq!(e.finished_at, Some(later()));
+        assert_eq!(e.error, None);
+    }
+
+    #[test]
+    fn a_spent_budget_is_refused_for_automl_and_for_a_finished_experiment() {
+        let mut automl = exp(ExperimentKind::Automl, Running);
+        let err = on_event(&mut automl, Event::BudgetSpent { trials: 5 }, later()).unwrap_err();
+        assert!(matches!(err, Rejection::WrongKind { .. }), "{err}");
+        assert_eq!(automl.state, Running);
+        for state in [Completed, Cancelled, Failed] {
+            let mut e = exp(ExperimentKind::AskTell, state);
+            let before = e.clone();
+            assert!(on_event(&mut e, Event::BudgetSpent { trials: 5 }, later()).is_err());
+            assert_eq!(e, before, "{state}: unchanged");
+        }
     }
 
     fn trained() -> Event {
@@ -333,6 +366,7 @@ mod tests {
                 let events = [
                     done(Some(0), 1),
                     Event::Stalled { trials: 1 },
+                    Event::BudgetSpent { trials: 1 },
                     Event::Unschedulable { reason: "r".into() },
                     trained(),
                     Event::TrainingFailed { error: "x".into() },

@@ -21,14 +21,25 @@ pub struct ArtifactPath(String);
 impl ArtifactPath {
     pub const MAX_LEN: usize = 512;
 
+    /// The longest segment: a file name on common file systems.
+    pub const MAX_SEGMENT: usize = 255;
+
     pub fn parse(s: &str) -> Result<Self> {
-        let bad = |why: &str| Err(Error::Invalid(format!("artifact path '{s}' {why}")));
+        let bad = |why: &str| {
+            Err(Error::Invalid(format!(
+                "artifact path '{}' {why}",
+                crate::error::excerpt(s, 100)
+            )))
+        };
         if s.is_empty() || s.len() > Self::MAX_LEN {
             return bad("must be 1-512 characters");
         }
         for seg in s.split('/') {
             if seg.is_empty() || seg == "." || seg == ".." {
                 return bad("must not have empty, '.' or '..' segments");
+            }
+            if seg.len() > Self::MAX_SEGMENT {
+                return bad("must not have a segment longer than 255 characters");
             }
             if !seg
                 .chars()

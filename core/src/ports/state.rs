@@ -3,6 +3,7 @@
 use crate::fleet::WorkerRecord;
 use crate::ids::{DatasetId, ExperimentId, JobId};
 use crate::lifecycle::{on_event, Effect, Event, Rejection, RetryPolicy};
+use crate::paging::Page;
 use crate::types::{
     DatasetRecord, Experiment, ExperimentState, Job, JobState, ModelVersion, NewModelVersion,
     Trial, TrialOutcome,
@@ -46,6 +47,11 @@ pub trait StateStore: Send + Sync {
     async fn get_experiment(&self, id: ExperimentId) -> Result<Experiment>;
     /// Newest first, optionally only those in one state.
     async fn list_experiments(&self, state: Option<ExperimentState>) -> Result<Vec<Experiment>>;
+    /// One page of all experiments, newest first; the cursor is an id.
+    async fn page_experiments(&self, page: &Page) -> Result<Vec<Experiment>> {
+        let all = self.list_experiments(None).await?;
+        Ok(page.slice(all, |e| e.id.to_string(), true))
+    }
     /// Writes `exp` only if the stored state is still `expected`, so a cancel
     /// and the scheduler's own progress never overwrite each other.
     async fn update_experiment(&self, exp: &Experiment, expected: ExperimentState) -> Result<bool>;
@@ -114,11 +120,29 @@ pub trait StateStore: Send + Sync {
     async fn get_model_version(&self, name: &str, version: Option<u32>) -> Result<ModelVersion>;
     /// All versions (of one model, or of all), by name then version.
     async fn list_model_versions(&self, name: Option<&str>) -> Result<Vec<ModelVersion>>;
+    /// Every version of one page of models, by name then version; the page
+    /// counts models (names), and its cursor is a name.
+    async fn page_model_versions(&self, page: &Page) -> Result<Vec<ModelVersion>> {
+        let all = self.list_model_versions(None).await?;
+        let mut names: Vec<String> = all.iter().map(|v| v.name.clone()).collect();
+        names.dedup();
+        let names = page.slice(names, String::clone, false);
+        Ok(all
+            .into_iter()
+            .filter(|v| names.contains(&v.name))
+            .collect())
+    }
 
     // --- data sets --------------------------------------------------------
     async fn insert_dataset(&self, ds: &DatasetRecord) -> Result<()>;
     async fn get_dataset(&self, id: DatasetId) -> Result<DatasetRecord>;
+    /// Newest first.
     async fn list_datasets(&self) -> Result<Vec<DatasetRecord>>;
+    /// One page of data sets, newest first; the cursor is an id.
+    async fn page_datasets(&self, page: &Page) -> Result<Vec<DatasetRecord>> {
+        let all = self.list_datasets().await?;
+        Ok(page.slice(all, |d| d.id.to_string(), true))
+    }
 
     // --- worker fleet -------------------------------------------------------
     /// Creates or replaces a worker's row (every heartbeat writes it whole).
@@ -126,6 +150,11 @@ pub trait StateStore: Send + Sync {
     /// Every worker ever recorded, by id; readers judge liveness with
     /// [`WorkerRecord::status`].
     async fn list_workers(&self) -> Result<Vec<WorkerRecord>>;
+    /// One page of workers, by id; the cursor is an id.
+    async fn page_workers(&self, page: &Page) -> Result<Vec<WorkerRecord>> {
+        let all = self.list_workers().await?;
+        Ok(page.slice(all, |w| w.id.0.clone(), false))
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -1,0 +1,110 @@
+//! `?limit=&after=` on the listings, and the `Link: <…>; rel="next"` header
+//! that says where the next page starts.
+
+use crate::problem::ApiError;
+use std::collections::HashMap;
+use tracseq_core::paging::Page;
+use warp::http::{header, HeaderValue};
+use warp::reply::Response;
+
+/// The page a listing's query string asks for. Parameters other than
+/// `limit` and `after` are refused by name; `cursor` checks that `after`
+/// is a key of this listing (an id of the right kind, a model name).
+pub(crate) fn page(
+    q: &HashMap<String, String>,
+    cursor: impl Fn(&str) -> tracseq_core::Result<()>,
+) -> Result<Page, ApiError> {
+    if let Some(k) = q.keys().find(|k| !["limit", "after"].contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "unknown query parameter '{}'; expected limit or after",
+            tracseq_core::error::excerpt(k, 64)
+        )));
+    }
+    let page = Page::from_query(q)?;
+    if let Some(after) = &page.after {
+        cursor(after)?;
+    }
+    Ok(page)
+}
+
+/// Adds `Link: <path?limit=N&after=KEY>; rel="next"` when the page came
+/// back full (`last` is its last item's key): there may be more.
+pub(crate) fn link_next(
+    resp: &mut Response,
+    path: &str,
+    page: &Page,
+    got: usize,
+    last: Option<String>,
+) {
+    let Some(last) = last.filter(|_| got == page.limit as usize) else {
+        return;
+    };
+    let link = format!(
+        "<{path}?limit={}&after={}>; rel=\"next\"",
+        page.limit,
+        encode(&last)
+    );
+    if let Ok(v) = HeaderValue::from_str(&link) {
+        resp.headers_mut().insert(header::LINK, v);
+    }
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+pub(crate) fn encode(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded_in_the_next_link() {
+        assert_eq!(encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+    }
+
+    #[test]
+    fn a_full_page_links_to_the_next_and_a_short_one_does_not() {
+        let page = Page {
+            limit: 2,
+            after: None,
+        };
+        let mut resp = warp::reply::Response::new(Default::default());
+        link_next(&mut resp, "/datasets", &page, 1, Some("x".into()));
+        assert!(resp.headers().get(header::LINK).is_none());
+        link_next(&mut resp, "/datasets", &page, 2, Some("a b".into()));
+        assert_eq!(
+            resp.headers()[header::LINK],
+            "</datasets?limit=2&after=a%20b>; rel=\"next\""
+        );
+    }
+
+    #[test]
+    fn unknown_parameters_and_bad_cursors_are_refused_by_name() {
+        let q = |k: &str, v: &str| HashMap::from([(k.to_string(), v.to_string())]);
+        let any = |_: &str| Ok(());
+        assert!(page(&q("bogus", "1"), any)
+            .unwrap_err()
+            .message
+            .contains("bogus"));
+        assert!(page(&q("limit", "0"), any)
+            .unwrap_err()
+            .message
+            .contains("limit"));
+        let err = page(&q("after", "x"), |_| {
+            Err(tracseq_core::Error::Invalid(
+                "after must be a data set id".into(),
+            ))
+        })
+        .unwrap_err();
+        assert!(err.message.contains("after"));
+    }
+}

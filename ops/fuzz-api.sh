@@ -17,6 +17,9 @@
 # Usage: ops/fuzz-api.sh [BINARY]   (default: the release build in
 # CARGO_TARGET_DIR or target/). FUZZ_MAX_EXAMPLES (default 20) bounds the
 # examples per operation, FUZZ_MAX_TIME (default 300 s) the whole run.
+# One worker: with two, hypothesis (under schemathesis) now and then fails
+# inside its own lambda-source parsing ("AST constructor recursion depth
+# mismatch"), an error of the tool, not of the API.
 # Schemathesis 4.32 is installed once into ~/.cache/tracseq-ml. All traffic
 # goes to 127.0.0.1; the server is stopped on exit.
 set -euo pipefail
@@ -54,7 +57,7 @@ rc=0
   --checks all --exclude-checks positive_data_acceptance \
   --phases examples,coverage,fuzzing,stateful \
   --max-examples "${FUZZ_MAX_EXAMPLES:-20}" --max-time "${FUZZ_MAX_TIME:-300}" \
-  --workers 2 --request-timeout 30 --seed 7 --no-color || rc=$?
+  --workers 1 --request-timeout 30 --seed 7 --no-color || rc=$?
 if grep -q "panicked" "$work/server.log"; then
   echo "fuzz-api: the server panicked:" >&2
   grep -A 5 "panicked" "$work/server.log" >&2

@@ -92,3 +92,7 @@ cargo clippy --release -p tracseq-learn --all-targets --locked --no-default-feat
 
 say "test"
 cargo test --release --workspace --locked --features torch
+
+say "fuzz"
+# schemathesis against the binary the tests just built (ops/fuzz-api.sh).
+bash ops/fuzz-api.sh

@@ -33,7 +33,7 @@ fn schemas() -> Value {
                 "items": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
                     "name": {"type": "string", "minLength": 1, "maxLength": 64},
                     "direction": {"type": "string", "enum": ["minimize", "maximize"]}}}},
-            "search_space": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+            "search_space": {"type": "object", "minProperties": 1, "additionalProperties": {"type": "object", "required": ["type"], "properties": {
                 "type": {"type": "string", "enum": ["float", "int", "categorical"]},
                 "low": {"type": "number"}, "high": {"type": "number"}, "log": {"type": "boolean"},
                 "step": {"type": "number"}, "choices": {"type": "array"},
@@ -266,8 +266,8 @@ fn query_params(method: &str, path: &str) -> Vec<Value> {
         ("get", "/artifacts") => vec![
             q(
                 "prefix",
-                json!({"type": "string", "minLength": 1, "maxLength": 512}),
-                "only artifacts under this path",
+                json!({"type": "string", "maxLength": tracseq_core::ports::ArtifactPath::MAX_LEN}),
+                "only artifacts under this path (empty: all)",
             ),
             q(
                 "limit",
@@ -303,8 +303,10 @@ fn param_schema(path: &str, name: &str) -> Value {
     match name {
         "number" => json!({"type": "integer", "minimum": 0}),
         "name" => json!({"type": "string", "pattern": NAME_PATTERN}),
-        "path" => json!({"type": "string", "minLength": 1, "maxLength": 512,
-            "pattern": "^[A-Za-z0-9._=-]{1,255}(/[A-Za-z0-9._=-]{1,255})*$"}),
+        "path" => {
+            json!({"type": "string", "minLength": 1, "maxLength": tracseq_core::ports::ArtifactPath::MAX_LEN,
+            "pattern": "^[A-Za-z0-9._=-]{1,255}(/[A-Za-z0-9._=-]{1,255})*$"})
+        }
         "id" if path.starts_with("/workers") => {
             json!({"type": "string", "pattern": tracseq_core::ids::WorkerId::PATTERN})
         }

@@ -38,6 +38,14 @@ async fn list(ctx: Ctx, q: HashMap<String, String>) -> ApiResult {
             "unknown query parameter '{k}'; expected prefix or limit"
         )));
     }
+    if q.get("prefix")
+        .is_some_and(|p| p.len() > ArtifactPath::MAX_LEN)
+    {
+        return Err(ApiError::bad_request(format!(
+            "prefix must be at most {} bytes",
+            ArtifactPath::MAX_LEN
+        )));
+    }
     let prefix = match q.get("prefix").map(|p| p.trim_end_matches('/')) {
         Some(p) if !p.is_empty() => Some(ArtifactPath::parse(p)?),
         _ => None,

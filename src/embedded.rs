@@ -45,10 +45,27 @@ pub struct Parts {
 impl Running {
     /// Embedded mode: everything in this process.
     pub async fn embedded(cfg: &Config, addr: SocketAddr) -> anyhow::Result<Running> {
-        let (platform, queue) =
-            tracseq_backends::platform::embedded(&cfg.data_dir, cfg.retry_policy())
-                .await
-                .with_context(|| format!("opening data dir {}", cfg.data_dir.display()))?;
+        let key_file = cfg
+            .data_dir
+            .join(tracseq_backends::encryption::EMBEDDED_KEY_FILE);
+        let first_key = cfg.encryption.key_file.is_none()
+            && !cfg.encryption.disabled
+            && std::env::var_os(tracseq_backends::encryption::keys::KEK_ENV).is_none()
+            && !key_file.exists();
+        let (platform, queue) = tracseq_backends::platform::embedded(
+            &cfg.data_dir,
+            &cfg.encryption,
+            cfg.retry_policy(),
+        )
+        .await
+        .with_context(|| format!("opening data dir {}", cfg.data_dir.display()))?;
+        if first_key && key_file.exists() {
+            eprintln!(
+                "artifacts are encrypted at rest under the key in {} (created now): back it up \
+                 apart from the data directory, which cannot be read without it",
+                key_file.display()
+            );
+        }
         let parts = Parts {
             api: true,
             scheduler: true,
@@ -72,10 +89,15 @@ impl Running {
         let mut classes_unique = classes;
         classes_unique.sort();
         classes_unique.dedup();
-        let platform =
-            tracseq_backends::platform::distributed(d, role, classes_unique, cfg.retry_policy())
-                .await
-                .context("connecting to PostgreSQL, RabbitMQ and the artifact store")?;
+        let platform = tracseq_backends::platform::distributed(
+            d,
+            &cfg.encryption,
+            role,
+            classes_unique,
+            cfg.retry_policy(),
+        )
+        .await
+        .context("connecting to PostgreSQL, RabbitMQ and the artifact store")?;
         let parts = match role {
             Role::Api => Parts {
                 api: true,

@@ -4,6 +4,7 @@
 mod demo;
 mod embedded;
 mod gpu_check;
+mod keys_cli;
 mod security_cli;
 
 use anyhow::Context;
@@ -96,6 +97,9 @@ enum Command {
     /// The audit log: verify its hash chain.
     #[command(subcommand)]
     Audit(security_cli::AuditCommand),
+    /// Keys of the artifacts at rest: generate, status, rotate, migrate.
+    #[command(subcommand)]
+    Keys(keys_cli::KeysCommand),
     /// Print what a worker on this host sees (NVML inventory), one
     /// placement scenario on it, and (with the torch feature) the same
     /// seeded MLP trained on CUDA and on CPU, as JSON.
@@ -279,6 +283,11 @@ async fn main() -> anyhow::Result<()> {
             init_tracing("warn");
             let cfg = load_config(&cli)?;
             security_cli::audit(&cfg, cmd).await
+        }
+        Command::Keys(cmd) => {
+            init_tracing("warn");
+            let cfg = load_config(&cli)?;
+            keys_cli::keys(&cfg, cmd).await
         }
         Command::GpuCheck { rows, seed } => {
             if *rows < 100 || *rows > 1_000_000 {

@@ -46,7 +46,7 @@ pub enum AuditCommand {
     Verify,
 }
 
-async fn open(cfg: &Config) -> anyhow::Result<Arc<dyn SecurityStore>> {
+pub(crate) async fn open(cfg: &Config) -> anyhow::Result<Arc<dyn SecurityStore>> {
     tracseq_backends::platform::security_store(&cfg.data_dir, Some(&cfg.distributed))
         .await
         .context("opening the token and audit store")
@@ -58,7 +58,7 @@ fn cli_client() -> String {
     format!("cli:{user}@{}", host.trim())
 }
 
-async fn audit_cli(store: &dyn SecurityStore, action: &str, targets: Vec<String>) {
+pub(crate) async fn audit_cli(store: &dyn SecurityStore, action: &str, targets: Vec<String>) {
     let entry = NewAuditEntry {
         at: Utc::now(),
         actor: None,

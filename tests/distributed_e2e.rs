@@ -88,6 +88,9 @@ impl Env {
                 var("TRACSEQ_TEST_S3_SECRET_KEY", "tracseq-secret"),
             ),
             ("AWS_REGION", "us-east-1".into()),
+            // Every role gets the same key-encryption key, as an operator
+            // would hand it out; artifacts are sealed with it.
+            ("TRACSEQ_KEK", kek_hex()),
             // Short leases so a killed worker's job comes back quickly.
             ("TRACSEQ_WORKER_LEASE_SECS", "3".into()),
             ("TRACSEQ_WORKER_HEARTBEAT_MS", "500".into()),
@@ -263,10 +266,18 @@ impl Drop for Env {
     }
 }
 
-/// Any S3 client reads what the platform stored, at the documented keys:
-/// here curl's own SigV4 signing (no object_store involved) lists the
-/// bucket and fetches the model, whose bytes hash to its `.sha256` sidecar.
-fn objects_are_readable_with_another_s3_client(env: &Env) {
+/// A new key-encryption key, as `tracseq-ml keys generate` prints it.
+fn kek_hex() -> String {
+    let (_, line) = tracseq_backends::encryption::keys::generate_key_line().unwrap();
+    line.split_whitespace().next().unwrap().to_string()
+}
+
+/// What another S3 client (curl's own SigV4 signing, no object_store
+/// involved) finds in the bucket: the model at its documented key, sealed,
+/// with its key record beside it naming the key-encryption key the roles
+/// were given, and no plain digest; through the api the same model comes
+/// back in the clear with the digest the listing reports.
+async fn objects_are_sealed_for_another_s3_client(env: &Env) {
     let endpoint = env.var("S3_ENDPOINT");
     let url = env.var("ARTIFACT_URL");
     let (bucket, prefix) = url
@@ -302,17 +313,55 @@ fn objects_are_readable_with_another_s3_client(env: &Env) {
     // ListObjectsV2 (one query parameter: curl 7.88 signs no more).
     let listing = String::from_utf8(curl("?list-type=2")).unwrap();
     let model_key = format!("{prefix}/models/dist/1/model.json");
-    for key in [model_key.clone(), format!("{model_key}.sha256")] {
+    for key in [model_key.clone(), format!("{model_key}.key")] {
         assert!(
             listing.contains(&format!("<Key>{key}</Key>")),
             "{key} not listed by S3: {listing}"
         );
     }
+    let plain_digests: Vec<&str> = listing
+        .split("<Key>")
+        .filter_map(|k| k.split("</Key>").next())
+        .filter(|k| k.starts_with(&format!("{prefix}/")) && k.ends_with(".sha256"))
+        .collect();
+    assert!(plain_digests.is_empty(), "plain digests: {plain_digests:?}");
     assert!(listing.contains(&format!("<Key>{prefix}/datasets/")));
-    let model = curl(&format!("/{model_key}"));
-    let sidecar = String::from_utf8(curl(&format!("/{model_key}.sha256"))).unwrap();
-    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&model));
-    assert_eq!(sidecar.trim(), digest, "the sidecar names the stored bytes");
+    let sealed = curl(&format!("/{model_key}"));
+    let record: Value = serde_json::from_slice(&curl(&format!("/{model_key}.key"))).unwrap();
+    let kek =
+        tracseq_backends::encryption::keys::Keyring::from_text(&env.var("TRACSEQ_KEK")).unwrap();
+    assert_eq!(record["key_id"], kek.ids()[0].to_string(), "{record}");
+    assert_eq!(record["cipher"], "AES-256-GCM");
+
+    let r = env
+        .api
+        .http
+        .get(format!(
+            "{}/artifacts/models/dist/1/model.json",
+            env.api.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let checksum = r.headers()["x-checksum-sha256"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let model = r.bytes().await.unwrap();
+    assert_eq!(
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&model)),
+        checksum
+    );
+    let listed = env.api.get_ok("/artifacts?prefix=models/dist").await;
+    assert_eq!(listed["items"][0]["sha256"], checksum.as_str());
+    assert_eq!(listed["items"][0]["size"], model.len());
+    assert!(sealed.starts_with(b"TSQENC"), "sealed in S3");
+    let window = &model[..model.len().min(32)];
+    assert!(
+        !sealed.windows(window.len()).any(|w| w == window),
+        "no plaintext in S3"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -379,7 +428,7 @@ async fn distributed_fleet_survives_killed_worker_and_scheduler() {
     assert!(pred["value"].as_f64().unwrap().is_finite());
     let listing = env.api.get_ok("/artifacts?prefix=models/dist").await;
     assert_eq!(listing["items"].as_array().unwrap().len(), 1);
-    objects_are_readable_with_another_s3_client(&env);
+    objects_are_sealed_for_another_s3_client(&env).await;
 
     // kill -9 the scheduler mid-experiment and start another.
     let id2 = env.experiment(&ds, 12, 2).await;

@@ -1,7 +1,9 @@
 //! Security through the real binary: the first start's admin token, tokens
 //! made and revoked with the CLI and the API, the audit log a real session
 //! leaves (and `tracseq-ml audit verify` over it, intact and tampered
-//! with), and secrets kept out of the log, `/health` and `/metrics`.
+//! with), artifacts sealed on disk and refused once damaged, and secrets
+//! (tokens, the key-encryption key) kept out of the log, `/health`,
+//! `/metrics` and the audit log.
 
 mod common;
 
@@ -74,6 +76,41 @@ async fn a_session_leaves_a_verifiable_audit_log_and_no_secret_in_any_output() {
     let scientist = Api::with_token(server.base.clone(), &ana);
     let ds = scientist.upload_lab(60, 1).await;
     assert_eq!(ds["owner"]["name"], "ana", "{ds}");
+
+    // The data set is sealed on disk under the first start's key, and
+    // comes back in the clear only through the platform.
+    let csv_path = format!("artifacts/datasets/{}/data.csv", ds["id"].as_str().unwrap());
+    let sealed = std::fs::read(data.join(&csv_path)).unwrap();
+    assert!(sealed.starts_with(b"TSQENC"), "sealed at rest");
+    let download = format!("{}/{}", server.base, csv_path);
+    let csv = scientist.http.get(&download).send().await.unwrap();
+    assert_eq!(csv.status(), 200);
+    let csv = csv.bytes().await.unwrap();
+    assert!(csv.starts_with(b"sample_"), "{:?}", &csv[..20]);
+    assert!(
+        !sealed.windows(24).any(|w| w == &csv[..24]),
+        "no plaintext on disk"
+    );
+    // A byte changed on disk: refused with an answer that names it.
+    let mut damaged = sealed.clone();
+    damaged[sealed.len() / 2] ^= 0x04;
+    std::fs::write(data.join(&csv_path), &damaged).unwrap();
+    let refused = scientist.http.get(&download).send().await.unwrap();
+    assert_eq!(refused.status(), 500);
+    let problem = refused.text().await.unwrap();
+    assert!(
+        problem.contains(&csv_path["artifacts/".len()..]),
+        "{problem}"
+    );
+    std::fs::write(data.join(&csv_path), &sealed).unwrap();
+    let kek_hex: Vec<String> = std::fs::read_to_string(data.join("keys/kek"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
+        .filter(|k| k.len() == 64)
+        .collect();
+    assert_eq!(kek_hex.len(), 1, "the first start made one key");
     let predictor = Api::with_token(server.base.clone(), &lims);
     let (status, refused) = predictor.get("/datasets").await;
     assert_eq!(status, 403, "{refused}");
@@ -137,11 +174,13 @@ async fn a_session_leaves_a_verifiable_audit_log_and_no_secret_in_any_output() {
         log.contains("admin.token"),
         "the first start says where the token is"
     );
+    assert!(log.contains("keys/kek"), "and where the key is");
     for (what, secret) in [
         ("admin", &admin),
         ("lims", &lims),
         ("ana", &ana),
         ("forged", &forged),
+        ("key-encryption key", &kek_hex[0]),
     ] {
         assert!(
             !log.contains(secret.as_str()),

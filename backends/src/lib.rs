@@ -7,6 +7,8 @@
 //!   ([`AmqpQueue`]) and S3 ([`ObjectArtifactStore::s3`]);
 //! - tests: everything in memory.
 //!
+//! Artifacts are sealed at rest in every deployment ([`encryption`]).
+//!
 //! [`platform`] wires them into a `Platform` per deployment. Every backend
 //! runs the conformance suite of its port ([`testing`]), so the scheduler,
 //! workers and api can rely on one behaviour whichever backend is behind.
@@ -15,6 +17,7 @@
 pub mod amqp;
 #[cfg(test)]
 mod conformance;
+pub mod encryption;
 mod error;
 pub mod memory_queue;
 pub mod memory_state;

@@ -1,25 +1,35 @@
 //! `ArtifactStore` over any object_store backend: a local directory in
 //! embedded mode, memory in tests (and S3 in distributed mode).
 //!
-//! Each object's SHA-256 is written beside it as `<path>.sha256`, so digests
-//! survive restarts and are visible to any client of the bucket or directory.
+//! With a keyring (the default) each object is sealed ([`crate::encryption`])
+//! and its key record, which also holds its size and SHA-256, is written
+//! beside it as `<path>.key`. Without one, the object is written as it is
+//! with its SHA-256 beside it as `<path>.sha256`. Both kinds read, so a
+//! store written before encryption keeps working.
 
+use crate::encryption::{envelope, Encryption};
 use crate::error::{object_error, Classify};
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, PutPayload};
 use std::sync::Arc;
 pub use tracseq_core::digest::sha256_hex;
-use tracseq_core::ports::{ArtifactMeta, ArtifactPath, ArtifactStore, ByteStream, DIGEST_SUFFIX};
+use tracseq_core::ports::{
+    ArtifactMeta, ArtifactPath, ArtifactStore, ByteStream, DIGEST_SUFFIX, KEY_SUFFIX,
+};
 use tracseq_core::{Error, Result};
 
 pub struct ObjectArtifactStore {
-    store: Arc<dyn ObjectStore>,
+    pub(crate) store: Arc<dyn ObjectStore>,
     /// Objects at least this large are uploaded in parts, so a large model or
     /// data set is never one huge request and a failed part is retried alone.
     multipart_threshold: usize,
+    pub(crate) encryption: Encryption,
+    /// Sealed artifacts up to this size are authenticated whole before a
+    /// stream releases anything ([`VERIFY_WHOLE_BYTES`]).
+    verify_whole: u64,
 }
 
 /// Part size for multipart uploads (S3's minimum is 5 MiB).
@@ -41,7 +51,26 @@ impl ObjectArtifactStore {
         ObjectArtifactStore {
             store,
             multipart_threshold: 2 * MULTIPART_PART_SIZE,
+            encryption: Encryption::off(),
+            verify_whole: VERIFY_WHOLE_BYTES,
         }
+    }
+
+    /// Sets the size up to which a sealed stream is authenticated whole
+    /// first (tests use 0 to exercise the segment-by-segment path).
+    pub fn with_verify_whole(mut self, bytes: u64) -> Self {
+        self.verify_whole = bytes;
+        self
+    }
+
+    /// Seals what is written and opens what is read with these keys.
+    pub fn with_encryption(mut self, encryption: Encryption) -> Self {
+        self.encryption = encryption;
+        self
+    }
+
+    pub fn encryption(&self) -> &Encryption {
+        &self.encryption
     }
 
     /// Sets the size from which uploads go in parts (tests use a small one).
@@ -149,57 +178,198 @@ impl ObjectArtifactStore {
     }
 
     async fn digest_of(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .read_optional(key)
+            .await?
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string()))
+    }
+
+    /// A small object that may be missing (a digest or a key record).
+    pub(crate) async fn read_optional(&self, key: &str) -> Result<Option<Bytes>> {
         match self.store.get(&ObjectPath::from(key)).await {
-            Ok(r) => {
-                let b = r.bytes().await.classify()?;
-                Ok(Some(String::from_utf8_lossy(&b).trim().to_string()))
-            }
+            Ok(r) => Ok(Some(r.bytes().await.classify()?)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(object_error(e)),
         }
+    }
+
+    /// Deletes an object if it is there.
+    pub(crate) async fn delete_quietly(&self, key: &str) -> Result<()> {
+        match self.store.delete(&ObjectPath::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(object_error(e)),
+        }
+    }
+
+    /// The opened key record of a sealed artifact; `None` when it has none
+    /// (written in plain text, or missing).
+    pub(crate) async fn key_record(&self, path: &ArtifactPath) -> Result<Option<envelope::Opened>> {
+        let Some(record) = self.read_optional(&path.key_record_key()).await? else {
+            return Ok(None);
+        };
+        let Some(keyring) = &self.encryption.keyring else {
+            return Err(Error::Unavailable(format!(
+                "artifact '{path}' is encrypted and this process has no key-encryption key \
+                 (encryption.disabled is set)"
+            )));
+        };
+        envelope::open_record(keyring, path, &record).map(Some)
+    }
+
+    /// The plaintext of a whole sealed payload (on the blocking pool when large).
+    async fn open_sealed(&self, opened: envelope::Opened, payload: Bytes) -> Result<Bytes> {
+        let plain = if payload.len() < BLOCKING_CRYPTO_BYTES {
+            opened.open_all(&payload)?
+        } else {
+            tokio::task::spawn_blocking(move || opened.open_all(&payload))
+                .await
+                .map_err(|e| Error::Internal(format!("decryption task failed: {e}")))??
+        };
+        Ok(Bytes::from(plain))
+    }
+
+    /// Whether an artifact without a key record may be served as it is:
+    /// not when it is a sealed payload whose record is gone, and not when
+    /// plain text is no longer accepted.
+    fn check_plain(&self, path: &ArtifactPath, start: &[u8]) -> Result<()> {
+        if start.starts_with(envelope::MAGIC) {
+            return Err(envelope::tampered(
+                path.as_str(),
+                "is encrypted but its key record is missing",
+            ));
+        }
+        if self.encryption.require {
+            return Err(Error::Internal(format!(
+                "artifact '{path}' is stored without encryption and encryption.require is set: \
+                 `tracseq-ml keys migrate` seals it"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes an object's payload, then the record beside it (a digest, or
+    /// a key record), then removes the other kind of record an older
+    /// version may have left: a reader never sees a record for content
+    /// that is not there yet.
+    async fn write_beside(
+        &self,
+        path: &ArtifactPath,
+        payload: Bytes,
+        record: (String, Vec<u8>),
+        stale: String,
+        (size, sha256): (u64, String),
+    ) -> Result<ArtifactMeta> {
+        self.put_object(&ObjectPath::from(path.as_str()), payload)
+            .await?;
+        self.store
+            .put(&ObjectPath::from(record.0), PutPayload::from(record.1))
+            .await
+            .classify()?;
+        self.delete_quietly(&stale).await?;
+        let meta = self.stat(path).await?;
+        Ok(ArtifactMeta {
+            path: path.to_string(),
+            size,
+            sha256: Some(sha256),
+            modified: meta.last_modified,
+        })
     }
 }
 
 #[async_trait]
 impl ArtifactStore for ObjectArtifactStore {
     async fn put(&self, path: &ArtifactPath, bytes: Bytes) -> Result<ArtifactMeta> {
-        let digest = sha256_hex(&bytes);
-        let size = bytes.len() as u64;
-        // The object first, then its digest: a reader never sees a digest for
-        // content that is not there yet.
-        self.put_object(&ObjectPath::from(path.as_str()), bytes)
-            .await?;
-        self.store
-            .put(
-                &ObjectPath::from(path.digest_key()),
-                PutPayload::from(digest.clone().into_bytes()),
-            )
-            .await
-            .classify()?;
-        let meta = self.stat(path).await?;
-        Ok(ArtifactMeta {
-            path: path.to_string(),
-            size,
-            sha256: Some(digest),
-            modified: meta.last_modified,
-        })
+        let Some(keyring) = &self.encryption.keyring else {
+            // Encryption disabled: as it is, with its digest beside it.
+            let digest = sha256_hex(&bytes);
+            let size = bytes.len() as u64;
+            let record = (path.digest_key(), digest.clone().into_bytes());
+            return self
+                .write_beside(path, bytes, record, path.key_record_key(), (size, digest))
+                .await;
+        };
+        let kek = keyring.active();
+        let sealed = if bytes.len() < BLOCKING_CRYPTO_BYTES {
+            envelope::seal(&kek, path, &bytes)?
+        } else {
+            let p = path.clone();
+            tokio::task::spawn_blocking(move || envelope::seal(&kek, &p, &bytes))
+                .await
+                .map_err(|e| Error::Internal(format!("sealing task failed: {e}")))??
+        };
+        self.write_beside(
+            path,
+            Bytes::from(sealed.payload),
+            (path.key_record_key(), sealed.record),
+            path.digest_key(),
+            (sealed.size, sealed.sha256),
+        )
+        .await
     }
 
     async fn get(&self, path: &ArtifactPath) -> Result<Bytes> {
-        self.open(path).await?.bytes().await.classify()
+        let Some(opened) = self.key_record(path).await? else {
+            let bytes = self.open(path).await?.bytes().await.classify()?;
+            self.check_plain(path, &bytes)?;
+            return Ok(bytes);
+        };
+        let payload = self.open(path).await?.bytes().await.classify()?;
+        self.open_sealed(opened, payload).await
     }
 
     async fn get_stream(&self, path: &ArtifactPath) -> Result<ByteStream> {
-        let r = self.open(path).await?;
-        Ok(Box::pin(r.into_stream().map_err(object_error)))
+        let Some(opened) = self.key_record(path).await? else {
+            let mut inner = self.open(path).await?.into_stream().map_err(object_error);
+            // Enough of the start to tell a sealed payload from plain text.
+            let (mut first, mut seen) = (Vec::new(), 0);
+            while seen < envelope::MAGIC.len() {
+                match inner.next().await {
+                    Some(chunk) => {
+                        let chunk = chunk?;
+                        seen += chunk.len();
+                        first.push(chunk);
+                    }
+                    None => break,
+                }
+            }
+            let head: Vec<u8> = first
+                .iter()
+                .flat_map(|c| c.iter().copied())
+                .take(8)
+                .collect();
+            self.check_plain(path, &head)?;
+            return Ok(Box::pin(
+                futures::stream::iter(first.into_iter().map(Ok)).chain(inner),
+            ));
+        };
+        let object = self.open(path).await?;
+        // A cut or padded payload is refused before its first byte is sent.
+        if object.meta.size != opened.sealed_len() {
+            return Err(opened.wrong_length(object.meta.size));
+        }
+        if opened.size <= self.verify_whole {
+            // Authenticated whole before anything is sent, so a damaged
+            // artifact is an error answer, not a cut download.
+            let payload = object.bytes().await.classify()?;
+            let plain = self.open_sealed(opened, payload).await?;
+            return Ok(Box::pin(futures::stream::once(async move { Ok(plain) })));
+        }
+        Ok(decrypting(
+            opened,
+            Box::pin(object.into_stream().map_err(object_error)),
+        ))
     }
 
     async fn head(&self, path: &ArtifactPath) -> Result<ArtifactMeta> {
         let meta = self.stat(path).await?;
+        let (size, sha256) = match self.key_record(path).await? {
+            Some(opened) => (opened.size, Some(opened.sha256)),
+            None => (meta.size, self.digest_of(&path.digest_key()).await?),
+        };
         Ok(ArtifactMeta {
             path: path.to_string(),
-            size: meta.size,
-            sha256: self.digest_of(&path.digest_key()).await?,
+            size,
+            sha256,
             modified: meta.last_modified,
         })
     }
@@ -212,16 +382,29 @@ impl ArtifactStore for ObjectArtifactStore {
             .try_collect()
             .await
             .classify()?;
+        let keys: std::collections::HashSet<String> =
+            metas.iter().map(|m| m.location.to_string()).collect();
         let mut out = Vec::new();
         for m in metas {
             let key = m.location.to_string();
-            if key.ends_with(DIGEST_SUFFIX) {
+            if ArtifactPath::is_sidecar(&key) {
                 continue;
             }
-            let sha256 = self.digest_of(&format!("{key}{DIGEST_SUFFIX}")).await?;
+            let sealed = keys.contains(&format!("{key}{KEY_SUFFIX}"));
+            let (size, sha256) = match ArtifactPath::parse(&key) {
+                Ok(path) if sealed => match self.key_record(&path).await? {
+                    Some(opened) => (opened.size, Some(opened.sha256)),
+                    None => (m.size, None),
+                },
+                _ if keys.contains(&format!("{key}{DIGEST_SUFFIX}")) => (
+                    m.size,
+                    self.digest_of(&format!("{key}{DIGEST_SUFFIX}")).await?,
+                ),
+                _ => (m.size, None),
+            };
             out.push(ArtifactMeta {
                 path: key,
-                size: m.size,
+                size,
                 sha256,
                 modified: m.last_modified,
             });
@@ -232,14 +415,46 @@ impl ArtifactStore for ObjectArtifactStore {
 
     async fn delete(&self, path: &ArtifactPath) -> Result<()> {
         // Deleting a missing object is not an error for callers cleaning up.
-        for key in [path.to_string(), path.digest_key()] {
-            match self.store.delete(&ObjectPath::from(key)).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(object_error(e)),
-            }
+        for key in [path.to_string(), path.digest_key(), path.key_record_key()] {
+            self.delete_quietly(&key).await?;
         }
         Ok(())
     }
+}
+
+/// Objects at least this large are sealed and opened on the blocking pool,
+/// so a 64 MB data set does not stall the runtime's other tasks.
+const BLOCKING_CRYPTO_BYTES: usize = 1024 * 1024;
+
+/// Sealed artifacts up to this size are read whole and authenticated before
+/// a stream gives out their first byte; larger ones are released segment by
+/// segment, each authenticated, and a failure ends the stream with an error.
+pub const VERIFY_WHOLE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The plaintext of a sealed payload arriving in chunks, each segment
+/// released once authenticated; the first failure ends the stream.
+fn decrypting(opened: envelope::Opened, inner: ByteStream) -> ByteStream {
+    let state = (inner, Some(envelope::Decryptor::new(opened)));
+    Box::pin(futures::stream::unfold(
+        state,
+        |(mut inner, mut dec)| async move {
+            loop {
+                let d = dec.as_mut()?;
+                match inner.next().await {
+                    Some(Ok(chunk)) => match d.push(&chunk) {
+                        Ok(plain) if plain.is_empty() => continue,
+                        Ok(plain) => return Some((Ok(Bytes::from(plain)), (inner, dec))),
+                        Err(e) => return Some((Err(e), (inner, None))),
+                    },
+                    Some(Err(e)) => return Some((Err(e), (inner, None))),
+                    None => {
+                        let last = dec.take()?.finish().map(Bytes::from);
+                        return Some((last, (inner, None)));
+                    }
+                }
+            }
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -257,178 +472,5 @@ mod tests {
             .unwrap()
             .with_multipart_threshold(1024 * 1024);
         artifact_store_suite(&local, "mp").await;
-    }
-}
-
-#[cfg(all(test, feature = "s3"))]
-mod s3_conformance {
-    //! Against a real S3 server: `ops/test.sh` starts one and exports
-    //! `TRACSEQ_TEST_S3_ENDPOINT` (plus bucket and keys).
-    use super::*;
-    use crate::testing::artifact_store_suite;
-
-    fn options() -> Option<S3Options> {
-        let Ok(endpoint) = std::env::var("TRACSEQ_TEST_S3_ENDPOINT") else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "TRACSEQ_TEST_S3_ENDPOINT is not set: run the tests through ops/test.sh, which starts an S3 server"
-            );
-            eprintln!(
-                "skipped: no S3 server (TRACSEQ_TEST_S3_ENDPOINT unset); ops/test.sh starts one"
-            );
-            return None;
-        };
-        let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
-        let bucket = var("TRACSEQ_TEST_S3_BUCKET", "tracseq-test");
-        Some(S3Options {
-            url: format!("s3://{bucket}/t-{}", uuid::Uuid::new_v4().simple()),
-            endpoint: Some(endpoint),
-            region: Some("us-east-1".into()),
-            access_key_id: Some(var("TRACSEQ_TEST_S3_ACCESS_KEY", "tracseq")),
-            secret_access_key: Some(var("TRACSEQ_TEST_S3_SECRET_KEY", "tracseq-secret")),
-        })
-    }
-
-    #[tokio::test]
-    async fn s3_artifacts_conform() {
-        let Some(opts) = options() else { return };
-        artifact_store_suite(&ObjectArtifactStore::s3(&opts).unwrap(), "suite").await;
-    }
-
-    #[tokio::test]
-    async fn s3_multipart_upload_of_a_large_artifact() {
-        let Some(opts) = options() else { return };
-        let store = ObjectArtifactStore::s3(&opts).unwrap();
-        let path = ArtifactPath::parse("models/big/1/model.json").unwrap();
-        let body: Vec<u8> = (0..(20 * 1024 * 1024u32))
-            .map(|i| (i % 251) as u8)
-            .collect();
-        let meta = store.put(&path, Bytes::from(body.clone())).await.unwrap();
-        assert_eq!(meta.size, body.len() as u64);
-        assert_eq!(meta.sha256.as_deref(), Some(sha256_hex(&body).as_str()));
-        assert_eq!(store.get(&path).await.unwrap().len(), body.len());
-        assert_eq!(store.head(&path).await.unwrap().sha256, meta.sha256);
-    }
-
-    /// A private s3s-fs on its own port and directory, so the test can stop
-    /// and restart it without touching the shared one.
-    struct OwnServer {
-        child: std::process::Child,
-    }
-
-    impl OwnServer {
-        fn start(
-            bin: &std::path::Path,
-            dir: &std::path::Path,
-            port: u16,
-            o: &S3Options,
-        ) -> OwnServer {
-            let child = std::process::Command::new(bin)
-                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-                .args([
-                    "--access-key",
-                    o.access_key_id.as_deref().unwrap_or_default(),
-                ])
-                .args([
-                    "--secret-key",
-                    o.secret_access_key.as_deref().unwrap_or_default(),
-                ])
-                .arg(dir)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("start s3s-fs");
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(std::time::Instant::now() < deadline, "s3s-fs did not start");
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            OwnServer { child }
-        }
-    }
-
-    impl Drop for OwnServer {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    #[tokio::test]
-    async fn s3_outage_makes_an_upload_wait_and_retry_not_vanish() {
-        let Some(shared) = options() else { return };
-        let bin = std::env::var_os("TRACSEQ_TEST_S3_BIN")
-            .map(std::path::PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME")
-                    .map(|h| std::path::Path::new(&h).join(".cache/tracseq-ml/bin/s3s-fs"))
-            })
-            .filter(|p| p.exists());
-        let Some(bin) = bin else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "no s3s-fs binary (ops/s3-server.sh installs it)"
-            );
-            return;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("outage")).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let opts = S3Options {
-            url: "s3://outage/t".into(),
-            endpoint: Some(format!("http://127.0.0.1:{port}")),
-            ..shared
-        };
-        let server = OwnServer::start(&bin, dir.path(), port, &opts);
-        let store = std::sync::Arc::new(ObjectArtifactStore::s3(&opts).unwrap());
-        let before = ArtifactPath::parse("models/m/1/model.json").unwrap();
-        store
-            .put(&before, Bytes::from_static(b"before"))
-            .await
-            .unwrap();
-
-        drop(server); // S3 goes away...
-        let during = ArtifactPath::parse("models/m/2/model.json").unwrap();
-        let (s, p) = (store.clone(), during.clone());
-        let upload =
-            tokio::spawn(async move { s.put(&p, Bytes::from_static(b"during the outage")).await });
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-        assert!(
-            !upload.is_finished(),
-            "the upload waits and retries while S3 is down"
-        );
-
-        let _server = OwnServer::start(&bin, dir.path(), port, &opts); // ...and comes back.
-        let meta = upload
-            .await
-            .unwrap()
-            .expect("the upload completes once S3 is back");
-        assert_eq!(meta.size, 17);
-        assert_eq!(
-            store.get(&during).await.unwrap(),
-            Bytes::from_static(b"during the outage")
-        );
-        assert_eq!(
-            store.get(&before).await.unwrap(),
-            Bytes::from_static(b"before")
-        );
-    }
-
-    #[test]
-    fn bad_urls_are_rejected() {
-        for url in ["http://x", "s3://"] {
-            let bad = S3Options {
-                url: url.into(),
-                ..Default::default()
-            };
-            assert!(
-                matches!(ObjectArtifactStore::s3(&bad), Err(Error::Invalid(_))),
-                "{url}"
-            );
-        }
     }
 }

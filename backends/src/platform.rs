@@ -2,21 +2,28 @@
 //! an in-process queue), distributed (PostgreSQL, RabbitMQ, S3 or a shared
 //! directory) and in memory (tests).
 
+use crate::encryption::Encryption;
 use crate::{MemoryQueue, MemoryStateStore, ObjectArtifactStore, SqliteStateStore};
 use std::path::Path;
 use std::sync::Arc;
+use tracseq_core::config::{Config, EncryptionConfig};
 use tracseq_core::lifecycle::RetryPolicy;
 use tracseq_core::{Error, Platform, Result};
 
 /// Embedded mode: SQLite at `<dir>/state.db`, artifacts under
-/// `<dir>/artifacts`, and an in-process queue. The queue starts empty on
+/// `<dir>/artifacts` (sealed with the keys `encryption` names, by default
+/// `<dir>/keys/kek`), and an in-process queue. The queue starts empty on
 /// every start; the scheduler re-publishes queued jobs from the store.
-pub async fn embedded(dir: &Path, policy: RetryPolicy) -> Result<(Platform, MemoryQueue)> {
+pub async fn embedded(
+    dir: &Path,
+    encryption: &EncryptionConfig,
+    policy: RetryPolicy,
+) -> Result<(Platform, MemoryQueue)> {
     std::fs::create_dir_all(dir).map_err(|e| {
         Error::Unavailable(format!("cannot create data dir {}: {e}", dir.display()))
     })?;
     let state = SqliteStateStore::open(&dir.join("state.db")).await?;
-    let artifacts = ObjectArtifactStore::local(&dir.join("artifacts"))?;
+    let artifacts = embedded_artifacts(dir, encryption)?;
     let queue = MemoryQueue::new();
     let platform = Platform::new(
         Arc::new(state),
@@ -27,12 +34,40 @@ pub async fn embedded(dir: &Path, policy: RetryPolicy) -> Result<(Platform, Memo
     Ok((platform, queue))
 }
 
-/// Everything in memory (tests).
+/// The artifact store of an embedded data directory.
+fn embedded_artifacts(dir: &Path, encryption: &EncryptionConfig) -> Result<ObjectArtifactStore> {
+    Ok(ObjectArtifactStore::local(&dir.join("artifacts"))?
+        .with_encryption(Encryption::from_config(encryption, Some(dir))?))
+}
+
+/// The artifact store a configuration names: the distributed one when
+/// `distributed.artifact_url` is set, else the embedded data directory's.
+/// For the command line (`tracseq-ml keys …`).
+pub fn configured_artifacts(cfg: &Config) -> Result<ObjectArtifactStore> {
+    if cfg.distributed.artifact_url.is_empty() {
+        return embedded_artifacts(&cfg.data_dir, &cfg.encryption);
+    }
+    #[cfg(feature = "distributed")]
+    {
+        artifact_store(&cfg.distributed, &cfg.encryption)
+    }
+    #[cfg(not(feature = "distributed"))]
+    Err(Error::Invalid(
+        "an artifact URL is configured but this build has no distributed support".into(),
+    ))
+}
+
+/// Everything in memory (tests), artifacts sealed under a key of their own
+/// as in every deployment.
 pub fn in_memory(policy: RetryPolicy) -> Platform {
+    let (_, key) = crate::encryption::keys::generate_key_line().expect("system randomness");
+    let keyring = crate::encryption::keys::Keyring::from_text(&key).expect("a generated key");
     Platform::new(
         Arc::new(MemoryStateStore::new()),
         Arc::new(MemoryQueue::new()),
-        Arc::new(ObjectArtifactStore::in_memory()),
+        Arc::new(
+            ObjectArtifactStore::in_memory().with_encryption(Encryption::with_keyring(keyring)),
+        ),
         policy,
     )
 }
@@ -53,11 +88,14 @@ pub enum Role {
 #[cfg(feature = "distributed")]
 pub async fn distributed(
     cfg: &tracseq_core::config::DistributedConfig,
+    encryption: &EncryptionConfig,
     role: Role,
     classes: Vec<String>,
     policy: RetryPolicy,
 ) -> Result<Platform> {
     use crate::{AmqpOptions, AmqpQueue, PgOptions, PostgresStateStore};
+    // The keys first: a role without them must not start half way.
+    let artifacts = artifact_store(cfg, encryption)?;
     let pg = PgOptions {
         max_connections: cfg.database_max_connections,
         schema: (!cfg.database_schema.is_empty()).then(|| cfg.database_schema.clone()),
@@ -79,16 +117,21 @@ pub async fn distributed(
     Ok(Platform::new(
         Arc::new(state),
         Arc::new(queue),
-        Arc::new(artifact_store(cfg)?),
+        Arc::new(artifacts),
         policy,
     ))
 }
 
 /// `s3://bucket/prefix` is S3 (with `s3_endpoint` for MinIO and friends);
-/// anything else is a directory every host mounts.
+/// anything else is a directory every host mounts. Either is sealed with
+/// the configured keys; a distributed role has no default key.
 #[cfg(feature = "distributed")]
-fn artifact_store(cfg: &tracseq_core::config::DistributedConfig) -> Result<ObjectArtifactStore> {
-    if cfg.artifact_url.starts_with("s3://") {
+fn artifact_store(
+    cfg: &tracseq_core::config::DistributedConfig,
+    encryption: &EncryptionConfig,
+) -> Result<ObjectArtifactStore> {
+    let encryption = Encryption::from_config(encryption, None)?;
+    let store = if cfg.artifact_url.starts_with("s3://") {
         let non_empty = |s: &String| (!s.is_empty()).then(|| s.clone());
         ObjectArtifactStore::s3(&crate::object_artifacts::S3Options {
             url: cfg.artifact_url.clone(),
@@ -96,14 +139,15 @@ fn artifact_store(cfg: &tracseq_core::config::DistributedConfig) -> Result<Objec
             region: non_empty(&cfg.s3_region),
             access_key_id: None,
             secret_access_key: None,
-        })
+        })?
     } else {
         let dir = cfg
             .artifact_url
             .strip_prefix("file://")
             .unwrap_or(&cfg.artifact_url);
-        ObjectArtifactStore::local(Path::new(dir))
-    }
+        ObjectArtifactStore::local(Path::new(dir))?
+    };
+    Ok(store.with_encryption(encryption))
 }
 
 /// Tokens and the audit log: in PostgreSQL when `distributed` names a

@@ -15,6 +15,8 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     pub worker: WorkerConfig,
     pub limits: LimitsConfig,
+    /// Artifacts at rest: sealed with AES-256-GCM under a key-encryption key.
+    pub encryption: EncryptionConfig,
     /// Where the distributed roles (`api`, `scheduler`, `worker`) find the
     /// shared engines. Also set by `DATABASE_URL`, `AMQP_URL`,
     /// `ARTIFACT_URL`, `S3_ENDPOINT` and `AWS_REGION`.
@@ -39,6 +41,25 @@ pub struct DistributedConfig {
     /// S3-compatible endpoint (MinIO, Ceph...); empty for AWS itself.
     pub s3_endpoint: String,
     pub s3_region: String,
+}
+
+/// Where the key-encryption keys come from and what may be read without
+/// one. The keys themselves are never part of the configuration (which is
+/// printed and logged): they live in `key_file` or in `TRACSEQ_KEK`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// A file of key-encryption keys, one per line, the first wrapping new
+    /// objects (`tracseq-ml keys generate` writes one). Unset: the keys in
+    /// `TRACSEQ_KEK`, else (embedded mode) `<data_dir>/keys/kek`, created
+    /// on first start.
+    pub key_file: Option<PathBuf>,
+    /// Refuse to read an artifact stored without encryption (after
+    /// `tracseq-ml keys migrate` has sealed an older store).
+    pub require: bool,
+    /// Store new artifacts in plain text. Distributed roles refuse to start
+    /// without a key unless this is set.
+    pub disabled: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -130,6 +151,7 @@ impl Default for Config {
             scheduler: SchedulerConfig::default(),
             worker: WorkerConfig::default(),
             limits: LimitsConfig::default(),
+            encryption: EncryptionConfig::default(),
             distributed: DistributedConfig::default(),
         }
     }
@@ -280,6 +302,18 @@ impl Config {
                 "must be at most 60000: a revoked token would stay usable that long",
             );
         }
+        if self.encryption.disabled && self.encryption.require {
+            return bad(
+                "encryption.require",
+                "cannot be set together with encryption.disabled",
+            );
+        }
+        if self.encryption.disabled && self.encryption.key_file.is_some() {
+            return bad(
+                "encryption.key_file",
+                "is set but encryption.disabled turns encryption off; drop one of them",
+            );
+        }
         if self.distributed.database_max_connections == 0 {
             return bad("distributed.database_max_connections", "must be at least 1");
         }
@@ -340,7 +374,12 @@ fn merge(base: &mut toml::Value, overlay: toml::Value) {
 
 /// Keys that are absent unless set, so not among the defaults' leaves; each
 /// can still be set as `TRACSEQ_<SECTION>_<KEY>`.
-const OPTIONAL_KEYS: &[&str] = &["api.tls_cert", "api.tls_key", "worker.gpus"];
+const OPTIONAL_KEYS: &[&str] = &[
+    "api.tls_cert",
+    "api.tls_key",
+    "worker.gpus",
+    "encryption.key_file",
+];
 
 /// Every leaf key `a.b_c` can be set as `TRACSEQ_A_B_C`. The variable's text
 /// is read as a TOML value when it parses as one of the key's type, else as a string.
@@ -430,6 +469,29 @@ mod tests {
         let c = env(&[("TRACSEQ_API_PORT", "9000"), ("TRACSEQ_DATA_DIR", "/tmp/x")]).unwrap();
         assert_eq!(c.api.port, 9000);
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn encryption_is_configured_by_environment_and_contradictions_are_refused() {
+        let c = env(&[
+            ("TRACSEQ_ENCRYPTION_KEY_FILE", "/etc/tracseq/kek"),
+            ("TRACSEQ_ENCRYPTION_REQUIRE", "true"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.encryption.key_file,
+            Some(PathBuf::from("/etc/tracseq/kek"))
+        );
+        assert!(c.encryption.require);
+        let mut both = Config::default();
+        both.encryption.disabled = true;
+        both.encryption.require = true;
+        let err = both.validate().unwrap_err().to_string();
+        assert!(err.contains("encryption.require"), "{err}");
+        both.encryption.require = false;
+        both.encryption.key_file = Some("/k".into());
+        let err = both.validate().unwrap_err().to_string();
+        assert!(err.contains("encryption.key_file"), "{err}");
     }
 
     #[test]

@@ -5,6 +5,8 @@
 mod amqp;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "s3")]
+mod s3;
 
 use crate::testing::{
     artifact_store_suite, audit_entry, job_queue_suite, security_store_suite, state_store_suite,
@@ -101,6 +103,36 @@ async fn memory_artifacts_conform() {
 async fn local_directory_artifacts_conform() {
     let dir = tempfile::tempdir().unwrap();
     artifact_store_suite(&ObjectArtifactStore::local(dir.path()).unwrap(), "t").await;
+}
+
+#[tokio::test]
+async fn sealed_memory_artifacts_conform() {
+    let mem: std::sync::Arc<dyn object_store::ObjectStore> =
+        std::sync::Arc::new(object_store::memory::InMemory::new());
+    let sealed = ObjectArtifactStore::new(mem.clone())
+        .with_encryption(crate::testing::sealed_with(&[&crate::testing::new_key()]));
+    artifact_store_suite(&sealed, "t").await;
+    crate::testing::encryption_suite(
+        |e| ObjectArtifactStore::new(mem.clone()).with_encryption(e),
+        "e",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sealed_local_directory_artifacts_conform() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |e| {
+        ObjectArtifactStore::local(dir.path())
+            .unwrap()
+            .with_encryption(e)
+    };
+    artifact_store_suite(
+        &open(crate::testing::sealed_with(&[&crate::testing::new_key()])),
+        "t",
+    )
+    .await;
+    crate::testing::encryption_suite(open, "e").await;
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! tests: a backend is correct when it passes the same suite as the others.
 
 mod artifacts;
+mod encryption;
 mod paging;
 mod queue;
 mod security;
@@ -9,6 +10,7 @@ pub mod services;
 mod state;
 
 pub use artifacts::artifact_store_suite;
+pub use encryption::{encryption_suite, new_key, sealed_with};
 pub use queue::{job_queue_suite, msg};
 pub use security::{audit_entry, security_store_suite};
 pub use state::state_store_suite;

@@ -107,7 +107,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let (platform, dist) = match args.mode {
         Mode::Embedded => {
-            let (p, _queue) = tracseq_backends::platform::embedded(tmp.path(), POLICY).await?;
+            let (p, _queue) =
+                tracseq_backends::platform::embedded(tmp.path(), &Default::default(), POLICY)
+                    .await?;
             (p, None)
         }
         Mode::Distributed => {
@@ -141,8 +143,16 @@ async fn run(args: Args) -> Result<(), BoxError> {
                 artifact_url: tmp.path().join("artifacts").display().to_string(),
                 ..Default::default()
             };
+            // Artifacts sealed as in production, under a key of the run's own.
+            let encryption = tracseq_core::config::EncryptionConfig {
+                key_file: Some(tracseq_backends::encryption::ensure_embedded_key(
+                    tmp.path(),
+                )?),
+                ..Default::default()
+            };
             match tracseq_backends::platform::distributed(
                 &cfg,
+                &encryption,
                 Role::Worker,
                 vec![CLASS.into()],
                 POLICY,

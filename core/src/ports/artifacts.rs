@@ -12,6 +12,10 @@ pub type ByteStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<Bytes>
 
 pub const DIGEST_SUFFIX: &str = ".sha256";
 
+/// Beside an encrypted artifact: its key record (the key id and the wrapped
+/// data key).
+pub const KEY_SUFFIX: &str = ".key";
+
 /// A validated relative key such as `models/sample-quality/3/model.json`.
 /// Validation happens here, once, so no backend ever sees `..` or an absolute path.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -48,8 +52,8 @@ impl ArtifactPath {
                 return bad("may only use [A-Za-z0-9-_.=] in segments");
             }
         }
-        if s.ends_with(DIGEST_SUFFIX) {
-            return bad("must not end with '.sha256' (reserved for digests)");
+        if s.ends_with(DIGEST_SUFFIX) || s.ends_with(KEY_SUFFIX) {
+            return bad("must not end with '.sha256' or '.key' (reserved for digests and keys)");
         }
         Ok(ArtifactPath(s.to_string()))
     }
@@ -57,6 +61,17 @@ impl ArtifactPath {
     /// Where the digest of this artifact is kept, beside it.
     pub fn digest_key(&self) -> String {
         format!("{}{DIGEST_SUFFIX}", self.0)
+    }
+
+    /// Where the key record of this artifact is kept when it is encrypted.
+    pub fn key_record_key(&self) -> String {
+        format!("{}{KEY_SUFFIX}", self.0)
+    }
+
+    /// Whether a key of the store is one of the records kept beside an
+    /// artifact rather than an artifact.
+    pub fn is_sidecar(key: &str) -> bool {
+        key.ends_with(DIGEST_SUFFIX) || key.ends_with(KEY_SUFFIX)
     }
 
     pub fn as_str(&self) -> &str {
@@ -146,6 +161,8 @@ mod tests {
             "a b",
             "trailing/",
             "x\\y",
+            "models/m/1/model.key",
+            "models/m/1/model.json.sha256",
         ] {
             assert!(ArtifactPath::parse(bad).is_err(), "{bad:?} accepted");
         }

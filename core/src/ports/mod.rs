@@ -11,7 +11,9 @@ mod reporter;
 mod security;
 mod state;
 
-pub use artifacts::{ArtifactMeta, ArtifactPath, ArtifactStore, ByteStream, DIGEST_SUFFIX};
+pub use artifacts::{
+    ArtifactMeta, ArtifactPath, ArtifactStore, ByteStream, DIGEST_SUFFIX, KEY_SUFFIX,
+};
 pub use queue::{Acker, Delivery, JobQueue, Subscription};
 pub use reporter::TrialReporter;
 pub use security::SecurityStore;

@@ -227,3 +227,113 @@ async fn a_session_leaves_a_verifiable_audit_log_and_no_secret_in_any_output() {
         text(&out.stderr)
     );
 }
+
+/// Service URLs carry passwords. A distributed api refused on an unmigrated
+/// schema, then running on the migrated one at `RUST_LOG=debug`, prints the
+/// database password in no log line, error, `/health` or `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_password_reaches_no_output() {
+    let pg = std::env::var("TRACSEQ_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let mut url = reqwest::Url::parse(&pg).unwrap();
+    let reachable = std::net::TcpStream::connect((
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(5432),
+    ))
+    .is_ok();
+    if !reachable {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PostgreSQL is not running"
+        );
+        eprintln!("skipped: no PostgreSQL");
+        return;
+    }
+    // The test server trusts local connections, so any password connects.
+    const PASSWORD: &str = "PgS3cretPw-7f3a91";
+    url.set_password(Some(PASSWORD)).unwrap();
+    let amqp = std::env::var("TRACSEQ_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let schema = format!("leak_{}", uuid::Uuid::new_v4().simple());
+    let dir = tempfile::tempdir().unwrap();
+    let (_, kek) = tracseq_backends::encryption::keys::generate_key_line().unwrap();
+    let port = common::free_port();
+    let command = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tracseq-ml"));
+        cmd.args(args)
+            .current_dir(dir.path())
+            .env("DATABASE_URL", url.as_str())
+            .env("TRACSEQ_DISTRIBUTED_DATABASE_SCHEMA", &schema)
+            .env("AMQP_URL", &amqp)
+            .env("TRACSEQ_DISTRIBUTED_AMQP_PREFIX", &schema)
+            .env("ARTIFACT_URL", dir.path().join("artifacts"))
+            .env("TRACSEQ_KEK", kek.split_whitespace().next().unwrap())
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null());
+        cmd
+    };
+    let mut outputs = String::new();
+    let api = ["api", "--port", &port.to_string()];
+
+    let refused = command(&api).output().unwrap();
+    assert!(!refused.status.success(), "an unmigrated schema is refused");
+    outputs += &text(&refused.stdout);
+    outputs += &text(&refused.stderr);
+    let migrated = command(&["migrate"]).output().unwrap();
+    assert!(migrated.status.success(), "{}", text(&migrated.stderr));
+    outputs += &text(&migrated.stderr);
+    let made = command(&["token", "create", "--name", "ops", "--role", "admin"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let token = text(&made.stdout).trim().to_string();
+    outputs += &text(&made.stderr);
+
+    let log_path = dir.path().join("api.log");
+    let mut child = command(&api)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let client = Api::with_token(format!("http://127.0.0.1:{port}"), &token);
+    client
+        .wait_healthy(std::time::Duration::from_secs(30))
+        .await;
+    let health = client
+        .http
+        .get(format!("{}/health", client.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let metrics = client
+        .http
+        .get(format!("{}/metrics", client.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("tracseq_"), "{metrics}");
+    let (status, _) = client.get("/experiments/not-an-id").await;
+    assert_eq!(status, 400);
+    let _ = child.kill();
+    let _ = child.wait();
+    outputs += &std::fs::read_to_string(&log_path).unwrap();
+    outputs += &health;
+    outputs += &metrics;
+
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(&pg).await.unwrap();
+    db.execute(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE").as_str())
+        .await
+        .unwrap();
+    assert!(outputs.contains("DEBUG"), "the log was at debug level");
+    assert!(
+        !outputs.contains(PASSWORD),
+        "the database password was printed"
+    );
+}

@@ -50,6 +50,10 @@ async fn automl_predict_restart_and_find_everything() {
     assert_eq!(status, 200);
     assert_eq!(model["versions"][0]["version"], 1);
     assert!(model["versions"][0]["metrics"]["rmse"].as_f64().is_some());
+    assert_eq!(
+        model["versions"][0]["owner"]["name"], "admin",
+        "the model is its experiment's owner's: {model}"
+    );
     // Artifacts: listed with digests, downloadable, digest as registered.
     let sha = model["versions"][0]["sha256"].as_str().unwrap().to_string();
     let (status, listing) = server.get("/artifacts?prefix=models/quality").await;

@@ -440,6 +440,10 @@ pub struct ModelVersion {
     pub params: serde_json::Map<String, Value>,
     pub target: String,
     pub created_at: DateTime<Utc>,
+    /// Whose model it is: the owner of the experiment that trained it
+    /// (absent on versions registered before tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<crate::security::Actor>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -456,6 +460,9 @@ pub struct NewModelVersion {
     pub metrics: BTreeMap<String, f64>,
     pub params: serde_json::Map<String, Value>,
     pub target: String,
+    /// The owner of the experiment it comes from.
+    #[serde(default)]
+    pub owner: Option<crate::security::Actor>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -538,6 +545,7 @@ impl NewModelVersion {
             params: self.params,
             target: self.target,
             created_at: now,
+            owner: self.owner,
         }
     }
 }

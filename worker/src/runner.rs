@@ -164,6 +164,12 @@ impl Runner {
         .map_err(learn_err)?;
         let sha256 = tracseq_learn::artifact::sha256_hex(&bytes);
         let bytes = Bytes::from(bytes);
+        // The model is its experiment's owner's.
+        let owner = match self.platform.state.get_experiment(p.experiment_id).await {
+            Ok(e) => e.owner,
+            Err(Error::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
         for _ in 0..8 {
             let version = self
                 .platform
@@ -189,6 +195,7 @@ impl Runner {
                 metrics: artifact.metrics.clone(),
                 params: p.params.clone(),
                 target: p.target.clone(),
+                owner: owner.clone(),
             };
             match self
                 .platform

@@ -404,6 +404,7 @@ async fn concurrent_registrations_resolve_in_the_database() {
         metrics: BTreeMap::new(),
         params: Map::new(),
         target: "y".into(),
+        owner: None,
     };
     // Different callers, one number: one wins, the rest conflict.
     let mut handles = Vec::new();

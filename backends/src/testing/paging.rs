@@ -68,6 +68,7 @@ pub(super) async fn pages_walk_every_listing_once_in_order(s: &dyn StateStore) {
                 metrics: BTreeMap::new(),
                 params: Map::new(),
                 target: "y".into(),
+                owner: None,
             };
             s.register_model_version(new, t0()).await.unwrap();
         }

@@ -456,6 +456,7 @@ async fn model_registry(s: &dyn StateStore) {
         metrics: BTreeMap::from([("rmse".to_string(), 1.0)]),
         params: Map::new(),
         target: "quality_score".into(),
+        owner: None,
     };
     assert_eq!(s.next_model_version("quality").await.unwrap(), 1);
     assert!(matches!(

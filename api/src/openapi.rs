@@ -314,6 +314,23 @@ fn param_schema(path: &str, name: &str) -> Value {
     }
 }
 
+/// What a creating route answers, as far as other operations consume it:
+/// the new record's id (and an experiment's model name). Schemathesis's
+/// stateful phase reads these to learn which operation produces the data
+/// sets and experiments that other routes take (without them it took the
+/// experiment's `model_name` for a reference to a model nothing creates,
+/// and never started a chain from `POST /experiments`).
+fn created_schema(method: &str, path: &str) -> Option<Value> {
+    let id = json!({"type": "string", "format": "uuid"});
+    match (method, path) {
+        ("post", "/datasets") => Some(json!({"type": "object", "required": ["id"],
+            "properties": {"id": id}})),
+        ("post", "/experiments") => Some(json!({"type": "object", "required": ["id"],
+            "properties": {"id": id, "model_name": {"type": "string", "nullable": true}}})),
+        _ => None,
+    }
+}
+
 pub fn openapi() -> Value {
     let mut paths = serde_json::Map::new();
     for route in ROUTES {
@@ -324,6 +341,9 @@ pub fn openapi() -> Value {
         });
         if route.path == "/metrics" {
             responses["200"]["content"] = json!({"text/plain": {"schema": {"type": "string"}}});
+        }
+        if let Some(schema) = created_schema(route.method, route.path) {
+            responses[route.status.to_string()]["content"]["application/json"]["schema"] = schema;
         }
         let mut op = json!({"summary": route.summary, "responses": responses,
             "operationId": operation_id(route.method, route.path)});

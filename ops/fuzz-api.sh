@@ -4,7 +4,8 @@
 # fuzzing phases, and the stateful phase, which follows the document's links
 # (upload a data set -> read it; create an experiment -> ask -> report/tell;
 # batch predict -> the job; create a token -> revoke it), all with an admin
-# token. It fails on any 5xx and on any answer the document does not allow
+# token, after a small AutoML run has trained a model for the prediction
+# routes to load (ops/fuzz_hooks.py says how requests are aimed at it). It fails on any 5xx and on any answer the document does not allow
 # (status, content type, headers, body schema), and on a request the document
 # forbids that the api accepts.
 #
@@ -50,6 +51,28 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 token=$(cat "$work/data/admin.token")
+base="http://127.0.0.1:$port"
+auth=(-H "Authorization: Bearer $token")
+
+# A real model to aim at (ops/fuzz_hooks.py): 400 lab samples, a 4-trial
+# AutoML run; the hooks point half of the valid /predict, /batch_predict and
+# /models/{name} requests at it, with a real sample's features.
+"$bin" generate --rows 400 --seed 11 --out "$work/lab.csv"
+dataset=$(curl -sf "${auth[@]}" -H 'content-type: text/csv' --data-binary "@$work/lab.csv" \
+  "$base/datasets?name=fuzz-lab" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+experiment=$(curl -sf "${auth[@]}" -H 'content-type: application/json' \
+  -d "{\"name\": \"fuzz-seed\", \"dataset_id\": \"$dataset\", \"target\": \"quality_score\", \"budget\": {\"trials\": 4}, \"seed\": 11, \"model_name\": \"fuzz-quality\"}" \
+  "$base/experiments" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+state=""
+for _ in $(seq 1 600); do
+  state=$(curl -sf "${auth[@]}" "$base/experiments/$experiment" | python3 -c 'import json, sys; print(json.load(sys.stdin)["state"])')
+  case "$state" in completed | failed | cancelled) break ;; esac
+  sleep 0.5
+done
+[ "$state" = completed ] || { cat "$work/server.log" >&2; echo "fuzz-api: the seed experiment ended $state" >&2; exit 1; }
+export FUZZ_MODEL=fuzz-quality FUZZ_DATASET="$dataset" FUZZ_SAMPLE
+FUZZ_SAMPLE=$("$bin" generate --example --seed 12)
+export SCHEMATHESIS_HOOKS=fuzz_hooks PYTHONPATH="$PWD/ops${PYTHONPATH:+:$PYTHONPATH}"
 
 rc=0
 "$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \

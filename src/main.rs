@@ -100,6 +100,27 @@ enum Command {
     /// Keys of the artifacts at rest: generate, status, rotate, migrate.
     #[command(subcommand)]
     Keys(keys_cli::KeysCommand),
+    /// Serve one model artifact on its own (what the Docker, Kubernetes and
+    /// SageMaker deploy targets run): GET /ping, GET /health, POST /predict,
+    /// POST /invocations. No tokens: keep it behind a network policy.
+    Serve {
+        /// The model artifact (model.json of a registered version).
+        #[arg(long)]
+        model_file: PathBuf,
+        /// Its SHA-256; the server refuses to start on any other content.
+        #[arg(long)]
+        sha256: String,
+        /// The model's name, as answers report it.
+        #[arg(long)]
+        name: String,
+        /// The version's number, as answers report it.
+        #[arg(long)]
+        version: u32,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
     /// Print what a worker on this host sees (NVML inventory), one
     /// placement scenario on it, and (with the torch feature) the same
     /// seeded MLP trained on CUDA and on CPU, as JSON.
@@ -251,6 +272,36 @@ async fn main() -> anyhow::Result<()> {
                 store.check_schema().await?;
                 println!("migrated the PostgreSQL schema");
             }
+            Ok(())
+        }
+        Command::Serve {
+            model_file,
+            sha256,
+            name,
+            version,
+            host,
+            port,
+        } => {
+            init_tracing(DEFAULT_LOG);
+            let cfg = load_config(&cli)?;
+            tracseq_core::types::validate_name("--name", name)?;
+            let model =
+                tracseq_api::standalone::ServedModel::load(model_file, sha256, name, *version)?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let server = tokio::spawn(tracseq_api::standalone::serve(
+                std::sync::Arc::new(model),
+                cfg.api.max_body_bytes,
+                SocketAddr::new(*host, *port),
+                wait_for_shutdown_signal(),
+                tx,
+            ));
+            if let Ok(addr) = rx.await {
+                println!("tracseq-ml serving model {name} version {version} on http://{addr}");
+            }
+            server
+                .await
+                .context("the server task failed")?
+                .with_context(|| format!("serving on {host}:{port}"))?;
             Ok(())
         }
         Command::Generate {

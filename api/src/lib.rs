@@ -15,6 +15,7 @@ mod route_table;
 mod routes;
 mod server;
 pub mod serving;
+pub mod standalone;
 
 use problem::{recover, ApiError};
 use serde::de::DeserializeOwned;

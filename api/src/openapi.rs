@@ -96,11 +96,13 @@ fn schemas() -> Value {
 }
 
 /// OpenAPI links: how an answer's ids feed the next call (schemathesis's
-/// stateful phase follows them). (from method, from path, link name, to
-/// method, to path, path parameters as runtime expressions).
+/// stateful phase follows them). (from method, from path, the answer's
+/// status, link name, to method, to path, path parameters as runtime
+/// expressions).
 type Link = (
     &'static str,
     &'static str,
+    u16,
     &'static str,
     &'static str,
     &'static str,
@@ -110,6 +112,7 @@ const LINKS: &[Link] = &[
     (
         "post",
         "/datasets",
+        201,
         "GetDataset",
         "get",
         "/datasets/{id}",
@@ -118,6 +121,7 @@ const LINKS: &[Link] = &[
     (
         "post",
         "/experiments",
+        201,
         "GetExperiment",
         "get",
         "/experiments/{id}",
@@ -126,6 +130,7 @@ const LINKS: &[Link] = &[
     (
         "post",
         "/experiments",
+        201,
         "ListTrials",
         "get",
         "/experiments/{id}/trials",
@@ -134,6 +139,7 @@ const LINKS: &[Link] = &[
     (
         "post",
         "/experiments",
+        201,
         "Ask",
         "post",
         "/experiments/{id}/ask",
@@ -142,6 +148,7 @@ const LINKS: &[Link] = &[
     (
         "post",
         "/experiments",
+        201,
         "Cancel",
         "post",
         "/experiments/{id}/cancel",
@@ -150,6 +157,7 @@ const LINKS: &[Link] = &[
     (
         "post",
         "/experiments/{id}/ask",
+        201,
         "Report",
         "post",
         "/experiments/{id}/trials/{number}/report",
@@ -161,6 +169,7 @@ const LINKS: &[Link] = &[
     (
         "post",
         "/experiments/{id}/ask",
+        201,
         "Tell",
         "post",
         "/experiments/{id}/trials/{number}/tell",
@@ -172,6 +181,7 @@ const LINKS: &[Link] = &[
     (
         "post",
         "/batch_predict",
+        202,
         "GetJob",
         "get",
         "/jobs/{id}",
@@ -180,6 +190,7 @@ const LINKS: &[Link] = &[
     (
         "post",
         "/batch_predict",
+        202,
         "CancelJob",
         "post",
         "/jobs/{id}/cancel",
@@ -188,6 +199,7 @@ const LINKS: &[Link] = &[
     (
         "post",
         "/tokens",
+        201,
         "Revoke",
         "post",
         "/tokens/{id}/revoke",
@@ -331,6 +343,19 @@ fn created_schema(method: &str, path: &str) -> Option<Value> {
     }
 }
 
+/// Success answers a route gives besides its usual one.
+fn other_answers(method: &str, path: &str) -> Vec<(u16, &'static str, Value)> {
+    match (method, path) {
+        ("post", "/batch_predict") => vec![(
+            202,
+            "a data set's predictions, queued as a job (follow GET /jobs/{job_id})",
+            json!({"type": "object", "required": ["job_id", "state"], "properties": {
+                "job_id": {"type": "string", "format": "uuid"}, "state": {"type": "string"}}}),
+        )],
+        _ => Vec::new(),
+    }
+}
+
 pub fn openapi() -> Value {
     let mut paths = serde_json::Map::new();
     for route in ROUTES {
@@ -347,7 +372,11 @@ pub fn openapi() -> Value {
         }
         let mut op = json!({"summary": route.summary, "responses": responses,
             "operationId": operation_id(route.method, route.path)});
-        for (_, _, name, to_method, to_path, params) in LINKS
+        for (status, description, schema) in other_answers(route.method, route.path) {
+            op["responses"][status.to_string()] = json!({"description": description,
+                "content": {"application/json": {"schema": schema}}});
+        }
+        for (_, _, status, name, to_method, to_path, params) in LINKS
             .iter()
             .filter(|l| l.0 == route.method && l.1 == route.path)
         {
@@ -355,7 +384,7 @@ pub fn openapi() -> Value {
                 .iter()
                 .map(|(k, v)| (k.to_string(), json!(v)))
                 .collect();
-            op["responses"][route.status.to_string()]["links"][*name] = json!({
+            op["responses"][status.to_string()]["links"][*name] = json!({
                 "operationId": operation_id(to_method, to_path), "parameters": parameters});
         }
         match route.access {
@@ -429,8 +458,17 @@ mod tests {
                 "duplicate operation id"
             );
         }
-        for (from_m, from_p, name, to_m, to_p, params) in LINKS {
+        for (from_m, from_p, status, name, to_m, to_p, params) in LINKS {
             assert!(exists(from_m, from_p), "{name}: no route {from_m} {from_p}");
+            let answers = ROUTES
+                .iter()
+                .filter(|r| r.method == *from_m && r.path == *from_p)
+                .map(|r| r.status)
+                .chain(other_answers(from_m, from_p).into_iter().map(|a| a.0));
+            assert!(
+                answers.clone().any(|s| s == *status),
+                "{name}: {from_m} {from_p} never answers {status}"
+            );
             assert!(exists(to_m, to_p), "{name}: no route {to_m} {to_p}");
             let wanted: Vec<&str> = to_p
                 .split('/')

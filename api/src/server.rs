@@ -63,6 +63,28 @@ pub(crate) async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let app = crate::App::new(ctx);
+    run_with(listener, tls, shutdown, move |req, remote| {
+        let app = app.clone();
+        async move { app.handle(req, Some(remote)).await }
+    })
+    .await
+}
+
+/// The serve loop around any request handler (the api's, or a standalone
+/// model server's).
+pub(crate) async fn run_with<H, F>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    handler: H,
+) where
+    H: Fn(hyper::Request<hyper::body::Incoming>, std::net::SocketAddr) -> F
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    F: std::future::Future<Output = warp::reply::Response> + Send + 'static,
+{
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -79,10 +101,10 @@ pub(crate) async fn run(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
+        let handler = handler.clone();
         let service = hyper::service::service_fn(move |req| {
-            let app = app.clone();
-            async move { Ok::<_, std::convert::Infallible>(app.handle(req, Some(remote)).await) }
+            let answer = handler(req, remote);
+            async move { Ok::<_, std::convert::Infallible>(answer.await) }
         });
         let watcher = graceful.watcher();
         match tls.clone() {

@@ -1,4 +1,5 @@
-//! In-memory `StateStore` for tests: the same semantics as SQL, behind one mutex.
+//! In-memory `StateStore` for tests: the same semantics as SQL, behind one
+//! mutex (which also guards the registry records of `crate::registry`).
 
 use crate::error::{model_not_found, trial_not_found, version_taken};
 use async_trait::async_trait;
@@ -21,13 +22,15 @@ pub struct MemoryStateStore {
 }
 
 #[derive(Default)]
-struct Inner {
+pub(crate) struct Inner {
     jobs: HashMap<JobId, Job>,
     experiments: HashMap<ExperimentId, Experiment>,
     trials: BTreeMap<(ExperimentId, u64), Trial>,
-    models: BTreeMap<(String, u32), ModelVersion>,
+    pub(crate) models: BTreeMap<(String, u32), ModelVersion>,
     datasets: BTreeMap<DatasetId, DatasetRecord>,
     workers: BTreeMap<WorkerId, WorkerRecord>,
+    /// Stages, aliases, promotions and deployments (`crate::registry`).
+    pub(crate) registry: crate::registry::MemoryRegistry,
 }
 
 impl MemoryStateStore {
@@ -35,7 +38,7 @@ impl MemoryStateStore {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         // Every mutation below is complete before it can panic, so a poisoned
         // lock never guards a half-written record.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())

@@ -49,6 +49,7 @@ use tracseq_core::types::{
 use tracseq_core::{Error, Result};
 
 mod paging;
+mod registry;
 mod schema;
 mod security;
 mod state_store;

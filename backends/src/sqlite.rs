@@ -28,6 +28,7 @@ use tracseq_core::types::{
 use tracseq_core::{Error, Result};
 
 mod paging;
+mod registry;
 mod security;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");

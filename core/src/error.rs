@@ -14,6 +14,10 @@ pub enum Error {
     /// The input is wrong; the message says what and where.
     #[error("{0}")]
     Invalid(String),
+    /// The caller may use the route but not on this record (approving
+    /// their own promotion request, withdrawing someone else's).
+    #[error("{0}")]
+    Forbidden(String),
     /// A backend is unreachable or overloaded; retrying may succeed.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -58,6 +62,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::Invalid(_) => "invalid",
+            Error::Forbidden(_) => "forbidden",
             Error::Unavailable(_) => "unavailable",
             Error::Internal(_) => "internal",
         }

@@ -48,6 +48,8 @@ uuid_id!(ExperimentId, "experiment");
 uuid_id!(TrialId, "trial");
 uuid_id!(DatasetId, "dataset");
 uuid_id!(TokenId, "token");
+uuid_id!(PromotionId, "promotion request");
+uuid_id!(DeploymentId, "deployment");
 
 /// A worker's name: chosen by the operator or generated, unique in a fleet.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -20,6 +20,7 @@ pub mod placement;
 pub mod platform;
 pub mod ports;
 pub mod protocol;
+pub mod registry;
 pub mod resources;
 pub mod security;
 pub mod trial_cache;

@@ -5,7 +5,7 @@
 
 use crate::ids::ExperimentId;
 use crate::lifecycle::RetryPolicy;
-use crate::ports::{ArtifactStore, JobQueue, StateStore};
+use crate::ports::{ArtifactStore, JobQueue, RegistryStore, StateStore};
 use crate::trial_cache::TrialCache;
 use crate::types::Trial;
 use crate::Result;
@@ -14,6 +14,9 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Platform {
     pub state: Arc<dyn StateStore>,
+    /// Stages, aliases, promotions and deployments: the same database as
+    /// `state`, behind its own port.
+    pub registry: Arc<dyn RegistryStore>,
     pub queue: Arc<dyn JobQueue>,
     pub artifacts: Arc<dyn ArtifactStore>,
     pub policy: RetryPolicy,
@@ -33,16 +36,17 @@ impl Platform {
 }
 
 impl Platform {
-    /// The three backends with the retry policy of this deployment and an
-    /// empty trial cache.
-    pub fn new(
-        state: Arc<dyn StateStore>,
+    /// The backends with the retry policy of this deployment and an empty
+    /// trial cache; `store` is both the state store and the registry.
+    pub fn new<S: StateStore + RegistryStore + 'static>(
+        store: Arc<S>,
         queue: Arc<dyn JobQueue>,
         artifacts: Arc<dyn ArtifactStore>,
         policy: RetryPolicy,
     ) -> Self {
         Platform {
-            state,
+            state: store.clone(),
+            registry: store,
             queue,
             artifacts,
             policy,

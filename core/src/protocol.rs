@@ -25,6 +25,8 @@ pub enum JobSpec {
     BatchPredict(BatchPredictPayload),
     /// Do nothing (or sleep): proves and measures the dispatch path.
     Noop(NoopPayload),
+    /// Check a version's artifact and render a deployment's files.
+    Deploy(DeployPayload),
 }
 
 impl JobSpec {
@@ -34,6 +36,7 @@ impl JobSpec {
             JobSpec::Train(_) => JobKind::Train,
             JobSpec::BatchPredict(_) => JobKind::BatchPredict,
             JobSpec::Noop(_) => JobKind::Noop,
+            JobSpec::Deploy(_) => JobKind::Deploy,
         }
     }
 
@@ -44,6 +47,7 @@ impl JobSpec {
             JobSpec::Train(p) => serde_json::to_value(p)?,
             JobSpec::BatchPredict(p) => serde_json::to_value(p)?,
             JobSpec::Noop(p) => serde_json::to_value(p)?,
+            JobSpec::Deploy(p) => serde_json::to_value(p)?,
         })
     }
 
@@ -59,6 +63,7 @@ impl JobSpec {
             JobKind::Train => JobSpec::Train(decode(kind, payload)?),
             JobKind::BatchPredict => JobSpec::BatchPredict(decode(kind, payload)?),
             JobKind::Noop => JobSpec::Noop(decode(kind, payload)?),
+            JobKind::Deploy => JobSpec::Deploy(decode(kind, payload)?),
         })
     }
 }
@@ -97,6 +102,45 @@ pub struct BatchPredictPayload {
     pub model: String,
     pub version: u32,
     pub dataset_id: DatasetId,
+}
+
+/// A deploy job: everything the worker needs to check the version's
+/// artifact and render the target's files, so it reads no configuration
+/// and no registry record of its own (the scheduler resolved them when it
+/// created the deployment).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployPayload {
+    pub deployment_id: crate::ids::DeploymentId,
+    pub model: String,
+    pub version: u32,
+    pub family: String,
+    pub target: crate::lifecycle::deployment::Target,
+    pub artifact_path: String,
+    pub sha256: String,
+    pub replicas: u32,
+    #[serde(default)]
+    pub resources: Option<crate::resources::ResourceRequest>,
+    /// The image the rendered serving image builds on (config `deploy.image`).
+    pub base_image: String,
+    /// Where rendered images are pushed (config `deploy.registry`).
+    #[serde(default)]
+    pub registry: Option<String>,
+    /// The IAM role SageMaker assumes (config `deploy.sagemaker_role_arn`).
+    #[serde(default)]
+    pub sagemaker_role_arn: Option<String>,
+}
+
+/// What a deploy job records as its result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeployResult {
+    pub deployment_id: crate::ids::DeploymentId,
+    /// Artifact paths of the rendered files (none for the platform target).
+    pub outputs: Vec<String>,
+    /// What was not done, e.g. that rendered files were not applied.
+    pub note: Option<String>,
+    /// The digest the artifact was checked against.
+    pub sha256: String,
 }
 
 /// A no-op job: sleeps `sleep_ms` (0: returns at once), so tests can hold a

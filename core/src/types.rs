@@ -40,6 +40,7 @@ macro_rules! str_enum {
         }
     };
 }
+pub(crate) use str_enum;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -50,8 +51,10 @@ pub enum JobKind {
     /// Does nothing and succeeds: a canary that proves the whole dispatch
     /// path (store, queue, lease, result) works, and what it costs.
     Noop,
+    /// Checks a model version's artifact and renders a deployment's files.
+    Deploy,
 }
-str_enum!(JobKind { Trial => "trial", Train => "train", BatchPredict => "batch_predict", Noop => "noop" });
+str_enum!(JobKind { Trial => "trial", Train => "train", BatchPredict => "batch_predict", Noop => "noop", Deploy => "deploy" });
 
 /// Job states; the transitions between them live in [`crate::lifecycle`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -3,7 +3,8 @@
 //! samplers, pruners), the experiment lifecycle's store side, jobs
 //! submitted outside experiments, and the dispatch loop: the sweeper (leases,
 //! deadlines, retries, lost wake-ups, unschedulable jobs) and the AutoML
-//! driver around a pure plan.
+//! driver around a pure plan; and the model registry's operations
+//! (promotion requests, approvals, aliases).
 
 pub mod automl;
 pub mod dispatch;
@@ -12,6 +13,7 @@ pub mod jobs;
 pub mod lifecycle;
 pub mod objective;
 pub mod objectives;
+pub mod registry;
 pub mod reporter;
 pub mod service;
 pub mod spec;

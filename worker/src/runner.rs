@@ -10,8 +10,8 @@ use std::sync::Arc;
 use tracing::{debug, warn};
 use tracseq_core::ports::{ArtifactPath, TrialReporter};
 use tracseq_core::protocol::{
-    BatchPredictPayload, BatchPredictResult, JobSpec, NoopPayload, NoopResult, TrainPayload,
-    TrainResult, TrialPayload, TrialResult,
+    BatchPredictPayload, BatchPredictResult, DeployPayload, DeployResult, JobSpec, NoopPayload,
+    NoopResult, TrainPayload, TrainResult, TrialPayload, TrialResult,
 };
 use tracseq_core::types::{Job, NewModelVersion};
 use tracseq_core::{Error, Platform};
@@ -63,6 +63,7 @@ impl Runner {
             Ok(JobSpec::Train(p)) => self.train(job, p).await,
             Ok(JobSpec::BatchPredict(p)) => self.batch_predict(job, p).await,
             Ok(JobSpec::Noop(p)) => noop(&p, &stop).await,
+            Ok(JobSpec::Deploy(p)) => self.deploy(p).await,
             Err(e) => Err(e),
         };
         result.unwrap_or_else(Outcome::failed)
@@ -250,6 +251,50 @@ impl Runner {
             model: p.model,
             version: p.version,
         };
+        Ok(Outcome::Succeeded(serde_json::to_value(result)?))
+    }
+}
+
+impl Runner {
+    /// Checks the version's artifact (its digest, and that it loads as a
+    /// model) and renders the target's files into the artifact store. The
+    /// platform target needs no files: a deployment goes live only once a
+    /// worker has loaded the artifact it points at.
+    async fn deploy(&self, p: DeployPayload) -> Result<Outcome, Error> {
+        let bytes = self
+            .platform
+            .artifacts
+            .get(&ArtifactPath::parse(&p.artifact_path)?)
+            .await?;
+        let sha = p.sha256.clone();
+        let bytes = tokio::task::spawn_blocking(move || {
+            ModelArtifact::from_bytes(&bytes, &sha).map(|_| bytes)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("loading the model panicked: {e}")))?
+        .map_err(learn_err)?;
+        let mut result = DeployResult {
+            deployment_id: p.deployment_id,
+            outputs: Vec::new(),
+            note: None,
+            sha256: p.sha256.clone(),
+        };
+        if let Some(renderer) = crate::deploy::renderer(p.target) {
+            let rendered = renderer.render(&crate::deploy::Context {
+                payload: &p,
+                model_bytes: &bytes,
+            })?;
+            for file in rendered.files {
+                let path = ArtifactPath::deployment(p.deployment_id, &file.name)?;
+                let meta = self
+                    .platform
+                    .artifacts
+                    .put(&path, Bytes::from(file.bytes))
+                    .await?;
+                result.outputs.push(meta.path);
+            }
+            result.note = rendered.note;
+        }
         Ok(Outcome::Succeeded(serde_json::to_value(result)?))
     }
 }

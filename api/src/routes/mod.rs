@@ -7,7 +7,7 @@ mod experiments;
 mod jobs;
 mod models;
 mod paging;
-mod predict;
+pub(crate) mod predict;
 mod tokens;
 mod workers;
 
@@ -78,7 +78,13 @@ pub(crate) fn with_ctx(
 pub(crate) fn body(
     ctx: &Ctx,
 ) -> impl Filter<Extract = (Result<Bytes, ApiError>,), Error = Rejection> + Clone {
-    let limit = ctx.api.max_body_bytes;
+    body_limited(ctx.api.max_body_bytes)
+}
+
+/// The request body, refused past `limit` bytes before more is read.
+pub(crate) fn body_limited(
+    limit: u64,
+) -> impl Filter<Extract = (Result<Bytes, ApiError>,), Error = Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
         .and(warp::body::stream())
         .and_then(move |declared: Option<u64>, stream| async move {

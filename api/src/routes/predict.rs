@@ -58,7 +58,7 @@ pub const MAX_FEATURE_NAME: usize = 256;
 /// Checks one record's features: names and texts of bounded length, values
 /// that are numbers, texts, booleans or null. The message names the feature
 /// (cut short) and never quotes its value.
-fn check_record(record: &Map<String, Value>) -> Result<(), ApiError> {
+pub(crate) fn check_record(record: &Map<String, Value>) -> Result<(), ApiError> {
     for (name, value) in record {
         let shown = || -> String { name.chars().take(64).collect() };
         if name.len() > MAX_FEATURE_NAME {

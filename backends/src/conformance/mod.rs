@@ -9,7 +9,8 @@ mod postgres;
 mod s3;
 
 use crate::testing::{
-    artifact_store_suite, audit_entry, job_queue_suite, security_store_suite, state_store_suite,
+    artifact_store_suite, audit_entry, job_queue_suite, registry_store_suite, security_store_suite,
+    state_store_suite,
 };
 use crate::*;
 use std::sync::Arc;
@@ -42,6 +43,23 @@ async fn sqlite_security_store_conforms() {
     security_store_suite(Arc::new(store)).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_registry_store_conforms() {
+    let store = Arc::new(MemoryStateStore::new());
+    registry_store_suite(store.clone(), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_registry_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStateStore::open(&dir.path().join("state.db"))
+            .await
+            .unwrap(),
+    );
+    registry_store_suite(store.clone(), store).await;
+}
+
 #[tokio::test]
 async fn sqlite_refuses_to_change_or_delete_audit_rows() {
     use tracseq_core::ports::SecurityStore;
@@ -61,6 +79,53 @@ async fn sqlite_refuses_to_change_or_delete_audit_rows() {
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }
     assert_eq!(store.audit_chain(0, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn sqlite_refuses_to_change_or_delete_model_history() {
+    use tracseq_core::ports::{HistoryEntry, RegistryStore, RegistryWrite, StateStore};
+    use tracseq_core::registry::{Effect, Stage};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let store = SqliteStateStore::open(&path).await.unwrap();
+    store
+        .register_model_version(crate::testing::model_version("m", 1), crate::testing::t0())
+        .await
+        .unwrap();
+    let mut slots = store.model_slots("m").await.unwrap();
+    slots.stages.insert(1, Stage::Staging);
+    let entry = HistoryEntry {
+        seq: 0,
+        model: "m".into(),
+        at: crate::testing::t0(),
+        change: Effect::StageChanged {
+            version: 1,
+            from: Stage::None,
+            to: Stage::Staging,
+        },
+        requested_by: None,
+        approved_by: None,
+        promotion_id: None,
+        deployment_id: None,
+        reason: None,
+    };
+    let write = RegistryWrite {
+        slots,
+        history: vec![entry],
+        promotion: None,
+    };
+    assert!(store.commit_registry(write).await.unwrap());
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    for sql in [
+        "UPDATE model_history SET at = 0",
+        "DELETE FROM model_history",
+    ] {
+        let err = sqlx::query(sql).execute(&pool).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    assert_eq!(store.model_history("m", 0, 10).await.unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -2,9 +2,12 @@
 //! tests: a backend is correct when it passes the same suite as the others.
 
 mod artifacts;
+mod deployments;
 mod encryption;
 mod paging;
+mod promotions;
 mod queue;
+mod registry;
 mod security;
 pub mod services;
 mod state;
@@ -12,6 +15,7 @@ mod state;
 pub use artifacts::artifact_store_suite;
 pub use encryption::{encryption_suite, new_key, sealed_with};
 pub use queue::{job_queue_suite, msg};
+pub use registry::{model_version, registry_store_suite};
 pub use security::{audit_entry, security_store_suite};
 pub use state::state_store_suite;
 

@@ -7,8 +7,18 @@
 //! - [`job`]: queued → leased → running → succeeded / failed → … (the
 //!   job's functions are re-exported here, as `lifecycle::on_event`).
 //! - [`experiment`]: running → finalizing → completed / failed / cancelled.
+//! - [`promotion`]: a request to move a model version to a stage: pending →
+//!   approved / rejected / cancelled (production needs a second identity).
+//! - [`deployment`]: pending → deploying → live → superseded / rolled_back,
+//!   or failed.
+//!
+//! The registry's own rules (one production version, aliases) are in
+//! [`crate::registry`]: they are not a record's lifecycle but a function of
+//! a model's slots.
 
+pub mod deployment;
 pub mod experiment;
 pub mod job;
+pub mod promotion;
 
 pub use job::{on_event, Effect, Event, Rejection, RetryPolicy};

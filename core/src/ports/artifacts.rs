@@ -97,6 +97,11 @@ impl ArtifactPath {
     pub fn job(id: crate::JobId, file: &str) -> Result<Self> {
         Self::parse(&format!("jobs/{id}/{file}"))
     }
+
+    /// A deployment's rendered file (`file` may hold `/`: a build context).
+    pub fn deployment(id: crate::ids::DeploymentId, file: &str) -> Result<Self> {
+        Self::parse(&format!("deployments/{id}/{file}"))
+    }
 }
 
 impl TryFrom<String> for ArtifactPath {

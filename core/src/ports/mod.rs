@@ -3,10 +3,12 @@
 //! `tracseq_backends::testing` — and the trial reporter a worker prunes
 //! through. [`SecurityStore`] (tokens and the audit log) is its own port:
 //! only the api and the command line use it, so a worker's database role
-//! needs no access to what it stores.
+//! needs no access to what it stores. [`RegistryStore`] (stages, aliases,
+//! promotions, deployments) is separate for the same reason.
 
 mod artifacts;
 mod queue;
+mod registry;
 mod reporter;
 mod security;
 mod state;
@@ -15,6 +17,10 @@ pub use artifacts::{
     ArtifactMeta, ArtifactPath, ArtifactStore, ByteStream, DIGEST_SUFFIX, KEY_SUFFIX,
 };
 pub use queue::{Acker, Delivery, JobQueue, Subscription};
+pub use registry::{
+    DeploymentFilter, DeploymentWrite, HistoryEntry, ModelTags, PromotionFilter, PromotionWrite,
+    RegistryStore, RegistryWrite,
+};
 pub use reporter::TrialReporter;
 pub use security::SecurityStore;
 pub use state::{transition, transition_from, JobFilter, StateStore, TransitionOutcome};

@@ -215,6 +215,7 @@ impl Running {
                 security,
                 cfg.api.clone(),
                 cfg.limits.clone(),
+                cfg.deploy.clone(),
                 wake,
             );
             let (tx, rx) = tokio::sync::oneshot::channel();

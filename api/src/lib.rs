@@ -24,7 +24,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
-use tracseq_core::config::{ApiConfig, LimitsConfig};
+use tracseq_core::config::{ApiConfig, DeployConfig, LimitsConfig};
 use tracseq_core::ports::SecurityStore;
 use tracseq_core::Platform;
 use warp::Filter;
@@ -37,6 +37,8 @@ pub struct ApiState {
     pub platform: Platform,
     pub api: ApiConfig,
     pub limits: LimitsConfig,
+    /// What deploy jobs render with (image, registry, SageMaker role).
+    pub deploy: DeployConfig,
     pub models: serving::ModelCache,
     /// Wakes the scheduler when a request created work.
     pub wake: Arc<Notify>,
@@ -56,6 +58,7 @@ impl ApiState {
         security: Arc<dyn SecurityStore>,
         api: ApiConfig,
         limits: LimitsConfig,
+        deploy: DeployConfig,
         wake: Arc<Notify>,
     ) -> Ctx {
         let tokens = auth::TokenCache::new(Duration::from_millis(api.token_cache_ms));
@@ -63,6 +66,7 @@ impl ApiState {
             platform,
             api,
             limits,
+            deploy,
             models: Default::default(),
             wake,
             security,

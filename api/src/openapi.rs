@@ -4,6 +4,9 @@
 use crate::problem::PROBLEM_CODES;
 use crate::route_table::{Access, ROUTES};
 use serde_json::{json, Value};
+use tracseq_core::lifecycle::deployment::{DeploymentState, Target};
+use tracseq_core::lifecycle::promotion::{PromotionState, MAX_REASON_CHARS};
+use tracseq_core::registry::Stage;
 use tracseq_core::security::token::LIFETIME_PATTERN;
 use tracseq_core::types::NAME_PATTERN;
 
@@ -11,6 +14,16 @@ fn schemas() -> Value {
     let name = json!({"type": "string", "pattern": NAME_PATTERN});
     let feature = json!({"nullable": true, "anyOf": [{"type": "number"}, {"type": "boolean"},
         {"type": "string", "maxLength": crate::routes::MAX_FEATURE_TEXT}]});
+    let resources = json!({"type": "object", "additionalProperties": false, "properties": {
+        "cpus": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "default": 1},
+        "memory_mb": {"type": "integer", "minimum": 0, "default": 0},
+        "gpus": {"type": "number", "minimum": 0, "default": 0,
+                 "description": "a share of one device in (0, 1] (e.g. 0.25) or a whole number of devices"},
+        "gpu_memory_mb": {"type": "integer", "minimum": 0, "default": 0,
+                          "description": "per device; needs gpus > 0"}}});
+    let version = json!({"type": "integer", "minimum": 1, "maximum": u32::MAX});
+    let reason = json!({"type": "string", "maxLength": MAX_REASON_CHARS});
+    let stage = json!({"type": "string", "enum": Stage::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()});
     json!({
         "Problem": {"type": "object", "required": ["error", "message"], "properties": {
             "error": {"type": "string", "enum": PROBLEM_CODES},
@@ -65,13 +78,7 @@ fn schemas() -> Value {
             "priority": {"type": "integer", "minimum": 0, "maximum": 9},
             "max_attempts": {"type": "integer", "minimum": 1, "maximum": 20},
             "trial_timeout_secs": {"type": "integer", "minimum": 1},
-            "resources": {"type": "object", "additionalProperties": false, "properties": {
-                "cpus": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "default": 1},
-                "memory_mb": {"type": "integer", "minimum": 0, "default": 0},
-                "gpus": {"type": "number", "minimum": 0, "default": 0,
-                         "description": "a share of one device in (0, 1] (e.g. 0.25) or a whole number of devices"},
-                "gpu_memory_mb": {"type": "integer", "minimum": 0, "default": 0,
-                                  "description": "per device; needs gpus > 0"}}}}},
+            "resources": resources}},
         "ReportRequest": {"type": "object", "required": ["step", "value"], "additionalProperties": false,
             "example": {"step": 1, "value": 0.5}, "properties": {
             "step": {"type": "integer", "minimum": 0, "maximum": u32::MAX}, "value": {"type": "number"}}},
@@ -91,7 +98,36 @@ fn schemas() -> Value {
         "BatchPredictRequest": {"type": "object", "required": ["model"], "additionalProperties": false, "properties": {
             "model": name, "version": {"type": "integer", "minimum": 1, "maximum": u32::MAX},
             "records": {"type": "array", "minItems": 1, "items": {"type": "object", "additionalProperties": feature}},
-            "dataset_id": {"type": "string", "format": "uuid"}}}
+            "dataset_id": {"type": "string", "format": "uuid"}}},
+        "PromoteRequest": {"type": "object", "required": ["name", "version", "stage", "reason"], "additionalProperties": false,
+            "example": {"name": "sample-quality", "version": 3, "stage": "production", "reason": "best AUC of the run",
+                        "gates": [{"type": "better_than_production", "metric": "auc"}]},
+            "properties": {
+            "name": name, "version": version, "stage": stage,
+            "reason": {"type": "string", "minLength": 1, "maxLength": MAX_REASON_CHARS, "pattern": "\\S"},
+            "archive_previous": {"type": "boolean", "default": true,
+                "description": "into production: the replaced version goes to archived (true) or staging"},
+            "gates": {"type": "array", "maxItems": 16, "items": {"type": "object", "required": ["type", "metric"],
+                "additionalProperties": false, "properties": {
+                "type": {"type": "string", "enum": ["threshold", "better_than_production"]},
+                "metric": {"type": "string", "minLength": 1, "maxLength": 64},
+                "value": {"type": "number", "description": "threshold only"},
+                "goal": {"type": "string", "enum": ["higher", "lower"],
+                         "description": "which way is better; known metrics have their own"}}}}}},
+        "DecisionRequest": {"type": "object", "additionalProperties": false, "properties": {"reason": reason},
+            "description": "approve: an optional reason; reject: a reason is required"},
+        "AliasRequest": {"type": "object", "required": ["version"], "additionalProperties": false,
+            "example": {"version": 3, "reason": "the new champion"},
+            "properties": {"version": version, "reason": reason}},
+        "DeployRequest": {"type": "object", "required": ["name"], "additionalProperties": false,
+            "description": "exactly one of version, alias or stage",
+            "example": {"name": "sample-quality", "stage": "production", "target": "platform"},
+            "properties": {
+            "name": name, "version": version, "alias": {"type": "string", "maxLength": 64}, "stage": stage,
+            "target": {"type": "string", "enum": Target::ALL.iter().map(|t| t.as_str()).collect::<Vec<_>>(), "default": "platform"},
+            "replicas": {"type": "integer", "minimum": 1, "maximum": tracseq_scheduler::deployments::MAX_REPLICAS, "default": 1},
+            "resources": resources}},
+        "RollbackRequest": {"type": "object", "additionalProperties": false, "properties": {"reason": reason}}
     })
 }
 
@@ -248,6 +284,49 @@ fn query_params(method: &str, path: &str) -> Vec<Value> {
             limit,
             after(json!({"type": "string", "pattern": tracseq_core::ids::WorkerId::PATTERN})),
         ],
+        ("get", "/promotions") => vec![
+            q(
+                "model",
+                json!({"type": "string", "pattern": NAME_PATTERN}),
+                "only this model's",
+            ),
+            q(
+                "state",
+                json!({"type": "string", "enum": PromotionState::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()}),
+                "only in this state",
+            ),
+            limit,
+        ],
+        ("get", "/deployments") => vec![
+            q(
+                "model",
+                json!({"type": "string", "pattern": NAME_PATTERN}),
+                "only this model's",
+            ),
+            q(
+                "target",
+                json!({"type": "string", "enum": Target::ALL.iter().map(|t| t.as_str()).collect::<Vec<_>>()}),
+                "only to this target",
+            ),
+            q(
+                "state",
+                json!({"type": "string", "enum": DeploymentState::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()}),
+                "only in this state",
+            ),
+            limit,
+        ],
+        ("get", "/models/{name}/history") => vec![
+            q(
+                "after",
+                json!({"type": "integer", "minimum": 0}),
+                "entries after this seq (the next page)",
+            ),
+            q(
+                "limit",
+                json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
+                "entries per page",
+            ),
+        ],
         ("post", "/datasets") => vec![q(
             "name",
             json!({"type": "string", "pattern": NAME_PATTERN}),
@@ -315,6 +394,7 @@ fn param_schema(path: &str, name: &str) -> Value {
     match name {
         "number" => json!({"type": "integer", "minimum": 0}),
         "name" => json!({"type": "string", "pattern": NAME_PATTERN}),
+        "alias" => json!({"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,63}$"}),
         "path" => {
             json!({"type": "string", "minLength": 1, "maxLength": tracseq_core::ports::ArtifactPath::MAX_LEN,
             "pattern": "^[A-Za-z0-9._=-]{1,255}(/[A-Za-z0-9._=-]{1,255})*$"})
@@ -489,6 +569,7 @@ mod tests {
             Arc::new(tracseq_backends::MemorySecurityStore::new()),
             Default::default(),
             Default::default(),
+            Default::default(),
             Arc::new(tokio::sync::Notify::new()),
         );
         let filter = crate::routes(ctx);
@@ -499,6 +580,7 @@ mod tests {
                 .replace("{id}", &id)
                 .replace("{number}", "0")
                 .replace("{name}", "m")
+                .replace("{alias}", "champion")
                 .replace("{path}", "datasets/x/data.csv");
             let resp = warp::test::request()
                 .method(&method.to_uppercase())

@@ -71,7 +71,7 @@ const fn post(
 }
 
 use Access::{Authenticated, Needs, Public};
-use Permission::{Admin, Predict, Read, ReadData, Write};
+use Permission::{Admin, Approve, Predict, Read, ReadData, Write};
 
 pub(crate) const ROUTES: &[Route] = &[
     get("/health", Public, "Liveness and version"),
@@ -183,6 +183,93 @@ pub(crate) const ROUTES: &[Route] = &[
         "/models/{name}",
         Needs(Read),
         "A model's versions with metrics",
+    ),
+    post(
+        "/models/promote",
+        Needs(Write),
+        "models.promote",
+        "Request a version's move to a stage (production waits for another identity's approval)",
+        "PromoteRequest",
+        201,
+    ),
+    get(
+        "/promotions",
+        Needs(Read),
+        "Promotion requests, newest first (?model=&state=&limit=)",
+    ),
+    get("/promotions/{id}", Needs(Read), "One promotion request"),
+    post(
+        "/promotions/{id}/approve",
+        Needs(Approve),
+        "promotions.approve",
+        "Approve (not your own request; its gates are checked again)",
+        "DecisionRequest",
+        200,
+    ),
+    post(
+        "/promotions/{id}/reject",
+        Needs(Approve),
+        "promotions.reject",
+        "Reject, with a reason",
+        "DecisionRequest",
+        200,
+    ),
+    post(
+        "/promotions/{id}/cancel",
+        Needs(Write),
+        "promotions.cancel",
+        "Withdraw your own pending request (an admin: any)",
+        "",
+        200,
+    ),
+    Route {
+        method: "put",
+        path: "/models/{name}/aliases/{alias}",
+        access: Needs(Write),
+        action: Some("models.alias"),
+        summary: "Point an alias (champion, challenger...) at a version",
+        body: "AliasRequest",
+        status: 200,
+    },
+    Route {
+        method: "delete",
+        path: "/models/{name}/aliases/{alias}",
+        access: Needs(Write),
+        action: Some("models.alias_delete"),
+        summary: "Delete an alias",
+        body: "",
+        status: 200,
+    },
+    get(
+        "/models/{name}/history",
+        Needs(Read),
+        "Every stage and alias move: who asked, who approved, when (?after=&limit=)",
+    ),
+    post(
+        "/models/deploy",
+        Needs(Write),
+        "models.deploy",
+        "Deploy a version (by version, alias or stage) to a target as a deploy job (202)",
+        "DeployRequest",
+        202,
+    ),
+    get(
+        "/deployments",
+        Needs(Read),
+        "Deployments, newest first (?model=&target=&state=&limit=)",
+    ),
+    get(
+        "/deployments/{id}",
+        Needs(Read),
+        "One deployment with its state history",
+    ),
+    post(
+        "/deployments/{id}/rollback",
+        Needs(Write),
+        "deployments.rollback",
+        "Return to the deployment this one replaced (no approval; recorded)",
+        "RollbackRequest",
+        200,
     ),
     get(
         "/artifacts",

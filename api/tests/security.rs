@@ -3,114 +3,13 @@
 //! the audit log records. In memory, through `App::handle`, the same entry
 //! the server uses.
 
-use serde_json::{json, Value};
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use tracseq_api::{ApiState, App};
-use tracseq_backends::MemorySecurityStore;
-use tracseq_core::lifecycle::RetryPolicy;
-use tracseq_core::ports::SecurityStore;
+mod common;
+
+use common::fixture;
+use serde_json::json;
 use tracseq_core::security::audit::{AuditFilter, Outcome};
-use tracseq_core::security::token::{issue, TokenRequest};
 use tracseq_core::security::Role;
-use warp::http::{header, Request};
-
-struct Fixture {
-    app: App,
-    security: Arc<dyn SecurityStore>,
-    tokens: BTreeMap<Role, String>,
-}
-
-async fn fixture() -> Fixture {
-    let platform = tracseq_backends::platform::in_memory(RetryPolicy::default());
-    let security: Arc<dyn SecurityStore> = Arc::new(MemorySecurityStore::new());
-    let mut tokens = BTreeMap::new();
-    for role in Role::ALL {
-        let issued = issue(
-            TokenRequest {
-                name: role.as_str().into(),
-                role,
-                expires_in: None,
-                created_by: "test".into(),
-            },
-            chrono::Utc::now(),
-        )
-        .unwrap();
-        security.insert_token(&issued.record).await.unwrap();
-        tokens.insert(role, issued.secret.expose().to_string());
-    }
-    let ctx = ApiState::new(
-        platform,
-        security.clone(),
-        Default::default(),
-        Default::default(),
-        Arc::new(tokio::sync::Notify::new()),
-    );
-    Fixture {
-        app: App::new(ctx),
-        security,
-        tokens,
-    }
-}
-
-struct Answer {
-    status: u16,
-    headers: warp::http::HeaderMap,
-    body: Value,
-}
-
-impl Fixture {
-    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: &str) -> Answer {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::CONTENT_TYPE, "application/json");
-        if let Some(t) = token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let req = req.body(body.to_string()).unwrap();
-        let remote: SocketAddr = "10.1.2.3:40000".parse().unwrap();
-        let resp = self.app.handle(req, Some(remote)).await;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let bytes = http_body_util_collect(resp.into_body()).await;
-        Answer {
-            status,
-            headers,
-            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        }
-    }
-
-    fn token(&self, role: Role) -> &str {
-        &self.tokens[&role]
-    }
-}
-
-/// The whole body of a response.
-async fn http_body_util_collect<B>(body: B) -> Vec<u8>
-where
-    B: http_body::Body + Unpin,
-    B::Data: bytes::Buf,
-    B::Error: std::fmt::Debug,
-{
-    use bytes::Buf;
-    let mut body = body;
-    let mut out = Vec::new();
-    while let Some(frame) =
-        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
-    {
-        if let Ok(mut data) = frame.unwrap().into_data() {
-            while data.has_remaining() {
-                let chunk = data.chunk();
-                out.extend_from_slice(chunk);
-                let n = chunk.len();
-                data.advance(n);
-            }
-        }
-    }
-    out
-}
+use warp::http::header;
 
 /// Who may call what, written out independently of the route table: the
 /// table must agree with this, route by route.
@@ -121,6 +20,8 @@ fn may_call(role: Role, method: &str, path: &str) -> bool {
         p if p.starts_with("/tokens") || p == "/audit" => role == Admin,
         "/predict" | "/batch_predict" => matches!(role, Scientist | Predictor | Admin),
         "/artifacts/{path}" => matches!(role, Scientist | Admin),
+        // Deciding a promotion is the approver's job (and an admin's).
+        "/promotions/{id}/approve" | "/promotions/{id}/reject" => matches!(role, Approver | Admin),
         _ if method == "get" => matches!(role, Viewer | Scientist | Approver | Admin),
         _ => matches!(role, Scientist | Admin),
     }
@@ -131,6 +32,7 @@ fn concrete(path: &str) -> String {
     path.replace("{id}", &id)
         .replace("{number}", "0")
         .replace("{name}", "m")
+        .replace("{alias}", "champion")
         .replace("{path}", "datasets/x/data.csv")
 }
 

@@ -21,6 +21,34 @@ pub struct Config {
     /// shared engines. Also set by `DATABASE_URL`, `AMQP_URL`,
     /// `ARTIFACT_URL`, `S3_ENDPOINT` and `AWS_REGION`.
     pub distributed: DistributedConfig,
+    /// What deploy jobs render for the docker, kubernetes and sagemaker targets.
+    pub deploy: DeployConfig,
+}
+
+/// The deploy targets' settings. Nothing here is a credential: rendered
+/// files are never applied by the platform.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeployConfig {
+    /// The image a model's serving image builds on: the platform's own
+    /// (ops/Dockerfile), which has `tracseq-ml serve`.
+    pub image: String,
+    /// Where serving images are pushed, e.g. `registry.lab.example:5000/ml`
+    /// (empty: image names without a registry).
+    pub registry: String,
+    /// The IAM role SageMaker assumes for the endpoint (empty: the rendered
+    /// bodies carry a stand-in and the deployment's note says to set this).
+    pub sagemaker_role_arn: String,
+}
+
+impl Default for DeployConfig {
+    fn default() -> Self {
+        DeployConfig {
+            image: format!("tracseq-ml:{}", env!("CARGO_PKG_VERSION")),
+            registry: String::new(),
+            sagemaker_role_arn: String::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -153,6 +181,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             encryption: EncryptionConfig::default(),
             distributed: DistributedConfig::default(),
+            deploy: DeployConfig::default(),
         }
     }
 }
@@ -292,6 +321,24 @@ impl Config {
         }
         if self.limits.max_parallelism == 0 || self.limits.max_trials == 0 {
             return bad("limits", "max_parallelism and max_trials must be above 0");
+        }
+        let plain = |v: &str| !v.chars().any(|c| c.is_whitespace() || c.is_control());
+        if self.deploy.image.is_empty() || !plain(&self.deploy.image) {
+            return bad("deploy.image", "must be an image reference without spaces");
+        }
+        if !plain(&self.deploy.registry) {
+            return bad(
+                "deploy.registry",
+                "must be a registry address without spaces",
+            );
+        }
+        let role = &self.deploy.sagemaker_role_arn;
+        let role_ok = role.starts_with("arn:aws") && role.contains(":role/") && plain(role);
+        if !role.is_empty() && !role_ok {
+            return bad(
+                "deploy.sagemaker_role_arn",
+                "must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
+            );
         }
         if self.api.tls_cert.is_some() != self.api.tls_key.is_some() {
             return bad("api.tls_cert", "needs api.tls_key, and the other way round");

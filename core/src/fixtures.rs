@@ -45,3 +45,21 @@ pub fn new_experiment(name: &str) -> Experiment {
         owner: None,
     }
 }
+
+/// Version `version` of model `name` as a train job would register it,
+/// with one recorded metric.
+pub fn model_version(name: &str, version: u32, auc: f64) -> crate::types::NewModelVersion {
+    crate::types::NewModelVersion {
+        name: name.into(),
+        version,
+        job_id: None,
+        family: "linear".into(),
+        experiment_id: None,
+        artifact_path: format!("models/{name}/{version}/model.json"),
+        sha256: "0".repeat(64),
+        metrics: [("auc".to_string(), auc)].into(),
+        params: Default::default(),
+        target: "quality_score".into(),
+        owner: None,
+    }
+}

@@ -2,7 +2,8 @@
 //! the store. A pass sweeps jobs ([`crate::sweeper`]: expired leases,
 //! deadlines, due retries, lost wake-ups, unschedulable jobs), advances
 //! every running AutoML experiment and finalizes the finalizing ones
-//! ([`crate::automl`]), and finishes interrupted cancels. The loop itself
+//! ([`crate::automl`]), finishes interrupted cancels, and moves
+//! deployments along with their deploy jobs ([`crate::deployments`]). The loop itself
 //! is thin: wait, read the store, call pure code, write, publish.
 
 use crate::service;
@@ -152,6 +153,7 @@ impl Scheduler {
             // Finishes a cancel that was interrupted between its two writes.
             service::cancel_jobs(&self.platform, exp.id, now).await?;
         }
+        crate::deployments::advance(&self.platform, now).await?;
         Ok(())
     }
 }

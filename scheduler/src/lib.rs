@@ -4,9 +4,11 @@
 //! submitted outside experiments, and the dispatch loop: the sweeper (leases,
 //! deadlines, retries, lost wake-ups, unschedulable jobs) and the AutoML
 //! driver around a pure plan; and the model registry's operations
-//! (promotion requests, approvals, aliases).
+//! (promotion requests, approvals, aliases) and deployments (deploy jobs,
+//! going live, rollback).
 
 pub mod automl;
+pub mod deployments;
 pub mod dispatch;
 pub mod history;
 pub mod jobs;

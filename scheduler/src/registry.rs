@@ -267,4 +267,4 @@ pub fn registry_refusal(r: registry::Rejection) -> Error {
 
 #[cfg(test)]
 #[path = "registry_tests.rs"]
-mod tests;
+pub(crate) mod tests;

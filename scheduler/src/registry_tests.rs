@@ -1,10 +1,10 @@
 use super::*;
 use std::sync::Arc;
 use tracseq_backends::MemoryStateStore;
+use tracseq_core::fixtures::model_version;
 use tracseq_core::fixtures::t0;
 use tracseq_core::ids::TokenId;
 use tracseq_core::registry::{Effect, Gate, Goal, Stage};
-use tracseq_core::types::NewModelVersion;
 
 fn actor(name: &str) -> Actor {
     Actor {
@@ -19,22 +19,7 @@ async fn store(aucs: &[f64]) -> Arc<MemoryStateStore> {
     for (i, auc) in aucs.iter().enumerate() {
         let version = i as u32 + 1;
         store
-            .register_model_version(
-                NewModelVersion {
-                    name: "sq".into(),
-                    version,
-                    job_id: None,
-                    family: "linear".into(),
-                    experiment_id: None,
-                    artifact_path: format!("models/sq/{version}/model.json"),
-                    sha256: "0".repeat(64),
-                    metrics: [("auc".to_string(), *auc)].into(),
-                    params: Default::default(),
-                    target: "quality_score".into(),
-                    owner: None,
-                },
-                t0(),
-            )
+            .register_model_version(model_version("sq", version, *auc), t0())
             .await
             .unwrap();
     }
@@ -52,26 +37,16 @@ fn ask(version: u32, stage: Stage, gates: Vec<Gate>) -> NewPromotion {
     }
 }
 
-async fn to_production(s: &MemoryStateStore, version: u32) {
-    let p = request_promotion(
-        s,
-        s,
-        ask(version, Stage::Production, vec![]),
-        &actor("sci"),
-        t0(),
-    )
-    .await
-    .unwrap();
-    decide(
-        s,
-        s,
-        p.id,
-        Decision::Approve { reason: None },
-        &actor("appr"),
-        t0(),
-    )
-    .await
-    .unwrap();
+/// Requests production for `version` and has another identity approve it.
+pub(crate) async fn to_production(s: &dyn StateStore, r: &dyn RegistryStore, version: u32) {
+    let ask = ask(version, Stage::Production, vec![]);
+    let p = request_promotion(s, r, ask, &actor("sci"), t0())
+        .await
+        .unwrap();
+    let approve = Decision::Approve { reason: None };
+    decide(s, r, p.id, approve, &actor("appr"), t0())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -104,7 +79,7 @@ async fn a_staging_request_is_applied_at_once_and_recorded_in_the_history() {
 #[tokio::test]
 async fn production_waits_for_a_second_identity_then_archives_the_old_version() {
     let s = store(&[0.8, 0.9]).await;
-    to_production(&s, 1).await;
+    to_production(&*s, &*s, 1).await;
     let sci = actor("sci");
     let p = request_promotion(&*s, &*s, ask(2, Stage::Production, vec![]), &sci, t0())
         .await
@@ -151,7 +126,7 @@ async fn production_waits_for_a_second_identity_then_archives_the_old_version() 
 #[tokio::test]
 async fn of_two_concurrent_production_requests_exactly_one_is_applied() {
     let s = store(&[0.8, 0.85, 0.9]).await;
-    to_production(&s, 1).await;
+    to_production(&*s, &*s, 1).await;
     let a = request_promotion(
         &*s,
         &*s,
@@ -204,7 +179,7 @@ async fn of_two_concurrent_production_requests_exactly_one_is_applied() {
 #[tokio::test]
 async fn a_gate_is_checked_against_the_production_version() {
     let s = store(&[0.9, 0.85]).await;
-    to_production(&s, 1).await;
+    to_production(&*s, &*s, 1).await;
     let better = vec![Gate::BetterThanProduction {
         metric: "auc".into(),
         goal: Goal::Higher,

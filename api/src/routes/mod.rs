@@ -3,11 +3,13 @@
 mod artifacts;
 mod audit;
 mod datasets;
+mod deployments;
 mod experiments;
 mod jobs;
 mod models;
 mod paging;
 pub(crate) mod predict;
+mod promotions;
 mod tokens;
 mod workers;
 
@@ -42,6 +44,10 @@ pub fn all(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + 
         .or(experiments::routes(ctx.clone()))
         .unify()
         .or(jobs::routes(ctx.clone()))
+        .unify()
+        .or(promotions::routes(ctx.clone()))
+        .unify()
+        .or(deployments::routes(ctx.clone()))
         .unify()
         .or(models::routes(ctx.clone()))
         .unify()

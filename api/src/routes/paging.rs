@@ -62,6 +62,28 @@ pub(crate) fn encode(v: &str) -> String {
     out
 }
 
+/// Refuses query parameters other than `allowed`, naming the first.
+pub(crate) fn only(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+    match q.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(ApiError::bad_request(format!(
+            "unknown query parameter '{}'; expected {}",
+            tracseq_core::error::excerpt(k, 64),
+            allowed.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `?limit=` as the listings read it (1 to the page bound, a default when absent).
+pub(crate) fn limit(q: &HashMap<String, String>) -> Result<u32, ApiError> {
+    let only_limit: HashMap<String, String> = q
+        .get("limit")
+        .map(|l| ("limit".to_string(), l.clone()))
+        .into_iter()
+        .collect();
+    Ok(Page::from_query(&only_limit)?.limit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

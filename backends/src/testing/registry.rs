@@ -10,7 +10,6 @@
 use super::promotions::new_promotion;
 use super::t0;
 use chrono::{DateTime, Duration, Utc};
-use serde_json::Map;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tracseq_core::ids::{DeploymentId, PromotionId, TokenId};
@@ -53,19 +52,7 @@ pub(super) fn at(seconds: i64) -> DateTime<Utc> {
 
 /// Version `version` of model `name`, ready to register.
 pub fn model_version(name: &str, version: u32) -> NewModelVersion {
-    NewModelVersion {
-        name: name.into(),
-        version,
-        job_id: None,
-        family: "linear".into(),
-        experiment_id: None,
-        artifact_path: format!("models/{name}/{version}/model.json"),
-        sha256: "ab".repeat(32),
-        metrics: BTreeMap::from([("rmse".to_string(), 0.25)]),
-        params: Map::new(),
-        target: "quality_score".into(),
-        owner: None,
-    }
+    tracseq_core::fixtures::model_version(name, version, 0.8)
 }
 
 /// Registers `versions` of model `name`.

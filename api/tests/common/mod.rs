@@ -1,0 +1,115 @@
+//! The fixture the api's tests share: an in-memory platform, one token per
+//! role, and calls through `App::handle`, the same entry the server uses.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tracseq_api::{ApiState, App};
+use tracseq_backends::MemorySecurityStore;
+use tracseq_core::lifecycle::RetryPolicy;
+use tracseq_core::ports::SecurityStore;
+use tracseq_core::security::token::{issue, TokenRequest};
+use tracseq_core::security::Role;
+use tracseq_core::Platform;
+use warp::http::{header, Request};
+
+pub struct Fixture {
+    pub app: App,
+    pub platform: Platform,
+    pub security: Arc<dyn SecurityStore>,
+    pub tokens: BTreeMap<Role, String>,
+}
+
+pub async fn fixture() -> Fixture {
+    let platform = tracseq_backends::platform::in_memory(RetryPolicy::default());
+    let security: Arc<dyn SecurityStore> = Arc::new(MemorySecurityStore::new());
+    let mut tokens = BTreeMap::new();
+    for role in Role::ALL {
+        let issued = issue(
+            TokenRequest {
+                name: role.as_str().into(),
+                role,
+                expires_in: None,
+                created_by: "test".into(),
+            },
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        security.insert_token(&issued.record).await.unwrap();
+        tokens.insert(role, issued.secret.expose().to_string());
+    }
+    let ctx = ApiState::new(
+        platform.clone(),
+        security.clone(),
+        Default::default(),
+        Default::default(),
+        Default::default(),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    Fixture {
+        app: App::new(ctx),
+        platform,
+        security,
+        tokens,
+    }
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub headers: warp::http::HeaderMap,
+    pub body: Value,
+}
+
+impl Fixture {
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: &str) -> Answer {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = req.body(body.to_string()).unwrap();
+        let remote: SocketAddr = "10.1.2.3:40000".parse().unwrap();
+        let resp = self.app.handle(req, Some(remote)).await;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = http_body_util_collect(resp.into_body()).await;
+        Answer {
+            status,
+            headers,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    pub fn token(&self, role: Role) -> &str {
+        &self.tokens[&role]
+    }
+}
+
+/// The whole body of a response.
+async fn http_body_util_collect<B>(body: B) -> Vec<u8>
+where
+    B: http_body::Body + Unpin,
+    B::Data: bytes::Buf,
+    B::Error: std::fmt::Debug,
+{
+    use bytes::Buf;
+    let mut body = body;
+    let mut out = Vec::new();
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        if let Ok(mut data) = frame.unwrap().into_data() {
+            while data.has_remaining() {
+                let chunk = data.chunk();
+                out.extend_from_slice(chunk);
+                let n = chunk.len();
+                data.advance(n);
+            }
+        }
+    }
+    out
+}

@@ -345,11 +345,17 @@ pub(crate) enum Lookup {
 /// Finds the route of `method` (any case) on `path` (as requested, before
 /// percent-decoding: a `%2F` never splits a segment).
 pub(crate) fn lookup(method: &str, path: &str) -> Lookup {
+    // As OpenAPI matches paths: a template with fewer `{…}` segments is
+    // more specific and wins (`/models/promote` before `/models/{name}`).
+    let matching: Vec<(&'static Route, Vec<String>)> = ROUTES
+        .iter()
+        .filter_map(|r| match_path(r.path, path).map(|p| (r, p)))
+        .collect();
+    let Some(fewest) = matching.iter().map(|(_, p)| p.len()).min() else {
+        return Lookup::NotFound;
+    };
     let mut allowed: Vec<&'static str> = Vec::new();
-    for route in ROUTES {
-        let Some(params) = match_path(route.path, path) else {
-            continue;
-        };
+    for (route, params) in matching.into_iter().filter(|(_, p)| p.len() == fewest) {
         if route.method.eq_ignore_ascii_case(method) {
             return Lookup::Found(route, params);
         }
@@ -357,11 +363,7 @@ pub(crate) fn lookup(method: &str, path: &str) -> Lookup {
             allowed.push(route.method);
         }
     }
-    if allowed.is_empty() {
-        Lookup::NotFound
-    } else {
-        Lookup::WrongMethod(allowed)
-    }
+    Lookup::WrongMethod(allowed)
 }
 
 fn match_path(template: &str, path: &str) -> Option<Vec<String>> {
@@ -425,6 +427,23 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match lookup("GET", "/predict") {
+            Lookup::WrongMethod(m) => assert_eq!(m, ["post"]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_literal_route_wins_over_a_template_that_also_matches() {
+        assert_eq!(
+            found("POST", "/models/promote"),
+            ("/models/promote", vec![])
+        );
+        assert_eq!(
+            found("GET", "/models/sq"),
+            ("/models/{name}", vec!["sq".to_string()])
+        );
+        // GET /models/promote is not "the model named promote".
+        match lookup("GET", "/models/deploy") {
             Lookup::WrongMethod(m) => assert_eq!(m, ["post"]),
             other => panic!("{other:?}"),
         }

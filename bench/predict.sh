@@ -5,6 +5,11 @@
 # same data dir and model: as shipped (every request carries a predictor
 # token, checked by the guard) and built with the `unauthenticated` feature
 # (no token check, no audit), so the table shows what authentication costs.
+# The model is promoted, approved and deployed first, so a body without a
+# version is served the deployed version; the same body pinned to the
+# version (no resolution at all) is measured beside it, and with --before
+# the build of an earlier commit serves the same body and data dir, so the
+# table shows what resolving the deployed version costs.
 #
 # Usage: bash bench/predict.sh [options]
 #   --hello-only        skip the platform (no tracseq-ml up / AutoML run);
@@ -18,6 +23,9 @@
 #                       none in --hello-only mode)
 #   --no-build          use the existing target/release binaries (and
 #                       TRACSEQ_ML_NOAUTH_BIN for the unauthenticated build)
+#   --before REF        also build commit REF (a git worktree) and measure
+#                       it on the same data dir (TRACSEQ_ML_BEFORE_BIN: an
+#                       already built binary instead)
 # Environment: TRACSEQ_ML_BIN (default target/release/tracseq-ml),
 #   BENCH_NO_JQ=1 (parse JSON with python3 even when jq is installed).
 #
@@ -35,12 +43,13 @@ THREADS=2
 CONNECTIONS=32
 RESULTS=""
 BUILD=1
+BEFORE_REF=""
 TRIALS=6
 ROWS=2000
 EXPERIMENT_TIMEOUT_S=300
 SECTION="## /predict throughput and latency"
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -51,6 +60,7 @@ while [ $# -gt 0 ]; do
         --connections) CONNECTIONS="$2"; shift ;;
         --results) RESULTS="$2"; shift ;;
         --no-build) BUILD=0 ;;
+        --before) BEFORE_REF="$2"; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "predict.sh: unknown option: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -115,6 +125,8 @@ if [ -z "${BENCH_NO_JQ:-}" ] && command -v jq >/dev/null 2>&1; then   # BENCH_NO
     json_value() { jq -c "$1"; }
     # predict_body NAME RECORD_JSON
     predict_body() { jq -nc --arg m "$1" --argjson f "$2" '{model: $m, features: $f}'; }
+    # pinned_body BODY_JSON VERSION: the body with "version" added
+    pinned_body() { jq -c --argjson v "$2" '. + {version: $v}' <<<"$1"; }
     experiment_body() {
         jq -nc --argjson ds "$1" --argjson trials "$TRIALS" \
             '{name: "bench", dataset_id: $ds, target: "quality_score",
@@ -138,6 +150,9 @@ else:
     json_value() { python3 -c "$_py_get" "$1" json; }
     predict_body() {
         python3 -c 'import json,sys; print(json.dumps({"model": sys.argv[1], "features": json.loads(sys.argv[2])}, separators=(",", ":")))' "$1" "$2"
+    }
+    pinned_body() {
+        python3 -c 'import json,sys; b = json.loads(sys.argv[1]); b["version"] = int(sys.argv[2]); print(json.dumps(b, separators=(",", ":")))' "$1" "$2"
     }
     experiment_body() {
         python3 -c 'import json,sys; print(json.dumps({"name": "bench", "dataset_id": json.loads(sys.argv[1]), "target": "quality_score", "budget": {"trials": int(sys.argv[2])}, "parallelism": 2, "seed": 7}, separators=(",", ":")))' "$1" "$TRIALS"
@@ -252,6 +267,17 @@ ensure_wrk
 BODY_FILE="$WORK/body.json"
 
 if [ "$BUILD" -eq 1 ]; then
+    if [ "$HELLO_ONLY" -eq 0 ] && [ -n "$BEFORE_REF" ] && [ -z "${TRACSEQ_ML_BEFORE_BIN:-}" ]; then
+        # The earlier commit in a worktree of its own, built first and
+        # copied aside (same target dir: dependencies are reused).
+        git -C "$ROOT" worktree add --detach "$WORK/before-src" "$BEFORE_REF" >&2 \
+            || die "git worktree add $BEFORE_REF failed"
+        log "building $BEFORE_REF"
+        (cd "$WORK/before-src" && timeout 3600 cargo build --release -p tracseq-ml >&2) \
+            || die "build of $BEFORE_REF failed"
+        cp "${CARGO_TARGET_DIR:-$WORK/before-src/target}/release/tracseq-ml" "$WORK/tracseq-ml-before"
+        git -C "$ROOT" worktree remove --force "$WORK/before-src" >&2 || true
+    fi
     if [ "$HELLO_ONLY" -eq 0 ]; then
         # The unauthenticated build first, copied aside; the shipped build
         # then takes its place in target/release.
@@ -269,6 +295,13 @@ fi
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 ML="${TRACSEQ_ML_BIN:-$TARGET_DIR/release/tracseq-ml}"   # override: another build
 ML_NOAUTH="${TRACSEQ_ML_NOAUTH_BIN:-$WORK/tracseq-ml-unauthenticated}"
+ML_BEFORE="${TRACSEQ_ML_BEFORE_BIN:-$WORK/tracseq-ml-before}"
+BEFORE=0
+if [ -n "$BEFORE_REF" ] || [ -n "${TRACSEQ_ML_BEFORE_BIN:-}" ]; then
+    [ -x "$ML_BEFORE" ] || die "$ML_BEFORE not built"
+    BEFORE=1
+    BEFORE_NAME="${BEFORE_REF:-$(basename "$ML_BEFORE")}"
+fi
 HELLO="$TARGET_DIR/release/hello"
 [ -x "$HELLO" ] || die "$HELLO not built"
 
@@ -321,8 +354,37 @@ if [ "$HELLO_ONLY" -eq 0 ]; then
         sleep 2
     done
     MODEL_NAME="$(printf '%s' "$exp_json" | json_get .model_name)"
-    [ -n "$MODEL_NAME" ] || die "completed experiment has no model_name: $exp_json"
-    log "model $MODEL_NAME"
+    MODEL_VERSION="$(printf '%s' "$exp_json" | json_get .model_version)"
+    [ -n "$MODEL_NAME" ] && [ -n "$MODEL_VERSION" ] || die "completed experiment has no model: $exp_json"
+    log "model $MODEL_NAME version $MODEL_VERSION"
+
+    # Promote (admin asks, an approver token approves) and deploy it, so a
+    # body without a version is served the deployed version.
+    post_json() {   # post_json TOKEN PATH BODY
+        curl -sf --max-time 30 -H "Authorization: Bearer $1" -X POST \
+            -H 'content-type: application/json' --data-binary "$3" "$BASE$2"
+    }
+    approver_json="$(post_json "$ADMIN_TOKEN" /tokens '{"name": "bench-approver", "role": "approver"}')" \
+        || die "POST /tokens (approver) failed"
+    APPROVER_TOKEN="$(printf '%s' "$approver_json" | json_get .token)"
+    promote_json="$(post_json "$ADMIN_TOKEN" /models/promote \
+        "{\"name\": \"$MODEL_NAME\", \"version\": $MODEL_VERSION, \"stage\": \"production\", \"reason\": \"bench\"}")" \
+        || die "POST /models/promote failed"
+    PROMOTION_ID="$(printf '%s' "$promote_json" | json_get .id)"
+    post_json "$APPROVER_TOKEN" "/promotions/$PROMOTION_ID/approve" '{}' >/dev/null \
+        || die "approving promotion $PROMOTION_ID failed"
+    deploy_json="$(post_json "$ADMIN_TOKEN" /models/deploy \
+        "{\"name\": \"$MODEL_NAME\", \"version\": $MODEL_VERSION}")" || die "POST /models/deploy failed"
+    DEPLOYMENT_ID="$(printf '%s' "$deploy_json" | json_get .deployment.id)"
+    deadline=$(( SECONDS + 120 ))
+    while :; do
+        d_state="$(curl -sf --max-time 10 "${AUTH[@]}" "$BASE/deployments/$DEPLOYMENT_ID" | json_get .state)" || d_state=""
+        [ "$d_state" = "live" ] && break
+        [ "$d_state" != "failed" ] || die "deployment $DEPLOYMENT_ID failed"
+        [ "$SECONDS" -lt "$deadline" ] || die "deployment $DEPLOYMENT_ID not live after 120 s (state: ${d_state:-unknown})"
+        sleep 0.5
+    done
+    log "deployment $DEPLOYMENT_ID live"
 
     token_json="$(curl -sf --max-time 10 "${AUTH[@]}" -X POST -H 'content-type: application/json' \
         --data-binary '{"name": "bench-lims", "role": "predictor"}' "$BASE/tokens")" \
@@ -332,6 +394,8 @@ if [ "$HELLO_ONLY" -eq 0 ]; then
 
     RECORD="$(timeout 60 "$ML" generate --example --seed 3)" || die "tracseq-ml generate --example failed"
     predict_body "$MODEL_NAME" "$RECORD" >"$BODY_FILE"
+    PINNED_FILE="$WORK/body-pinned.json"
+    pinned_body "$(cat "$BODY_FILE")" "$MODEL_VERSION" >"$PINNED_FILE"
 
     SETUP_CMDS+=(
         "cargo build --release -p tracseq-ml -p tracseq-bench"
@@ -340,6 +404,9 @@ if [ "$HELLO_ONLY" -eq 0 ]; then
         "curl -sf -X POST --data-binary @samples.csv -H 'content-type: text/csv' \"http://127.0.0.1:\$P/datasets?name=samples\""
         "curl -sf -X POST -H 'content-type: application/json' -d '$exp_body' http://127.0.0.1:\$P/experiments   # then poll GET /experiments/{id} until state == completed"
         "target/release/tracseq-ml generate --example --seed 3   # features; body.json = {\"model\": model_name, \"features\": ...}"
+        "curl -sf -X POST -d '{\"name\": \"bench-approver\", \"role\": \"approver\"}' http://127.0.0.1:\$P/tokens   # APPROVER = its .token"
+        "curl -sf -X POST -d '{\"name\": \"$MODEL_NAME\", \"version\": $MODEL_VERSION, \"stage\": \"production\", \"reason\": \"bench\"}' http://127.0.0.1:\$P/models/promote   # then POST /promotions/{id}/approve with the APPROVER token"
+        "curl -sf -X POST -d '{\"name\": \"$MODEL_NAME\", \"version\": $MODEL_VERSION}' http://127.0.0.1:\$P/models/deploy   # then poll GET /deployments/{id} until state == live"
         "curl -sf -X POST -d '{\"name\": \"bench-lims\", \"role\": \"predictor\"}' http://127.0.0.1:\$P/tokens   # BENCH_TOKEN = its .token"
     )
 else
@@ -364,9 +431,19 @@ if [ "$HELLO_ONLY" -eq 0 ]; then
         "cargo build --release -p tracseq-ml --features unauthenticated   # copied aside as tracseq-ml-unauthenticated before the build above"
         "# then, twice in turn: target/release/tracseq-ml up, and tracseq-ml-unauthenticated up, on the same data dir"
     )
+    VARIANTS="platform pinned noauth"
+    [ "$BEFORE" -eq 0 ] || VARIANTS="platform before pinned noauth"
+    [ "$BEFORE" -eq 0 ] || SETUP_CMDS+=("git worktree add before $BEFORE_REF && (cd before && cargo build --release -p tracseq-ml)   # copied aside as tracseq-ml-before, built first")
+    UNPINNED_FILE="$BODY_FILE"
     for round in 1 2; do
-        for variant in platform noauth; do
-            if [ "$variant" = platform ]; then bin="$ML"; BENCH_TOKEN="$PREDICT_TOKEN"; else bin="$ML_NOAUTH"; BENCH_TOKEN=""; fi
+        for variant in $VARIANTS; do
+            BODY_FILE="$UNPINNED_FILE"
+            case "$variant" in
+                platform) bin="$ML"; BENCH_TOKEN="$PREDICT_TOKEN" ;;
+                pinned) bin="$ML"; BENCH_TOKEN="$PREDICT_TOKEN"; BODY_FILE="$PINNED_FILE" ;;
+                before) bin="$ML_BEFORE"; BENCH_TOKEN="$PREDICT_TOKEN" ;;
+                noauth) bin="$ML_NOAUTH"; BENCH_TOKEN="" ;;
+            esac
             log "round $round: $variant"
             "$bin" up --port "$P" --data-dir "$DATA_DIR" >"$WORK/$variant-$round.log" 2>&1 &
             PLATFORM_PID=$!
@@ -377,6 +454,7 @@ if [ "$HELLO_ONLY" -eq 0 ]; then
             PLATFORM_PID=""
         done
     done
+    BODY_FILE="$UNPINNED_FILE"
     BENCH_TOKEN=""
 fi
 
@@ -414,8 +492,10 @@ REPORT="$WORK/section.md"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|"
     if [ "$HELLO_ONLY" -eq 0 ]; then
         for round in 1 2; do
-            row "platform$round" "tracseq-ml \`/predict\` (model \`$MODEL_NAME\`), predictor token checked, round $round"
-            row "noauth$round" "the same, built with \`unauthenticated\` (no token check), round $round"
+            row "platform$round" "tracseq-ml \`/predict\` (model \`$MODEL_NAME\`, no version: the deployed one), predictor token checked, round $round"
+            [ "$BEFORE" -eq 0 ] || row "before$round" "the same body and data dir served by \`$BEFORE_NAME\` (before: no version meant the newest), round $round"
+            row "pinned$round" "the same build, body pinned to \`\"version\": $MODEL_VERSION\` (no resolution), round $round"
+            row "noauth$round" "the same build with \`unauthenticated\` (no token check), no version, round $round"
         done
     fi
     row hello "warp hello-world \`/predict\` (\`bench/src/bin/hello.rs\`)"
@@ -436,6 +516,22 @@ print(f"Authentication: with the token checked, /predict sustains {on / off:.1%}
       f"unauthenticated build's throughput over both rounds (a cost of {1 - on / off:.1%}); "
       f"the same build differs by up to {spread:.1%} between its two rounds.")
 PY
+        python3 - "$(rps_of platform1)" "$(rps_of platform2)" "$(rps_of pinned1)" "$(rps_of pinned2)" <<'PY'
+import sys
+d1, d2, p1, p2 = map(float, sys.argv[1:])
+d, p = (d1 + d2) / 2, (p1 + p2) / 2
+print(f"Resolving the deployed version: a body without a version sustains {d / p:.1%} of the "
+      f"throughput of the same body pinned to the version, over both rounds (a cost of {1 - d / p:.1%}).")
+PY
+        if [ "$BEFORE" -eq 1 ]; then
+            python3 - "$(rps_of platform1)" "$(rps_of platform2)" "$(rps_of before1)" "$(rps_of before2)" "$BEFORE_NAME" <<'PY'
+import sys
+d1, d2, b1, b2 = map(float, sys.argv[1:5])
+d, b = (d1 + d2) / 2, (b1 + b2) / 2
+print(f"Before and after: this build sustains {d / b:.1%} of {sys.argv[5]}'s /predict throughput "
+      f"on the same body, data dir and model over both rounds ({'a cost' if d < b else 'a gain'} of {abs(1 - d / b):.1%}).")
+PY
+        fi
         echo
     fi
     echo "wrk: $THREADS threads, $CONNECTIONS connections, $DURATION measured after a $WARMUP warmup, per server,"

@@ -1,6 +1,7 @@
 //! `tracseq-ml demo`: the whole platform on synthetic lab data, through its
-//! own HTTP API — upload, AutoML with progress, leaderboard, registry,
-//! serving, and one real prediction.
+//! own HTTP API — upload, AutoML with progress, leaderboard, registry, and
+//! the lifecycle as two people run it: promotion, approval, deploy,
+//! prediction, a retrained version deployed, and rollback.
 
 use crate::embedded::Running;
 use anyhow::{bail, Context};
@@ -177,14 +178,33 @@ async fn drive(addr: SocketAddr, cfg: &Config, args: &DemoArgs) -> anyhow::Resul
         this["sha256"].as_str().unwrap_or("").chars().take(12).collect::<String>()
     );
 
+    // The lifecycle, as a lab runs it: two people, two tokens.
+    let scientist = Client::new(&http, &base, "demo-scientist", "scientist").await?;
+    let approver = Client::new(&http, &base, "demo-approver", "approver").await?;
+    println!(
+        "\n5. Lifecycle: tokens for '{}' (role scientist) and '{}' (role approver)",
+        scientist.name, approver.name
+    );
     let features = tracseq_learn::lab::example_record(args.seed + 1);
-    let pred = call(
-        http.post(format!("{base}/predict"))
-            .json(&json!({"model": model, "features": features})),
-    )
-    .await?;
+    let unpinned = json!({"model": model, "features": features});
+    let refused = scientist
+        .http
+        .post(format!("{base}/predict"))
+        .json(&unpinned)
+        .send()
+        .await?;
+    println!(
+        "   POST /predict without a version before any deploy: {} (a new version is never served by surprise)",
+        refused.status()
+    );
+    release(&scientist, &approver, &model, version, &metric).await?;
+    let first = deploy(&scientist, &model, version).await?;
+    let pred = until_serving(&scientist, &unpinned, version).await?;
     let q = &pred["quality"];
-    println!("\n5. POST /predict for one incoming sample:");
+    println!(
+        "\n6. POST /predict for one incoming sample, answered by the deployed version {}:",
+        pred["version"]
+    );
     println!(
         "   quality score {:.1} / 100 — category {}",
         q["score"].as_f64().unwrap_or(f64::NAN),
@@ -204,8 +224,77 @@ async fn drive(addr: SocketAddr, cfg: &Config, args: &DemoArgs) -> anyhow::Resul
     for r in q["recommendations"].as_array().into_iter().flatten() {
         println!("     - {}", r.as_str().unwrap_or(""));
     }
+
+    // A second experiment (another seed) registers the next version.
+    let retrain = json!({
+        "name": format!("sample-quality-seed{}-retrain", args.seed),
+        "dataset_id": ds["id"],
+        "target": tracseq_learn::lab::TARGET,
+        "budget": {"trials": (args.trials / 4).max(2)},
+        "parallelism": args.parallelism,
+        "seed": args.seed + 1,
+        "model_name": model,
+    });
+    let exp2 = call(
+        scientist
+            .http
+            .post(format!("{base}/experiments"))
+            .json(&retrain),
+    )
+    .await?;
+    let id2 = exp2["id"].as_str().context("experiment id")?.to_string();
+    let done2 = wait_settled(&scientist, &id2).await?;
+    let version2 = done2["model_version"].as_u64().context("model version")?;
     println!(
-        "\nDone in {:.1} s. Run `tracseq-ml up` to keep the API serving this model.",
+        "\n7. A second experiment ({} trials, seed {}) registered version {version2} (best {metric} {:.4})",
+        done2["counts"]["total"],
+        args.seed + 1,
+        done2["best_trial"]["value"].as_f64().unwrap_or(f64::NAN)
+    );
+    release(&scientist, &approver, &model, version2, &metric).await?;
+    let second = deploy(&scientist, &model, version2).await?;
+    let pred2 = until_serving(&scientist, &unpinned, version2).await?;
+    println!(
+        "   POST /predict now answers from version {} (quality score {:.1}); deployment {first} is superseded",
+        pred2["version"],
+        pred2["quality"]["score"].as_f64().unwrap_or(f64::NAN)
+    );
+
+    let rolled = call(
+        scientist
+            .http
+            .post(format!("{base}/deployments/{second}/rollback"))
+            .json(&json!({"reason": "demo: back to the reviewed version"})),
+    )
+    .await?;
+    let back = until_serving(&scientist, &unpinned, version).await?;
+    println!(
+        "\n8. POST /deployments/{second}/rollback (no new approval): deployment {}; /predict answers from version {} again (quality score {:.1})",
+        rolled["state"].as_str().unwrap_or("?"),
+        back["version"],
+        back["quality"]["score"].as_f64().unwrap_or(f64::NAN)
+    );
+    let history = call(scientist.http.get(format!("{base}/models/{model}/history"))).await?;
+    println!("   GET /models/{model}/history:");
+    for h in history["entries"].as_array().into_iter().flatten() {
+        println!(
+            "     - {}  {}  asked by {}{}",
+            h["at"]
+                .as_str()
+                .unwrap_or("?")
+                .chars()
+                .take(19)
+                .collect::<String>(),
+            h["change"],
+            h["requested_by"]["name"].as_str().unwrap_or("-"),
+            h["approved_by"]["name"]
+                .as_str()
+                .map(|a| format!(", approved by {a}"))
+                .unwrap_or_default()
+        );
+    }
+    println!(
+        "\nDone in {:.1} s. Run `tracseq-ml up` to keep the API serving the deployed version.",
         started.elapsed().as_secs_f64()
     );
     Ok(())
@@ -222,4 +311,157 @@ async fn call(req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         );
     }
     Ok(body)
+}
+
+/// A client holding its own token: one person in the walk-through.
+struct Client {
+    name: String,
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    /// Has the admin create a token named `name` with `role`.
+    async fn new(
+        admin: &reqwest::Client,
+        base: &str,
+        name: &str,
+        role: &str,
+    ) -> anyhow::Result<Client> {
+        let issued = call(
+            admin
+                .post(format!("{base}/tokens"))
+                .json(&json!({"name": name, "role": role, "expires": "1d"})),
+        )
+        .await?;
+        let secret = issued["token"].as_str().context("the issued token")?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {secret}"))?;
+        auth.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, auth);
+        Ok(Client {
+            name: name.to_string(),
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()?,
+            base: base.to_string(),
+        })
+    }
+}
+
+/// The scientist asks for production; the approver (another identity)
+/// approves, after the scientist's own approval is refused.
+async fn release(
+    scientist: &Client,
+    approver: &Client,
+    model: &str,
+    version: u64,
+    metric: &str,
+) -> anyhow::Result<()> {
+    let base = &scientist.base;
+    let ask = call(
+        scientist
+            .http
+            .post(format!("{base}/models/promote"))
+            .json(&json!({
+                "name": model, "version": version, "stage": "production",
+                "reason": format!("AutoML winner on {metric}"),
+            })),
+    )
+    .await?;
+    let id = ask["id"].as_str().context("promotion id")?;
+    println!(
+        "   {} asks: version {version} -> production (request {id}, {})",
+        scientist.name,
+        ask["state"].as_str().unwrap_or("?")
+    );
+    let own = scientist
+        .http
+        .post(format!("{base}/promotions/{id}/approve"))
+        .send()
+        .await?;
+    let decided = call(
+        approver
+            .http
+            .post(format!("{base}/promotions/{id}/approve"))
+            .json(&json!({"reason": "metrics and folds reviewed"})),
+    )
+    .await?;
+    println!(
+        "   {} approving their own request: {}; {} approves: {}",
+        scientist.name,
+        own.status(),
+        approver.name,
+        decided["state"].as_str().unwrap_or("?")
+    );
+    Ok(())
+}
+
+/// Deploys `version` to the platform and waits for the deploy job to make
+/// it live; returns the deployment's id.
+async fn deploy(who: &Client, model: &str, version: u64) -> anyhow::Result<String> {
+    let base = &who.base;
+    let started = call(
+        who.http
+            .post(format!("{base}/models/deploy"))
+            .json(&json!({"name": model, "version": version, "target": "platform"})),
+    )
+    .await?;
+    let id = started["deployment"]["id"]
+        .as_str()
+        .context("deployment id")?
+        .to_string();
+    let waited = Instant::now();
+    loop {
+        let d = call(who.http.get(format!("{base}/deployments/{id}"))).await?;
+        match d["state"].as_str() {
+            Some("live") => break,
+            Some("failed") => bail!("deployment {id} failed: {}", d["error"]),
+            _ if waited.elapsed() > Duration::from_secs(120) => {
+                bail!("deployment {id} is not live after 120 s")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    println!(
+        "   POST /models/deploy: deployment {id} of version {version} is live after {:.1} s (its deploy job ran on a worker)",
+        waited.elapsed().as_secs_f64()
+    );
+    Ok(id)
+}
+
+/// Asks `/predict` without a version until the answer comes from `version`
+/// (each api replica swaps within `api.deployment_poll_ms`).
+async fn until_serving(who: &Client, body: &Value, version: u64) -> anyhow::Result<Value> {
+    let waited = Instant::now();
+    loop {
+        let pred = call(who.http.post(format!("{}/predict", who.base)).json(body)).await?;
+        if pred["version"].as_u64() == Some(version) {
+            return Ok(pred);
+        }
+        if waited.elapsed() > Duration::from_secs(30) {
+            bail!(
+                "/predict still answers from version {} after 30 s",
+                pred["version"]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_settled(who: &Client, id: &str) -> anyhow::Result<Value> {
+    let waited = Instant::now();
+    loop {
+        let s = call(who.http.get(format!("{}/experiments/{id}", who.base))).await?;
+        match s["state"].as_str() {
+            Some("completed") => return Ok(s),
+            Some("failed") | Some("cancelled") => {
+                bail!("experiment {}: {}", s["state"], s["error"])
+            }
+            _ if waited.elapsed() > Duration::from_secs(1800) => {
+                bail!("experiment did not finish within 30 minutes")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
 }

@@ -134,8 +134,10 @@ enum Command {
 }
 
 /// Request spans stay, but warp's per-request "finished" line is only kept
-/// for errors: a log line per prediction would cost more than the prediction.
-const DEFAULT_LOG: &str = "info,warp::filters::trace=warn";
+/// for server errors: a log line per prediction would cost more than the
+/// prediction, and a client's 4xx is the client's (the audit log records
+/// refusals of access).
+const DEFAULT_LOG: &str = "info,warp::filters::trace=error";
 
 fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -168,7 +170,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match &cli.command {
         Command::Demo(args) => {
-            init_tracing("warn");
+            init_tracing("warn,warp::filters::trace=error");
             let cfg = load_config(&cli)?;
             demo::run(cfg, args).await
         }

@@ -220,13 +220,38 @@ async fn bad_prediction_features_are_rejected_by_name() {
         )
         .await;
 
-    let predict =
-        |features: Value| Call::Json("/predict", json!({"model": "m", "features": features}));
+    let predict = |features: Value| {
+        Call::Json(
+            "/predict",
+            json!({"model": "m", "version": 1, "features": features}),
+        )
+    };
     assert_refused(
         &server,
         vec![
             (predict(json!({"bogus_feature": 1})), 400, "bogus_feature"),
             (predict(json!({"rin": "high"})), 400, "rin"),
+            (
+                Call::Json(
+                    "/predict",
+                    json!({"model": "m", "version": 1, "alias": "champion", "features": {}}),
+                ),
+                400,
+                "at most one of version and alias",
+            ),
+            (
+                Call::Json(
+                    "/predict",
+                    json!({"model": "m", "alias": "champion", "features": {}}),
+                ),
+                404,
+                "no alias 'champion'",
+            ),
+            (
+                Call::Json("/predict", json!({"model": "m", "features": {}})),
+                409,
+                "no deployed or production version",
+            ),
             (
                 Call::Json(
                     "/predict",
@@ -240,7 +265,7 @@ async fn bad_prediction_features_are_rejected_by_name() {
     .await;
     // Missing features are imputed, not an error.
     server
-        .predict(&json!({"model": "m", "features": {"rin": 8.0}}))
+        .predict(&json!({"model": "m", "version": 1, "features": {"rin": 8.0}}))
         .await;
     server.stop();
 }

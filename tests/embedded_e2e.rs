@@ -90,7 +90,7 @@ async fn automl_predict_restart_and_find_everything() {
 
     let features = Value::Object(tracseq_learn::lab::example_record(3));
     let pred = server
-        .predict(&json!({"model": "quality", "features": features}))
+        .predict(&json!({"model": "quality", "alias": "latest", "features": features}))
         .await;
     assert_explained_prediction(&pred);
     let score = pred["value"].as_f64().unwrap();
@@ -99,7 +99,7 @@ async fn automl_predict_restart_and_find_everything() {
     let (status, batch) = server
         .post_json(
             "/batch_predict",
-            &json!({"model": "quality", "records": [features, features]}),
+            &json!({"model": "quality", "version": 1, "records": [features, features]}),
         )
         .await;
     assert_eq!(status, 200, "{batch}");
@@ -108,7 +108,7 @@ async fn automl_predict_restart_and_find_everything() {
     let (status, job) = server
         .post_json(
             "/batch_predict",
-            &json!({"model": "quality", "dataset_id": ds_id}),
+            &json!({"model": "quality", "version": 1, "dataset_id": ds_id}),
         )
         .await;
     assert_eq!(status, 202, "{job}");

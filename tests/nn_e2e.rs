@@ -57,7 +57,7 @@ async fn an_mlp_automl_experiment_is_served_by_predict() {
     assert_eq!(model["versions"][0]["params"]["family"], "nn");
     let features = tracseq_learn::lab::example_record(4);
     let pred = server
-        .predict(&json!({"model": "quality-mlp", "features": features}))
+        .predict(&json!({"model": "quality-mlp", "version": 1, "features": features}))
         .await;
     assert_explained_prediction(&pred);
     server.stop();

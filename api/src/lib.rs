@@ -39,7 +39,8 @@ pub struct ApiState {
     pub limits: LimitsConfig,
     /// What deploy jobs render with (image, registry, SageMaker role).
     pub deploy: DeployConfig,
-    pub models: serving::ModelCache,
+    /// Loaded models and the deployed version of each (see [`serving`]).
+    pub models: Arc<serving::ModelCache>,
     /// Wakes the scheduler when a request created work.
     pub wake: Arc<Notify>,
     /// Tokens and the audit log.
@@ -142,8 +143,22 @@ pub async fn serve(
              it exists for benchmarks only"
         );
     }
+    // Serve what is deployed from the first request on, then follow deploys.
+    if let Err(e) = ctx.models.refresh_deployments(&ctx.platform).await {
+        tracing::warn!(error = %e, "reading the live deployments failed; the poller retries");
+    }
+    let (stop_poll, poll_stopped) = tokio::sync::oneshot::channel::<()>();
+    let poller = tokio::spawn(ctx.models.clone().poll_deployments(
+        ctx.platform.clone(),
+        Duration::from_millis(ctx.api.deployment_poll_ms),
+        async move {
+            let _ = poll_stopped.await;
+        },
+    ));
     let _ = bound.send(local);
     server::run(ctx, listener, tls, shutdown).await;
+    drop(stop_poll);
+    let _ = poller.await;
     Ok(())
 }
 

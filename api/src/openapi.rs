@@ -23,6 +23,12 @@ fn schemas() -> Value {
                           "description": "per device; needs gpus > 0"}}});
     let version = json!({"type": "integer", "minimum": 1, "maximum": u32::MAX});
     let reason = json!({"type": "string", "maxLength": MAX_REASON_CHARS});
+    let tags = json!({"type": "object", "maxProperties": tracseq_core::registry::MAX_TAGS,
+        "propertyNames": {"pattern": format!("^[A-Za-z0-9_./:-]{{1,{}}}$", tracseq_core::registry::MAX_TAG_KEY)},
+        "additionalProperties": {"type": "string", "maxLength": tracseq_core::registry::MAX_TAG_VALUE,
+            "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}});
+    let serving_alias = json!({"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,63}$",
+        "description": "an alias (champion...), or latest (the newest version), or v<n>"});
     let stage = json!({"type": "string", "enum": Stage::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()});
     json!({
         "Problem": {"type": "object", "required": ["error", "message"], "properties": {
@@ -86,8 +92,11 @@ fn schemas() -> Value {
             "value": {"type": "number"}, "state": {"type": "string", "enum": ["complete", "failed", "pruned"]},
             "values": {"type": "array", "items": {"type": "number"}, "description": "multi-objective: one per objective, in order"},
             "params": {"type": "object"}}},
-        "PredictRequest": {"type": "object", "required": ["model", "features"], "additionalProperties": false, "properties": {
+        "PredictRequest": {"type": "object", "required": ["model", "features"], "additionalProperties": false,
+            "description": "at most one of version and alias; neither: the deployed version (else the production one)",
+            "properties": {
             "model": name, "version": {"type": "integer", "minimum": 1, "maximum": u32::MAX},
+            "alias": serving_alias.clone(),
             "features": {"type": "object", "additionalProperties": feature}}},
         "TokenRequest": {"type": "object", "required": ["name", "role"], "additionalProperties": false,
             "example": {"name": "lims", "role": "predictor", "expires": "30d"}, "properties": {
@@ -95,8 +104,11 @@ fn schemas() -> Value {
             "role": {"type": "string", "enum": tracseq_core::security::Role::ALL.map(|r| r.as_str())},
             "expires": {"type": "string", "nullable": true, "pattern": LIFETIME_PATTERN,
                         "description": "lifetime, e.g. 30d, 12h, 45m, 3600s (at most 3650d); absent: no expiry"}}},
-        "BatchPredictRequest": {"type": "object", "required": ["model"], "additionalProperties": false, "properties": {
+        "BatchPredictRequest": {"type": "object", "required": ["model"], "additionalProperties": false,
+            "description": "exactly one of records and dataset_id; at most one of version and alias",
+            "properties": {
             "model": name, "version": {"type": "integer", "minimum": 1, "maximum": u32::MAX},
+            "alias": serving_alias,
             "records": {"type": "array", "minItems": 1, "items": {"type": "object", "additionalProperties": feature}},
             "dataset_id": {"type": "string", "format": "uuid"}}},
         "PromoteRequest": {"type": "object", "required": ["name", "version", "stage", "reason"], "additionalProperties": false,
@@ -127,7 +139,32 @@ fn schemas() -> Value {
             "target": {"type": "string", "enum": Target::ALL.iter().map(|t| t.as_str()).collect::<Vec<_>>(), "default": "platform"},
             "replicas": {"type": "integer", "minimum": 1, "maximum": tracseq_scheduler::deployments::MAX_REPLICAS, "default": 1},
             "resources": resources}},
-        "RollbackRequest": {"type": "object", "additionalProperties": false, "properties": {"reason": reason}}
+        "RollbackRequest": {"type": "object", "additionalProperties": false, "properties": {"reason": reason}},
+        "RegisterRequest": {"type": "object", "required": ["name", "sha256"], "additionalProperties": false,
+            "description": "exactly one of artifact_path (an object in the artifact store) and artifact_base64 (the model.json bytes)",
+            "example": {"name": "sample-quality", "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                        "artifact_path": "uploads/core-facility/model.json", "tags": {"team": "core"},
+                        "lineage": {"feature_set_version": "lab-features@3"}},
+            "properties": {
+            "name": name,
+            "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+            "artifact_path": {"type": "string", "minLength": 1, "maxLength": tracseq_core::ports::ArtifactPath::MAX_LEN,
+                "pattern": "^[A-Za-z0-9._=-]{1,255}(/[A-Za-z0-9._=-]{1,255})*$"},
+            "artifact_base64": {"type": "string", "contentEncoding": "base64"},
+            "metrics": {"type": "object", "maxProperties": tracseq_scheduler::register::MAX_METRICS,
+                "additionalProperties": {"type": "number"}},
+            "params": {"type": "object"},
+            "tags": tags.clone(),
+            "description": {"type": "string", "maxLength": tracseq_scheduler::register::MAX_DESCRIPTION_CHARS},
+            "experiment_id": {"type": "string", "format": "uuid"},
+            "lineage": {"type": "object", "additionalProperties": false, "properties": {
+                "trial": {"type": "integer", "minimum": 0},
+                "dataset_id": {"type": "string", "format": "uuid"},
+                "dataset_sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+                "feature_set_version": {"type": "string", "minLength": 1, "maxLength": tracseq_scheduler::register::MAX_FEATURE_SET_VERSION}}}}},
+        "TagsRequest": {"type": "object", "required": ["tags"], "additionalProperties": false,
+            "example": {"tags": {"team": "sequencing-core", "assay": "wgs"}},
+            "properties": {"tags": tags}}
     })
 }
 
@@ -393,6 +430,7 @@ fn query_params(method: &str, path: &str) -> Vec<Value> {
 fn param_schema(path: &str, name: &str) -> Value {
     match name {
         "number" => json!({"type": "integer", "minimum": 0}),
+        "version" => json!({"type": "integer", "minimum": 1, "maximum": u32::MAX}),
         "name" => json!({"type": "string", "pattern": NAME_PATTERN}),
         "alias" => json!({"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,63}$"}),
         "path" => {
@@ -581,6 +619,7 @@ mod tests {
                 .replace("{number}", "0")
                 .replace("{name}", "m")
                 .replace("{alias}", "champion")
+                .replace("{version}", "1")
                 .replace("{path}", "datasets/x/data.csv");
             let resp = warp::test::request()
                 .method(&method.to_uppercase())

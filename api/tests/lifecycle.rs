@@ -289,3 +289,79 @@ async fn a_deploy_queues_a_job_and_a_first_deployment_cannot_be_rolled_back() {
         .await;
     assert_eq!(listed.body.as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn tags_are_replaced_validated_and_shown_with_the_model_and_its_versions() {
+    let f = with_versions(2).await;
+    let sci = f.token(Role::Scientist);
+    let put = f
+        .call(
+            "PUT",
+            "/models/sq/versions/2/tags",
+            Some(sci),
+            &json!({"tags": {"assay": "wgs", "reviewed-by": "qc team"}}).to_string(),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    let model_tags = json!({"tags": {"owner": "sequencing-core"}}).to_string();
+    let put = f
+        .call("PUT", "/models/sq/tags", Some(sci), &model_tags)
+        .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    let viewer = f.token(Role::Viewer);
+    assert_eq!(
+        f.call("PUT", "/models/sq/tags", Some(viewer), &model_tags)
+            .await
+            .status,
+        403
+    );
+    let bad = f
+        .call(
+            "PUT",
+            "/models/sq/tags",
+            Some(sci),
+            &json!({"tags": {"has space": "x"}}).to_string(),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("'has space'"));
+    let missing = f
+        .call("PUT", "/models/sq/versions/9/tags", Some(sci), &model_tags)
+        .await;
+    assert_eq!(missing.status, 404, "{}", missing.body);
+
+    let model = f.call("GET", "/models/sq", Some(viewer), "").await;
+    assert_eq!(model.body["tags"]["owner"], "sequencing-core");
+    assert_eq!(model.body["versions"][1]["tags"]["assay"], "wgs");
+    assert_eq!(model.body["versions"][0]["stage"], "none");
+    assert_eq!(model.body["production"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn a_versions_metrics_show_training_figures_and_no_serving_before_any_request() {
+    let f = with_versions(1).await;
+    let m = f
+        .call(
+            "GET",
+            "/models/sq/versions/1/metrics",
+            Some(f.token(Role::Viewer)),
+            "",
+        )
+        .await;
+    assert_eq!(m.status, 200, "{}", m.body);
+    assert_eq!(m.body["training"]["auc"], 0.71);
+    assert_eq!(m.body["serving"]["replica"], serde_json::Value::Null);
+    assert_eq!(m.body["serving"]["serves_unpinned_requests_here"], false);
+    let none = f
+        .call(
+            "GET",
+            "/models/sq/versions/7/metrics",
+            Some(f.token(Role::Viewer)),
+            "",
+        )
+        .await;
+    assert_eq!(none.status, 404);
+}

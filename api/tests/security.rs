@@ -33,6 +33,7 @@ fn concrete(path: &str) -> String {
         .replace("{number}", "0")
         .replace("{name}", "m")
         .replace("{alias}", "champion")
+        .replace("{version}", "1")
         .replace("{path}", "datasets/x/data.csv")
 }
 

@@ -280,8 +280,15 @@ impl StateStore for MemoryStateStore {
         if g.models.contains_key(&key) {
             return Err(version_taken(&new.name, new.version));
         }
+        let mut new = new;
+        let tags = std::mem::take(&mut new.tags);
         let mv = new.into_version(now);
         g.models.insert(key, mv.clone());
+        if !tags.is_empty() {
+            g.registry
+                .tags
+                .insert((mv.name.clone(), Some(mv.version)), tags);
+        }
         Ok(mv)
     }
 

@@ -36,6 +36,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{Executor, Postgres, Row, Transaction};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
@@ -331,7 +332,12 @@ impl PostgresStateStore {
         .await
     }
 
-    async fn register_once(&self, mv: &ModelVersion, attempt: u32) -> Attempt<ModelVersion> {
+    async fn register_once(
+        &self,
+        mv: &ModelVersion,
+        tags: &BTreeMap<String, String>,
+        attempt: u32,
+    ) -> Attempt<ModelVersion> {
         if let Some(job) = mv.job_id {
             if let Some(existing) = self.version_by_job(job).await? {
                 return Ok(existing);
@@ -340,6 +346,9 @@ impl PostgresStateStore {
         // DO NOTHING (rather than an error) waits for a concurrent inserter
         // of the same key to finish and then reports zero rows, so the
         // re-reads below see the winner's committed row.
+        // The version and its first tags in one transaction. (A train job's
+        // version has no tags, so the worker's role needs no grant on them.)
+        let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO model_versions (name, version, job_id, created_at, body)
              VALUES ($1, $2, $3::uuid, $4, $5)
@@ -350,12 +359,22 @@ impl PostgresStateStore {
         .bind(mv.job_id.map(|j| j.to_string()))
         .bind(ms(mv.created_at))
         .bind(json(mv))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
         if inserted == 1 {
+            if !tags.is_empty() {
+                sqlx::query("INSERT INTO model_tags (name, version, body) VALUES ($1, $2, $3)")
+                    .bind(&mv.name)
+                    .bind(i64::from(mv.version))
+                    .bind(json(tags))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
             return Ok(mv.clone());
         }
+        tx.rollback().await?;
         if let Some(job) = mv.job_id {
             // The same train job registered concurrently: one version for it.
             if let Some(existing) = self.version_by_job(job).await? {

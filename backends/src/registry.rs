@@ -194,7 +194,7 @@ pub(crate) struct MemoryRegistry {
     promotions: BTreeMap<PromotionId, Promotion>,
     deployments: BTreeMap<DeploymentId, Deployment>,
     history: BTreeMap<String, Vec<HistoryEntry>>,
-    tags: BTreeMap<(String, Option<u32>), BTreeMap<String, String>>,
+    pub(crate) tags: BTreeMap<(String, Option<u32>), BTreeMap<String, String>>,
 }
 
 impl MemoryRegistry {

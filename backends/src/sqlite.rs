@@ -3,7 +3,11 @@
 //! SQLite allows one writer at a time; instead of letting concurrent writers
 //! fail with SQLITE_BUSY, every write goes through a one-connection pool
 //! (queued in-process), while reads use a separate pool that WAL lets run
-//! beside the writer.
+//! beside the writer. The security store writes the same file through its
+//! own connection, so a transaction that reads before it writes begins
+//! `IMMEDIATE`: it takes the write lock first (waiting up to the busy
+//! timeout) instead of failing with SQLITE_BUSY_SNAPSHOT when the other
+//! connection commits between its read and its write.
 
 use crate::error::{model_not_found, trial_not_found, version_taken, Classify};
 use async_trait::async_trait;
@@ -147,7 +151,7 @@ impl StateStore for SqliteStateStore {
     }
 
     async fn insert_jobs(&self, jobs: &[Job]) -> Result<()> {
-        let mut tx = self.writer.begin().await.classify()?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.classify()?;
         for job in jobs {
             insert_job_on(&mut *tx, job).await?;
         }
@@ -297,7 +301,7 @@ impl StateStore for SqliteStateStore {
         job: Option<Job>,
         now: DateTime<Utc>,
     ) -> Result<Trial> {
-        let mut tx = self.writer.begin().await.classify()?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.classify()?;
         let exists = sqlx::query("SELECT 1 FROM experiments WHERE id = ?")
             .bind(experiment.to_string())
             .fetch_optional(&mut *tx)
@@ -382,7 +386,7 @@ impl StateStore for SqliteStateStore {
         step: u32,
         value: f64,
     ) -> Result<Trial> {
-        let mut tx = self.writer.begin().await.classify()?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.classify()?;
         let mut trial = trial_in_tx(&mut tx, experiment, number).await?;
         trial.record_intermediate(step, value)?;
         write_trial(&mut tx, &trial).await?;
@@ -397,7 +401,7 @@ impl StateStore for SqliteStateStore {
         outcome: TrialOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let mut tx = self.writer.begin().await.classify()?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.classify()?;
         let mut trial = trial_in_tx(&mut tx, experiment, number).await?;
         if !trial.finish(&outcome, now) {
             return Ok(false);
@@ -412,7 +416,7 @@ impl StateStore for SqliteStateStore {
         new: NewModelVersion,
         now: DateTime<Utc>,
     ) -> Result<ModelVersion> {
-        let mut tx = self.writer.begin().await.classify()?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.classify()?;
         if let Some(job) = new.job_id {
             let row = sqlx::query("SELECT body FROM model_versions WHERE job_id = ?")
                 .bind(job.to_string())
@@ -432,6 +436,8 @@ impl StateStore for SqliteStateStore {
         if taken.is_some() {
             return Err(version_taken(&new.name, new.version));
         }
+        let mut new = new;
+        let tags = std::mem::take(&mut new.tags);
         let mv = new.into_version(now);
         sqlx::query("INSERT INTO model_versions (name, version, job_id, created_at, body) VALUES (?, ?, ?, ?, ?)")
             .bind(&mv.name)
@@ -441,6 +447,15 @@ impl StateStore for SqliteStateStore {
             .bind(serde_json::to_string(&mv)?)
             .execute(&mut *tx)
             .await.classify()?;
+        if !tags.is_empty() {
+            sqlx::query("INSERT INTO model_tags (name, version, body) VALUES (?, ?, ?)")
+                .bind(&mv.name)
+                .bind(mv.version as i64)
+                .bind(serde_json::to_string(&tags)?)
+                .execute(&mut *tx)
+                .await
+                .classify()?;
+        }
         tx.commit().await.classify()?;
         Ok(mv)
     }

@@ -103,6 +103,10 @@ pub struct ApiConfig {
     /// asking the store again, in ms; a revocation made through another
     /// replica takes effect here within this time. 0 asks on every request.
     pub token_cache_ms: u64,
+    /// How often an api process reads which version each model's live
+    /// `platform` deployment names, in ms; a deploy or rollback takes
+    /// traffic on every replica within this time (plus the artifact's load).
+    pub deployment_poll_ms: u64,
     /// PEM certificate chain: with `tls_key`, the api serves HTTPS only.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
@@ -218,6 +222,7 @@ impl Default for ApiConfig {
             max_body_bytes: 64 * 1024 * 1024,
             max_predict_records: 10_000,
             token_cache_ms: 1_000,
+            deployment_poll_ms: 500,
             tls_cert: None,
             tls_key: None,
         }
@@ -347,6 +352,12 @@ impl Config {
             return bad(
                 "api.token_cache_ms",
                 "must be at most 60000: a revoked token would stay usable that long",
+            );
+        }
+        if !(50..=60_000).contains(&self.api.deployment_poll_ms) {
+            return bad(
+                "api.deployment_poll_ms",
+                "must be 50 to 60000: how long a deploy may take to reach every replica",
             );
         }
         if self.encryption.disabled && self.encryption.require {

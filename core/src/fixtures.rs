@@ -61,5 +61,8 @@ pub fn model_version(name: &str, version: u32, auc: f64) -> crate::types::NewMod
         params: Default::default(),
         target: "quality_score".into(),
         owner: None,
+        description: None,
+        lineage: Default::default(),
+        tags: Default::default(),
     }
 }

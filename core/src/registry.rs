@@ -75,6 +75,64 @@ pub fn validate_alias(alias: &str) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// Names that are routes under `/models`, so no model may take them.
+pub const RESERVED_MODEL_NAMES: [&str; 3] = ["promote", "deploy", "register"];
+
+/// Refuses a model name that is a route under `/models`, naming `field`.
+pub fn check_model_name_free(field: &str, name: &str) -> Result<(), String> {
+    if RESERVED_MODEL_NAMES.contains(&name) {
+        return Err(format!(
+            "{field} '{name}' is reserved (a route under /models); choose another"
+        ));
+    }
+    Ok(())
+}
+
+/// Most tags on one model or one version.
+pub const MAX_TAGS: usize = 64;
+/// Longest tag key, in bytes.
+pub const MAX_TAG_KEY: usize = 128;
+/// Longest tag value, in bytes.
+pub const MAX_TAG_VALUE: usize = 1024;
+
+/// Checks a set of tags for a model or a version: at most [`MAX_TAGS`],
+/// keys of letters, digits and `_ - . / :` up to [`MAX_TAG_KEY`] bytes,
+/// values of printable text up to [`MAX_TAG_VALUE`] bytes. The message
+/// names the key (cut short), never a value.
+pub fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), String> {
+    if tags.len() > MAX_TAGS {
+        return Err(format!("tags: {} given; at most {MAX_TAGS}", tags.len()));
+    }
+    for (key, value) in tags {
+        let shown: String = key.chars().take(64).collect();
+        if key.is_empty() || key.len() > MAX_TAG_KEY {
+            return Err(format!(
+                "tag key '{shown}' must be 1 to {MAX_TAG_KEY} bytes"
+            ));
+        }
+        if let Some(c) = key
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "_-./:".contains(*c)))
+        {
+            return Err(format!(
+                "tag key '{shown}' contains {c:?}; use letters, digits and _ - . / :"
+            ));
+        }
+        if value.len() > MAX_TAG_VALUE {
+            return Err(format!(
+                "tag '{shown}': the value is {} bytes; at most {MAX_TAG_VALUE}",
+                value.len()
+            ));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(format!(
+                "tag '{shown}': the value contains a control character"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// What the registry holds for one model at one revision: each version's
 /// stage and each alias's version.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -727,5 +785,29 @@ mod tests {
         }];
         let err = check_gates(&threshold, &metrics(&[]), None).unwrap_err();
         assert_eq!(err, "the candidate has no recorded auc");
+    }
+
+    #[test]
+    fn tags_with_plain_keys_and_text_values_are_accepted() {
+        let tags = BTreeMap::from([
+            ("team".to_string(), "sequencing core".to_string()),
+            ("mlflow.source/run:id".to_string(), String::new()),
+        ]);
+        assert_eq!(validate_tags(&tags), Ok(()));
+    }
+
+    #[test]
+    fn a_tag_key_with_a_space_or_a_long_value_is_refused_by_key() {
+        let spaced = BTreeMap::from([("my tag".to_string(), "x".to_string())]);
+        assert!(validate_tags(&spaced).unwrap_err().contains("'my tag'"));
+        let long = BTreeMap::from([("note".to_string(), "x".repeat(MAX_TAG_VALUE + 1))]);
+        let err = validate_tags(&long).unwrap_err();
+        assert!(err.contains("'note'") && !err.contains("xxx"), "{err}");
+        let many: BTreeMap<String, String> = (0..=MAX_TAGS)
+            .map(|i| (format!("k{i}"), String::new()))
+            .collect();
+        assert!(validate_tags(&many).is_err());
+        let control = BTreeMap::from([("k".to_string(), "a\u{7}b".to_string())]);
+        assert!(validate_tags(&control).is_err());
     }
 }

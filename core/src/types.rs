@@ -443,10 +443,39 @@ pub struct ModelVersion {
     pub params: serde_json::Map<String, Value>,
     pub target: String,
     pub created_at: DateTime<Utc>,
-    /// Whose model it is: the owner of the experiment that trained it
-    /// (absent on versions registered before tokens).
+    /// Whose model it is: the owner of the experiment that trained it, or
+    /// whoever registered it (absent on versions registered before tokens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<crate::security::Actor>,
+    /// What the version is, in its registrant's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Where it came from, beyond `experiment_id` and `job_id`.
+    #[serde(default, skip_serializing_if = "Lineage::is_empty")]
+    pub lineage: Lineage,
+}
+
+/// Where a model version came from: the trial whose parameters it was
+/// fitted with, the exact data (its SHA-256) and the feature set version.
+/// Each field is there when it applies; a version registered from outside
+/// says what its registrant knows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lineage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_id: Option<DatasetId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_set_version: Option<String>,
+}
+
+impl Lineage {
+    pub fn is_empty(&self) -> bool {
+        *self == Lineage::default()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -463,9 +492,17 @@ pub struct NewModelVersion {
     pub metrics: BTreeMap<String, f64>,
     pub params: serde_json::Map<String, Value>,
     pub target: String,
-    /// The owner of the experiment it comes from.
+    /// The owner of the experiment it comes from, or its registrant.
     #[serde(default)]
     pub owner: Option<crate::security::Actor>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub lineage: Lineage,
+    /// The version's first tags, stored in the same transaction as the
+    /// version (so a registration never lands without them).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -549,6 +586,8 @@ impl NewModelVersion {
             target: self.target,
             created_at: now,
             owner: self.owner,
+            description: self.description,
+            lineage: self.lineage,
         }
     }
 }

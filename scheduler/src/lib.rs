@@ -4,7 +4,8 @@
 //! submitted outside experiments, and the dispatch loop: the sweeper (leases,
 //! deadlines, retries, lost wake-ups, unschedulable jobs) and the AutoML
 //! driver around a pure plan; and the model registry's operations
-//! (promotion requests, approvals, aliases) and deployments (deploy jobs,
+//! (versions registered from outside, promotion requests, approvals,
+//! aliases) and deployments (deploy jobs,
 //! going live, rollback).
 
 pub mod automl;
@@ -15,6 +16,7 @@ pub mod jobs;
 pub mod lifecycle;
 pub mod objective;
 pub mod objectives;
+pub mod register;
 pub mod registry;
 pub mod reporter;
 pub mod service;

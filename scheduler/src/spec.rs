@@ -119,12 +119,11 @@ pub fn validate(req: &ExperimentRequest, limits: &LimitsConfig) -> Result<Experi
     validate_name("experiment name", &req.name)?;
     if let Some(m) = &req.model_name {
         validate_name("model_name", m)?;
-        // `/models/promote` and `/models/deploy` are routes, not models.
-        if ["promote", "deploy"].contains(&m.as_str()) {
-            return Err(Error::Invalid(format!(
-                "model_name '{m}' is reserved (a route under /models); choose another"
-            )));
-        }
+        tracseq_core::registry::check_model_name_free("model_name", m).map_err(Error::Invalid)?;
+    } else if req.dataset_id.is_some() {
+        // The model takes the experiment's name.
+        tracseq_core::registry::check_model_name_free("experiment name", &req.name)
+            .map_err(Error::Invalid)?;
     }
     let automl = req.dataset_id.is_some();
     if automl {

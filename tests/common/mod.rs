@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod distributed;
 pub mod fleet;
 
 use serde_json::{json, Value};

@@ -13,7 +13,7 @@ use tracseq_core::protocol::{
     BatchPredictPayload, BatchPredictResult, DeployPayload, DeployResult, JobSpec, NoopPayload,
     NoopResult, TrainPayload, TrainResult, TrialPayload, TrialResult,
 };
-use tracseq_core::types::{Job, NewModelVersion};
+use tracseq_core::types::{Job, Lineage, NewModelVersion};
 use tracseq_core::{Error, Platform};
 use tracseq_learn::artifact::ModelArtifact;
 use tracseq_learn::automl::{self, EvalOptions, Step};
@@ -165,6 +165,11 @@ impl Runner {
         .map_err(learn_err)?;
         let sha256 = tracseq_learn::artifact::sha256_hex(&bytes);
         let bytes = Bytes::from(bytes);
+        let dataset_sha256 = match self.platform.state.get_dataset(p.dataset_id).await {
+            Ok(d) => Some(d.sha256),
+            Err(Error::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
         // The model is its experiment's owner's.
         let owner = match self.platform.state.get_experiment(p.experiment_id).await {
             Ok(e) => e.owner,
@@ -197,6 +202,14 @@ impl Runner {
                 params: p.params.clone(),
                 target: p.target.clone(),
                 owner: owner.clone(),
+                description: None,
+                lineage: Lineage {
+                    trial: Some(p.best_trial),
+                    dataset_id: Some(p.dataset_id),
+                    dataset_sha256: dataset_sha256.clone(),
+                    feature_set_version: None,
+                },
+                tags: Default::default(),
             };
             match self
                 .platform

@@ -1,7 +1,7 @@
 //! `POST /models/deploy`, `/deployments` and rollback: parse, call
 //! [`tracseq_scheduler::deployments`] with the caller's identity, render.
 
-use super::{body, json_reply, paging, query, run, with_ctx};
+use super::{body, json_reply, paging, query, run, who, with_ctx};
 use crate::guard::{caller, record_targets};
 use crate::problem::{ApiError, ApiResult};
 use crate::{parse_json, Ctx};
@@ -59,10 +59,6 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
 
 fn deployment_id(s: &str) -> Result<DeploymentId, ApiError> {
     Ok(s.parse::<DeploymentId>()?)
-}
-
-fn who(c: Option<Caller>) -> Result<Caller, ApiError> {
-    c.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "no caller"))
 }
 
 #[derive(Deserialize)]

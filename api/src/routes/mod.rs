@@ -130,6 +130,13 @@ pub(crate) fn query() -> impl Filter<Extract = (HashMap<String, String>,), Error
     warp::query::<HashMap<String, String>>()
 }
 
+/// The caller's identity; the guard has put one on every route that needs it.
+pub(crate) fn who(
+    c: Option<tracseq_core::security::Caller>,
+) -> Result<tracseq_core::security::Caller, ApiError> {
+    c.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "no caller"))
+}
+
 /// Runs a handler future and renders its error, if any, as a problem.
 pub(crate) async fn run<F: std::future::Future<Output = crate::problem::ApiResult>>(
     f: F,

@@ -3,11 +3,13 @@
 use super::{body, json_reply, run, with_ctx};
 use crate::guard::record_targets;
 use crate::problem::{ApiError, ApiResult};
+use crate::serving::Pick;
 use crate::{parse_json, Ctx};
 use bytes::Bytes;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use std::time::Instant;
 use tracseq_core::DatasetId;
 use tracseq_learn::lab::{self, Assessment};
 use tracseq_learn::predict::Prediction;
@@ -35,6 +37,7 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
 struct PredictRequest {
     model: String,
     version: Option<u32>,
+    alias: Option<String>,
     features: Map<String, Value>,
 }
 
@@ -89,16 +92,15 @@ pub(crate) fn check_record(record: &Map<String, Value>) -> Result<(), ApiError> 
 }
 
 async fn predict(ctx: Ctx, body: Result<Bytes, ApiError>) -> ApiResult {
+    let started = Instant::now();
     let body = body?;
     let req: PredictRequest = parse_json(&body)?;
     check_record(&req.features)?;
-    let loaded = ctx
-        .models
-        .get(&ctx.platform, &req.model, req.version)
-        .await?;
-    let predictions = loaded
-        .artifact
-        .predict(std::slice::from_ref(&req.features))?;
+    let pick = Pick::from_request(req.version, req.alias.as_deref())?;
+    let loaded = ctx.models.get(&ctx.platform, &req.model, pick).await?;
+    let predictions = loaded.artifact.predict(std::slice::from_ref(&req.features));
+    loaded.stats.record(started.elapsed(), predictions.is_ok());
+    let predictions = predictions?;
     let prediction = predictions
         .first()
         .ok_or_else(|| ApiError::bad_request("no prediction produced"))?;
@@ -117,6 +119,7 @@ async fn predict(ctx: Ctx, body: Result<Bytes, ApiError>) -> ApiResult {
 struct BatchPredictRequest {
     model: String,
     version: Option<u32>,
+    alias: Option<String>,
     records: Option<Vec<Map<String, Value>>>,
     dataset_id: Option<DatasetId>,
 }
@@ -124,12 +127,11 @@ struct BatchPredictRequest {
 /// Records in the body are answered at once; a data set becomes a
 /// `batch_predict` job whose predictions land in an artifact.
 async fn batch_predict(ctx: Ctx, body: Result<Bytes, ApiError>) -> ApiResult {
+    let started = Instant::now();
     let body = body?;
     let req: BatchPredictRequest = parse_json(&body)?;
-    let loaded = ctx
-        .models
-        .get(&ctx.platform, &req.model, req.version)
-        .await?;
+    let pick = Pick::from_request(req.version, req.alias.as_deref())?;
+    let loaded = ctx.models.get(&ctx.platform, &req.model, pick).await?;
     let version = loaded.version.version;
     match (req.records, req.dataset_id) {
         (Some(records), None) => {
@@ -147,7 +149,9 @@ async fn batch_predict(ctx: Ctx, body: Result<Bytes, ApiError>) -> ApiResult {
                 check_record(record)
                     .map_err(|e| ApiError::bad_request(format!("records[{i}]: {}", e.message)))?;
             }
-            let predictions = loaded.artifact.predict(&records)?;
+            let predictions = loaded.artifact.predict(&records);
+            loaded.stats.record(started.elapsed(), predictions.is_ok());
+            let predictions = predictions?;
             Ok(json_reply(
                 &json!({"model": req.model, "version": version, "predictions": predictions}),
                 StatusCode::OK,

@@ -2,7 +2,7 @@
 //! aliases, and a model's history. Each parses, calls
 //! [`tracseq_scheduler::registry`] with the caller's identity, and renders.
 
-use super::{body, json_reply, query, run, with_ctx};
+use super::{body, json_reply, query, run, who, with_ctx};
 use crate::guard::{caller, record_targets};
 use crate::problem::{ApiError, ApiResult};
 use crate::{parse_json, Ctx};
@@ -86,11 +86,6 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
 
 fn promotion_id(s: &str) -> Result<PromotionId, ApiError> {
     Ok(s.parse::<PromotionId>()?)
-}
-
-/// The caller's identity; the guard has put one on every route that needs it.
-fn who(c: Option<Caller>) -> Result<Caller, ApiError> {
-    c.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "no caller"))
 }
 
 fn check_reason(field: &str, reason: &Option<String>) -> Result<(), ApiError> {

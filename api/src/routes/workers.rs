@@ -116,6 +116,7 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
                      # TYPE tracseq_audit_failures_total counter\n\
                      tracseq_audit_failures_total {failures}"
                 );
+                ctx.models.render_metrics(&mut text);
                 Ok(warp::reply::with_header(
                     text,
                     "content-type",

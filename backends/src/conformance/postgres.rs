@@ -408,6 +408,9 @@ async fn concurrent_registrations_resolve_in_the_database() {
         params: Map::new(),
         target: "y".into(),
         owner: None,
+        description: None,
+        lineage: Default::default(),
+        tags: Default::default(),
     };
     // Different callers, one number: one wins, the rest conflict.
     let mut handles = Vec::new();

@@ -312,8 +312,11 @@ impl StateStore for PostgresStateStore {
         new: NewModelVersion,
         now: DateTime<Utc>,
     ) -> Result<ModelVersion> {
+        let mut new = new;
+        let tags = &std::mem::take(&mut new.tags);
         let mv = &new.into_version(now);
-        self.run(|attempt| self.register_once(mv, attempt)).await
+        self.run(|attempt| self.register_once(mv, tags, attempt))
+            .await
     }
 
     async fn next_model_version(&self, name: &str) -> Result<u32> {

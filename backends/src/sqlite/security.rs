@@ -67,7 +67,7 @@ impl SecurityStore for SqliteStateStore {
     }
 
     async fn revoke_token(&self, id: TokenId, now: DateTime<Utc>) -> Result<TokenRecord> {
-        let mut tx = self.writer.begin().await.classify()?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.classify()?;
         let row = sqlx::query("SELECT body FROM api_tokens WHERE id = ?")
             .bind(id.to_string())
             .fetch_optional(&mut *tx)

@@ -69,6 +69,9 @@ pub(super) async fn pages_walk_every_listing_once_in_order(s: &dyn StateStore) {
                 params: Map::new(),
                 target: "y".into(),
                 owner: None,
+                description: None,
+                lineage: Default::default(),
+                tags: Default::default(),
             };
             s.register_model_version(new, t0()).await.unwrap();
         }

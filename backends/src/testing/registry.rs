@@ -35,6 +35,7 @@ pub async fn registry_store_suite(state: Arc<dyn StateStore>, registry: Arc<dyn 
     a_version_registered_after_a_commit_is_in_the_slots_at_stage_none(s, r).await;
     history_pages_oldest_first_after_a_sequence_number(s, r).await;
     tags_are_replaced_per_model_and_per_version(s, r).await;
+    a_version_registered_with_tags_has_them_and_a_refused_one_leaves_none(s, r).await;
     super::promotions::promotion_checks(s, r).await;
     super::deployments::deployment_checks(s, r).await;
 }
@@ -519,4 +520,34 @@ async fn tags_are_replaced_per_model_and_per_version(s: &dyn StateStore, r: &dyn
     );
     // Tags are not a registry change: the revision stays.
     assert_eq!(r.model_slots(name).await.unwrap().revision, 0);
+}
+
+/// A version's first tags travel with its registration: stored with it,
+/// and not at all when the registration is refused (its number is taken).
+async fn a_version_registered_with_tags_has_them_and_a_refused_one_leaves_none(
+    s: &dyn StateStore,
+    r: &dyn RegistryStore,
+) {
+    let name = "registered-with-tags";
+    let mut new = model_version(name, 1);
+    new.tags = BTreeMap::from([("origin".to_string(), "core facility".to_string())]);
+    new.description = Some("fitted outside".into());
+    new.lineage.feature_set_version = Some("lab@2".into());
+    let v = s.register_model_version(new.clone(), t0()).await.unwrap();
+    assert_eq!(v.description.as_deref(), Some("fitted outside"));
+    assert_eq!(
+        s.get_model_version(name, Some(1)).await.unwrap().lineage,
+        v.lineage
+    );
+    assert_eq!(
+        r.tags(name).await.unwrap().versions[&1]["origin"],
+        "core facility"
+    );
+    let mut taken = new;
+    taken.tags = BTreeMap::from([("origin".to_string(), "elsewhere".to_string())]);
+    assert!(s.register_model_version(taken, t0()).await.is_err());
+    assert_eq!(
+        r.tags(name).await.unwrap().versions[&1]["origin"],
+        "core facility"
+    );
 }

@@ -457,6 +457,9 @@ async fn model_registry(s: &dyn StateStore) {
         params: Map::new(),
         target: "quality_score".into(),
         owner: None,
+        description: None,
+        lineage: Default::default(),
+        tags: Default::default(),
     };
     assert_eq!(s.next_model_version("quality").await.unwrap(), 1);
     assert!(matches!(

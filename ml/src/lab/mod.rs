@@ -365,6 +365,21 @@ pub fn example_record(seed: u64) -> Map<String, Value> {
         .collect()
 }
 
+/// A linear model of the quality score fitted on `rows` generated samples,
+/// as its artifact's bytes: a real, small model for examples and for tests
+/// of the code that stores, registers and serves artifacts.
+pub fn example_artifact_bytes(rows: usize, seed: u64) -> crate::Result<Vec<u8>> {
+    let data = crate::dataset::Dataset::from_csv(
+        generate_csv(rows, seed).as_bytes(),
+        &crate::dataset::Limits::default(),
+    )?;
+    let mut params = Map::new();
+    params.insert("family".into(), Value::String("linear".into()));
+    let opts = crate::automl::EvalOptions::default();
+    let artifact = crate::automl::fit_final(&data, TARGET, &params, &opts, Default::default())?;
+    Ok(artifact.to_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

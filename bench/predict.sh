@@ -268,14 +268,17 @@ BODY_FILE="$WORK/body.json"
 
 if [ "$BUILD" -eq 1 ]; then
     if [ "$HELLO_ONLY" -eq 0 ] && [ -n "$BEFORE_REF" ] && [ -z "${TRACSEQ_ML_BEFORE_BIN:-}" ]; then
-        # The earlier commit in a worktree of its own, built first and
-        # copied aside (same target dir: dependencies are reused).
+        # The earlier commit in a worktree of its own, built into a target
+        # directory of its own (kept between runs): cargo names a workspace
+        # crate's build by its path inside the workspace, so two checkouts
+        # sharing one target directory would take each other's builds.
+        BEFORE_TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/before-commit"
         git -C "$ROOT" worktree add --detach "$WORK/before-src" "$BEFORE_REF" >&2 \
             || die "git worktree add $BEFORE_REF failed"
-        log "building $BEFORE_REF"
-        (cd "$WORK/before-src" && timeout 3600 cargo build --release -p tracseq-ml >&2) \
+        log "building $BEFORE_REF into $BEFORE_TARGET"
+        (cd "$WORK/before-src" && CARGO_TARGET_DIR="$BEFORE_TARGET" timeout 3600 cargo build --release -p tracseq-ml >&2) \
             || die "build of $BEFORE_REF failed"
-        cp "${CARGO_TARGET_DIR:-$WORK/before-src/target}/release/tracseq-ml" "$WORK/tracseq-ml-before"
+        cp "$BEFORE_TARGET/release/tracseq-ml" "$WORK/tracseq-ml-before"
         git -C "$ROOT" worktree remove --force "$WORK/before-src" >&2 || true
     fi
     if [ "$HELLO_ONLY" -eq 0 ]; then
@@ -433,7 +436,7 @@ if [ "$HELLO_ONLY" -eq 0 ]; then
     )
     VARIANTS="platform pinned noauth"
     [ "$BEFORE" -eq 0 ] || VARIANTS="platform before pinned noauth"
-    [ "$BEFORE" -eq 0 ] || SETUP_CMDS+=("git worktree add before $BEFORE_REF && (cd before && cargo build --release -p tracseq-ml)   # copied aside as tracseq-ml-before, built first")
+    [ "$BEFORE" -eq 0 ] || SETUP_CMDS+=("git worktree add before $BEFORE_REF && (cd before && CARGO_TARGET_DIR=<target>/before-commit cargo build --release -p tracseq-ml)   # copied aside as tracseq-ml-before, built first")
     UNPINNED_FILE="$BODY_FILE"
     for round in 1 2; do
         for variant in $VARIANTS; do

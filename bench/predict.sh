@@ -487,7 +487,7 @@ REPORT="$WORK/section.md"
 {
     echo "$SECTION"
     echo
-    echo "\`bash bench/predict.sh$([ "$HELLO_ONLY" -eq 1 ] && echo ' --hello-only')\` — $DATE, commit $COMMIT."
+    echo "\`bash bench/predict.sh$([ "$HELLO_ONLY" -eq 1 ] && echo ' --hello-only')$([ -n "$BEFORE_REF" ] && echo " --before $BEFORE_REF")\` — $DATE, commit $COMMIT."
     echo "Machine: nproc = $NPROC, $CPU_MODEL; $WRK_VERSION. wrk, the server and"
     echo "(for the platform row) its scheduler and workers share these CPUs; all traffic on 127.0.0.1."
     echo
@@ -568,8 +568,15 @@ start = next((i for i, l in enumerate(lines) if l.rstrip("\n") == heading), None
 if start is None:
     out = text.rstrip("\n") + "\n\n" + section
 else:
-    end = next((j for j in range(start + 1, len(lines))
-                if lines[j].startswith("## ") or lines[j].startswith("# ")), len(lines))
+    # The section ends at the next heading outside a code block (its
+    # command listing has shell comments that start with "# ").
+    end, fenced = len(lines), False
+    for j in range(start + 1, len(lines)):
+        if lines[j].startswith("```"):
+            fenced = not fenced
+        elif not fenced and (lines[j].startswith("## ") or lines[j].startswith("# ")):
+            end = j
+            break
     rest = "".join(lines[end:])
     out = "".join(lines[:start]) + section + ("\n" + rest if rest else "")
 open(path, "w").write(out)

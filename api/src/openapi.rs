@@ -153,7 +153,7 @@ fn schemas() -> Value {
             "artifact_base64": {"type": "string", "contentEncoding": "base64"},
             "metrics": {"type": "object", "maxProperties": tracseq_scheduler::register::MAX_METRICS,
                 "additionalProperties": {"type": "number"}},
-            "params": {"type": "object"},
+            "params": {"type": "object", "description": "at most 64 KiB as JSON"},
             "tags": tags.clone(),
             "description": {"type": "string", "maxLength": tracseq_scheduler::register::MAX_DESCRIPTION_CHARS},
             "experiment_id": {"type": "string", "format": "uuid"},

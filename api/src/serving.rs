@@ -26,7 +26,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tracseq_core::lifecycle::deployment::Target;
 use tracseq_core::ports::ArtifactPath;
-use tracseq_core::registry::ModelSlots;
+use tracseq_core::registry::{check_alias_shape, ModelSlots};
 use tracseq_core::types::{validate_name, ModelVersion};
 use tracseq_core::{Error, Platform, Result};
 use tracseq_learn::artifact::ModelArtifact;
@@ -57,7 +57,12 @@ impl<'a> Pick<'a> {
                 "give at most one of version and alias".into(),
             )),
             (Some(v), None) => Ok(Pick::Version(v)),
-            (None, Some(a)) => Ok(Pick::Alias(a)),
+            (None, Some(a)) => {
+                // Checked before the alias is looked up or quoted back
+                // (`latest` and `v<n>` are asked for here, not set).
+                check_alias_shape(a).map_err(|e| Error::Invalid(e.to_string()))?;
+                Ok(Pick::Alias(a))
+            }
             (None, None) => Ok(Pick::Serving),
         }
     }

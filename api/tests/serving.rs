@@ -115,6 +115,18 @@ async fn without_a_deployment_or_production_version_a_request_without_version_is
         Pick::from_request(Some(1), Some("champion")),
         Err(Error::Invalid(_))
     ));
+    let long = "a".repeat(10_000);
+    for bad in ["", "Champion", "a b", long.as_str()] {
+        let err = Pick::from_request(None, Some(bad)).err().unwrap();
+        assert!(
+            matches!(&err, Error::Invalid(m) if !m.contains("aaaa") && m.contains("alias")),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        Pick::from_request(None, Some("v2")).unwrap(),
+        Pick::Alias("v2")
+    );
 }
 
 #[tokio::test]

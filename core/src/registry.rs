@@ -47,16 +47,16 @@ impl Stage {
 /// Longest alias, in bytes.
 pub const MAX_ALIAS_LEN: usize = 64;
 
-/// Checks an alias name: lowercase ASCII letters, digits, `_` and `-`,
-/// starting with a letter, at most [`MAX_ALIAS_LEN`] bytes. `latest` and
-/// `v<digits>` are refused because they already mean "the newest version"
-/// and "version <digits>" wherever a version is addressed (MLflow reserves
-/// the same names).
-pub fn validate_alias(alias: &str) -> Result<(), Rejection> {
-    let bad = |why: &str| Err(Rejection::InvalidAlias(format!("alias '{alias}' {why}")));
+/// Checks the shape of an alias as a request names one: lowercase ASCII
+/// letters, digits, `_` and `-`, starting with a letter, at most
+/// [`MAX_ALIAS_LEN`] bytes. An over-long alias is never quoted back.
+pub fn check_alias_shape(alias: &str) -> Result<(), Rejection> {
     if alias.is_empty() || alias.len() > MAX_ALIAS_LEN {
-        return bad(&format!("must be 1 to {MAX_ALIAS_LEN} characters"));
+        return Err(Rejection::InvalidAlias(format!(
+            "an alias must be 1 to {MAX_ALIAS_LEN} characters"
+        )));
     }
+    let bad = |why: &str| Err(Rejection::InvalidAlias(format!("alias '{alias}' {why}")));
     if !alias.starts_with(|c: char| c.is_ascii_lowercase()) {
         return bad("must start with a lowercase letter");
     }
@@ -68,9 +68,20 @@ pub fn validate_alias(alias: &str) -> Result<(), Rejection> {
             "contains '{c}'; use lowercase letters, digits, '_' and '-'"
         ));
     }
+    Ok(())
+}
+
+/// Checks an alias name to set: [`check_alias_shape`], and not `latest` or
+/// `v<digits>`, which already mean "the newest version" and "version
+/// <digits>" wherever a version is addressed (MLflow reserves the same
+/// names).
+pub fn validate_alias(alias: &str) -> Result<(), Rejection> {
+    check_alias_shape(alias)?;
     let numbered = alias.len() > 1 && alias[1..].bytes().all(|b| b.is_ascii_digit());
     if alias == "latest" || (alias.starts_with('v') && numbered) {
-        return bad("is reserved: it already names a version");
+        return Err(Rejection::InvalidAlias(format!(
+            "alias '{alias}' is reserved: it already names a version"
+        )));
     }
     Ok(())
 }
@@ -707,7 +718,16 @@ mod tests {
             assert!(err.contains(why), "{bad}: {err}");
         }
         assert!(validate_alias(&"a".repeat(MAX_ALIAS_LEN)).is_ok());
-        assert!(validate_alias(&"a".repeat(MAX_ALIAS_LEN + 1)).is_err());
+        let long = validate_alias(&"a".repeat(MAX_ALIAS_LEN + 1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !long.contains("aaa"),
+            "an over-long alias is not quoted: {long}"
+        );
+        // Asking for a version by its reserved words is a request's right.
+        assert_eq!(check_alias_shape("latest"), Ok(()));
+        assert_eq!(check_alias_shape("v2"), Ok(()));
     }
 
     #[test]

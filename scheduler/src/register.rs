@@ -26,6 +26,8 @@ pub const MAX_DESCRIPTION_CHARS: usize = 4000;
 pub const MAX_METRICS: usize = 256;
 /// Longest feature set version.
 pub const MAX_FEATURE_SET_VERSION: usize = 128;
+/// Largest `params`, as JSON: hyperparameters, not data.
+pub const MAX_PARAMS_BYTES: usize = 64 * 1024;
 
 /// Where the artifact's bytes come from.
 #[derive(Clone, Debug)]
@@ -94,6 +96,14 @@ fn check_fields(r: &Registration) -> Result<()> {
             if !v.is_finite() {
                 return Err(invalid(format!("metric '{shown}' must be a finite number")));
             }
+        }
+    }
+    if let Some(p) = &r.params {
+        let bytes = serde_json::to_vec(p).map_or(usize::MAX, |b| b.len());
+        if bytes > MAX_PARAMS_BYTES {
+            return Err(invalid(format!(
+                "params is {bytes} bytes of JSON; at most {MAX_PARAMS_BYTES}"
+            )));
         }
     }
     if let Some(s) = &r.lineage.dataset_sha256 {

@@ -184,6 +184,13 @@ async fn bad_tags_metrics_or_description_are_refused_before_anything_is_read() {
             "description",
         ),
         (|r| r.sha256 = "short".into(), "sha256"),
+        (
+            |r| {
+                let big = serde_json::Value::String("x".repeat(MAX_PARAMS_BYTES));
+                r.params = Some(serde_json::Map::from_iter([("blob".to_string(), big)]));
+            },
+            "params",
+        ),
         (|r| r.name = "bad name!".into(), "name"),
     ];
     for (spoil, names) in cases {

@@ -79,7 +79,11 @@ async fn deploy(ctx: Ctx, who_: Option<Caller>, body: Result<Bytes, ApiError>) -
     validate_name("name", &req.name)?;
     let which = match (req.version, req.alias, req.stage) {
         (Some(v), None, None) => Which::Version(v),
-        (None, Some(a), None) => Which::Alias(a),
+        (None, Some(a), None) => {
+            tracseq_core::registry::check_alias_shape(&a)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            Which::Alias(a)
+        }
         (None, None, Some(s)) => Which::Stage(
             s.parse::<Stage>()
                 .map_err(|e| ApiError::bad_request(format!("stage: {e}")))?,

@@ -13,6 +13,7 @@ pub mod artifact;
 pub mod automl;
 pub mod cv;
 pub mod dataset;
+pub mod drift;
 mod error;
 pub mod lab;
 pub mod matrix;

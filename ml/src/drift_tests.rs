@@ -14,6 +14,15 @@ fn samples() -> (Vec<f64>, Vec<f64>) {
     (a, b)
 }
 
+/// Counts of the categories a, b and c.
+fn counts(v: [u64; 3]) -> BTreeMap<String, u64> {
+    ["a", "b", "c"]
+        .iter()
+        .map(|c| c.to_string())
+        .zip(v)
+        .collect()
+}
+
 #[test]
 fn ks_statistic_and_p_value_match_scipy() {
     let (a, b) = samples();
@@ -47,13 +56,6 @@ fn psi_uses_sturges_bins_over_both_samples_and_floors_empty_bins() {
 
 #[test]
 fn chi_squared_and_cramers_v_match_scipy() {
-    let counts = |v: [u64; 3]| -> BTreeMap<String, u64> {
-        ["a", "b", "c"]
-            .iter()
-            .map(|c| c.to_string())
-            .zip(v)
-            .collect()
-    };
     let t = chi_squared(&counts([50, 30, 20]), &counts([30, 30, 40])).unwrap();
     close(t.statistic, 11.666_666_666_666_668, 1e-12);
     close(t.p_value, 0.002_928_299_694_818_185_3, 1e-12);
@@ -73,13 +75,6 @@ fn chi_squared_and_cramers_v_match_scipy() {
 
 #[test]
 fn jensen_shannon_distance_matches_scipy() {
-    let counts = |v: [u64; 3]| -> BTreeMap<String, u64> {
-        ["a", "b", "c"]
-            .iter()
-            .map(|c| c.to_string())
-            .zip(v)
-            .collect()
-    };
     let js = jensen_shannon(&counts([50, 30, 20]), &counts([30, 30, 40])).unwrap();
     close(js, 0.206_730_860_332_140_78, 1e-12);
     close(

@@ -2,14 +2,16 @@
 --
 -- Each process reaches the database with its own role:
 --   tracseq_api        the HTTP api: every domain table, the registry's
---                      records, the API tokens, and the audit log (read and
---                      append only);
+--                      records, the API tokens, and the audit log, the
+--                      prediction log and its outcomes (read and append
+--                      only);
 --   tracseq_scheduler  jobs, experiments, trials, models, workers and the
---                      registry's records; no tokens, no audit log;
+--                      registry's records; reads the prediction log and
+--                      its outcomes; no tokens, no audit log;
 --   tracseq_worker     reads what a job needs; writes only jobs, trials, new
 --                      model versions (never their stage) and its own worker
 --                      row; nothing of the registry's records, no tokens, no
---                      audit log.
+--                      audit log, no prediction log.
 -- The registry's records are stages' revisions and aliases (model_slots),
 -- promotion requests, deployments, tags and the model history; a deploy job
 -- reports its result like any job and the scheduler moves the deployment.
@@ -39,8 +41,8 @@ BEGIN
     IF s IS NULL THEN
         RAISE EXCEPTION 'no schema on the search path: set it to the platform''s schema';
     END IF;
-    -- model_history is the newest migration's table.
-    IF to_regclass(quote_ident(s) || '.model_history') IS NULL THEN
+    -- prediction_outcomes is the newest migration's table.
+    IF to_regclass(quote_ident(s) || '.prediction_outcomes') IS NULL THEN
         RAISE EXCEPTION 'schema % is not migrated: run `tracseq-ml migrate` first', s;
     END IF;
     -- Roles are global to the cluster: creating them is serialised so two
@@ -75,5 +77,9 @@ BEGIN
 
     EXECUTE format('GRANT SELECT, INSERT, UPDATE ON %I.api_tokens TO tracseq_api', s);
     EXECUTE format('GRANT SELECT, INSERT ON %I.audit_log TO tracseq_api', s);
+    FOREACH t IN ARRAY ARRAY['prediction_logs', 'prediction_outcomes'] LOOP
+        EXECUTE format('GRANT SELECT, INSERT ON %I.%I TO tracseq_api', s, t);
+        EXECUTE format('GRANT SELECT ON %I.%I TO tracseq_scheduler', s, t);
+    END LOOP;
 END
 $roles$;

@@ -1,7 +1,8 @@
 //! `tracseq-ml demo`: the whole platform on synthetic lab data, through its
 //! own HTTP API — upload, AutoML with progress, leaderboard, registry, and
 //! the lifecycle as two people run it: promotion, approval, deploy,
-//! prediction, a retrained version deployed, and rollback.
+//! prediction, a retrained version deployed, rollback, and outcomes
+//! reported for logged predictions with the live metric they give.
 
 use crate::embedded::Running;
 use anyhow::{bail, Context};
@@ -293,6 +294,7 @@ async fn drive(addr: SocketAddr, cfg: &Config, args: &DemoArgs) -> anyhow::Resul
                 .unwrap_or_default()
         );
     }
+    outcomes(&scientist, &model, args.seed).await?;
     println!(
         "\nDone in {:.1} s. Run `tracseq-ml up` to keep the API serving the deployed version.",
         started.elapsed().as_secs_f64()
@@ -428,6 +430,61 @@ async fn deploy(who: &Client, model: &str, version: u64) -> anyhow::Result<Strin
         waited.elapsed().as_secs_f64()
     );
     Ok(id)
+}
+
+/// Samples whose quality the demo's lab measures after predicting it.
+const MEASURED_SAMPLES: u64 = 40;
+
+/// The lab predicts incoming samples by their ids, measures them later and
+/// reports each outcome; the live RMSE then comes from those outcomes.
+async fn outcomes(who: &Client, model: &str, seed: u64) -> anyhow::Result<()> {
+    let mut measured = Vec::new();
+    for i in 0..MEASURED_SAMPLES {
+        let (features, quality) = tracseq_learn::lab::example_sample(seed * 1_000 + i);
+        let entity = format!("S-{seed}-{i:04}");
+        let body = json!({"model": model, "entity_id": entity, "features": features});
+        call(who.http.post(format!("{}/predict", who.base)).json(&body)).await?;
+        measured.push((entity, quality));
+    }
+    // The log is written behind the answers (within serving.log_flush_ms).
+    let waited = Instant::now();
+    for (entity, quality) in &measured {
+        let report = json!({"entity_id": entity, "model": model, "actual": quality});
+        loop {
+            let resp = who
+                .http
+                .post(format!("{}/feedback", who.base))
+                .json(&report)
+                .send()
+                .await?;
+            if resp.status() != reqwest::StatusCode::NOT_FOUND {
+                resp.error_for_status()?;
+                break;
+            }
+            if waited.elapsed() > Duration::from_secs(30) {
+                bail!("the prediction for {entity} was not logged within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let live = call(who.http.get(format!("{}/models/{model}/live", who.base))).await?;
+    println!(
+        "\n9. {MEASURED_SAMPLES} samples predicted by sample id, measured by the lab and reported (POST /feedback):"
+    );
+    for arm in live["variants"].as_array().into_iter().flatten() {
+        let rmse = &arm["metrics"][0];
+        println!(
+            "   GET /models/{model}/live: version {} ({}): {} predictions, {} outcomes, live RMSE {:.2} (95% CI {:.2} to {:.2})",
+            arm["version"],
+            arm["variant"].as_str().unwrap_or("?"),
+            arm["predictions"],
+            arm["outcomes"],
+            rmse["value"].as_f64().unwrap_or(f64::NAN),
+            rmse["ci95"][0].as_f64().unwrap_or(f64::NAN),
+            rmse["ci95"][1].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    Ok(())
 }
 
 /// Asks `/predict` without a version until the answer comes from `version`

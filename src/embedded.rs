@@ -216,6 +216,7 @@ impl Running {
                 cfg.api.clone(),
                 cfg.limits.clone(),
                 cfg.deploy.clone(),
+                &cfg.serving,
                 wake,
             );
             let (tx, rx) = tokio::sync::oneshot::channel();

@@ -24,7 +24,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
-use tracseq_core::config::{ApiConfig, DeployConfig, LimitsConfig};
+use tracseq_core::config::{ApiConfig, DeployConfig, LimitsConfig, ServingConfig};
 use tracseq_core::ports::SecurityStore;
 use tracseq_core::Platform;
 use warp::Filter;
@@ -49,20 +49,30 @@ pub struct ApiState {
     pub tokens: auth::TokenCache,
     /// Audit entries that could not be written (exported in `/metrics`).
     pub audit_failures: AtomicU64,
+    /// Every prediction, queued for the prediction log (see
+    /// [`serving::PredictionLog`]).
+    pub prediction_log: serving::PredictionLog,
 }
 
 pub type Ctx = Arc<ApiState>;
 
 impl ApiState {
+    /// The shared state; inside a tokio runtime the prediction log's writer
+    /// starts here (and [`serve`] flushes it at shutdown).
     pub fn new(
         platform: Platform,
         security: Arc<dyn SecurityStore>,
         api: ApiConfig,
         limits: LimitsConfig,
         deploy: DeployConfig,
+        serving: &ServingConfig,
         wake: Arc<Notify>,
     ) -> Ctx {
         let tokens = auth::TokenCache::new(Duration::from_millis(api.token_cache_ms));
+        let prediction_log = serving::PredictionLog::new(serving);
+        if tokio::runtime::Handle::try_current().is_ok() {
+            prediction_log.start(platform.predictions.clone());
+        }
         Arc::new(ApiState {
             platform,
             api,
@@ -73,6 +83,7 @@ impl ApiState {
             security,
             tokens,
             audit_failures: AtomicU64::new(0),
+            prediction_log,
         })
     }
 }
@@ -156,9 +167,11 @@ pub async fn serve(
         },
     ));
     let _ = bound.send(local);
-    server::run(ctx, listener, tls, shutdown).await;
+    server::run(ctx.clone(), listener, tls, shutdown).await;
     drop(stop_poll);
     let _ = poller.await;
+    // Every request has been answered: what they logged is written now.
+    ctx.prediction_log.close().await;
     Ok(())
 }
 

@@ -10,6 +10,12 @@ use tracseq_core::registry::Stage;
 use tracseq_core::security::token::LIFETIME_PATTERN;
 use tracseq_core::types::NAME_PATTERN;
 
+/// An entity id (a sample's id) as `/predict` and `/predictions` take it.
+fn entity_id_schema() -> Value {
+    use tracseq_core::predictions::{ENTITY_ID_PATTERN, MAX_ENTITY_ID};
+    json!({"type": "string", "minLength": 1, "maxLength": MAX_ENTITY_ID, "pattern": ENTITY_ID_PATTERN})
+}
+
 fn schemas() -> Value {
     let name = json!({"type": "string", "pattern": NAME_PATTERN});
     let feature = json!({"nullable": true, "anyOf": [{"type": "number"}, {"type": "boolean"},
@@ -27,6 +33,7 @@ fn schemas() -> Value {
         "propertyNames": {"pattern": format!("^[A-Za-z0-9_./:-]{{1,{}}}$", tracseq_core::registry::MAX_TAG_KEY)},
         "additionalProperties": {"type": "string", "maxLength": tracseq_core::registry::MAX_TAG_VALUE,
             "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}});
+    let entity_id = entity_id_schema();
     let serving_alias = json!({"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,63}$",
         "description": "an alias (champion...), or latest (the newest version), or v<n>"});
     let stage = json!({"type": "string", "enum": Stage::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()});
@@ -97,7 +104,18 @@ fn schemas() -> Value {
             "properties": {
             "model": name, "version": {"type": "integer", "minimum": 1, "maximum": u32::MAX},
             "alias": serving_alias.clone(),
+            "entity_id": entity_id.clone(),
             "features": {"type": "object", "additionalProperties": feature}}},
+        "FeedbackRequest": {"type": "object", "required": ["actual"], "additionalProperties": false,
+            "description": "exactly one of request_id (from the answer) and entity_id (its latest prediction, of model if given)",
+            "example": {"request_id": "01938f7a-0000-7000-8000-000000000000", "actual": 0.82},
+            "properties": {
+            "request_id": {"type": "string", "format": "uuid"},
+            "entity_id": entity_id.clone(),
+            "model": name,
+            "actual": {"oneOf": [{"type": "number"}, {"type": "boolean"},
+                {"type": "string", "maxLength": crate::routes::predict::MAX_FEATURE_TEXT}],
+                "description": "the measured value, or the true class"}}},
         "TokenRequest": {"type": "object", "required": ["name", "role"], "additionalProperties": false,
             "example": {"name": "lims", "role": "predictor", "expires": "30d"}, "properties": {
             "name": name,
@@ -110,6 +128,8 @@ fn schemas() -> Value {
             "model": name, "version": {"type": "integer", "minimum": 1, "maximum": u32::MAX},
             "alias": serving_alias,
             "records": {"type": "array", "minItems": 1, "items": {"type": "object", "additionalProperties": feature}},
+            "entity_ids": {"type": "array", "items": entity_id,
+                "description": "with records only: one per record, in order"},
             "dataset_id": {"type": "string", "format": "uuid"}}},
         "PromoteRequest": {"type": "object", "required": ["name", "version", "stage", "reason"], "additionalProperties": false,
             "example": {"name": "sample-quality", "version": 3, "stage": "production", "reason": "best AUC of the run",
@@ -334,6 +354,26 @@ fn query_params(method: &str, path: &str) -> Vec<Value> {
             ),
             limit,
         ],
+        ("get", "/predictions") => vec![
+            q(
+                "model",
+                json!({"type": "string", "pattern": NAME_PATTERN}),
+                "only this model's",
+            ),
+            q(
+                "since",
+                json!({"type": "string", "format": "date-time"}),
+                "only at or after this time (RFC 3339)",
+            ),
+            q("entity_id", entity_id_schema(), "only about this entity"),
+            limit,
+            after(uuid),
+        ],
+        ("get", "/models/{name}/live") => vec![q(
+            "since",
+            json!({"type": "string", "format": "date-time"}),
+            "only predictions at or after this time (RFC 3339)",
+        )],
         ("get", "/deployments") => vec![
             q(
                 "model",
@@ -608,6 +648,7 @@ mod tests {
             Default::default(),
             Default::default(),
             Default::default(),
+            &Default::default(),
             Arc::new(tokio::sync::Notify::new()),
         );
         let filter = crate::routes(ctx);

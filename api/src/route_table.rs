@@ -272,6 +272,11 @@ pub(crate) const ROUTES: &[Route] = &[
         status: 200,
     },
     get(
+        "/models/{name}/live",
+        Needs(Read),
+        "Live metrics from reported outcomes per version and variant, with 95% intervals (?since=)",
+    ),
+    get(
         "/models/{name}/history",
         Needs(Read),
         "Every stage and alias move: who asked, who approved, when (?after=&limit=)",
@@ -334,6 +339,19 @@ pub(crate) const ROUTES: &[Route] = &[
         "Predict records now, or a data set as a job (202)",
         "BatchPredictRequest",
         200,
+    ),
+    get(
+        "/predictions",
+        Needs(ReadData),
+        "The prediction log, newest first (?model=&since=&entity_id=&limit=&after=)",
+    ),
+    post(
+        "/feedback",
+        Needs(Predict),
+        "feedback.record",
+        "Report what really happened to a predicted entity (joined to its logged prediction)",
+        "FeedbackRequest",
+        201,
     ),
     get(
         "/tokens",

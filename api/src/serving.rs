@@ -16,8 +16,10 @@
 //! it. A version that fails to load is not swapped in: the replica keeps
 //! serving what it served and counts the failure.
 
+mod log;
 mod stats;
 
+pub use log::{LogFigures, PredictionLog};
 pub use stats::{ServingFigures, ServingStats};
 
 use std::collections::HashMap;

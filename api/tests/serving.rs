@@ -3,39 +3,19 @@
 //! takes traffic; one that fails its digest check is never swapped in, and
 //! the previous one keeps answering.
 
-use bytes::Bytes;
+mod common;
+
 use chrono::Utc;
+use common::{artifact_bytes, fixture, register};
+use serde_json::json;
 use tracseq_api::serving::{ModelCache, Pick};
 use tracseq_core::ids::TokenId;
 use tracseq_core::lifecycle::deployment::{Deployment, DeploymentState, NewDeployment, Target};
 use tracseq_core::lifecycle::RetryPolicy;
-use tracseq_core::ports::{ArtifactPath, DeploymentWrite};
+use tracseq_core::ports::DeploymentWrite;
 use tracseq_core::security::Actor;
-use tracseq_core::types::NewModelVersion;
+use tracseq_core::security::Role;
 use tracseq_core::{Error, Platform};
-use tracseq_learn::artifact::sha256_hex;
-
-fn artifact_bytes() -> Bytes {
-    Bytes::from(tracseq_learn::lab::example_artifact_bytes(200, 9).unwrap())
-}
-
-/// Registers `version` of "sq"; with `corrupt`, its record names a digest
-/// the stored bytes do not have.
-async fn register(p: &Platform, version: u32, bytes: &Bytes, corrupt: bool) {
-    let path = ArtifactPath::model("sq", version, "model.json").unwrap();
-    p.artifacts.put(&path, bytes.clone()).await.unwrap();
-    let mut new: NewModelVersion = tracseq_core::fixtures::model_version("sq", version, 0.8);
-    new.artifact_path = path.to_string();
-    new.sha256 = if corrupt {
-        "ab".repeat(32)
-    } else {
-        sha256_hex(bytes)
-    };
-    p.state
-        .register_model_version(new, Utc::now())
-        .await
-        .unwrap();
-}
 
 fn live(version: u32) -> Deployment {
     let mut d = Deployment::new(
@@ -186,4 +166,153 @@ async fn the_deployed_version_answers_and_a_version_failing_its_digest_is_never_
         metrics.contains("tracseq_serving_deployed_version{model=\"sq\"} 2"),
         "{metrics}"
     );
+}
+
+/// Reads `/predictions` (as a scientist) until it holds `n` records.
+async fn logged(f: &common::Fixture, query: &str, n: usize) -> serde_json::Value {
+    let sci = f.token(Role::Scientist);
+    for _ in 0..300 {
+        let got = f
+            .call("GET", &format!("/predictions?{query}"), Some(sci), "")
+            .await;
+        assert_eq!(got.status, 200, "{}", got.body);
+        if got.body.as_array().unwrap().len() >= n {
+            return got.body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{query}: fewer than {n} predictions logged");
+}
+
+#[tokio::test]
+async fn every_answer_is_logged_with_its_request_id_variant_entity_and_caller() {
+    let f = fixture().await;
+    register(&f.platform, 1, &artifact_bytes(), false).await;
+    let predictor = f.token(Role::Predictor);
+    let features = tracseq_learn::lab::example_record(5);
+    let one = json!({"model": "sq", "version": 1, "entity_id": "S-0001", "features": features});
+    let answer = f
+        .call("POST", "/predict", Some(predictor), &one.to_string())
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["variant"], "primary");
+    let request_id = answer.body["request_id"].as_str().unwrap().to_string();
+
+    let batch = json!({"model": "sq", "version": 1, "entity_ids": ["S-0002", "S-0003"],
+                       "records": [tracseq_learn::lab::example_record(6), tracseq_learn::lab::example_record(7)]});
+    let answers = f
+        .call(
+            "POST",
+            "/batch_predict",
+            Some(predictor),
+            &batch.to_string(),
+        )
+        .await;
+    assert_eq!(answers.status, 200, "{}", answers.body);
+    let batch_ids: Vec<&str> = answers.body["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(batch_ids.len(), 2);
+
+    let all = logged(&f, "model=sq", 3).await;
+    let all = all.as_array().unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0]["request_id"], batch_ids[1], "newest first");
+    let first = &all[2];
+    assert_eq!(first["request_id"], request_id.as_str());
+    assert_eq!(
+        (
+            &first["version"],
+            &first["variant"],
+            &first["entity_id"],
+            &first["caller"]
+        ),
+        (
+            &json!(1),
+            &json!("primary"),
+            &json!("S-0001"),
+            &json!("predictor")
+        )
+    );
+    assert_eq!(first["features"], json!(features));
+    assert_eq!(first["output"]["value"], answer.body["value"]);
+    assert!(first["latency_us"].as_u64().unwrap() > 0);
+
+    let by_entity = logged(&f, "entity_id=S-0002", 1).await;
+    assert_eq!(by_entity[0]["request_id"], batch_ids[0]);
+    let page = f
+        .call(
+            "GET",
+            "/predictions?model=sq&limit=2",
+            Some(f.token(Role::Scientist)),
+            "",
+        )
+        .await;
+    assert_eq!(page.body.as_array().unwrap().len(), 2);
+    let link = page.headers["link"].to_str().unwrap();
+    assert!(
+        link.starts_with("</predictions?model=sq&limit=2&after="),
+        "{link}"
+    );
+
+    // Features are lab data: a predictor may predict but not read the log.
+    let denied = f.call("GET", "/predictions", Some(predictor), "").await;
+    assert_eq!(denied.status, 403);
+}
+
+#[tokio::test]
+async fn bad_entity_ids_are_refused_by_name_and_nothing_is_logged() {
+    let f = fixture().await;
+    register(&f.platform, 1, &artifact_bytes(), false).await;
+    let predictor = f.token(Role::Predictor);
+    let features = tracseq_learn::lab::example_record(5);
+    let cases = [
+        (
+            "/predict",
+            json!({"model": "sq", "version": 1, "entity_id": "", "features": features}),
+            "entity_id",
+        ),
+        (
+            "/predict",
+            json!({"model": "sq", "version": 1, "entity_id": "a\u{7}b", "features": features}),
+            "entity_id",
+        ),
+        (
+            "/batch_predict",
+            json!({"model": "sq", "version": 1, "entity_ids": ["S-1"], "records": [features, features]}),
+            "entity_ids",
+        ),
+        (
+            "/batch_predict",
+            json!({"model": "sq", "version": 1, "entity_ids": ["S-1", "x".repeat(129)], "records": [features, features]}),
+            "entity_ids[1]",
+        ),
+    ];
+    for (path, body, named) in cases {
+        let got = f
+            .call("POST", path, Some(predictor), &body.to_string())
+            .await;
+        assert_eq!(got.status, 400, "{path} {body}: {}", got.body);
+        let detail = got.body.to_string();
+        assert!(detail.contains(named), "{named}: {detail}");
+    }
+    let sci = f.token(Role::Scientist);
+    for bad in [
+        "since=yesterday",
+        "after=nope",
+        "limit=0",
+        "entity_id=",
+        "color=red",
+    ] {
+        let got = f
+            .call("GET", &format!("/predictions?{bad}"), Some(sci), "")
+            .await;
+        assert_eq!(got.status, 400, "{bad}: {}", got.body);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let none = f.call("GET", "/predictions", Some(sci), "").await;
+    assert_eq!(none.body, json!([]));
 }

@@ -25,6 +25,7 @@ pub mod object_artifacts;
 pub mod platform;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod predictions;
 mod registry;
 pub mod security;
 pub mod sqlite;

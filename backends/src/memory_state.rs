@@ -31,6 +31,11 @@ pub(crate) struct Inner {
     workers: BTreeMap<WorkerId, WorkerRecord>,
     /// Stages, aliases, promotions and deployments (`crate::registry`).
     pub(crate) registry: crate::registry::MemoryRegistry,
+    /// The prediction log by request id (`crate::predictions`).
+    pub(crate) predictions:
+        BTreeMap<tracseq_core::ids::RequestId, tracseq_core::predictions::PredictionRecord>,
+    /// Their outcomes by request id.
+    pub(crate) outcomes: BTreeMap<tracseq_core::ids::RequestId, tracseq_core::predictions::Outcome>,
 }
 
 impl MemoryStateStore {
@@ -176,9 +181,10 @@ impl StateStore for MemoryStateStore {
         now: DateTime<Utc>,
     ) -> Result<Trial> {
         let mut g = self.lock();
-        if !g.experiments.contains_key(&experiment) {
+        let Some(exp) = g.experiments.get(&experiment) else {
             return Err(Error::not_found(format!("experiment {experiment}")));
-        }
+        };
+        exp.state.check_accepts_trials(experiment)?;
         let number = g
             .trials
             .range((experiment, 0)..=(experiment, u64::MAX))

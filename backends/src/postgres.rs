@@ -50,6 +50,7 @@ use tracseq_core::types::{
 use tracseq_core::{Error, Result};
 
 mod paging;
+mod predictions;
 mod registry;
 mod schema;
 mod security;
@@ -425,13 +426,14 @@ impl PostgresStateStore {
         let mut tx = self.pool.begin().await?;
         // Serialises trial creation per experiment across every process; the
         // lock is released at commit, after the new trial is visible.
-        let exists = sqlx::query("SELECT 1 FROM experiments WHERE id = $1::uuid FOR UPDATE")
-            .bind(experiment.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM experiments WHERE id = $1::uuid FOR UPDATE")
+                .bind(experiment.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(state) = state else {
             return Err(Error::not_found(format!("experiment {experiment}")).into());
-        }
+        };
         if attempt > 0 {
             // An earlier attempt may have committed before its connection
             // died; its trial carries our (fixed) trial id.
@@ -446,6 +448,9 @@ impl PostgresStateStore {
                 return body(&row);
             }
         }
+        state
+            .parse::<ExperimentState>()?
+            .check_accepts_trials(experiment)?;
         let number: i64 = sqlx::query_scalar(
             "SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE experiment_id = $1::uuid",
         )

@@ -32,6 +32,7 @@ use tracseq_core::types::{
 use tracseq_core::{Error, Result};
 
 mod paging;
+mod predictions;
 mod registry;
 mod security;
 
@@ -302,14 +303,18 @@ impl StateStore for SqliteStateStore {
         now: DateTime<Utc>,
     ) -> Result<Trial> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.classify()?;
-        let exists = sqlx::query("SELECT 1 FROM experiments WHERE id = ?")
-            .bind(experiment.to_string())
-            .fetch_optional(&mut *tx)
-            .await
-            .classify()?;
-        if exists.is_none() {
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM experiments WHERE id = ?")
+                .bind(experiment.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .classify()?;
+        let Some(state) = state else {
             return Err(Error::not_found(format!("experiment {experiment}")));
-        }
+        };
+        state
+            .parse::<ExperimentState>()?
+            .check_accepts_trials(experiment)?;
         let number: i64 = sqlx::query_scalar(
             "SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE experiment_id = ?",
         )

@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+mod serving;
+pub use serving::ServingConfig;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -23,6 +26,8 @@ pub struct Config {
     pub distributed: DistributedConfig,
     /// What deploy jobs render for the docker, kubernetes and sagemaker targets.
     pub deploy: DeployConfig,
+    /// The prediction log (and what else `/predict` does beside answering).
+    pub serving: ServingConfig,
 }
 
 /// The deploy targets' settings. Nothing here is a credential: rendered
@@ -186,6 +191,7 @@ impl Default for Config {
             encryption: EncryptionConfig::default(),
             distributed: DistributedConfig::default(),
             deploy: DeployConfig::default(),
+            serving: ServingConfig::default(),
         }
     }
 }
@@ -360,6 +366,7 @@ impl Config {
                 "must be 50 to 60000: how long a deploy may take to reach every replica",
             );
         }
+        self.serving.validate()?;
         if self.encryption.disabled && self.encryption.require {
             return bad(
                 "encryption.require",

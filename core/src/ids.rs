@@ -50,6 +50,7 @@ uuid_id!(DatasetId, "dataset");
 uuid_id!(TokenId, "token");
 uuid_id!(PromotionId, "promotion request");
 uuid_id!(DeploymentId, "deployment");
+uuid_id!(RequestId, "prediction request");
 
 /// A worker's name: chosen by the operator or generated, unique in a fleet.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -19,6 +19,7 @@ pub mod paging;
 pub mod placement;
 pub mod platform;
 pub mod ports;
+pub mod predictions;
 pub mod protocol;
 pub mod registry;
 pub mod resources;

@@ -5,7 +5,7 @@
 
 use crate::ids::ExperimentId;
 use crate::lifecycle::RetryPolicy;
-use crate::ports::{ArtifactStore, JobQueue, RegistryStore, StateStore};
+use crate::ports::{ArtifactStore, JobQueue, PredictionLogStore, RegistryStore, StateStore};
 use crate::trial_cache::TrialCache;
 use crate::types::Trial;
 use crate::Result;
@@ -17,6 +17,8 @@ pub struct Platform {
     /// Stages, aliases, promotions and deployments: the same database as
     /// `state`, behind its own port.
     pub registry: Arc<dyn RegistryStore>,
+    /// The prediction log: the same database again, its own port.
+    pub predictions: Arc<dyn PredictionLogStore>,
     pub queue: Arc<dyn JobQueue>,
     pub artifacts: Arc<dyn ArtifactStore>,
     pub policy: RetryPolicy,
@@ -37,8 +39,9 @@ impl Platform {
 
 impl Platform {
     /// The backends with the retry policy of this deployment and an empty
-    /// trial cache; `store` is both the state store and the registry.
-    pub fn new<S: StateStore + RegistryStore + 'static>(
+    /// trial cache; `store` is the state store, the registry and the
+    /// prediction log.
+    pub fn new<S: StateStore + RegistryStore + PredictionLogStore + 'static>(
         store: Arc<S>,
         queue: Arc<dyn JobQueue>,
         artifacts: Arc<dyn ArtifactStore>,
@@ -46,7 +49,8 @@ impl Platform {
     ) -> Self {
         Platform {
             state: store.clone(),
-            registry: store,
+            registry: store.clone(),
+            predictions: store,
             queue,
             artifacts,
             policy,

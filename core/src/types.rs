@@ -266,6 +266,18 @@ impl ExperimentState {
             ExperimentState::Completed | ExperimentState::Failed | ExperimentState::Cancelled
         )
     }
+
+    /// What every state store checks inside `create_trial`'s transaction: a
+    /// finished experiment takes no new trials, so a scheduler tick that read
+    /// the experiment before a cancel cannot start one after it.
+    pub fn check_accepts_trials(&self, id: ExperimentId) -> crate::Result<()> {
+        if self.is_terminal() {
+            return Err(crate::Error::Conflict(format!(
+                "experiment {id} is {self}: it takes no new trials"
+            )));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -16,6 +16,7 @@ pub mod dataset;
 pub mod drift;
 mod error;
 pub mod lab;
+pub mod live;
 pub mod matrix;
 pub mod metrics;
 pub mod model;

@@ -108,12 +108,7 @@ async fn list(ctx: Ctx, q: HashMap<String, String>) -> ApiResult {
 mod tests {
     use super::*;
 
-    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::routes::paging::query_of as q;
 
     #[test]
     fn every_filter_parameter_is_read_and_bad_ones_are_named() {

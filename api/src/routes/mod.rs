@@ -5,10 +5,12 @@ mod audit;
 mod datasets;
 mod deployments;
 mod experiments;
+mod feedback;
 mod jobs;
 mod models;
 mod paging;
 pub(crate) mod predict;
+mod predictions;
 mod promotions;
 mod tokens;
 mod workers;
@@ -52,6 +54,10 @@ pub fn all(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + 
         .or(models::routes(ctx.clone()))
         .unify()
         .or(predict::routes(ctx.clone()))
+        .unify()
+        .or(predictions::routes(ctx.clone()))
+        .unify()
+        .or(feedback::routes(ctx.clone()))
         .unify()
         .or(artifacts::routes(ctx.clone()))
         .unify()

@@ -28,7 +28,8 @@ pub(crate) fn page(
 }
 
 /// Adds `Link: <path?limit=N&after=KEY>; rel="next"` when the page came
-/// back full (`last` is its last item's key): there may be more.
+/// back full (`last` is its last item's key): there may be more. A `path`
+/// that carries a query (a listing's filters, encoded) keeps it.
 pub(crate) fn link_next(
     resp: &mut Response,
     path: &str,
@@ -39,8 +40,9 @@ pub(crate) fn link_next(
     let Some(last) = last.filter(|_| got == page.limit as usize) else {
         return;
     };
+    let sep = if path.contains('?') { '&' } else { '?' };
     let link = format!(
-        "<{path}?limit={}&after={}>; rel=\"next\"",
+        "<{path}{sep}limit={}&after={}>; rel=\"next\"",
         page.limit,
         encode(&last)
     );
@@ -84,6 +86,15 @@ pub(crate) fn limit(q: &HashMap<String, String>) -> Result<u32, ApiError> {
     Ok(Page::from_query(&only_limit)?.limit)
 }
 
+/// A query string's map from its pairs (for the listings' tests).
+#[cfg(test)]
+pub(crate) fn query_of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +117,17 @@ mod tests {
         assert_eq!(
             resp.headers()[header::LINK],
             "</datasets?limit=2&after=a%20b>; rel=\"next\""
+        );
+        link_next(
+            &mut resp,
+            "/predictions?model=m",
+            &page,
+            2,
+            Some("k".into()),
+        );
+        assert_eq!(
+            resp.headers()[header::LINK],
+            "</predictions?model=m&limit=2&after=k>; rel=\"next\""
         );
     }
 

@@ -117,6 +117,7 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
                      tracseq_audit_failures_total {failures}"
                 );
                 ctx.models.render_metrics(&mut text);
+                ctx.prediction_log.render_metrics(&mut text);
                 Ok(warp::reply::with_header(
                     text,
                     "content-type",

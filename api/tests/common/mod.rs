@@ -46,6 +46,7 @@ pub async fn fixture() -> Fixture {
         Default::default(),
         Default::default(),
         Default::default(),
+        &Default::default(),
         Arc::new(tokio::sync::Notify::new()),
     );
     Fixture {
@@ -87,6 +88,29 @@ impl Fixture {
     pub fn token(&self, role: Role) -> &str {
         &self.tokens[&role]
     }
+}
+
+pub fn artifact_bytes() -> bytes::Bytes {
+    bytes::Bytes::from(tracseq_learn::lab::example_artifact_bytes(200, 9).unwrap())
+}
+
+/// Registers `version` of "sq"; with `corrupt`, its record names a digest
+/// the stored bytes do not have.
+pub async fn register(p: &Platform, version: u32, bytes: &bytes::Bytes, corrupt: bool) {
+    let path = tracseq_core::ports::ArtifactPath::model("sq", version, "model.json").unwrap();
+    p.artifacts.put(&path, bytes.clone()).await.unwrap();
+    let mut new: tracseq_core::types::NewModelVersion =
+        tracseq_core::fixtures::model_version("sq", version, 0.8);
+    new.artifact_path = path.to_string();
+    new.sha256 = if corrupt {
+        "ab".repeat(32)
+    } else {
+        tracseq_learn::artifact::sha256_hex(bytes)
+    };
+    p.state
+        .register_model_version(new, chrono::Utc::now())
+        .await
+        .unwrap();
 }
 
 /// The whole body of a response.

@@ -9,8 +9,8 @@ mod postgres;
 mod s3;
 
 use crate::testing::{
-    artifact_store_suite, audit_entry, job_queue_suite, registry_store_suite, security_store_suite,
-    state_store_suite,
+    artifact_store_suite, audit_entry, job_queue_suite, prediction_log_suite, registry_store_suite,
+    security_store_suite, state_store_suite,
 };
 use crate::*;
 use std::sync::Arc;
@@ -58,6 +58,20 @@ async fn sqlite_registry_store_conforms() {
             .unwrap(),
     );
     registry_store_suite(store.clone(), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_prediction_log_conforms() {
+    prediction_log_suite(Arc::new(MemoryStateStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_prediction_log_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStateStore::open(&dir.path().join("state.db"))
+        .await
+        .unwrap();
+    prediction_log_suite(Arc::new(store)).await;
 }
 
 #[tokio::test]

@@ -3,7 +3,8 @@
 //! Each test works in its own schema; without a server they skip (fail under CI).
 use crate::postgres::testing::TestSchema;
 use crate::testing::{
-    audit_entry, new_experiment, new_job, security_store_suite, state_store_suite, t0,
+    audit_entry, new_experiment, new_job, prediction_log_suite, security_store_suite,
+    state_store_suite, t0,
 };
 use crate::*;
 use serde_json::{json, Map};
@@ -170,6 +171,12 @@ async fn postgres_state_store_conforms() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_prediction_log_conforms() {
+    let schema = schema_or_skip!();
+    prediction_log_suite(Arc::new(schema.store(8).await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_security_store_conforms() {
     let schema = schema_or_skip!();
     security_store_suite(Arc::new(schema.store(8).await)).await;
@@ -278,6 +285,7 @@ async fn the_worker_role_cannot_read_tokens_or_write_the_audit_log() {
         "DELETE FROM jobs",
         "UPDATE datasets SET name = 'x'",
         "DROP TABLE jobs",
+        "SELECT * FROM prediction_logs",
     ];
     for sql in denied {
         let err = worker.execute(sql).await.expect_err(sql);
@@ -306,13 +314,33 @@ async fn the_worker_role_cannot_read_tokens_or_write_the_audit_log() {
     )
     .await
     .expect("the api appends to the audit log");
-    for sql in ["UPDATE audit_log SET action = 'y'", "DELETE FROM audit_log"] {
+    api.execute(
+        "INSERT INTO prediction_logs (request_id, at, model, version, variant, body) \
+         VALUES (gen_random_uuid(), 0, 'm', 1, 'primary', '{}')",
+    )
+    .await
+    .expect("the api appends to the prediction log");
+    for sql in [
+        "UPDATE audit_log SET action = 'y'",
+        "DELETE FROM audit_log",
+        "UPDATE prediction_logs SET model = 'y'",
+        "DELETE FROM prediction_logs",
+    ] {
         let err = api.execute(sql).await.expect_err(sql);
         assert!(is_permission_denied(&err), "{sql}: {err}");
     }
 
     let mut scheduler = connect_as(&schema, "tracseq_scheduler").await;
-    for sql in ["SELECT * FROM api_tokens", "SELECT * FROM audit_log"] {
+    scheduler
+        .execute("SELECT count(*) FROM prediction_logs")
+        .await
+        .expect("the drift monitor reads the prediction log");
+    for sql in [
+        "SELECT * FROM api_tokens",
+        "SELECT * FROM audit_log",
+        "INSERT INTO prediction_logs (request_id, at, model, version, variant, body) \
+         VALUES (gen_random_uuid(), 0, 'm', 1, 'primary', '{}')",
+    ] {
         let err = scheduler.execute(sql).await.expect_err(sql);
         assert!(is_permission_denied(&err), "{sql}: {err}");
     }
@@ -480,7 +508,7 @@ async fn check_schema_reports_missing_and_newer_migrations() {
     admin.close().await.unwrap();
     match store.check_schema().await {
         Err(Error::Invalid(m)) => assert!(
-            m.contains("newer than this binary (version 9999 > 4)"),
+            m.contains("newer than this binary (version 9999 > 5)"),
             "{m}"
         ),
         other => panic!("expected newer schema, got {other:?}"),

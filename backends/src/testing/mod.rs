@@ -5,6 +5,7 @@ mod artifacts;
 mod deployments;
 mod encryption;
 mod paging;
+mod predictions;
 mod promotions;
 mod queue;
 mod registry;
@@ -14,6 +15,7 @@ mod state;
 
 pub use artifacts::artifact_store_suite;
 pub use encryption::{encryption_suite, new_key, sealed_with};
+pub use predictions::{outcome, prediction, prediction_log_suite};
 pub use queue::{job_queue_suite, msg};
 pub use registry::{model_version, registry_store_suite};
 pub use security::{audit_entry, security_store_suite};

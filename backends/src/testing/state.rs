@@ -280,6 +280,20 @@ async fn experiments_and_conditional_update(s: &dyn StateStore) {
         s.get_experiment(b.id).await.unwrap().state,
         ExperimentState::Cancelled
     );
+    let job = new_job(Some(b.id), 1);
+    assert!(
+        matches!(
+            s.create_trial(b.id, Map::new(), Some(job.clone()), t0())
+                .await,
+            Err(Error::Conflict(_))
+        ),
+        "a cancelled experiment takes no new trial"
+    );
+    assert!(s.list_trials(b.id).await.unwrap().is_empty());
+    assert!(
+        matches!(s.get_job(job.id).await, Err(Error::NotFound(_))),
+        "nor the refused trial's job"
+    );
     let running = s
         .list_experiments(Some(ExperimentState::Running))
         .await

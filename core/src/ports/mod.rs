@@ -4,9 +4,11 @@
 //! through. [`SecurityStore`] (tokens and the audit log) is its own port:
 //! only the api and the command line use it, so a worker's database role
 //! needs no access to what it stores. [`RegistryStore`] (stages, aliases,
-//! promotions, deployments) is separate for the same reason.
+//! promotions, deployments) is separate for the same reason, and so is
+//! [`PredictionLogStore`] (the prediction log, which only the api writes).
 
 mod artifacts;
+mod predictions;
 mod queue;
 mod registry;
 mod reporter;
@@ -16,6 +18,7 @@ mod state;
 pub use artifacts::{
     ArtifactMeta, ArtifactPath, ArtifactStore, ByteStream, DIGEST_SUFFIX, KEY_SUFFIX,
 };
+pub use predictions::PredictionLogStore;
 pub use queue::{Acker, Delivery, JobQueue, Subscription};
 pub use registry::{
     DeploymentFilter, DeploymentWrite, HistoryEntry, ModelTags, PromotionFilter, PromotionWrite,

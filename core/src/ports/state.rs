@@ -59,6 +59,8 @@ pub trait StateStore: Send + Sync {
     // --- trials ---------------------------------------------------------
     /// Atomically creates the experiment's next trial (number = trials so far)
     /// and, when given, its job (whose `trial_number` is set to match).
+    /// `Conflict` when the experiment is finished (checked in the same
+    /// transaction, so no trial starts after a cancel), `NotFound` when absent.
     async fn create_trial(
         &self,
         experiment: ExperimentId,

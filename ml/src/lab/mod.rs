@@ -347,9 +347,18 @@ pub fn generate_csv(n: usize, seed: u64) -> String {
 /// One realistic sample's 18 features as a prediction request record
 /// (missing measurements are `null`).
 pub fn example_record(seed: u64) -> Map<String, Value> {
+    example_sample(seed).0
+}
+
+/// [`example_record`] and the quality the lab then measures for that
+/// sample (its true quality with the generator's measurement noise): what
+/// a lab reports as the outcome of a prediction.
+pub fn example_sample(seed: u64) -> (Map<String, Value>, f64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let cells = features(&simulate(&mut rng));
-    FEATURES
+    let sample = simulate(&mut rng);
+    let cells = features(&sample);
+    let measured = (true_quality(&sample, &cells) + normal(&mut rng, 0.0, 3.0)).clamp(0.0, 100.0);
+    let record = FEATURES
         .iter()
         .zip(cells)
         .map(|(name, cell)| {
@@ -362,7 +371,8 @@ pub fn example_record(seed: u64) -> Map<String, Value> {
             };
             (name.to_string(), value)
         })
-        .collect()
+        .collect();
+    (record, (measured * 100.0).round() / 100.0)
 }
 
 /// A linear model of the quality score fitted on `rows` generated samples,

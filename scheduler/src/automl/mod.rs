@@ -17,7 +17,7 @@ use tracseq_core::lifecycle::experiment::{Effect as ExperimentEffect, Event as E
 use tracseq_core::ports::JobFilter;
 use tracseq_core::protocol::JobSpec;
 use tracseq_core::types::{Experiment, Job, JobKind, NewJob, Trial, TrialState};
-use tracseq_core::Result;
+use tracseq_core::{Error, Result};
 
 impl Scheduler {
     /// Reconciles finished trial jobs, then starts as many trials as the
@@ -48,11 +48,20 @@ impl Scheduler {
                 Action::Start { number, payload } => {
                     let params = payload.params.clone();
                     let mut job = new_job(&exp, &spec, JobSpec::Trial(payload), now)?;
-                    let trial = self
+                    let created_trial = self
                         .platform
                         .state
                         .create_trial(exp.id, params, Some(job.clone()), now)
-                        .await?;
+                        .await;
+                    let trial = match created_trial {
+                        // Cancelled (or finished) since this tick read it:
+                        // the store refused the trial, so nothing was queued.
+                        Err(Error::Conflict(why)) => {
+                            info!(experiment_id = %exp.id, %why, "trial not started");
+                            return Ok(());
+                        }
+                        other => other?,
+                    };
                     debug_assert_eq!(trial.number, number, "trial numbers are dense");
                     info!(experiment_id = %exp.id, trial = trial.number, job_id = %job.id, "trial queued");
                     // The message's copy must equal the stored job exactly (a

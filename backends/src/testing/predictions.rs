@@ -1,0 +1,289 @@
+//! The prediction log's suite: batches stored whole or not at all, request
+//! ids never logged twice, listings newest first with every filter, and
+//! pages that walk the log once.
+
+use chrono::Duration;
+use serde_json::{json, Map};
+use std::sync::Arc;
+use tracseq_core::ids::RequestId;
+use tracseq_core::paging::Page;
+use tracseq_core::ports::PredictionLogStore;
+use tracseq_core::predictions::{
+    Outcome, PredictionFilter, PredictionRecord, VariantCount, PRIMARY,
+};
+use tracseq_core::Error;
+
+use super::t0;
+
+/// A logged prediction of `model` at `t0 + seconds`.
+pub fn prediction(model: &str, seconds: i64, entity: Option<&str>) -> PredictionRecord {
+    let mut features = Map::new();
+    features.insert("x".into(), json!(seconds));
+    features.insert("site".into(), json!("north"));
+    PredictionRecord {
+        request_id: RequestId::new(),
+        at: t0() + Duration::seconds(seconds),
+        model: model.into(),
+        version: 1,
+        variant: PRIMARY.into(),
+        entity_id: entity.map(str::to_string),
+        features,
+        output: json!({"value": 0.5 + seconds as f64 / 100.0}),
+        latency_us: 120,
+        caller: Some("lab-client".into()),
+    }
+}
+
+pub async fn prediction_log_suite(s: Arc<dyn PredictionLogStore>) {
+    a_batch_is_stored_whole_and_read_back_exactly(s.as_ref()).await;
+    a_repeated_request_id_refuses_the_whole_batch(s.as_ref()).await;
+    listings_filter_by_model_entity_and_time_newest_first(s.as_ref()).await;
+    pages_walk_the_log_once(s.as_ref()).await;
+    outcomes_join_their_prediction_once(s.as_ref()).await;
+    counts_and_labelled_predictions_by_version_and_variant(s.as_ref()).await;
+    concurrent_writers_lose_nothing(s).await;
+}
+
+/// The outcome of `p` (model, version and variant copied from it).
+pub fn outcome(p: &PredictionRecord, actual: serde_json::Value) -> Outcome {
+    Outcome {
+        request_id: p.request_id,
+        model: p.model.clone(),
+        version: p.version,
+        variant: p.variant.clone(),
+        actual,
+        reported_at: p.at + Duration::hours(6),
+        reported_by: Some("lims".into()),
+    }
+}
+
+fn only(model: &str) -> PredictionFilter {
+    PredictionFilter {
+        model: Some(model.into()),
+        ..Default::default()
+    }
+}
+
+async fn a_batch_is_stored_whole_and_read_back_exactly(s: &dyn PredictionLogStore) {
+    s.append_predictions(&[]).await.unwrap();
+    let batch: Vec<_> = (0..3)
+        .map(|i| prediction("exact", i, Some("S-1")))
+        .collect();
+    s.append_predictions(&batch).await.unwrap();
+    let got = s
+        .list_predictions(&only("exact"), &Page::default())
+        .await
+        .unwrap();
+    let mut want = batch.clone();
+    want.reverse();
+    assert_eq!(got, want, "every field back, newest first");
+}
+
+async fn a_repeated_request_id_refuses_the_whole_batch(s: &dyn PredictionLogStore) {
+    let logged = prediction("dup", 0, None);
+    s.append_predictions(std::slice::from_ref(&logged))
+        .await
+        .unwrap();
+    let fresh = prediction("dup", 1, None);
+    let err = s
+        .append_predictions(&[fresh.clone(), logged.clone()])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Conflict(m) if m.contains(&logged.request_id.to_string())),
+        "{err}"
+    );
+    let twice = s
+        .append_predictions(&[fresh.clone(), fresh.clone()])
+        .await
+        .unwrap_err();
+    assert!(matches!(twice, Error::Conflict(_)), "{twice}");
+    let got = s
+        .list_predictions(&only("dup"), &Page::default())
+        .await
+        .unwrap();
+    assert_eq!(got, vec![logged], "nothing of a refused batch is stored");
+}
+
+async fn listings_filter_by_model_entity_and_time_newest_first(s: &dyn PredictionLogStore) {
+    let batch = vec![
+        prediction("filter-a", 0, Some("S-1")),
+        prediction("filter-b", 1, Some("S-1")),
+        prediction("filter-a", 2, Some("S-2")),
+        prediction("filter-a", 3, None),
+    ];
+    s.append_predictions(&batch).await.unwrap();
+    let ids = |v: Vec<PredictionRecord>| v.into_iter().map(|r| r.request_id).collect::<Vec<_>>();
+    let list = |f: PredictionFilter| async move {
+        ids(s.list_predictions(&f, &Page::default()).await.unwrap())
+    };
+    assert_eq!(
+        list(only("filter-a")).await,
+        vec![
+            batch[3].request_id,
+            batch[2].request_id,
+            batch[0].request_id
+        ]
+    );
+    let entity = PredictionFilter {
+        model: Some("filter-a".into()),
+        entity_id: Some("S-1".into()),
+        ..Default::default()
+    };
+    assert_eq!(list(entity).await, vec![batch[0].request_id]);
+    let since = PredictionFilter {
+        model: Some("filter-a".into()),
+        since: Some(t0() + Duration::seconds(2)),
+        ..Default::default()
+    };
+    assert_eq!(
+        list(since).await,
+        vec![batch[3].request_id, batch[2].request_id],
+        "since is inclusive"
+    );
+    let any_model = PredictionFilter {
+        entity_id: Some("S-1".into()),
+        ..Default::default()
+    };
+    let s1 = list(any_model).await;
+    assert!(s1.contains(&batch[0].request_id) && s1.contains(&batch[1].request_id));
+    assert!(list(only("no-such-model")).await.is_empty());
+}
+
+async fn pages_walk_the_log_once(s: &dyn PredictionLogStore) {
+    let batch: Vec<_> = (0..7).map(|i| prediction("paged", i, None)).collect();
+    s.append_predictions(&batch).await.unwrap();
+    let mut seen = Vec::new();
+    let mut page = Page {
+        limit: 3,
+        after: None,
+    };
+    loop {
+        let got = s.list_predictions(&only("paged"), &page).await.unwrap();
+        let Some(last) = got.last() else { break };
+        page.after = Some(last.request_id.to_string());
+        seen.extend(got.iter().map(|r| r.request_id));
+        if got.len() < 3 {
+            break;
+        }
+    }
+    let want: Vec<_> = batch.iter().rev().map(|r| r.request_id).collect();
+    assert_eq!(seen, want);
+}
+
+async fn concurrent_writers_lose_nothing(s: Arc<dyn PredictionLogStore>) {
+    let mut handles = Vec::new();
+    for w in 0..4 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            for b in 0..5 {
+                let batch: Vec<_> = (0..10)
+                    .map(|i| prediction("racing", w * 100 + b * 10 + i, None))
+                    .collect();
+                s.append_predictions(&batch).await.unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let all = s
+        .list_predictions(&only("racing"), &Page::all())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 200);
+}
+
+async fn outcomes_join_their_prediction_once(s: &dyn PredictionLogStore) {
+    let p = prediction("outcome", 0, Some("S-9"));
+    let missing = s.get_prediction(p.request_id).await.unwrap_err();
+    assert!(matches!(missing, Error::NotFound(_)), "{missing}");
+    let early = s
+        .record_outcome(&outcome(&p, json!(0.7)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&early, Error::NotFound(m) if m.contains(&p.request_id.to_string())),
+        "an outcome needs its logged prediction: {early}"
+    );
+    s.append_predictions(std::slice::from_ref(&p))
+        .await
+        .unwrap();
+    assert_eq!(s.get_prediction(p.request_id).await.unwrap(), p);
+
+    let mut wrong = outcome(&p, json!(0.7));
+    wrong.version = 2;
+    let err = s.record_outcome(&wrong).await.unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err}");
+
+    let first = outcome(&p, json!(0.7));
+    s.record_outcome(&first).await.unwrap();
+    let again = s
+        .record_outcome(&outcome(&p, json!(0.2)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(again, Error::Conflict(_)),
+        "never replaced: {again}"
+    );
+    let labelled = s.labelled_predictions("outcome", None, 10).await.unwrap();
+    assert_eq!(labelled.len(), 1);
+    assert_eq!(
+        (&labelled[0].prediction, &labelled[0].outcome),
+        (&p, &first)
+    );
+}
+
+async fn counts_and_labelled_predictions_by_version_and_variant(s: &dyn PredictionLogStore) {
+    let mut batch = Vec::new();
+    for (i, (version, variant)) in [(1, "a"), (1, "a"), (1, "b"), (2, "a"), (2, "a"), (2, "a")]
+        .into_iter()
+        .enumerate()
+    {
+        let mut p = prediction("counted", i as i64, None);
+        p.version = version;
+        p.variant = variant.into();
+        batch.push(p);
+    }
+    s.append_predictions(&batch).await.unwrap();
+    let count = |version, variant: &str, predictions| VariantCount {
+        version,
+        variant: variant.into(),
+        predictions,
+    };
+    assert_eq!(
+        s.prediction_counts("counted", None).await.unwrap(),
+        vec![count(1, "a", 2), count(1, "b", 1), count(2, "a", 3)]
+    );
+    assert_eq!(
+        s.prediction_counts("counted", Some(t0() + Duration::seconds(3)))
+            .await
+            .unwrap(),
+        vec![count(2, "a", 3)],
+        "since counts by prediction time"
+    );
+    for p in &batch[1..] {
+        s.record_outcome(&outcome(p, json!(1.0))).await.unwrap();
+    }
+    let all = s.labelled_predictions("counted", None, 100).await.unwrap();
+    let ids: Vec<_> = all.iter().map(|l| l.prediction.request_id).collect();
+    let want: Vec<_> = batch[1..].iter().rev().map(|p| p.request_id).collect();
+    assert_eq!(ids, want, "newest first, only those with an outcome");
+    let recent = s
+        .labelled_predictions("counted", Some(t0() + Duration::seconds(4)), 100)
+        .await
+        .unwrap();
+    assert_eq!(recent.len(), 2);
+    assert_eq!(
+        s.labelled_predictions("counted", None, 2)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(s
+        .labelled_predictions("nobody", None, 9)
+        .await
+        .unwrap()
+        .is_empty());
+}

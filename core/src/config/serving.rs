@@ -1,0 +1,74 @@
+//! `[serving]`: what `/predict` does beside answering — the prediction log
+//! now; the cache, traffic and monitoring settings join it.
+
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServingConfig {
+    /// Write every prediction to the prediction log (`prediction_logs`),
+    /// which outcomes, live metrics and the drift monitor read.
+    pub log: bool,
+    /// Predictions waiting for the log writer; past it new ones are dropped
+    /// and counted (`tracseq_prediction_log_dropped_total`) rather than
+    /// slowing `/predict`.
+    pub log_queue: usize,
+    /// Most records one write to the store holds.
+    pub log_batch: usize,
+    /// Longest a record waits for its batch to fill, in ms.
+    pub log_flush_ms: u64,
+}
+
+impl Default for ServingConfig {
+    fn default() -> Self {
+        ServingConfig {
+            log: true,
+            log_queue: 50_000,
+            log_batch: 500,
+            log_flush_ms: 200,
+        }
+    }
+}
+
+impl ServingConfig {
+    pub(super) fn validate(&self) -> Result<()> {
+        let bad = |key: &str, why: &str| Err(Error::Invalid(format!("config key '{key}': {why}")));
+        if !(1..=10_000_000).contains(&self.log_queue) {
+            return bad("serving.log_queue", "must be 1 to 10000000 records");
+        }
+        if !(1..=10_000).contains(&self.log_batch) || self.log_batch > self.log_queue {
+            return bad(
+                "serving.log_batch",
+                "must be 1 to 10000 records and at most serving.log_queue",
+            );
+        }
+        if !(1..=60_000).contains(&self.log_flush_ms) {
+            return bad("serving.log_flush_ms", "must be 1 to 60000");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid_and_each_bound_names_its_key() {
+        ServingConfig::default().validate().unwrap();
+        type Break = fn(&mut ServingConfig);
+        let cases: [(&str, Break); 4] = [
+            ("serving.log_queue", |c| c.log_queue = 0),
+            ("serving.log_batch", |c| c.log_batch = 0),
+            ("serving.log_batch", |c| c.log_batch = c.log_queue + 1),
+            ("serving.log_flush_ms", |c| c.log_flush_ms = 0),
+        ];
+        for (key, break_it) in cases {
+            let mut c = ServingConfig::default();
+            break_it(&mut c);
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+}

@@ -1,0 +1,44 @@
+use crate::ids::RequestId;
+use crate::paging::Page;
+use crate::predictions::{Labelled, Outcome, PredictionFilter, PredictionRecord, VariantCount};
+use crate::Result;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+/// The prediction log (see [`crate::predictions`]) and the outcomes
+/// reported for it: both append-only, listed newest first by request id
+/// (UUIDv7, so by time), the cursor being the last request id of the
+/// previous page.
+#[async_trait]
+pub trait PredictionLogStore: Send + Sync {
+    /// Appends records, all or none. `Conflict` when a request id is
+    /// already logged (nothing of the batch is stored then).
+    async fn append_predictions(&self, records: &[PredictionRecord]) -> Result<()>;
+    /// One page of the records the filter matches, newest first.
+    async fn list_predictions(
+        &self,
+        filter: &PredictionFilter,
+        page: &Page,
+    ) -> Result<Vec<PredictionRecord>>;
+    /// One logged prediction; `NotFound` naming the request id.
+    async fn get_prediction(&self, id: RequestId) -> Result<PredictionRecord>;
+    /// Stores the outcome of a logged prediction. `NotFound` when the
+    /// prediction is not logged, `Conflict` when it already has one
+    /// (outcomes are never replaced).
+    async fn record_outcome(&self, outcome: &Outcome) -> Result<()>;
+    /// The model's predictions made at or after `since` that have an
+    /// outcome, newest first, at most `limit`.
+    async fn labelled_predictions(
+        &self,
+        model: &str,
+        since: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Vec<Labelled>>;
+    /// How many predictions each version and variant of the model answered
+    /// at or after `since`, by version then variant.
+    async fn prediction_counts(
+        &self,
+        model: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<VariantCount>>;
+}

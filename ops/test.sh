@@ -2,7 +2,8 @@
 # The one test command: formatting, lints and every test of the workspace.
 #
 # It checks, and where needed installs or starts, every service the tests
-# need: PostgreSQL (127.0.0.1:5432), RabbitMQ (127.0.0.1:5672), a local S3
+# need: PostgreSQL (127.0.0.1:5432), RabbitMQ (127.0.0.1:5672), Redis
+# (127.0.0.1:6379, and the redis-server binary for private servers), a local S3
 # server (s3s-fs, started here on a free port) and libtorch for the
 # neural-network family (ops/libtorch.sh), and the build tools of the
 # LightGBM and XGBoost families (cmake >= 3.28, ninja, libclang:
@@ -52,6 +53,15 @@ if ! port_open 5672; then
   wait_port 5672 90 || { echo "RabbitMQ did not start" >&2; exit 1; }
 fi
 echo "RabbitMQ: 127.0.0.1:5672"
+# The prediction cache's tests use the machine's Redis and start private
+# redis-servers of their own (to stop one mid-test).
+command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+if ! port_open 6379; then
+  echo "starting Redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no
+  wait_port 6379 30 || { echo "Redis did not start" >&2; exit 1; }
+fi
+echo "Redis: 127.0.0.1:6379"
 command -v python3 >/dev/null 2>&1 || apt_install python3
 # curl is the independent S3 client the distributed test reads objects with.
 command -v curl >/dev/null 2>&1 || apt_install curl

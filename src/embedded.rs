@@ -139,6 +139,13 @@ impl Running {
         parts: Parts,
         addr: SocketAddr,
     ) -> anyhow::Result<Running> {
+        // Checked before anything starts (the server itself may be down:
+        // the tier connects when first used).
+        let shared_cache = if parts.api {
+            tracseq_backends::cache::shared_tier(&cfg.serving)?
+        } else {
+            None
+        };
         let cancel = CancellationToken::new();
         // Wakes the scheduler at once when it shares this process; across
         // processes its tick picks the change up.
@@ -216,7 +223,10 @@ impl Running {
                 cfg.api.clone(),
                 cfg.limits.clone(),
                 cfg.deploy.clone(),
-                &cfg.serving,
+                tracseq_api::ServingSetup {
+                    config: cfg.serving.clone(),
+                    shared_cache,
+                },
                 wake,
             );
             let (tx, rx) = tokio::sync::oneshot::channel();

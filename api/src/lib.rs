@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tracseq_core::config::{ApiConfig, DeployConfig, LimitsConfig, ServingConfig};
-use tracseq_core::ports::SecurityStore;
+use tracseq_core::ports::{PredictionCache, SecurityStore};
 use tracseq_core::Platform;
 use warp::Filter;
 
@@ -52,6 +52,17 @@ pub struct ApiState {
     /// Every prediction, queued for the prediction log (see
     /// [`serving::PredictionLog`]).
     pub prediction_log: serving::PredictionLog,
+    /// Answers served again without the model (see [`serving::cache`]).
+    pub cache: serving::AnswerCache,
+}
+
+/// What `/predict` does beside answering: its settings, and the prediction
+/// cache's shared tier when one is configured (the binary builds it from
+/// `serving.redis_url`).
+#[derive(Clone, Default)]
+pub struct ServingSetup {
+    pub config: ServingConfig,
+    pub shared_cache: Option<Arc<dyn PredictionCache>>,
 }
 
 pub type Ctx = Arc<ApiState>;
@@ -65,11 +76,12 @@ impl ApiState {
         api: ApiConfig,
         limits: LimitsConfig,
         deploy: DeployConfig,
-        serving: &ServingConfig,
+        serving: ServingSetup,
         wake: Arc<Notify>,
     ) -> Ctx {
         let tokens = auth::TokenCache::new(Duration::from_millis(api.token_cache_ms));
-        let prediction_log = serving::PredictionLog::new(serving);
+        let prediction_log = serving::PredictionLog::new(&serving.config);
+        let cache = serving::AnswerCache::new(&serving.config, serving.shared_cache);
         if tokio::runtime::Handle::try_current().is_ok() {
             prediction_log.start(platform.predictions.clone());
         }
@@ -84,6 +96,7 @@ impl ApiState {
             tokens,
             audit_failures: AtomicU64::new(0),
             prediction_log,
+            cache,
         })
     }
 }

@@ -648,7 +648,7 @@ mod tests {
             Default::default(),
             Default::default(),
             Default::default(),
-            &Default::default(),
+            Default::default(),
             Arc::new(tokio::sync::Notify::new()),
         );
         let filter = crate::routes(ctx);

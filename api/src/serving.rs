@@ -16,9 +16,11 @@
 //! it. A version that fails to load is not swapped in: the replica keeps
 //! serving what it served and counts the failure.
 
+pub mod cache;
 mod log;
 mod stats;
 
+pub use cache::AnswerCache;
 pub use log::{LogFigures, PredictionLog};
 pub use stats::{ServingFigures, ServingStats};
 

@@ -18,8 +18,9 @@ fn may_call(role: Role, method: &str, path: &str) -> bool {
     match path {
         "/health" | "/openapi.json" | "/whoami" => true,
         p if p.starts_with("/tokens") || p == "/audit" => role == Admin,
-        "/predict" | "/batch_predict" => matches!(role, Scientist | Predictor | Admin),
-        "/artifacts/{path}" => matches!(role, Scientist | Admin),
+        "/predict" | "/batch_predict" | "/feedback" => matches!(role, Scientist | Predictor | Admin),
+        // Lab data: the artifacts' contents and the logged features.
+        "/artifacts/{path}" | "/predictions" => matches!(role, Scientist | Admin),
         // Deciding a promotion is the approver's job (and an admin's).
         "/promotions/{id}/approve" | "/promotions/{id}/reject" => matches!(role, Approver | Admin),
         _ if method == "get" => matches!(role, Viewer | Scientist | Approver | Admin),

@@ -65,7 +65,7 @@ async fn serve_tls(pem: &Pem) -> (SocketAddr, String, tokio::sync::oneshot::Send
         api,
         Default::default(),
         Default::default(),
-        &Default::default(),
+        Default::default(),
         Arc::new(tokio::sync::Notify::new()),
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -15,6 +15,7 @@
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+pub mod cache;
 #[cfg(test)]
 mod conformance;
 pub mod encryption;

@@ -3,7 +3,7 @@
 use super::{body, json_reply, run, with_ctx};
 use crate::guard::{caller, record_targets};
 use crate::problem::{ApiError, ApiResult};
-use crate::serving::{LoadedModel, Pick};
+use crate::serving::{cache, LoadedModel, Pick};
 use crate::{parse_json, Ctx};
 use bytes::Bytes;
 use chrono::Utc;
@@ -145,6 +145,39 @@ fn log_prediction(
     });
 }
 
+/// The model's answer to one record: from the prediction cache when it
+/// holds it, else computed (and cached).
+async fn answer(
+    ctx: &Ctx,
+    loaded: &LoadedModel,
+    features: &Map<String, Value>,
+) -> Result<Prediction, ApiError> {
+    let version = &loaded.version;
+    let key = ctx
+        .cache
+        .enabled()
+        .then(|| cache::key(&version.name, version.version, &version.sha256, features));
+    if let Some(key) = &key {
+        let hit = ctx.cache.get(&version.name, key).await;
+        // An entry that does not decode (never written by this code) is
+        // recomputed and replaced.
+        if let Some(p) = hit.and_then(|b| serde_json::from_slice::<Prediction>(&b).ok()) {
+            return Ok(p);
+        }
+    }
+    let prediction = loaded
+        .artifact
+        .predict(std::slice::from_ref(features))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::bad_request("no prediction produced"))?;
+    if let Some(key) = key {
+        let bytes = Bytes::from(serde_json::to_vec(&prediction)?);
+        ctx.cache.put(&version.name, key, bytes);
+    }
+    Ok(prediction)
+}
+
 async fn predict(ctx: Ctx, who: Option<Caller>, body: Result<Bytes, ApiError>) -> ApiResult {
     let started = Instant::now();
     let body = body?;
@@ -155,13 +188,10 @@ async fn predict(ctx: Ctx, who: Option<Caller>, body: Result<Bytes, ApiError>) -
     }
     let pick = Pick::from_request(req.version, req.alias.as_deref())?;
     let loaded = ctx.models.get(&ctx.platform, &req.model, pick).await?;
-    let predictions = loaded.artifact.predict(std::slice::from_ref(&req.features));
+    let prediction = answer(&ctx, &loaded, &req.features).await;
     let latency = started.elapsed();
-    loaded.stats.record(latency, predictions.is_ok());
-    let predictions = predictions?;
-    let prediction = predictions
-        .first()
-        .ok_or_else(|| ApiError::bad_request("no prediction produced"))?;
+    loaded.stats.record(latency, prediction.is_ok());
+    let prediction = &prediction?;
     let quality = (loaded.artifact.target == lab::TARGET).then(|| lab::assess(prediction));
     let request_id = RequestId::new();
     let resp = PredictResponse {

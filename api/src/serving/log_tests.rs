@@ -31,6 +31,7 @@ fn config(queue: usize, batch: usize) -> ServingConfig {
         log_queue: queue,
         log_batch: batch,
         log_flush_ms: 20,
+        ..Default::default()
     }
 }
 

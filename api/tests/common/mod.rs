@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tracseq_api::{ApiState, App};
+use tracseq_api::{ApiState, App, ServingSetup};
 use tracseq_backends::MemorySecurityStore;
 use tracseq_core::lifecycle::RetryPolicy;
 use tracseq_core::ports::SecurityStore;
@@ -23,6 +23,11 @@ pub struct Fixture {
 }
 
 pub async fn fixture() -> Fixture {
+    fixture_with(ServingSetup::default()).await
+}
+
+/// [`fixture`] with its own serving setup (cache, shared tier, log).
+pub async fn fixture_with(serving: ServingSetup) -> Fixture {
     let platform = tracseq_backends::platform::in_memory(RetryPolicy::default());
     let security: Arc<dyn SecurityStore> = Arc::new(MemorySecurityStore::new());
     let mut tokens = BTreeMap::new();
@@ -40,20 +45,41 @@ pub async fn fixture() -> Fixture {
         security.insert_token(&issued.record).await.unwrap();
         tokens.insert(role, issued.secret.expose().to_string());
     }
-    let ctx = ApiState::new(
-        platform.clone(),
-        security.clone(),
-        Default::default(),
-        Default::default(),
-        Default::default(),
-        &Default::default(),
-        Arc::new(tokio::sync::Notify::new()),
-    );
-    Fixture {
-        app: App::new(ctx),
-        platform,
-        security,
-        tokens,
+    Fixture::over(platform, security, tokens, serving)
+}
+
+impl Fixture {
+    fn over(
+        platform: Platform,
+        security: Arc<dyn SecurityStore>,
+        tokens: BTreeMap<Role, String>,
+        serving: ServingSetup,
+    ) -> Fixture {
+        let ctx = ApiState::new(
+            platform.clone(),
+            security.clone(),
+            Default::default(),
+            Default::default(),
+            Default::default(),
+            serving,
+            Arc::new(tokio::sync::Notify::new()),
+        );
+        Fixture {
+            app: App::new(ctx),
+            platform,
+            security,
+            tokens,
+        }
+    }
+
+    /// A second api replica over the same platform and tokens.
+    pub fn replica(&self, serving: ServingSetup) -> Fixture {
+        Fixture::over(
+            self.platform.clone(),
+            self.security.clone(),
+            self.tokens.clone(),
+            serving,
+        )
     }
 }
 
@@ -61,6 +87,8 @@ pub struct Answer {
     pub status: u16,
     pub headers: warp::http::HeaderMap,
     pub body: Value,
+    /// The body as text (for answers that are not JSON, like `/metrics`).
+    pub text: String,
 }
 
 impl Fixture {
@@ -82,6 +110,7 @@ impl Fixture {
             status,
             headers,
             body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            text: String::from_utf8_lossy(&bytes).into_owned(),
         }
     }
 

@@ -5,6 +5,8 @@
 mod amqp;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(feature = "s3")]
 mod s3;
 

@@ -2,6 +2,7 @@
 //! tests: a backend is correct when it passes the same suite as the others.
 
 mod artifacts;
+mod cache;
 mod deployments;
 mod encryption;
 mod paging;
@@ -14,6 +15,7 @@ pub mod services;
 mod state;
 
 pub use artifacts::artifact_store_suite;
+pub use cache::prediction_cache_suite;
 pub use encryption::{encryption_suite, new_key, sealed_with};
 pub use predictions::{outcome, prediction, prediction_log_suite};
 pub use queue::{job_queue_suite, msg};

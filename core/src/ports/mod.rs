@@ -6,8 +6,10 @@
 //! needs no access to what it stores. [`RegistryStore`] (stages, aliases,
 //! promotions, deployments) is separate for the same reason, and so is
 //! [`PredictionLogStore`] (the prediction log, which only the api writes).
+//! [`PredictionCache`] is the prediction cache's shared tier (Redis).
 
 mod artifacts;
+mod cache;
 mod predictions;
 mod queue;
 mod registry;
@@ -18,6 +20,7 @@ mod state;
 pub use artifacts::{
     ArtifactMeta, ArtifactPath, ArtifactStore, ByteStream, DIGEST_SUFFIX, KEY_SUFFIX,
 };
+pub use cache::PredictionCache;
 pub use predictions::PredictionLogStore;
 pub use queue::{Acker, Delivery, JobQueue, Subscription};
 pub use registry::{

@@ -1,0 +1,134 @@
+//! The prediction cache over HTTP: a cached answer is the computed one
+//! (same version, value and contributions), another version never gets it,
+//! replicas share answers through Redis, and a Redis outage (a private
+//! server, stopped) degrades to no shared cache, never to an error.
+
+mod common;
+
+use common::{artifact_bytes, fixture_with, register, Fixture};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tracseq_api::ServingSetup;
+use tracseq_backends::cache::RedisCache;
+use tracseq_backends::testing::services::PrivateRedis;
+use tracseq_core::config::ServingConfig;
+use tracseq_core::ports::PredictionCache;
+use tracseq_core::security::Role;
+
+fn setup(entries: usize, shared: Option<Arc<dyn PredictionCache>>) -> ServingSetup {
+    ServingSetup {
+        config: ServingConfig {
+            cache_entries: entries,
+            ..Default::default()
+        },
+        shared_cache: shared,
+    }
+}
+
+async fn predict(f: &Fixture, version: u32, seed: u64) -> Value {
+    let body = json!({"model": "sq", "version": version,
+                      "features": tracseq_learn::lab::example_record(seed)});
+    let got = f
+        .call(
+            "POST",
+            "/predict",
+            Some(f.token(Role::Predictor)),
+            &body.to_string(),
+        )
+        .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    got.body
+}
+
+/// The answer without what differs per request.
+fn answer(mut v: Value) -> Value {
+    v.as_object_mut().unwrap().remove("request_id");
+    v
+}
+
+async fn metrics(f: &Fixture) -> String {
+    let got = f
+        .call("GET", "/metrics", Some(f.token(Role::Admin)), "")
+        .await;
+    assert_eq!(got.status, 200);
+    got.text
+}
+
+#[tokio::test]
+async fn a_cached_answer_is_the_computed_one_and_only_for_its_version() {
+    let f = fixture_with(setup(100, None)).await;
+    let bytes = artifact_bytes();
+    register(&f.platform, 1, &bytes, false).await;
+    register(&f.platform, 2, &bytes, false).await;
+    let uncached = fixture_with(setup(0, None)).await;
+    register(&uncached.platform, 1, &bytes, false).await;
+
+    let computed = predict(&f, 1, 5).await;
+    let cached = predict(&f, 1, 5).await;
+    assert_ne!(computed["request_id"], cached["request_id"]);
+    assert_eq!(
+        answer(cached.clone()),
+        answer(computed.clone()),
+        "identical, contributions included"
+    );
+    assert_eq!(
+        answer(predict(&uncached, 1, 5).await),
+        answer(computed),
+        "and identical to a server without a cache"
+    );
+    let v2 = predict(&f, 2, 5).await;
+    assert_eq!(v2["version"], 2, "another version computes its own answer");
+    let text = metrics(&f).await;
+    for line in [
+        "tracseq_prediction_cache_hits_total{model=\"sq\",tier=\"memory\"} 1",
+        "tracseq_prediction_cache_misses_total{model=\"sq\"} 2",
+        "tracseq_prediction_cache_hit_ratio{model=\"sq\"} 0.333",
+    ] {
+        assert!(text.contains(line), "{line}\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_answers_through_redis_and_an_outage_only_costs_the_cache() {
+    let Some(mut redis) = PrivateRedis::start() else {
+        return;
+    };
+    let shared = || -> Arc<dyn PredictionCache> {
+        Arc::new(RedisCache::new(&redis.url(), std::time::Duration::from_millis(50)).unwrap())
+    };
+    let a = fixture_with(setup(100, Some(shared()))).await;
+    register(&a.platform, 1, &artifact_bytes(), false).await;
+    // b keeps nothing itself: each of its lookups asks Redis.
+    let b = a.replica(setup(0, Some(shared())));
+
+    let first = predict(&a, 1, 7).await;
+    // The shared write is not awaited by the answer: b may miss at first.
+    let mut from_b = Value::Null;
+    for _ in 0..100 {
+        from_b = predict(&b, 1, 7).await;
+        if metrics(&b).await.contains("tier=\"redis\"} 1\n") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(answer(from_b), answer(first));
+    let text = metrics(&b).await;
+    assert!(
+        text.contains("tracseq_prediction_cache_hits_total{model=\"sq\",tier=\"redis\"} 1\n"),
+        "{text}"
+    );
+
+    redis.stop();
+    for seed in 100..120 {
+        // New records: neither tier holds them; every answer still comes.
+        let got = predict(&a, 1, seed).await;
+        assert_eq!(got["version"], 1);
+    }
+    let text = metrics(&a).await;
+    let errors = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tracseq_prediction_cache_shared_errors_total "))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap();
+    assert!(errors >= 1, "the outage is counted: {text}");
+}

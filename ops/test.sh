@@ -62,6 +62,9 @@ if ! port_open 6379; then
   wait_port 6379 30 || { echo "Redis did not start" >&2; exit 1; }
 fi
 echo "Redis: 127.0.0.1:6379"
+# promtool (the Prometheus project's linter) checks the /metrics text.
+command -v promtool >/dev/null 2>&1 || apt_install --no-install-recommends prometheus
+echo "promtool: $(command -v promtool)"
 command -v python3 >/dev/null 2>&1 || apt_install python3
 # curl is the independent S3 client the distributed test reads objects with.
 command -v curl >/dev/null 2>&1 || apt_install curl

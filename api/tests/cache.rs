@@ -132,3 +132,56 @@ async fn replicas_share_answers_through_redis_and_an_outage_only_costs_the_cache
         .unwrap();
     assert!(errors >= 1, "the outage is counted: {text}");
 }
+
+/// `promtool check metrics` (the Prometheus project's own linter, from the
+/// Debian `prometheus` package) over `/metrics` with every family present:
+/// serving figures, the prediction log and both cache tiers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_text_passes_promtool() {
+    let Ok(promtool) = which("promtool") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool (Debian package prometheus) is required under CI"
+        );
+        eprintln!("skipped: promtool is not installed");
+        return;
+    };
+    let shared: Arc<dyn PredictionCache> = Arc::new(tracseq_backends::cache::MemoryCache::new());
+    let f = fixture_with(setup(100, Some(shared))).await;
+    register(&f.platform, 1, &artifact_bytes(), false).await;
+    for seed in [1, 1, 2] {
+        predict(&f, 1, seed).await;
+    }
+    let text = metrics(&f).await;
+    assert!(text.contains("tracseq_prediction_log_written_total"));
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or(())
+}

@@ -18,7 +18,9 @@ fn may_call(role: Role, method: &str, path: &str) -> bool {
     match path {
         "/health" | "/openapi.json" | "/whoami" => true,
         p if p.starts_with("/tokens") || p == "/audit" => role == Admin,
-        "/predict" | "/batch_predict" | "/feedback" => matches!(role, Scientist | Predictor | Admin),
+        "/predict" | "/batch_predict" | "/feedback" => {
+            matches!(role, Scientist | Predictor | Admin)
+        }
         // Lab data: the artifacts' contents and the logged features.
         "/artifacts/{path}" | "/predictions" => matches!(role, Scientist | Admin),
         // Deciding a promotion is the approver's job (and an admin's).

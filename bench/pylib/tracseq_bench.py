@@ -1,9 +1,10 @@
 """Shared helpers for the Python benchmark harnesses (bench/hpo, bench/models, bench/automl).
 
-`Server` starts `tracseq-ml up` on a free port with a fresh data directory,
-waits for `/health`, and speaks JSON to it over one keep-alive HTTP/1.1
-connection (`http.client`, so the client adds as little as possible to the
-round trips the harnesses time). Stopping sends SIGTERM and waits.
+`Server` starts `tracseq-ml up` on a free port with a fresh data directory
+(or a given one, kept), waits for `/health`, and speaks JSON to it over one
+keep-alive HTTP/1.1 connection (`http.client`, so the client adds as little
+as possible to the round trips the harnesses time), as the admin token the
+first start wrote. Stopping sends SIGTERM and waits.
 """
 
 import http.client
@@ -36,11 +37,13 @@ class ApiError(RuntimeError):
 
 
 class Server:
-    def __init__(self, binary, env=None, args=(), startup_timeout=120):
+    def __init__(self, binary, env=None, args=(), startup_timeout=120, data_dir=None):
         self.binary = binary
         self.port = free_port()
-        self.data_dir = tempfile.mkdtemp(prefix="tracseq-bench-")
-        self.log_path = os.path.join(self.data_dir, "server.log")
+        self.keep_data = data_dir is not None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="tracseq-bench-")
+        self.token = None
+        self.log_path = os.path.join(self.data_dir, f"server-{self.port}.log")
         full_env = dict(os.environ)
         full_env.setdefault("RUST_LOG", "warn")
         full_env.update(env or {})
@@ -57,6 +60,8 @@ class Server:
                                    f"log:\n{self.tail_log()}")
             try:
                 self.health = self.get("/health")
+                with open(os.path.join(self.data_dir, "admin.token")) as f:
+                    self.token = f.read().strip()
                 break
             except (OSError, http.client.HTTPException, ApiError):
                 self.conn = None
@@ -77,9 +82,10 @@ class Server:
             self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
         return self.conn
 
-    def request(self, method, path, body=None, content_type="application/json"):
-        """Returns the decoded JSON body; raises ApiError on a non-2xx status."""
-        headers = {}
+    def request(self, method, path, body=None, content_type="application/json", raw=False):
+        """Returns the decoded JSON body (the bytes with `raw`); raises
+        ApiError on a non-2xx status."""
+        headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
         if body is not None:
             if not isinstance(body, (bytes, str)):
                 body = json.dumps(body)
@@ -98,9 +104,11 @@ class Server:
                 self.conn = None
                 if attempt:
                     raise
-        text = data.decode("utf-8", "replace")
         if not 200 <= resp.status < 300:
-            raise ApiError(resp.status, text, method, path)
+            raise ApiError(resp.status, data.decode("utf-8", "replace"), method, path)
+        if raw:
+            return data
+        text = data.decode("utf-8", "replace")
         return json.loads(text) if text else None
 
     def get(self, path):
@@ -121,7 +129,8 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+        if not self.keep_data:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def __enter__(self):
         return self

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracseq_core::ids::RequestId;
 use tracseq_core::predictions::{validate_entity_id, PredictionRecord, PRIMARY};
@@ -151,18 +152,15 @@ async fn answer(
     ctx: &Ctx,
     loaded: &LoadedModel,
     features: &Map<String, Value>,
-) -> Result<Prediction, ApiError> {
+) -> Result<Arc<Prediction>, ApiError> {
     let version = &loaded.version;
     let key = ctx
         .cache
         .enabled()
         .then(|| cache::key(&version.name, version.version, &version.sha256, features));
     if let Some(key) = &key {
-        let hit = ctx.cache.get(&version.name, key).await;
-        // An entry that does not decode (never written by this code) is
-        // recomputed and replaced.
-        if let Some(p) = hit.and_then(|b| serde_json::from_slice::<Prediction>(&b).ok()) {
-            return Ok(p);
+        if let Some(hit) = ctx.cache.get(&version.name, key).await {
+            return Ok(hit);
         }
     }
     let prediction = loaded
@@ -171,9 +169,9 @@ async fn answer(
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::bad_request("no prediction produced"))?;
+    let prediction = Arc::new(prediction);
     if let Some(key) = key {
-        let bytes = Bytes::from(serde_json::to_vec(&prediction)?);
-        ctx.cache.put(&version.name, key, bytes);
+        ctx.cache.put(&version.name, key, prediction.clone());
     }
     Ok(prediction)
 }

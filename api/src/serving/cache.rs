@@ -9,10 +9,12 @@
 //! a new deployment starts with its own keys — and a database rebuilt with
 //! the same version numbers cannot meet a stale answer in a shared Redis.
 //!
-//! A cached answer is the model's own, serialised exactly (value,
-//! probabilities, contributions, base value). Redis being down makes the
-//! shared tier miss (counted), never fail or hold a request: its writes
-//! are not awaited, and its reads have a short deadline.
+//! A cached answer is the model's own: the in-process tier holds the
+//! answer itself (no encoding on the request path), the shared tier its
+//! exact JSON (value, probabilities, contributions, base value), encoded
+//! off the request path. Redis being down makes the shared tier miss
+//! (counted), never fail or hold a request: its writes are not awaited,
+//! and its reads have a short deadline.
 
 use bytes::Bytes;
 use lru::LruCache;
@@ -25,11 +27,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tracseq_core::config::ServingConfig;
 use tracseq_core::ports::PredictionCache;
+use tracseq_learn::predict::Prediction;
 
 struct Entry {
     expires: Instant,
     model: Arc<str>,
-    bytes: Bytes,
+    answer: Arc<Prediction>,
 }
 
 #[derive(Default)]
@@ -137,15 +140,16 @@ impl AnswerCache {
     }
 
     /// The cached answer under `key` (of `model`), from this process or
-    /// the shared tier; a miss is counted.
-    pub async fn get(&self, model: &str, key: &str) -> Option<Bytes> {
+    /// the shared tier; a miss is counted. A shared entry that does not
+    /// decode (not written by this code) is a miss.
+    pub async fn get(&self, model: &str, key: &str) -> Option<Arc<Prediction>> {
         let counts = self.counts(model);
         if let Some(local) = &self.local {
             let mut g = lock(local);
             match g.get(key) {
                 Some(e) if e.expires > Instant::now() => {
                     counts.memory_hits.fetch_add(1, Ordering::Relaxed);
-                    return Some(e.bytes.clone());
+                    return Some(e.answer.clone());
                 }
                 Some(_) => {
                     g.pop(key);
@@ -157,9 +161,12 @@ impl AnswerCache {
         if let Some(shared) = &self.shared {
             match shared.get(key).await {
                 Ok(Some(bytes)) => {
-                    counts.shared_hits.fetch_add(1, Ordering::Relaxed);
-                    self.keep_local(model, key, bytes.clone());
-                    return Some(bytes);
+                    if let Ok(p) = serde_json::from_slice::<Prediction>(&bytes) {
+                        counts.shared_hits.fetch_add(1, Ordering::Relaxed);
+                        let answer = Arc::new(p);
+                        self.keep_local(model, key, answer.clone());
+                        return Some(answer);
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -172,27 +179,30 @@ impl AnswerCache {
         None
     }
 
-    /// Keeps a computed answer in both tiers (the shared write is not
-    /// awaited).
-    pub fn put(&self, model: &str, key: String, bytes: Bytes) {
+    /// Keeps a computed answer in both tiers (the shared tier's encoding
+    /// and write happen off the request path).
+    pub fn put(&self, model: &str, key: String, answer: Arc<Prediction>) {
         if let Some(shared) = &self.shared {
             let (shared, errors, ttl) = (shared.clone(), self.shared_errors.clone(), self.ttl);
-            let (k, b) = (key.clone(), bytes.clone());
+            let (k, a) = (key.clone(), answer.clone());
             tokio::spawn(async move {
-                if shared.put(&k, b, ttl).await.is_err() {
+                let Ok(bytes) = serde_json::to_vec(a.as_ref()) else {
+                    return;
+                };
+                if shared.put(&k, Bytes::from(bytes), ttl).await.is_err() {
                     errors.fetch_add(1, Ordering::Relaxed);
                 }
             });
         }
-        self.keep_local(model, &key, bytes);
+        self.keep_local(model, &key, answer);
     }
 
-    fn keep_local(&self, model: &str, key: &str, bytes: Bytes) {
+    fn keep_local(&self, model: &str, key: &str, answer: Arc<Prediction>) {
         let Some(local) = &self.local else { return };
         let entry = Entry {
             expires: Instant::now() + self.ttl,
             model: Arc::from(model),
-            bytes,
+            answer,
         };
         let pushed_out = lock(local).push(key.to_string(), entry);
         if let Some((old_key, old)) = pushed_out {

@@ -4,6 +4,16 @@ use serde_json::json;
 use tracseq_backends::cache::MemoryCache;
 use tracseq_core::{Error, Result};
 
+fn answer(value: f64) -> Arc<Prediction> {
+    Arc::new(Prediction {
+        value,
+        label: None,
+        probabilities: None,
+        contributions: Vec::new(),
+        base_value: 0.0,
+    })
+}
+
 fn features(v: Value) -> Map<String, Value> {
     v.as_object().unwrap().clone()
 }
@@ -55,15 +65,15 @@ fn the_key_is_canonical_in_names_and_numbers_but_names_the_version_and_digest() 
 async fn the_size_bound_evicts_the_least_recently_used_and_counts_it() {
     let c = AnswerCache::new(&config(2, 60_000), None);
     assert!(c.enabled());
-    c.put("m", "k1".into(), Bytes::from_static(b"1"));
-    c.put("m", "k2".into(), Bytes::from_static(b"2"));
+    c.put("m", "k1".into(), answer(1.0));
+    c.put("m", "k2".into(), answer(2.0));
     assert!(
         c.get("m", "k1").await.is_some(),
         "k1 is now the most recent"
     );
-    c.put("n", "k3".into(), Bytes::from_static(b"3"));
+    c.put("n", "k3".into(), answer(3.0));
     assert_eq!(c.get("m", "k2").await, None, "k2 was pushed out");
-    assert_eq!(c.get("m", "k1").await, Some(Bytes::from_static(b"1")));
+    assert_eq!(c.get("m", "k1").await, Some(answer(1.0)));
     let f = c.figures("m");
     assert_eq!((f.memory_hits, f.misses, f.evictions), (2, 1, 1));
     assert_eq!(c.figures("n").evictions, 0);
@@ -82,7 +92,7 @@ async fn the_size_bound_evicts_the_least_recently_used_and_counts_it() {
 #[tokio::test]
 async fn an_expired_answer_is_a_miss_and_an_eviction() {
     let c = AnswerCache::new(&config(10, 30), None);
-    c.put("m", "k".into(), Bytes::from_static(b"v"));
+    c.put("m", "k".into(), answer(9.0));
     tokio::time::sleep(Duration::from_millis(80)).await;
     assert_eq!(c.get("m", "k").await, None);
     let f = c.figures("m");
@@ -94,7 +104,7 @@ async fn replicas_share_answers_through_the_shared_tier() {
     let shared: Arc<dyn PredictionCache> = Arc::new(MemoryCache::new());
     let a = AnswerCache::new(&config(10, 60_000), Some(shared.clone()));
     let b = AnswerCache::new(&config(10, 60_000), Some(shared));
-    a.put("m", "k".into(), Bytes::from_static(b"v"));
+    a.put("m", "k".into(), answer(9.0));
     let mut got = None;
     for _ in 0..100 {
         // The shared write is not awaited by put.
@@ -104,7 +114,7 @@ async fn replicas_share_answers_through_the_shared_tier() {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(got, Some(Bytes::from_static(b"v")));
+    assert_eq!(got, Some(answer(9.0)));
     assert_eq!(b.figures("m").shared_hits, 1);
     assert!(b.get("m", "k").await.is_some());
     assert_eq!(
@@ -131,7 +141,7 @@ async fn a_shared_tier_that_is_down_is_a_counted_miss_never_an_error() {
     let c = AnswerCache::new(&config(0, 60_000), Some(Arc::new(Down)));
     assert!(c.enabled(), "shared tier only");
     assert_eq!(c.get("m", "k").await, None);
-    c.put("m", "k".into(), Bytes::from_static(b"v"));
+    c.put("m", "k".into(), answer(9.0));
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(c.figures("m").misses, 1);
     let mut text = String::new();

@@ -374,6 +374,23 @@ fn query_params(method: &str, path: &str) -> Vec<Value> {
             json!({"type": "string", "format": "date-time"}),
             "only predictions at or after this time (RFC 3339)",
         )],
+        ("get", "/models/{name}/drift") => vec![
+            q(
+                "version",
+                json!({"type": "integer", "minimum": 1, "maximum": u32::MAX}),
+                "the version to judge (default: the one serving requests without a version)",
+            ),
+            q(
+                "since",
+                json!({"type": "string", "format": "date-time"}),
+                "only predictions at or after this time (RFC 3339)",
+            ),
+            q(
+                "limit",
+                json!({"type": "integer", "minimum": 1, "maximum": crate::routes::drift::MAX_WINDOW, "default": crate::routes::drift::DEFAULT_WINDOW}),
+                "the newest live records compared",
+            ),
+        ],
         ("get", "/deployments") => vec![
             q(
                 "model",

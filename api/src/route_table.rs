@@ -277,6 +277,11 @@ pub(crate) const ROUTES: &[Route] = &[
         "Live metrics from reported outcomes per version and variant, with 95% intervals (?since=)",
     ),
     get(
+        "/models/{name}/drift",
+        Needs(Read),
+        "Per-feature drift of live features (the prediction log) from the training profile: PSI, KS, chi-squared, Jensen-Shannon, sample sizes (?version=&since=&limit=)",
+    ),
+    get(
         "/models/{name}/history",
         Needs(Read),
         "Every stage and alias move: who asked, who approved, when (?after=&limit=)",

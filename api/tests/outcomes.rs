@@ -212,3 +212,80 @@ async fn bad_reports_are_refused_by_name_and_store_nothing() {
         assert!(matches!(got.status, 400 | 404), "{bad}: {}", got.body);
     }
 }
+
+/// The drift report, once the log holds at least 300 records of its window.
+async fn drift_report(f: &Fixture, query: String) -> Value {
+    for _ in 0..300 {
+        let got = f
+            .call(
+                "GET",
+                &format!("/models/sq/drift?{query}"),
+                Some(f.token(Role::Viewer)),
+                "",
+            )
+            .await;
+        assert_eq!(got.status, 200, "{}", got.body);
+        if got.body["live_records"].as_u64() >= Some(300) {
+            return got.body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the log never held 300 records");
+}
+
+#[tokio::test]
+async fn drift_compares_the_logged_features_with_the_training_profile() {
+    let f = fixture().await;
+    register(&f.platform, 1, &artifact_bytes(), false).await;
+    let predictor = f.token(Role::Predictor);
+    let send = |shift: f64, seeds: std::ops::Range<u64>| {
+        let records: Vec<Value> = seeds
+            .map(|s| {
+                let mut r = tracseq_learn::lab::example_record(s);
+                let age = r["sample_age_days"].as_f64().unwrap_or(0.0);
+                r.insert("sample_age_days".into(), json!(age + shift));
+                json!(r)
+            })
+            .collect();
+        json!({"model": "sq", "version": 1, "records": records}).to_string()
+    };
+    let ok = f
+        .call(
+            "POST",
+            "/batch_predict",
+            Some(predictor),
+            &send(0.0, 0..300),
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let viewer = f.token(Role::Viewer);
+    let calm = drift_report(&f, "version=1".into()).await;
+    assert_eq!(calm["drifted"], json!([]), "{calm}");
+    let age = calm["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["feature"] == "sample_age_days")
+        .unwrap();
+    assert_eq!(age["n_live"], 300);
+    assert!(age["ks"]["p_value"].as_f64().is_some() && age["psi"]["value"].as_f64().is_some());
+
+    let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // Samples now arrive a year older than anything the model saw.
+    let late = f
+        .call(
+            "POST",
+            "/batch_predict",
+            Some(predictor),
+            &send(365.0, 300..600),
+        )
+        .await;
+    assert_eq!(late.status, 200);
+    let moved = drift_report(&f, format!("version=1&since={}", since.replace('+', "%2B"))).await;
+    assert_eq!(moved["drifted"], json!(["sample_age_days"]), "{moved}");
+    let bad = f
+        .call("GET", "/models/sq/drift?limit=0", Some(viewer), "")
+        .await;
+    assert_eq!(bad.status, 400);
+}

@@ -118,14 +118,31 @@ pub fn ks_two_sample(reference: &[f64], live: &[f64]) -> Option<Ks> {
         }
         d = d.max((i as f64 / na - j as f64 / nb).abs());
     }
-    let ne = na * nb / (na + nb);
-    let lambda = (ne.sqrt() + 0.12 + 0.11 / ne.sqrt()) * d;
     Some(Ks {
         statistic: d,
-        p_value: kolmogorov_sf(lambda),
+        p_value: ks_p_value(d, na, nb),
         n_reference: a.len(),
         n_live: b.len(),
     })
+}
+
+/// The asymptotic p-value of a two-sample KS statistic `d` for samples of
+/// `na` and `nb` values (Stephens' correction, as [`ks_two_sample`]).
+fn ks_p_value(d: f64, na: f64, nb: f64) -> f64 {
+    let ne = na * nb / (na + nb);
+    kolmogorov_sf((ne.sqrt() + 0.12 + 0.11 / ne.sqrt()) * d)
+}
+
+/// The KS test of `live` against a reference kept as evenly spaced
+/// quantiles of its `n_reference` values (a training profile): the
+/// statistic from the quantiles' distribution function (within about
+/// 1/len of the full sample's), the p-value for the reference's real size.
+pub fn ks_against_quantiles(quantiles: &[f64], n_reference: usize, live: &[f64]) -> Option<Ks> {
+    let mut ks = ks_two_sample(quantiles, live)?;
+    let n_reference = n_reference.max(ks.n_reference);
+    ks.p_value = ks_p_value(ks.statistic, n_reference as f64, ks.n_live as f64);
+    ks.n_reference = n_reference;
+    Some(ks)
 }
 
 /// Q_KS(λ) = 2 Σₖ (−1)^(k−1) e^(−2k²λ²), the Kolmogorov distribution's

@@ -14,6 +14,7 @@ pub mod automl;
 pub mod cv;
 pub mod dataset;
 pub mod drift;
+pub mod drift_report;
 mod error;
 pub mod lab;
 pub mod live;

@@ -44,9 +44,9 @@ fn is_classification(output: &Value) -> bool {
     output.get("label").is_some()
 }
 
-/// A class label as reports may write it: a text, or a number or boolean
-/// that stands for one.
-fn label_of(actual: &Value) -> Option<String> {
+/// A class label (or a category) as reports and requests may write it: a
+/// text, or a number or boolean that stands for one.
+pub(crate) fn label_of(actual: &Value) -> Option<String> {
     match actual {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),

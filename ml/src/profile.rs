@@ -8,6 +8,10 @@ use crate::dataset::{ColumnData, Dataset};
 
 /// Most frequent categories kept per categorical feature.
 pub const TOP_CATEGORIES: usize = 20;
+/// Evenly spaced quantiles kept per numeric feature: its training
+/// distribution at a resolution of 1/199, the reference the drift tests
+/// compare live values with.
+pub const REFERENCE_QUANTILES: usize = 200;
 
 /// One category and how often it occurred.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +37,11 @@ pub enum FeatureProfile {
         p50: Option<f64>,
         p95: Option<f64>,
         max: Option<f64>,
+        /// The values at ranks 0, 1/(k−1), …, 1 of the sorted training
+        /// values (k = [`REFERENCE_QUANTILES`], fewer when there were fewer
+        /// values). Empty in profiles made before it was kept.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        quantiles: Vec<f64>,
     },
     Categorical {
         name: String,
@@ -85,7 +94,20 @@ fn numeric(name: &str, values: impl Iterator<Item = f64>, rows: usize) -> Featur
         p50: stat(&|v| percentile(v, 0.50)),
         p95: stat(&|v| percentile(v, 0.95)),
         max: v.last().copied(),
+        quantiles: reference_quantiles(&v),
     }
+}
+
+/// [`REFERENCE_QUANTILES`] evenly spaced quantiles of `sorted` (all of it
+/// when shorter).
+fn reference_quantiles(sorted: &[f64]) -> Vec<f64> {
+    if sorted.len() <= REFERENCE_QUANTILES {
+        return sorted.to_vec();
+    }
+    let k = REFERENCE_QUANTILES;
+    (0..k)
+        .map(|i| percentile(sorted, i as f64 / (k - 1) as f64))
+        .collect()
 }
 
 fn categorical<'a>(

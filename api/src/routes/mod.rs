@@ -4,6 +4,7 @@ mod artifacts;
 mod audit;
 mod datasets;
 mod deployments;
+pub(crate) mod drift;
 mod experiments;
 mod feedback;
 mod jobs;
@@ -58,6 +59,8 @@ pub fn all(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + 
         .or(predictions::routes(ctx.clone()))
         .unify()
         .or(feedback::routes(ctx.clone()))
+        .unify()
+        .or(drift::routes(ctx.clone()))
         .unify()
         .or(artifacts::routes(ctx.clone()))
         .unify()

@@ -472,6 +472,15 @@ async fn outcomes(who: &Client, model: &str, seed: u64) -> anyhow::Result<()> {
         "\n9. {MEASURED_SAMPLES} samples predicted by sample id, measured by the lab and reported (POST /feedback):"
     );
     for arm in live["variants"].as_array().into_iter().flatten() {
+        if arm["outcomes"].as_u64() == Some(0) {
+            println!(
+                "   GET /models/{model}/live: version {} ({}): {} predictions, no outcomes reported yet",
+                arm["version"],
+                arm["variant"].as_str().unwrap_or("?"),
+                arm["predictions"]
+            );
+            continue;
+        }
         let rmse = &arm["metrics"][0];
         println!(
             "   GET /models/{model}/live: version {} ({}): {} predictions, {} outcomes, live RMSE {:.2} (95% CI {:.2} to {:.2})",

@@ -77,6 +77,9 @@ BEGIN
 
     EXECUTE format('GRANT SELECT, INSERT, UPDATE ON %I.api_tokens TO tracseq_api', s);
     EXECUTE format('GRANT SELECT, INSERT ON %I.audit_log TO tracseq_api', s);
+    -- The scheduler records what it does on nobody's request (a canary's
+    -- automatic rollback) in the same chain.
+    EXECUTE format('GRANT SELECT, INSERT ON %I.audit_log TO tracseq_scheduler', s);
     FOREACH t IN ARRAY ARRAY['prediction_logs', 'prediction_outcomes'] LOOP
         EXECUTE format('GRANT SELECT, INSERT ON %I.%I TO tracseq_api', s, t);
         EXECUTE format('GRANT SELECT ON %I.%I TO tracseq_scheduler', s, t);

@@ -116,9 +116,11 @@ impl Running {
             },
             Role::Migrate => anyhow::bail!("migrate is not a long-running role"),
         };
-        let security = if parts.api {
+        // The scheduler holds the audit log too: it records the rollbacks
+        // it makes on nobody's request.
+        let security = if parts.api || parts.scheduler {
             let store = tracseq_backends::platform::security_store(&cfg.data_dir, Some(d)).await?;
-            if store.list_tokens().await?.is_empty() {
+            if parts.api && store.list_tokens().await?.is_empty() {
                 tracing::warn!(
                     "no API tokens exist, so every request but /health is refused: create one with \
                      `tracseq-ml token create --name admin --role admin` (with the same DATABASE_URL)"
@@ -152,13 +154,16 @@ impl Running {
         let wake = Arc::new(Notify::new());
 
         let scheduler = parts.scheduler.then(|| {
-            let scheduler = Scheduler::new(
+            let mut scheduler = Scheduler::new(
                 platform.clone(),
                 Duration::from_millis(cfg.scheduler.tick_ms),
                 wake.clone(),
             )
             .with_republish_after(Duration::from_secs(cfg.scheduler.republish_secs))
             .with_unschedulable_after(Duration::from_secs(cfg.scheduler.unschedulable_secs));
+            if let Some(store) = &security {
+                scheduler = scheduler.with_audit(store.clone());
+            }
             let c = cancel.clone();
             tokio::spawn(
                 async move {

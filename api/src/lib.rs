@@ -54,6 +54,8 @@ pub struct ApiState {
     pub prediction_log: serving::PredictionLog,
     /// Answers served again without the model (see [`serving::cache`]).
     pub cache: serving::AnswerCache,
+    /// Shadow copies of routed requests (see [`serving::shadow`]).
+    pub shadows: serving::shadow::Shadows,
 }
 
 /// What `/predict` does beside answering: its settings, and the prediction
@@ -97,6 +99,7 @@ impl ApiState {
             audit_failures: AtomicU64::new(0),
             prediction_log,
             cache,
+            shadows: Default::default(),
         })
     }
 }

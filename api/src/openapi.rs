@@ -10,6 +10,8 @@ use tracseq_core::registry::Stage;
 use tracseq_core::security::token::LIFETIME_PATTERN;
 use tracseq_core::types::NAME_PATTERN;
 
+mod traffic;
+
 /// An entity id (a sample's id) as `/predict` and `/predictions` take it.
 fn entity_id_schema() -> Value {
     use tracseq_core::predictions::{ENTITY_ID_PATTERN, MAX_ENTITY_ID};
@@ -158,7 +160,8 @@ fn schemas() -> Value {
             "name": name, "version": version, "alias": {"type": "string", "maxLength": 64}, "stage": stage,
             "target": {"type": "string", "enum": Target::ALL.iter().map(|t| t.as_str()).collect::<Vec<_>>(), "default": "platform"},
             "replicas": {"type": "integer", "minimum": 1, "maximum": tracseq_scheduler::deployments::MAX_REPLICAS, "default": 1},
-            "resources": resources}},
+            "resources": resources,
+            "traffic": traffic::schema()}},
         "RollbackRequest": {"type": "object", "additionalProperties": false, "properties": {"reason": reason}},
         "RegisterRequest": {"type": "object", "required": ["name", "sha256"], "additionalProperties": false,
             "description": "exactly one of artifact_path (an object in the artifact store) and artifact_base64 (the model.json bytes)",

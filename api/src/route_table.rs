@@ -290,7 +290,7 @@ pub(crate) const ROUTES: &[Route] = &[
         "/models/deploy",
         Needs(Write),
         "models.deploy",
-        "Deploy a version (by version, alias or stage) to a target as a deploy job (202)",
+        "Deploy a version (by version, alias or stage) to a target as a deploy job (202); on the platform, optionally with a traffic policy (A/B split, shadow, canary)",
         "DeployRequest",
         202,
     ),
@@ -302,7 +302,12 @@ pub(crate) const ROUTES: &[Route] = &[
     get(
         "/deployments/{id}",
         Needs(Read),
-        "One deployment with its state history",
+        "One deployment with its state history, traffic policy and canary checks",
+    ),
+    get(
+        "/deployments/{id}/analysis",
+        Needs(Read),
+        "A/B analysis: per variant requests, errors, latency percentiles, outcomes, live metrics with 95% intervals, and each variant against its baseline (Welch t / two-proportion z, p-values)",
     ),
     post(
         "/deployments/{id}/rollback",

@@ -15,20 +15,29 @@
 //! artifact; requests already holding the old model (an `Arc`) finish on
 //! it. A version that fails to load is not swapped in: the replica keeps
 //! serving what it served and counts the failure.
+//!
+//! A deployment with a traffic policy (A/B arms, a canary) routes each
+//! such request to one of its versions ([`routing`]); every version it
+//! names is loaded before the policy takes traffic, the same way.
 
 pub mod cache;
 mod log;
+pub mod routing;
+pub mod shadow;
 mod stats;
 
 pub use cache::AnswerCache;
 pub use log::{LogFigures, PredictionLog};
+pub use routing::{Answerer, Routed};
 pub use stats::{ServingFigures, ServingStats};
 
+use routing::RoutedSlot;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use tracseq_core::lifecycle::deployment::Target;
+use tracseq_core::lifecycle::deployment::{Deployment, Target};
+use tracseq_core::lifecycle::traffic;
 use tracseq_core::ports::ArtifactPath;
 use tracseq_core::registry::{check_alias_shape, ModelSlots};
 use tracseq_core::types::{validate_name, ModelVersion};
@@ -38,8 +47,48 @@ use tracseq_learn::artifact::ModelArtifact;
 pub struct LoadedModel {
     pub version: ModelVersion,
     pub artifact: ModelArtifact,
-    /// This replica's serving figures for the version.
-    pub stats: ServingStats,
+    /// This replica's serving figures for the version, per variant it
+    /// answered as (a handful: a scan beats a map).
+    stats: RwLock<VariantStats>,
+}
+
+/// One version's serving figures, by the variant it answered as.
+type VariantStats = Vec<(String, Arc<ServingStats>)>;
+
+impl LoadedModel {
+    pub fn new(version: ModelVersion, artifact: ModelArtifact) -> LoadedModel {
+        LoadedModel {
+            version,
+            artifact,
+            stats: RwLock::default(),
+        }
+    }
+
+    /// Counts one request this version answered as `variant`.
+    pub fn record(&self, variant: &str, took: Duration, ok: bool) {
+        if let Some((_, s)) = read(&self.stats).iter().find(|(v, _)| v == variant) {
+            s.record(took, ok);
+            return;
+        }
+        let mut all = write(&self.stats);
+        let s = match all.iter().find(|(v, _)| v == variant) {
+            Some((_, s)) => s.clone(),
+            None => {
+                let s = Arc::new(ServingStats::default());
+                all.push((variant.to_string(), s.clone()));
+                s
+            }
+        };
+        drop(all);
+        s.record(took, ok);
+    }
+
+    /// The version's figures over every variant it answered as.
+    pub fn figures(&self) -> ServingFigures {
+        let all = read(&self.stats);
+        let stats: Vec<&ServingStats> = all.iter().map(|(_, s)| s.as_ref()).collect();
+        ServingStats::figures_of(&stats)
+    }
 }
 
 /// Which version a request asks for.
@@ -83,9 +132,9 @@ const REFUSAL_RECHECK: Duration = Duration::from_millis(100);
 #[derive(Default)]
 pub struct ModelCache {
     loaded: RwLock<HashMap<(String, u32), Arc<LoadedModel>>>,
-    /// Each model's deployed version, loaded: what a request without
-    /// version or alias gets. Replaced whole by each refresh.
-    deployed: RwLock<Arc<HashMap<String, Arc<LoadedModel>>>>,
+    /// Each model's live deployment, its versions loaded: what routes a
+    /// request without version or alias. Replaced whole by each refresh.
+    deployed: RwLock<Arc<HashMap<String, Arc<Routed>>>>,
     /// When `deployed` was last read from the registry.
     refreshed: RwLock<Option<Instant>>,
     refreshing: tokio::sync::Mutex<()>,
@@ -105,15 +154,41 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl ModelCache {
-    /// The model that answers a request for `name` and `pick`.
+    /// The model that answers a request for `name` and `pick` (for a
+    /// request routed by a traffic policy, its primary arm's or canary's:
+    /// the deployment's own version).
     pub async fn get(&self, p: &Platform, name: &str, pick: Pick<'_>) -> Result<Arc<LoadedModel>> {
+        if pick == Pick::Serving {
+            if let Some(r) = self.deployed(p, name).await {
+                if let Some(s) = r
+                    .slots
+                    .iter()
+                    .find(|s| s.model.version.version == r.version)
+                {
+                    return Ok(s.model.clone());
+                }
+            }
+        }
+        Ok(self.route(p, name, pick, None).await?.model)
+    }
+
+    /// The model that answers one request for `name` and `pick`, and the
+    /// traffic arm it answers as: a request without version or alias is
+    /// routed by the live deployment's policy (sticky by `entity_id`).
+    pub async fn route(
+        &self,
+        p: &Platform,
+        name: &str,
+        pick: Pick<'_>,
+        entity_id: Option<&str>,
+    ) -> Result<Answerer> {
         validate_name("model", name)?;
         let version = match pick {
             Pick::Version(v) => v,
             Pick::Alias(alias) => self.alias_version(p, name, alias).await?,
             Pick::Serving => {
-                if let Some(m) = self.deployed(p, name).await {
-                    return Ok(m);
+                if let Some(r) = self.deployed(p, name).await {
+                    return Ok(r.pick(entity_id));
                 }
                 match self.slots(p, name).await?.production() {
                     Some(v) => v,
@@ -127,8 +202,8 @@ impl ModelCache {
                                 tracing::warn!(error = %e, "reading the live deployments failed");
                             }
                         }
-                        if let Some(m) = read(&self.deployed).get(name).cloned() {
-                            return Ok(m);
+                        if let Some(r) = read(&self.deployed).get(name).cloned() {
+                            return Ok(r.pick(entity_id));
                         }
                         write(&self.slots).remove(name);
                         self.slots(p, name).await?.production().ok_or_else(|| {
@@ -142,12 +217,12 @@ impl ModelCache {
                 }
             }
         };
-        self.load(p, name, version).await
+        Ok(Answerer::pinned(self.load(p, name, version).await?))
     }
 
-    /// The deployed model, reading the registry first when no poller has
+    /// The live deployment, reading the registry first when no poller has
     /// done so lately (an api built without [`crate::serve`]'s poller).
-    async fn deployed(&self, p: &Platform, name: &str) -> Option<Arc<LoadedModel>> {
+    async fn deployed(&self, p: &Platform, name: &str) -> Option<Arc<Routed>> {
         // A running poller keeps the view fresh; only a view three polls
         // old (a poller that stalled, or none) is read on the request path.
         let poll = Duration::from_millis(self.poll_ms.load(Ordering::Relaxed));
@@ -195,7 +270,7 @@ impl ModelCache {
 
     /// The loaded model of one version, loading and digest-checking it on
     /// first use.
-    async fn load(&self, p: &Platform, name: &str, version: u32) -> Result<Arc<LoadedModel>> {
+    pub async fn load(&self, p: &Platform, name: &str, version: u32) -> Result<Arc<LoadedModel>> {
         let key = (name.to_string(), version);
         if let Some(m) = read(&self.loaded).get(&key) {
             return Ok(m.clone());
@@ -210,19 +285,16 @@ impl ModelCache {
             .await
             .map_err(|e| Error::Internal(format!("model loader panicked: {e}")))?
             .map_err(|e| Error::Internal(format!("model '{name}' version {version}: {e}")))?;
-        let loaded = Arc::new(LoadedModel {
-            version: record,
-            artifact,
-            stats: ServingStats::default(),
-        });
+        let loaded = Arc::new(LoadedModel::new(record, artifact));
         // Two first requests may both load; the first stored wins, so
         // every request counts against one set of figures.
         Ok(write(&self.loaded).entry(key).or_insert(loaded).clone())
     }
 
     /// Reads the live `platform` deployments and swaps in each model whose
-    /// deployed version changed, after loading it. One refresh at a time;
-    /// a caller that finds one running waits for it.
+    /// deployment (or its policy) changed, after loading every version it
+    /// routes to. One refresh at a time; a caller that finds one running
+    /// waits for it.
     pub async fn refresh_deployments(&self, p: &Platform) -> Result<()> {
         let _one = self.refreshing.lock().await;
         // Stamped first: a registry that cannot be read is retried at the
@@ -235,22 +307,27 @@ impl ModelCache {
         for d in live {
             let same = current
                 .get(&d.model)
-                .filter(|m| m.version.version == d.version);
-            if let Some(m) = same {
-                next.insert(d.model, m.clone());
+                .filter(|r| r.deployment == d.id && r.revision == d.revision);
+            if let Some(r) = same {
+                next.insert(d.model, r.clone());
                 continue;
             }
             changed = true;
-            match self.load(p, &d.model, d.version).await {
-                Ok(m) => {
-                    tracing::info!(model = %d.model, version = d.version, deployment = %d.id,
-                        "serving the deployed version");
-                    self.swaps.fetch_add(1, Ordering::Relaxed);
-                    next.insert(d.model, m);
+            match self.routed(p, &d).await {
+                Ok(r) => {
+                    let moved = current
+                        .get(&d.model)
+                        .is_none_or(|old| old.deployment != d.id || old.version != d.version);
+                    if moved {
+                        tracing::info!(model = %d.model, version = d.version, deployment = %d.id,
+                            "serving the deployed version");
+                        self.swaps.fetch_add(1, Ordering::Relaxed);
+                    }
+                    next.insert(d.model, Arc::new(r));
                 }
                 Err(e) => {
                     tracing::error!(model = %d.model, version = d.version, deployment = %d.id,
-                        error = %e, "the deployed version failed to load; still serving the previous one");
+                        error = %e, "a version of the deployment failed to load; still serving the previous one");
                     self.swap_failures.fetch_add(1, Ordering::Relaxed);
                     if let Some(old) = current.get(&d.model) {
                         next.insert(d.model, old.clone());
@@ -262,6 +339,25 @@ impl ModelCache {
             *write(&self.deployed) = Arc::new(next);
         }
         Ok(())
+    }
+
+    /// A deployment's slots with their versions loaded (all or an error).
+    async fn routed(&self, p: &Platform, d: &Deployment) -> Result<Routed> {
+        let mut slots = Vec::new();
+        for s in traffic::slots(d) {
+            slots.push(RoutedSlot {
+                model: self.load(p, &d.model, s.version).await?,
+                variant: s.variant,
+                upper: s.upper,
+            });
+        }
+        Ok(Routed {
+            deployment: d.id,
+            version: d.version,
+            revision: d.revision,
+            slots,
+            shadow: d.traffic.as_ref().and_then(|t| t.shadow.clone()),
+        })
     }
 
     /// Polls the live deployments every `every` until `stop` resolves.
@@ -295,7 +391,7 @@ impl ModelCache {
     pub fn deployed_versions(&self) -> Vec<(String, u32)> {
         let mut v: Vec<_> = read(&self.deployed)
             .iter()
-            .map(|(n, m)| (n.clone(), m.version.version))
+            .map(|(n, r)| (n.clone(), r.version))
             .collect();
         v.sort();
         v
@@ -305,17 +401,28 @@ impl ModelCache {
     pub fn figures(&self, name: &str, version: u32) -> Option<ServingFigures> {
         read(&self.loaded)
             .get(&(name.to_string(), version))
-            .map(|m| m.stats.figures())
+            .map(|m| m.figures())
     }
 
     /// Prometheus text for every loaded version and the swap counters.
     pub fn render_metrics(&self, out: &mut String) {
         let loaded: Vec<Arc<LoadedModel>> = read(&self.loaded).values().cloned().collect();
-        let mut rows: Vec<(String, u32, &ServingStats)> = loaded
+        let per_variant: Vec<(&LoadedModel, VariantStats)> = loaded
             .iter()
-            .map(|m| (m.version.name.clone(), m.version.version, &m.stats))
+            .map(|m| (m.as_ref(), read(&m.stats).clone()))
             .collect();
-        rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        let mut rows: Vec<stats::Row<'_>> = per_variant
+            .iter()
+            .flat_map(|(m, variants)| {
+                variants.iter().map(move |(variant, s)| stats::Row {
+                    model: &m.version.name,
+                    version: m.version.version,
+                    variant,
+                    stats: s,
+                })
+            })
+            .collect();
+        rows.sort_by(|a, b| (a.model, a.version, a.variant).cmp(&(b.model, b.version, b.variant)));
         stats::render(&rows, out);
         let deployed = self.deployed_versions();
         out.push_str(

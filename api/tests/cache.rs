@@ -28,14 +28,7 @@ fn setup(entries: usize, shared: Option<Arc<dyn PredictionCache>>) -> ServingSet
 async fn predict(f: &Fixture, version: u32, seed: u64) -> Value {
     let body = json!({"model": "sq", "version": version,
                       "features": tracseq_learn::lab::example_record(seed)});
-    let got = f
-        .call(
-            "POST",
-            "/predict",
-            Some(f.token(Role::Predictor)),
-            &body.to_string(),
-        )
-        .await;
+    let got = f.predict(&body).await;
     assert_eq!(got.status, 200, "{}", got.body);
     got.body
 }

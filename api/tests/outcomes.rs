@@ -13,14 +13,7 @@ use tracseq_core::security::Role;
 async fn predict_logged(f: &Fixture, entity: &str, seed: u64) -> Value {
     let body = json!({"model": "sq", "version": 1, "entity_id": entity,
                       "features": tracseq_learn::lab::example_record(seed)});
-    let answer = f
-        .call(
-            "POST",
-            "/predict",
-            Some(f.token(Role::Predictor)),
-            &body.to_string(),
-        )
-        .await;
+    let answer = f.predict(&body).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     let id = answer.body["request_id"].as_str().unwrap().to_string();
     for _ in 0..300 {

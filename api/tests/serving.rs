@@ -5,34 +5,17 @@
 
 mod common;
 
-use chrono::Utc;
 use common::{artifact_bytes, fixture, register};
 use serde_json::json;
 use tracseq_api::serving::{ModelCache, Pick};
-use tracseq_core::ids::TokenId;
-use tracseq_core::lifecycle::deployment::{Deployment, DeploymentState, NewDeployment, Target};
+use tracseq_core::lifecycle::deployment::{Deployment, DeploymentState};
 use tracseq_core::lifecycle::RetryPolicy;
 use tracseq_core::ports::DeploymentWrite;
-use tracseq_core::security::Actor;
 use tracseq_core::security::Role;
 use tracseq_core::{Error, Platform};
 
 fn live(version: u32) -> Deployment {
-    let mut d = Deployment::new(
-        NewDeployment {
-            model: "sq".into(),
-            version,
-            target: Target::Platform,
-            replicas: 1,
-            resources: None,
-            job_id: None,
-            requested_by: Actor {
-                id: TokenId::new(),
-                name: "sci".into(),
-            },
-        },
-        Utc::now(),
-    );
+    let mut d = common::deployment(version, None);
     d.state = DeploymentState::Live;
     d
 }

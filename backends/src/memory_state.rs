@@ -36,6 +36,8 @@ pub(crate) struct Inner {
         BTreeMap<tracseq_core::ids::RequestId, tracseq_core::predictions::PredictionRecord>,
     /// Their outcomes by request id.
     pub(crate) outcomes: BTreeMap<tracseq_core::ids::RequestId, tracseq_core::predictions::Outcome>,
+    /// The shadows' copies of each answer, by the answer's request id.
+    pub(crate) shadows: BTreeMap<tracseq_core::ids::RequestId, Vec<tracseq_core::ids::RequestId>>,
 }
 
 impl MemoryStateStore {

@@ -8,13 +8,13 @@
 
 use crate::memory_state::MemoryStateStore;
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use tracseq_core::ids::RequestId;
 use tracseq_core::paging::Page;
 use tracseq_core::ports::PredictionLogStore;
 use tracseq_core::predictions::{
-    Labelled, Outcome, PredictionFilter, PredictionRecord, VariantCount,
+    tally, Labelled, LiveFilter, Outcome, PredictionFilter, PredictionRecord, VariantCount,
+    LATENCY_BOUNDS_US,
 };
 use tracseq_core::{Error, Result};
 
@@ -48,6 +48,51 @@ pub(crate) fn check_outcome(outcome: &Outcome, prediction: &PredictionRecord) ->
     Ok(())
 }
 
+/// The SQL that counts a model's records per version and variant with
+/// failures and cumulative latency buckets (the same in SQLite and
+/// PostgreSQL but for how `failed` reads as a number and the filter's
+/// placeholders).
+pub(crate) fn counts_sql(failed: &str, filter: &str) -> String {
+    use std::fmt::Write;
+    let mut buckets = String::new();
+    for (i, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
+        let _ = write!(
+            buckets,
+            ", SUM(CASE WHEN latency_us <= {bound} THEN 1 ELSE 0 END) AS le{i}"
+        );
+    }
+    format!(
+        "SELECT version, variant, COUNT(*) AS n,
+                SUM(CASE WHEN {failed} THEN 1 ELSE 0 END) AS errors{buckets}
+         FROM prediction_logs WHERE {filter}
+         GROUP BY version, variant ORDER BY version, variant"
+    )
+}
+
+/// Reads the rows of [`counts_sql`]; `num` and `text` read one column.
+pub(crate) fn counts_from_rows<R>(
+    rows: &[R],
+    num: impl Fn(&R, &str) -> Result<i64>,
+    text: impl Fn(&R, &str) -> Result<String>,
+) -> Result<Vec<VariantCount>> {
+    let n = |r: &R, c: &str| -> Result<u64> { Ok(num(r, c)?.max(0) as u64) };
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let mut latency_le = Vec::with_capacity(LATENCY_BOUNDS_US.len());
+        for i in 0..LATENCY_BOUNDS_US.len() {
+            latency_le.push(n(r, &format!("le{i}"))?);
+        }
+        out.push(VariantCount {
+            version: u32::try_from(n(r, "version")?).unwrap_or(u32::MAX),
+            variant: text(r, "variant")?,
+            predictions: n(r, "n")?,
+            errors: n(r, "errors")?,
+            latency_le,
+        });
+    }
+    Ok(out)
+}
+
 pub(crate) fn already_logged(id: RequestId) -> Error {
     Error::Conflict(format!("prediction request {id} is already logged"))
 }
@@ -73,7 +118,23 @@ fn matches(r: &PredictionRecord, f: &PredictionFilter, page: &Page) -> Result<bo
         && f.entity_id
             .as_ref()
             .is_none_or(|e| r.entity_id.as_ref() == Some(e))
-        && f.since.is_none_or(|t| r.at >= t))
+        && f.since.is_none_or(|t| r.at >= t)
+        && (!f.answered_only || r.answered()))
+}
+
+/// Refuses an outcome for a record nobody received as an answer.
+pub(crate) fn check_answered(prediction: &PredictionRecord) -> Result<()> {
+    match (&prediction.shadow_of, &prediction.error) {
+        (Some(of), _) => Err(Error::Invalid(format!(
+            "prediction request {} is a shadow's copy of {of}: report the outcome under {of}",
+            prediction.request_id
+        ))),
+        (None, Some(_)) => Err(Error::Conflict(format!(
+            "prediction request {} failed and gave no answer to compare with",
+            prediction.request_id
+        ))),
+        (None, None) => Ok(()),
+    }
 }
 
 #[async_trait]
@@ -89,6 +150,9 @@ impl PredictionLogStore for MemoryStateStore {
         }
         for r in records {
             g.predictions.insert(r.request_id, r.clone());
+            if let Some(of) = r.shadow_of {
+                g.shadows.entry(of).or_default().push(r.request_id);
+            }
         }
         Ok(())
     }
@@ -126,6 +190,7 @@ impl PredictionLogStore for MemoryStateStore {
             .predictions
             .get(&id)
             .ok_or_else(|| prediction_not_found(id))?;
+        check_answered(prediction)?;
         check_outcome(outcome, prediction)?;
         if g.outcomes.contains_key(&id) {
             return Err(outcome_exists(id));
@@ -134,47 +199,39 @@ impl PredictionLogStore for MemoryStateStore {
         Ok(())
     }
 
-    async fn labelled_predictions(
-        &self,
-        model: &str,
-        since: Option<DateTime<Utc>>,
-        limit: u32,
-    ) -> Result<Vec<Labelled>> {
+    async fn labelled_predictions(&self, filter: &LiveFilter, limit: u32) -> Result<Vec<Labelled>> {
         let g = self.lock();
-        Ok(g.outcomes
+        let mut out = Vec::new();
+        for o in g
+            .outcomes
             .values()
             .rev()
-            .filter(|o| o.model == model)
-            .filter_map(|o| {
-                let p = g.predictions.get(&o.request_id)?;
-                since.is_none_or(|t| p.at >= t).then(|| Labelled {
-                    prediction: p.clone(),
-                    outcome: o.clone(),
-                })
-            })
-            .take(limit as usize)
-            .collect())
-    }
-
-    async fn prediction_counts(
-        &self,
-        model: &str,
-        since: Option<DateTime<Utc>>,
-    ) -> Result<Vec<VariantCount>> {
-        let g = self.lock();
-        let mut counts: BTreeMap<(u32, String), u64> = BTreeMap::new();
-        for p in g.predictions.values() {
-            if p.model == model && since.is_none_or(|t| p.at >= t) {
-                *counts.entry((p.version, p.variant.clone())).or_default() += 1;
+            .filter(|o| o.model == filter.model)
+        {
+            if out.len() >= limit as usize {
+                break;
+            }
+            let answer = g.predictions.get(&o.request_id).into_iter();
+            let shadows = g
+                .shadows
+                .get(&o.request_id)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| g.predictions.get(id));
+            for p in answer.chain(shadows) {
+                if filter.matches(p) && out.len() < limit as usize {
+                    out.push(Labelled {
+                        prediction: p.clone(),
+                        outcome: o.clone(),
+                    });
+                }
             }
         }
-        Ok(counts
-            .into_iter()
-            .map(|((version, variant), predictions)| VariantCount {
-                version,
-                variant,
-                predictions,
-            })
-            .collect())
+        Ok(out)
+    }
+
+    async fn prediction_counts(&self, filter: &LiveFilter) -> Result<Vec<VariantCount>> {
+        let g = self.lock();
+        Ok(tally(g.predictions.values().filter(|p| filter.matches(p))))
     }
 }

@@ -22,11 +22,9 @@ section of bench/RESULTS.md (or --results); wrk is installed with apt-get
 when missing.
 """
 
-import argparse
 import datetime
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -37,22 +35,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "bench", "pylib"))
 from tracseq_bench import Server, free_port, git_commit, log, machine  # noqa: E402
+from serving_load import (automl, checked, counter, example_features,  # noqa: E402
+                          parser, run_wrk, write_results)
 
 SECTION = "## Prediction cache"
 MODEL = "bench-cache"
 VARIED = "sample_age_days"
-
-
-def ensure_wrk():
-    if shutil.which("wrk"):
-        return
-    log("wrk not found; installing with apt-get")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], env=env, check=False,
-                   stdout=subprocess.DEVNULL)
-    if not shutil.which("wrk"):
-        subprocess.run(["apt-get", "update", "-qq"], env=env, check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], env=env, check=True)
 
 
 class Redis:
@@ -84,68 +72,11 @@ class Redis:
 
 
 def train(binary, data_dir):
-    """Trains the model on a first start; returns (version, features)."""
+    """Trains the model on a first start; returns (version, family, features)."""
     with Server(binary, data_dir=data_dir) as s:
-        csv = subprocess.run([binary, "generate", "--rows", "2000", "--seed", "7"],
-                             capture_output=True, check=True).stdout
-        ds = s.post("/datasets?name=bench-cache", csv, content_type="text/csv")
-        exp = s.post("/experiments", {
-            "name": "bench-cache", "dataset_id": ds["id"], "target": "quality_score",
-            "budget": {"trials": 6}, "parallelism": 2, "seed": 7, "model_name": MODEL})
-        deadline = time.time() + 600
-        while True:
-            e = s.get(f"/experiments/{exp['id']}")
-            if e["state"] in ("completed", "failed", "cancelled"):
-                break
-            if time.time() > deadline:
-                raise RuntimeError("the AutoML run did not finish in 10 minutes")
-            time.sleep(1)
-        if e["state"] != "completed":
-            raise RuntimeError(f"AutoML {e['state']}: {e.get('error')}")
-        version = e["model_version"]
+        version = automl(s, binary, MODEL)
         family = s.get(f"/models/{MODEL}")["versions"][-1].get("family", "?")
-    example = subprocess.run([binary, "generate", "--example", "--seed", "11"],
-                             capture_output=True, check=True, text=True).stdout
-    return version, family, json.loads(example)
-
-
-RUNS = [0]
-
-
-def wrk_env(body_file, token, hit):
-    """The environment of one wrk run: a run number of its own, so no two
-    runs (warmups included) send the same cold value."""
-    RUNS[0] += 1
-    env = dict(os.environ, BENCH_BODY_FILE=body_file, BENCH_TOKEN=token, BENCH_RUN=str(RUNS[0]))
-    if hit is not None:
-        env["BENCH_HIT_PERCENT"] = str(hit)
-    return env
-
-
-def run_wrk(args, url, body_file, token, hit):
-    if args.threads > 9:
-        sys.exit("--threads: at most 9 (cold values are made of the run, the thread and a counter)")
-    lua = os.path.join(ROOT, "bench", "post.lua")
-    common = ["wrk", f"-t{args.threads}", f"-c{args.connections}", "-s", lua]
-    subprocess.run(common[:3] + [f"-d{args.warmup}s"] + common[3:] + [url],
-                   env=wrk_env(body_file, token, hit),
-                   capture_output=True, check=True, timeout=args.warmup + 60)
-    out = subprocess.run(common[:3] + [f"-d{args.duration}s", "--latency"] + common[3:] + [url],
-                         env=wrk_env(body_file, token, hit), capture_output=True, text=True,
-                         check=True, timeout=args.duration + 60).stdout
-    line = next(l for l in out.splitlines() if l.startswith("BENCH "))
-    kv = dict(p.split("=", 1) for p in line.split()[1:])
-    errors = sum(int(v) for k, v in kv.items() if k.startswith("errors_"))
-    return {"rps": int(kv["requests"]) / (int(kv["duration_us"]) / 1e6),
-            "p50_ms": int(kv["p50_us"]) / 1000, "p99_ms": int(kv["p99_us"]) / 1000,
-            "requests": int(kv["requests"]), "errors": errors}
-
-
-def counter(metrics, name, **labels):
-    sel = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    pat = re.escape(f"{name}{{{sel}}}" if sel else name) + r" (\S+)"
-    m = re.search(pat, metrics)
-    return float(m.group(1)) if m else 0.0
+    return version, family, example_features(binary)
 
 
 def measure(args, binary, data_dir, version, features, redis):
@@ -190,18 +121,6 @@ def measure(args, binary, data_dir, version, features, redis):
     return rows
 
 
-def write_results(path, text):
-    old = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + (old[nxt + 1:] if nxt >= 0 else "")
-    with open(path, "w") as f:
-        f.write(new if new.endswith("\n") else new + "\n")
-
-
 def report(args, rows, family, version):
     base = {r["hit"]: r["rps"] for r in rows if r["mode"] == "no cache"}
     lines = [
@@ -236,18 +155,8 @@ def report(args, rows, family, version):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--binary", default=os.path.join(
-        os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "tracseq-ml"))
-    ap.add_argument("--duration", type=int, default=10)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--results", default=os.path.join(ROOT, "bench", "RESULTS.md"))
-    args = ap.parse_args()
-    if not os.access(args.binary, os.X_OK):
-        sys.exit(f"{args.binary} is not built (cargo build --release --features torch)")
-    ensure_wrk()
+    ap = parser(__doc__)
+    args = checked(ap.parse_args())
     data_dir = tempfile.mkdtemp(prefix="tracseq-bench-cache-")
     redis = Redis()
     try:
@@ -258,7 +167,7 @@ def main():
         shutil.rmtree(data_dir, ignore_errors=True)
     text = report(args, rows, family, version)
     print(text)
-    write_results(args.results, text)
+    write_results(args.results, SECTION, text)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@
 //! batched writer, so serving never waits on it; the stores append and
 //! never change a record.
 
-use crate::ids::RequestId;
+use crate::ids::{DeploymentId, RequestId};
 use crate::{Error, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -49,6 +49,25 @@ pub struct PredictionRecord {
     /// The name of the caller's token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caller: Option<String>,
+    /// The live deployment whose traffic policy chose the version (absent
+    /// when the request named a version or an alias).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_id: Option<DeploymentId>,
+    /// A shadow's copy: the request id of the answer it shadowed (whose
+    /// outcome it is judged by). Never returned to anyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_of: Option<RequestId>,
+    /// Why the version gave no answer (its `output` is then null).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl PredictionRecord {
+    /// Whether this is an answer someone received (not a shadow's copy,
+    /// not a failure): what an outcome can be reported for.
+    pub fn answered(&self) -> bool {
+        self.shadow_of.is_none() && self.error.is_none()
+    }
 }
 
 /// What really happened to a predicted entity (a sample's measured
@@ -78,12 +97,105 @@ pub struct Labelled {
     pub outcome: Outcome,
 }
 
-/// How many predictions one version and variant of a model answered.
+/// Upper bounds (inclusive, microseconds) of the latency histograms kept
+/// of the log and exported in `/metrics`; a last bucket takes the rest.
+pub const LATENCY_BOUNDS_US: [u64; 18] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000,
+];
+
+/// How many predictions one version and variant of a model answered, how
+/// many failed, and how fast.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VariantCount {
     pub version: u32,
     pub variant: String,
+    /// Logged records, failures included.
     pub predictions: u64,
+    /// Of them, those that gave no answer.
+    pub errors: u64,
+    /// Cumulative counts at each of [`LATENCY_BOUNDS_US`] (Prometheus's
+    /// `le` buckets); `predictions` is the total.
+    pub latency_le: Vec<u64>,
+}
+
+impl VariantCount {
+    /// The `q` quantile of the latency in milliseconds, interpolated
+    /// linearly inside its bucket (as Prometheus's `histogram_quantile`);
+    /// the open last bucket answers its lower bound. `None` without records.
+    pub fn latency_quantile_ms(&self, q: f64) -> Option<f64> {
+        quantile_of(&self.latency_le, self.predictions, q)
+    }
+}
+
+/// The quantile `q` of a cumulative histogram over [`LATENCY_BOUNDS_US`]
+/// with `total` observations, in milliseconds.
+pub fn quantile_of(le: &[u64], total: u64, q: f64) -> Option<f64> {
+    if total == 0 {
+        return None;
+    }
+    let rank = q.clamp(0.0, 1.0) * total as f64;
+    let mut below = 0u64;
+    let mut lower = 0u64;
+    for (i, &bound) in LATENCY_BOUNDS_US.iter().enumerate() {
+        let count = le.get(i).copied().unwrap_or(total);
+        if count as f64 >= rank && count > below {
+            let within = (rank - below as f64) / (count - below) as f64;
+            let us = lower as f64 + within.clamp(0.0, 1.0) * (bound - lower) as f64;
+            return Some(us / 1000.0);
+        }
+        below = count;
+        lower = bound;
+    }
+    Some(lower as f64 / 1000.0)
+}
+
+/// Tallies records into [`VariantCount`]s by version and variant (the
+/// memory store's way; the databases do it in SQL).
+pub fn tally<'a>(records: impl Iterator<Item = &'a PredictionRecord>) -> Vec<VariantCount> {
+    let mut by: std::collections::BTreeMap<(u32, &str), VariantCount> = Default::default();
+    for r in records {
+        let c = by
+            .entry((r.version, r.variant.as_str()))
+            .or_insert_with(|| VariantCount {
+                version: r.version,
+                variant: r.variant.clone(),
+                predictions: 0,
+                errors: 0,
+                latency_le: vec![0; LATENCY_BOUNDS_US.len()],
+            });
+        c.predictions += 1;
+        c.errors += u64::from(r.error.is_some());
+        for (n, bound) in c.latency_le.iter_mut().zip(LATENCY_BOUNDS_US) {
+            *n += u64::from(r.latency_us <= bound);
+        }
+    }
+    by.into_values().collect()
+}
+
+/// Which records live figures are computed over: a model's, at or after
+/// `since`, and (if given) those one deployment's policy routed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveFilter {
+    pub model: String,
+    pub since: Option<DateTime<Utc>>,
+    pub deployment: Option<DeploymentId>,
+}
+
+impl LiveFilter {
+    pub fn model(model: &str, since: Option<DateTime<Utc>>) -> LiveFilter {
+        LiveFilter {
+            model: model.to_string(),
+            since,
+            deployment: None,
+        }
+    }
+
+    pub fn matches(&self, r: &PredictionRecord) -> bool {
+        r.model == self.model
+            && self.since.is_none_or(|t| r.at >= t)
+            && self.deployment.is_none_or(|d| r.deployment_id == Some(d))
+    }
 }
 
 /// Which records a listing returns (newest first); absent fields match all.
@@ -93,6 +205,8 @@ pub struct PredictionFilter {
     /// At or after this time.
     pub since: Option<DateTime<Utc>>,
     pub entity_id: Option<String>,
+    /// Only answers someone received ([`PredictionRecord::answered`]).
+    pub answered_only: bool,
 }
 
 /// Checks an entity id a caller gave: 1 to [`MAX_ENTITY_ID`] characters,
@@ -125,5 +239,43 @@ mod tests {
             assert!(err.contains("entity_id"), "{err}");
         }
         assert!(validate_entity_id(&"x".repeat(MAX_ENTITY_ID + 1)).is_err());
+    }
+
+    fn counted(latencies_us: &[u64]) -> VariantCount {
+        let records: Vec<PredictionRecord> = latencies_us
+            .iter()
+            .map(|&l| PredictionRecord {
+                request_id: RequestId::new(),
+                at: Utc::now(),
+                model: "m".into(),
+                version: 1,
+                variant: PRIMARY.into(),
+                entity_id: None,
+                features: Map::new(),
+                output: Value::Null,
+                latency_us: l,
+                caller: None,
+                deployment_id: None,
+                shadow_of: None,
+                error: None,
+            })
+            .collect();
+        tally(records.iter()).remove(0)
+    }
+
+    #[test]
+    fn latency_quantiles_interpolate_inside_their_bucket() {
+        // 100 answers between 1 and 2.5 ms: the median is half-way.
+        let c = counted(&[2_000; 100]);
+        assert_eq!(c.predictions, 100);
+        let p50 = c.latency_quantile_ms(0.5).unwrap();
+        assert!((p50 - 1.75).abs() < 1e-9, "{p50}");
+        // 99 fast answers and one slow: p99 stays fast, the maximum does not.
+        let mut l = vec![80; 99];
+        l.push(400_000);
+        let c = counted(&l);
+        assert!(c.latency_quantile_ms(0.99).unwrap() <= 0.1);
+        assert!(c.latency_quantile_ms(1.0).unwrap() > 250.0);
+        assert_eq!(quantile_of(&[], 0, 0.5), None);
     }
 }

@@ -246,7 +246,7 @@ pub fn jensen_shannon(
 }
 
 /// ln Γ(x) for x > 0 (Lanczos, g = 7, n = 9).
-fn ln_gamma(x: f64) -> f64 {
+pub(crate) fn ln_gamma(x: f64) -> f64 {
     const G: [f64; 9] = [
         0.999_999_999_999_809_9,
         676.520_368_121_885_1,
@@ -273,7 +273,7 @@ fn ln_gamma(x: f64) -> f64 {
 
 /// Q(s, x) = Γ(s, x) / Γ(s): the chi-squared survival function is
 /// Q(k/2, χ²/2). A series below s + 1, a continued fraction above.
-fn upper_regularized_gamma(s: f64, x: f64) -> f64 {
+pub(crate) fn upper_regularized_gamma(s: f64, x: f64) -> f64 {
     if x <= 0.0 {
         return 1.0;
     }

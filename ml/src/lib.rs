@@ -11,6 +11,7 @@
 
 pub mod artifact;
 pub mod automl;
+pub mod compare;
 pub mod cv;
 pub mod dataset;
 pub mod drift;

@@ -19,7 +19,7 @@ pub const MIN_OUTCOMES: usize = 30;
 /// Probabilities are clipped this far from 0 and 1 (as in training).
 const PROB_EPS: f64 = 1e-15;
 /// The standard normal's 97.5% quantile: two-sided 95% intervals.
-const Z95: f64 = 1.959_963_984_540_054;
+pub(crate) const Z95: f64 = 1.959_963_984_540_054;
 /// The most classes a refusal lists.
 const LISTED_CLASSES: usize = 20;
 
@@ -90,17 +90,34 @@ pub fn check_actual(output: &Value, actual: &Value) -> Result<(), String> {
     }
 }
 
-/// The live metrics of answers paired with their outcomes (`(output,
+/// Per-pair losses of answers against their outcomes, per live metric:
+/// squared and absolute errors (for RMSE and MAE) of a regression, hits
+/// and log losses of a classifier. What a metric is the mean of, and what
+/// comparing two variants tests.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Losses {
+    pub by_metric: Vec<(&'static str, Vec<f64>)>,
+}
+
+impl Losses {
+    pub fn of(&self, metric: &str) -> Option<&[f64]> {
+        self.by_metric
+            .iter()
+            .find(|(m, _)| *m == metric)
+            .map(|(_, l)| l.as_slice())
+    }
+}
+
+/// The [`Losses`] of answers paired with their outcomes (`(output,
 /// actual)`, each checked with [`check_actual`]; pairs that fail it are
-/// left out): RMSE and MAE for a regression, accuracy and log loss for a
-/// classifier. Empty when there are no pairs.
-pub fn live_metrics(pairs: &[(&Value, &Value)]) -> Vec<LiveMetric> {
+/// left out). Empty when there are no pairs.
+pub fn losses(pairs: &[(&Value, &Value)]) -> Losses {
     let Some((first, _)) = pairs.first() else {
-        return Vec::new();
+        return Losses::default();
     };
     if is_classification(first) {
         let mut hits = Vec::new();
-        let mut losses = Vec::new();
+        let mut logs = Vec::new();
         for (output, actual) in pairs {
             if !is_classification(output) || check_actual(output, actual).is_err() {
                 continue;
@@ -114,9 +131,11 @@ pub fn live_metrics(pairs: &[(&Value, &Value)]) -> Vec<LiveMetric> {
                 .and_then(Value::as_f64)
                 .unwrap_or(0.0)
                 .clamp(PROB_EPS, 1.0 - PROB_EPS);
-            losses.push(-p.ln());
+            logs.push(-p.ln());
         }
-        vec![accuracy(&hits), mean_metric("log_loss", &losses)]
+        Losses {
+            by_metric: vec![("accuracy", hits), ("log_loss", logs)],
+        }
     } else {
         let errors: Vec<f64> = pairs
             .iter()
@@ -125,15 +144,41 @@ pub fn live_metrics(pairs: &[(&Value, &Value)]) -> Vec<LiveMetric> {
             })
             .filter_map(|(output, actual)| Some(output.get("value")?.as_f64()? - actual.as_f64()?))
             .collect();
-        let squared: Vec<f64> = errors.iter().map(|e| e * e).collect();
-        let absolute: Vec<f64> = errors.iter().map(|e| e.abs()).collect();
-        let mut rmse = mean_metric("rmse", &squared);
-        // The RMSE is the root of the mean squared error, and so is its
-        // interval's every bound.
-        rmse.value = rmse.value.map(f64::sqrt);
-        rmse.ci95 = rmse.ci95.map(|[lo, hi]| [lo.max(0.0).sqrt(), hi.sqrt()]);
-        vec![rmse, mean_metric("mae", &absolute)]
+        Losses {
+            by_metric: vec![
+                ("rmse", errors.iter().map(|e| e * e).collect()),
+                ("mae", errors.iter().map(|e| e.abs()).collect()),
+            ],
+        }
     }
+}
+
+/// The live metrics of answers paired with their outcomes (`(output,
+/// actual)`, each checked with [`check_actual`]; pairs that fail it are
+/// left out): RMSE and MAE for a regression, accuracy and log loss for a
+/// classifier. Empty when there are no pairs.
+pub fn live_metrics(pairs: &[(&Value, &Value)]) -> Vec<LiveMetric> {
+    metrics_of(&losses(pairs))
+}
+
+/// The live metrics of per-pair [`Losses`].
+pub fn metrics_of(l: &Losses) -> Vec<LiveMetric> {
+    l.by_metric
+        .iter()
+        .map(|(metric, xs)| match *metric {
+            "accuracy" => accuracy(xs),
+            "rmse" => {
+                let mut rmse = mean_metric("rmse", xs);
+                // The RMSE is the root of the mean squared error, and so
+                // is its interval's every bound.
+                rmse.value = rmse.value.map(f64::sqrt);
+                rmse.ci95 = rmse.ci95.map(|[lo, hi]| [lo.max(0.0).sqrt(), hi.sqrt()]);
+                rmse
+            }
+            "mae" => mean_metric("mae", xs),
+            _ => mean_metric("log_loss", xs),
+        })
+        .collect()
 }
 
 /// Mean and sample standard deviation.

@@ -14,6 +14,7 @@ use tracseq_core::lifecycle::deployment::{
     self, deployable, Deployment, DeploymentState, Effect, Event, NewDeployment, Previous,
     Rejection, Target,
 };
+use tracseq_core::lifecycle::traffic::TrafficPolicy;
 use tracseq_core::ports::{DeploymentFilter, DeploymentWrite, HistoryEntry, RegistryWrite};
 use tracseq_core::protocol::{DeployPayload, DeployResult, JobSpec};
 use tracseq_core::registry::{self, Change, Stage};
@@ -48,6 +49,59 @@ pub struct DeployRequest {
     pub target: Target,
     pub replicas: u32,
     pub resources: Option<ResourceRequest>,
+    /// How the deployment shares traffic (platform target only).
+    pub traffic: Option<TrafficPolicy>,
+}
+
+/// Checks a traffic policy against the registry: the platform target,
+/// every version it names registered and reviewed (staging or
+/// production), and for a canary a live deployment to take traffic from.
+async fn check_traffic(
+    p: &Platform,
+    model: &str,
+    version: u32,
+    target: Target,
+    traffic: &TrafficPolicy,
+    slots: &registry::ModelSlots,
+) -> Result<()> {
+    if target != Target::Platform {
+        return Err(Error::Invalid(format!(
+            "traffic: only the platform target shares traffic between versions, not {target}"
+        )));
+    }
+    traffic.validate(version)?;
+    for v in traffic.versions() {
+        match slots.stage_of(v) {
+            None => {
+                return Err(Error::NotFound(format!(
+                    "traffic: model '{model}' has no version {v}"
+                )))
+            }
+            Some(Stage::Staging | Stage::Production) => {}
+            Some(stage) => {
+                return Err(Error::Conflict(format!(
+                    "traffic: version {v} of '{model}' is {stage}; a version that takes live traffic must be in staging or production"
+                )))
+            }
+        }
+    }
+    if traffic.canary.is_some() {
+        let live = p.registry.live_deployments(Target::Platform).await?;
+        match live.iter().find(|d| d.model == model) {
+            None => {
+                return Err(Error::Conflict(format!(
+                    "traffic.canary: model '{model}' has no live platform deployment for the canary to take traffic from; deploy version {version} without a canary"
+                )))
+            }
+            Some(d) if d.version == version => {
+                return Err(Error::Conflict(format!(
+                    "traffic.canary: version {version} is already the live version of '{model}'"
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Resolves the version, checks it may go to the target, and stores a
@@ -98,6 +152,9 @@ pub async fn deploy(
         Error::NotFound(format!("model '{}' has no version {version}", req.model))
     })?;
     deployable(&req.model, version, stage, req.target).map_err(refusal)?;
+    if let Some(t) = &req.traffic {
+        check_traffic(p, &req.model, version, req.target, t, &slots).await?;
+    }
     let mv = p.state.get_model_version(&req.model, Some(version)).await?;
     let id = DeploymentId::new();
     let payload = DeployPayload {
@@ -137,6 +194,7 @@ pub async fn deploy(
             resources: req.resources,
             job_id: Some(job.id),
             requested_by: by.clone(),
+            traffic: req.traffic,
         },
         now,
     );
@@ -280,81 +338,93 @@ pub async fn rollback(
     now: DateTime<Utc>,
 ) -> Result<Deployment> {
     for _ in 0..RACES {
-        let mut d = p.registry.get_deployment(id).await?;
-        let effects = deployment::on_event(
-            &mut d,
-            Event::RollBack {
-                by: by.clone(),
-                reason: reason.clone(),
-            },
-            now,
-        )
-        .map_err(refusal)?;
-        let mut updates = vec![d.clone()];
-        let mut registry_write = None;
-        for effect in &effects {
-            match effect {
-                Effect::Restore(previous) => {
-                    let mut prev = p.registry.get_deployment(previous.id).await?;
-                    deployment::on_event(
-                        &mut prev,
-                        Event::Restore {
-                            by: by.clone(),
-                            from: d.id,
-                            reason: reason.clone(),
-                        },
-                        now,
-                    )
-                    .map_err(refusal)?;
-                    updates.push(prev);
-                }
-                Effect::RestoreProduction { version } => {
-                    let mut slots = p.registry.model_slots(&d.model).await?;
-                    let change = Change::SetStage {
-                        version: *version,
-                        stage: Stage::Production,
-                        archive_previous: true,
-                        expect_production: None,
-                    };
-                    let moved = registry::apply(&mut slots, change).map_err(registry_refusal)?;
-                    let history = moved
-                        .into_iter()
-                        .map(|change| HistoryEntry {
-                            seq: 0,
-                            model: d.model.clone(),
-                            at: now,
-                            change,
-                            requested_by: Some(by.clone()),
-                            approved_by: None,
-                            promotion_id: None,
-                            deployment_id: Some(d.id),
-                            reason: Some(match &reason {
-                                Some(r) => format!("rollback of deployment {}: {r}", d.id),
-                                None => format!("rollback of deployment {}", d.id),
-                            }),
-                        })
-                        .collect();
-                    registry_write = Some(RegistryWrite {
-                        slots,
-                        history,
-                        promotion: None,
-                    });
-                }
-                _ => {}
-            }
-        }
-        let write = DeploymentWrite {
-            inserts: Vec::new(),
-            updates,
-            registry: registry_write,
-        };
-        if p.registry.commit_deployments(write).await? {
-            return Ok(d);
+        let d = p.registry.get_deployment(id).await?;
+        if let Some(done) = rollback_from(p, d, by, reason.clone(), now).await? {
+            return Ok(done);
         }
     }
     Err(Error::Conflict(format!(
         "deployment {id}: too many concurrent changes; try again"
     )))
+}
+
+/// Rolls `d` (as read, at its revision) back in one compare-and-set write;
+/// `None` when another write changed it first.
+pub(crate) async fn rollback_from(
+    p: &Platform,
+    mut d: Deployment,
+    by: &Actor,
+    reason: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Option<Deployment>> {
+    let effects = deployment::on_event(
+        &mut d,
+        Event::RollBack {
+            by: by.clone(),
+            reason: reason.clone(),
+        },
+        now,
+    )
+    .map_err(refusal)?;
+    let mut updates = vec![d.clone()];
+    let mut registry_write = None;
+    for effect in &effects {
+        match effect {
+            Effect::Restore(previous) => {
+                let mut prev = p.registry.get_deployment(previous.id).await?;
+                deployment::on_event(
+                    &mut prev,
+                    Event::Restore {
+                        by: by.clone(),
+                        from: d.id,
+                        reason: reason.clone(),
+                    },
+                    now,
+                )
+                .map_err(refusal)?;
+                updates.push(prev);
+            }
+            Effect::RestoreProduction { version } => {
+                let mut slots = p.registry.model_slots(&d.model).await?;
+                let change = Change::SetStage {
+                    version: *version,
+                    stage: Stage::Production,
+                    archive_previous: true,
+                    expect_production: None,
+                };
+                let moved = registry::apply(&mut slots, change).map_err(registry_refusal)?;
+                let history = moved
+                    .into_iter()
+                    .map(|change| HistoryEntry {
+                        seq: 0,
+                        model: d.model.clone(),
+                        at: now,
+                        change,
+                        requested_by: Some(by.clone()),
+                        approved_by: None,
+                        promotion_id: None,
+                        deployment_id: Some(d.id),
+                        reason: Some(match &reason {
+                            Some(r) => format!("rollback of deployment {}: {r}", d.id),
+                            None => format!("rollback of deployment {}", d.id),
+                        }),
+                    })
+                    .collect();
+                registry_write = Some(RegistryWrite {
+                    slots,
+                    history,
+                    promotion: None,
+                });
+            }
+            _ => {}
+        }
+    }
+    let write = DeploymentWrite {
+        inserts: Vec::new(),
+        updates,
+        registry: registry_write,
+    };
+    Ok(p.registry.commit_deployments(write).await?.then_some(d))
 }
 
 /// A deployment refusal as the error kind the api answers with.

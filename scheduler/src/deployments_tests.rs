@@ -37,6 +37,7 @@ fn ask(which: Which, target: Target) -> DeployRequest {
         target,
         replicas: 2,
         resources: None,
+        traffic: None,
     }
 }
 
@@ -315,6 +316,7 @@ async fn a_deployment_whose_job_was_never_stored_fails_after_a_while() {
             resources: None,
             job_id: Some(tracseq_core::JobId::new()),
             requested_by: actor("s"),
+            traffic: None,
         },
         t0(),
     );

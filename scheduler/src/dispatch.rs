@@ -2,8 +2,9 @@
 //! the store. A pass sweeps jobs ([`crate::sweeper`]: expired leases,
 //! deadlines, due retries, lost wake-ups, unschedulable jobs), advances
 //! every running AutoML experiment and finalizes the finalizing ones
-//! ([`crate::automl`]), finishes interrupted cancels, and moves
-//! deployments along with their deploy jobs ([`crate::deployments`]). The loop itself
+//! ([`crate::automl`]), finishes interrupted cancels, moves deployments
+//! along with their deploy jobs ([`crate::deployments`]) and checks canary
+//! rollouts ([`crate::canary`]). The loop itself
 //! is thin: wait, read the store, call pure code, write, publish.
 
 use crate::service;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use tracseq_core::ports::JobFilter;
+use tracseq_core::ports::{JobFilter, SecurityStore};
 use tracseq_core::types::{DispatchMessage, ExperimentKind, ExperimentState, Job, JobState};
 use tracseq_core::{JobId, Platform, Result};
 
@@ -30,6 +31,9 @@ pub struct Scheduler {
     /// Poked by workers and the api when something changed, so the loop
     /// reacts at once instead of at the next tick.
     pub(crate) wake: Arc<Notify>,
+    /// Where what the scheduler does on nobody's request (a canary's
+    /// automatic rollback) is audited, when this process holds the log.
+    pub(crate) audit: Option<Arc<dyn SecurityStore>>,
 }
 
 impl Scheduler {
@@ -42,7 +46,14 @@ impl Scheduler {
             unschedulable_after: Duration::from_secs(30),
             unplaceable: Mutex::new(HashMap::new()),
             wake,
+            audit: None,
         }
+    }
+
+    /// Audits the scheduler's own actions (automatic rollbacks) in `store`.
+    pub fn with_audit(mut self, store: Arc<dyn SecurityStore>) -> Self {
+        self.audit = Some(store);
+        self
     }
 
     /// How long a job may stay queued after its last wake-up before it is
@@ -154,6 +165,7 @@ impl Scheduler {
             service::cancel_jobs(&self.platform, exp.id, now).await?;
         }
         crate::deployments::advance(&self.platform, now).await?;
+        crate::canary::check_all(&self.platform, self.audit.as_ref(), now).await?;
         Ok(())
     }
 }

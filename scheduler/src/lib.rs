@@ -6,9 +6,10 @@
 //! driver around a pure plan; and the model registry's operations
 //! (versions registered from outside, promotion requests, approvals,
 //! aliases) and deployments (deploy jobs,
-//! going live, rollback).
+//! going live, rollback), with the canary controller.
 
 pub mod automl;
+pub mod canary;
 pub mod deployments;
 pub mod dispatch;
 pub mod history;

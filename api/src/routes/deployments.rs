@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use tracseq_core::ids::DeploymentId;
 use tracseq_core::lifecycle::deployment::{DeploymentState, Target};
 use tracseq_core::lifecycle::promotion::MAX_REASON_CHARS;
+use tracseq_core::lifecycle::traffic::TrafficPolicy;
 use tracseq_core::ports::DeploymentFilter;
 use tracseq_core::registry::Stage;
 use tracseq_core::resources::ResourceRequest;
@@ -57,7 +58,7 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
     deploy.or(list).unify().or(get).unify().or(rollback).unify()
 }
 
-fn deployment_id(s: &str) -> Result<DeploymentId, ApiError> {
+pub(crate) fn deployment_id(s: &str) -> Result<DeploymentId, ApiError> {
     Ok(s.parse::<DeploymentId>()?)
 }
 
@@ -71,6 +72,7 @@ struct Request {
     target: Option<String>,
     replicas: Option<u32>,
     resources: Option<ResourceRequest>,
+    traffic: Option<TrafficPolicy>,
 }
 
 async fn deploy(ctx: Ctx, who_: Option<Caller>, body: Result<Bytes, ApiError>) -> ApiResult {
@@ -105,6 +107,7 @@ async fn deploy(ctx: Ctx, who_: Option<Caller>, body: Result<Bytes, ApiError>) -
         },
         replicas: req.replicas.unwrap_or(1),
         resources: req.resources,
+        traffic: req.traffic,
     };
     let (d, job) = service::deploy(
         &ctx.platform,

@@ -64,6 +64,8 @@ async fn drift(ctx: Ctx, name: String, q: HashMap<String, String>) -> ApiResult 
         model: Some(name.clone()),
         since,
         entity_id: None,
+        // What callers sent once: not a shadow's copy of it again.
+        answered_only: true,
     };
     let page = Page {
         limit: window,

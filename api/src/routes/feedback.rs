@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use tracseq_core::ids::RequestId;
 use tracseq_core::paging::Page;
 use tracseq_core::predictions::{
-    validate_entity_id, Labelled, Outcome, PredictionFilter, PredictionRecord,
+    validate_entity_id, Labelled, LiveFilter, Outcome, PredictionFilter, PredictionRecord,
 };
 use tracseq_core::security::Caller;
 use tracseq_core::types::validate_name;
@@ -78,6 +78,7 @@ async fn reported_prediction(
                 model: req.model.clone(),
                 entity_id: Some(entity.clone()),
                 since: None,
+                answered_only: true,
             };
             let latest = Page {
                 limit: 1,
@@ -175,12 +176,12 @@ async fn live(ctx: Ctx, name: String, q: HashMap<String, String>) -> ApiResult {
     let counts = ctx
         .platform
         .predictions
-        .prediction_counts(&name, since)
+        .prediction_counts(&LiveFilter::model(&name, since))
         .await?;
     let labelled = ctx
         .platform
         .predictions
-        .labelled_predictions(&name, since, MAX_LIVE_OUTCOMES)
+        .labelled_predictions(&LiveFilter::model(&name, since), MAX_LIVE_OUTCOMES)
         .await?;
     let mut by_arm: BTreeMap<(u32, String), Vec<&Labelled>> = BTreeMap::new();
     for l in &labelled {

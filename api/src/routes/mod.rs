@@ -1,5 +1,6 @@
 //! Route table: each submodule owns one resource.
 
+mod analysis;
 mod artifacts;
 mod audit;
 mod datasets;
@@ -51,6 +52,8 @@ pub fn all(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + 
         .or(promotions::routes(ctx.clone()))
         .unify()
         .or(deployments::routes(ctx.clone()))
+        .unify()
+        .or(analysis::routes(ctx.clone()))
         .unify()
         .or(models::routes(ctx.clone()))
         .unify()

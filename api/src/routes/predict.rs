@@ -3,7 +3,8 @@
 use super::{body, json_reply, run, with_ctx};
 use crate::guard::{caller, record_targets};
 use crate::problem::{ApiError, ApiResult};
-use crate::serving::{cache, LoadedModel, Pick};
+use crate::serving::shadow::{Copy, Shadows};
+use crate::serving::{cache, Answerer, LoadedModel, Pick};
 use crate::{parse_json, Ctx};
 use bytes::Bytes;
 use chrono::Utc;
@@ -11,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracseq_core::ids::RequestId;
-use tracseq_core::predictions::{validate_entity_id, PredictionRecord, PRIMARY};
+use tracseq_core::ids::{DeploymentId, RequestId};
+use tracseq_core::predictions::{validate_entity_id, PredictionRecord};
 use tracseq_core::security::Caller;
 use tracseq_core::DatasetId;
 use tracseq_learn::lab::{self, Assessment};
@@ -105,7 +106,7 @@ pub(crate) fn check_record(record: &Map<String, Value>) -> Result<(), ApiError> 
 }
 
 /// The log's copy of an answer: the output without its explanation.
-fn log_output(p: &Prediction) -> Value {
+pub(crate) fn log_output(p: &Prediction) -> Value {
     let mut out = Map::with_capacity(3);
     out.insert("value".into(), json!(p.value));
     if let Some(label) = &p.label {
@@ -117,38 +118,63 @@ fn log_output(p: &Prediction) -> Value {
     Value::Object(out)
 }
 
-/// Queues one answer for the prediction log (never waits).
+/// Who answered one record: the version, as which traffic variant, routed
+/// by which deployment.
+struct Arm<'a> {
+    loaded: &'a LoadedModel,
+    variant: &'a str,
+    deployment: Option<DeploymentId>,
+}
+
+impl<'a> Arm<'a> {
+    fn of(a: &'a Answerer) -> Arm<'a> {
+        Arm {
+            loaded: &a.model,
+            variant: a.variant(),
+            deployment: a.deployment(),
+        }
+    }
+}
+
+/// Queues one answer (or failure) for the prediction log (never waits).
 #[allow(clippy::too_many_arguments)]
 fn log_prediction(
     ctx: &Ctx,
     request_id: RequestId,
-    loaded: &LoadedModel,
+    arm: &Arm<'_>,
     entity_id: Option<String>,
     features: Map<String, Value>,
-    prediction: &Prediction,
+    prediction: Result<&Prediction, &ApiError>,
     latency: Duration,
     caller: &Option<Caller>,
 ) {
     if !ctx.prediction_log.enabled() {
         return;
     }
+    let (output, error) = match prediction {
+        Ok(p) => (log_output(p), None),
+        Err(e) => (Value::Null, Some(e.message.clone())),
+    };
     ctx.prediction_log.record(PredictionRecord {
         request_id,
         at: Utc::now(),
-        model: loaded.version.name.clone(),
-        version: loaded.version.version,
-        variant: PRIMARY.into(),
+        model: arm.loaded.version.name.clone(),
+        version: arm.loaded.version.version,
+        variant: arm.variant.to_string(),
         entity_id,
         features,
-        output: log_output(prediction),
+        output,
         latency_us: latency.as_micros().min(u128::from(u64::MAX)) as u64,
         caller: caller.as_ref().map(|c| c.actor.name.clone()),
+        deployment_id: arm.deployment,
+        shadow_of: None,
+        error,
     });
 }
 
 /// The model's answer to one record: from the prediction cache when it
 /// holds it, else computed (and cached).
-async fn answer(
+pub(crate) async fn answer(
     ctx: &Ctx,
     loaded: &LoadedModel,
     features: &Map<String, Value>,
@@ -185,29 +211,63 @@ async fn predict(ctx: Ctx, who: Option<Caller>, body: Result<Bytes, ApiError>) -
         validate_entity_id(id)?;
     }
     let pick = Pick::from_request(req.version, req.alias.as_deref())?;
-    let loaded = ctx.models.get(&ctx.platform, &req.model, pick).await?;
-    let prediction = answer(&ctx, &loaded, &req.features).await;
+    let routed = ctx
+        .models
+        .route(&ctx.platform, &req.model, pick, req.entity_id.as_deref())
+        .await?;
+    let arm = Arm::of(&routed);
+    let prediction = answer(&ctx, arm.loaded, &req.features).await;
     let latency = started.elapsed();
-    loaded.stats.record(latency, prediction.is_ok());
-    let prediction = &prediction?;
-    let quality = (loaded.artifact.target == lab::TARGET).then(|| lab::assess(prediction));
+    arm.loaded.record(arm.variant, latency, prediction.is_ok());
     let request_id = RequestId::new();
+    let prediction = match prediction {
+        Ok(p) => p,
+        Err(e) => {
+            let features = req.features;
+            log_prediction(
+                &ctx,
+                request_id,
+                &arm,
+                req.entity_id,
+                features,
+                Err(&e),
+                latency,
+                &who,
+            );
+            return Err(e);
+        }
+    };
+    let quality = (arm.loaded.artifact.target == lab::TARGET).then(|| lab::assess(&prediction));
     let resp = PredictResponse {
         request_id,
         model: &req.model,
-        version: loaded.version.version,
-        variant: PRIMARY,
-        prediction,
+        version: arm.loaded.version.version,
+        variant: arm.variant,
+        prediction: &prediction,
         quality,
     };
     let reply = json_reply(&resp, StatusCode::OK);
+    if let Some(shadow) = routed.shadow() {
+        Shadows::spawn(
+            &ctx,
+            Copy {
+                model: req.model.clone(),
+                shadow: shadow.clone(),
+                shadow_of: request_id,
+                deployment: arm.deployment,
+                entity_id: req.entity_id.clone(),
+                features: req.features.clone(),
+                caller: who.as_ref().map(|c| c.actor.name.clone()),
+            },
+        );
+    }
     log_prediction(
         &ctx,
         request_id,
-        &loaded,
+        &arm,
         req.entity_id,
         req.features,
-        prediction,
+        Ok(&prediction),
         latency,
         &who,
     );
@@ -226,10 +286,13 @@ struct BatchPredictRequest {
     dataset_id: Option<DatasetId>,
 }
 
-/// One answer of an inline batch: its log key beside the prediction.
+/// One answer of an inline batch: its log key and who answered, beside
+/// the prediction.
 #[derive(Serialize)]
 struct BatchAnswer<'a> {
     request_id: RequestId,
+    version: u32,
+    variant: &'a str,
     #[serde(flatten)]
     prediction: &'a Prediction,
 }
@@ -241,8 +304,10 @@ async fn batch_predict(ctx: Ctx, who: Option<Caller>, body: Result<Bytes, ApiErr
     let body = body?;
     let req: BatchPredictRequest = parse_json(&body)?;
     let pick = Pick::from_request(req.version, req.alias.as_deref())?;
-    let loaded = ctx.models.get(&ctx.platform, &req.model, pick).await?;
-    let version = loaded.version.version;
+    let first = ctx
+        .models
+        .route(&ctx.platform, &req.model, pick, None)
+        .await?;
     match (req.records, req.dataset_id) {
         (None, Some(_)) if req.entity_ids.is_some() => Err(ApiError::bad_request(
             "entity_ids go with records; a data set's rows are predicted by a job",
@@ -279,38 +344,89 @@ async fn batch_predict(ctx: Ctx, who: Option<Caller>, body: Result<Bytes, ApiErr
                 }
                 None => vec![None; records.len()],
             };
-            let predictions = loaded.artifact.predict(&records);
+            // Each record takes its own arm of the traffic policy (sticky
+            // by its entity id), as if it had come alone.
+            let arms: Vec<Answerer> = match first.routed() {
+                Some(r) => entity_ids.iter().map(|e| r.pick(e.as_deref())).collect(),
+                None => (0..records.len())
+                    .map(|_| Answerer::pinned(first.model.clone()))
+                    .collect(),
+            };
+            let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+            for (i, a) in arms.iter().enumerate() {
+                match groups
+                    .iter_mut()
+                    .find(|(g, _)| arms[*g].variant() == a.variant())
+                {
+                    Some((_, members)) => members.push(i),
+                    None => groups.push((i, vec![i])),
+                }
+            }
+            let mut predictions: Vec<Option<Prediction>> = std::iter::repeat_with(|| None)
+                .take(records.len())
+                .collect();
+            for (lead, members) in &groups {
+                let arm = Arm::of(&arms[*lead]);
+                let batch: Vec<Map<String, Value>> =
+                    members.iter().map(|&i| records[i].clone()).collect();
+                let answered = arm.loaded.artifact.predict(&batch);
+                let latency = started.elapsed();
+                arm.loaded.record(arm.variant, latency, answered.is_ok());
+                for (&i, p) in members.iter().zip(answered?) {
+                    predictions[i] = Some(p);
+                }
+            }
+            let predictions: Vec<Prediction> = predictions
+                .into_iter()
+                .map(|p| p.ok_or_else(|| ApiError::bad_request("no prediction produced")))
+                .collect::<Result<_, _>>()?;
             let latency = started.elapsed();
-            loaded.stats.record(latency, predictions.is_ok());
-            let predictions = predictions?;
             let ids: Vec<RequestId> = predictions.iter().map(|_| RequestId::new()).collect();
             let answers: Vec<BatchAnswer> = ids
                 .iter()
                 .zip(&predictions)
-                .map(|(&request_id, prediction)| BatchAnswer {
+                .zip(&arms)
+                .map(|((&request_id, prediction), a)| BatchAnswer {
                     request_id,
+                    version: a.model.version.version,
+                    variant: a.variant(),
                     prediction,
                 })
                 .collect();
-            let reply = json_reply(
-                &json!({"model": req.model, "version": version, "variant": PRIMARY, "predictions": answers}),
-                StatusCode::OK,
-            );
+            let uniform = groups.len() == 1;
+            let mut out = json!({"model": req.model, "predictions": answers});
+            if uniform {
+                out["version"] = json!(arms[0].model.version.version);
+                out["variant"] = json!(arms[0].variant());
+            }
+            let reply = json_reply(&out, StatusCode::OK);
             // Each record is charged its share of the batch's time.
             let share = latency / records.len().max(1) as u32;
-            for (((request_id, features), entity_id), prediction) in ids
+            for ((((request_id, features), entity_id), prediction), a) in ids
                 .into_iter()
                 .zip(records)
                 .zip(entity_ids)
                 .zip(&predictions)
+                .zip(&arms)
             {
                 log_prediction(
-                    &ctx, request_id, &loaded, entity_id, features, prediction, share, &who,
+                    &ctx,
+                    request_id,
+                    &Arm::of(a),
+                    entity_id,
+                    features,
+                    Ok(prediction),
+                    share,
+                    &who,
                 );
             }
             Ok(reply)
         }
         (None, Some(dataset_id)) => {
+            // A data set job runs on the deployment's own version.
+            let version = first
+                .routed()
+                .map_or(first.model.version.version, |r| r.version);
             let job = jobs::submit_batch_predict(
                 &ctx.platform,
                 &req.model,

@@ -41,6 +41,7 @@ fn filter(q: &HashMap<String, String>) -> Result<PredictionFilter, ApiError> {
         model,
         since,
         entity_id,
+        answered_only: false,
     })
 }
 

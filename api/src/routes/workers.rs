@@ -119,6 +119,7 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
                 ctx.models.render_metrics(&mut text);
                 ctx.prediction_log.render_metrics(&mut text);
                 ctx.cache.render_metrics(&mut text);
+                ctx.shadows.render_metrics(&mut text);
                 Ok(warp::reply::with_header(
                     text,
                     "content-type",

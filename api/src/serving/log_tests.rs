@@ -1,13 +1,15 @@
 use super::*;
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde_json::{json, Map};
 use std::sync::atomic::AtomicU32;
 use tokio::sync::Semaphore;
 use tracseq_backends::MemoryStateStore;
 use tracseq_core::ids::RequestId;
 use tracseq_core::paging::Page;
-use tracseq_core::predictions::{Labelled, Outcome, PredictionFilter, VariantCount, PRIMARY};
+use tracseq_core::predictions::{
+    Labelled, LiveFilter, Outcome, PredictionFilter, VariantCount, PRIMARY,
+};
 use tracseq_core::{Error, Result};
 
 fn record(i: u64) -> PredictionRecord {
@@ -22,6 +24,9 @@ fn record(i: u64) -> PredictionRecord {
         output: json!({"value": i}),
         latency_us: 10,
         caller: None,
+        deployment_id: None,
+        shadow_of: None,
+        error: None,
     }
 }
 
@@ -79,21 +84,12 @@ impl PredictionLogStore for Gate {
         self.inner.record_outcome(outcome).await
     }
 
-    async fn labelled_predictions(
-        &self,
-        model: &str,
-        since: Option<DateTime<Utc>>,
-        limit: u32,
-    ) -> Result<Vec<Labelled>> {
-        self.inner.labelled_predictions(model, since, limit).await
+    async fn labelled_predictions(&self, filter: &LiveFilter, limit: u32) -> Result<Vec<Labelled>> {
+        self.inner.labelled_predictions(filter, limit).await
     }
 
-    async fn prediction_counts(
-        &self,
-        model: &str,
-        since: Option<DateTime<Utc>>,
-    ) -> Result<Vec<VariantCount>> {
-        self.inner.prediction_counts(model, since).await
+    async fn prediction_counts(&self, filter: &LiveFilter) -> Result<Vec<VariantCount>> {
+        self.inner.prediction_counts(filter).await
     }
 }
 

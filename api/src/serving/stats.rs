@@ -11,13 +11,9 @@ use serde::Serialize;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-/// Upper bounds of the latency buckets, in microseconds; one more bucket
-/// holds everything slower.
-const BOUNDS_US: [u64; 16] = [
-    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
-    1_000_000, 2_500_000, 10_000_000,
-];
+/// Upper bounds of the latency buckets, in microseconds (the prediction
+/// log's histograms use the same); one more bucket holds everything slower.
+use tracseq_core::predictions::LATENCY_BOUNDS_US as BOUNDS_US;
 
 #[derive(Default)]
 pub struct ServingStats {
@@ -63,7 +59,21 @@ impl ServingStats {
     }
 
     pub fn figures(&self) -> ServingFigures {
-        let counts = self.counts();
+        ServingStats::figures_of(&[self])
+    }
+
+    /// The figures of several together (a version's variants).
+    pub fn figures_of(all: &[&ServingStats]) -> ServingFigures {
+        let mut counts = vec![0u64; BOUNDS_US.len() + 1];
+        let (mut requests, mut errors, mut total_us) = (0, 0, 0u64);
+        for s in all {
+            for (c, n) in counts.iter_mut().zip(s.counts()) {
+                *c += n;
+            }
+            requests += s.requests.load(Ordering::Relaxed);
+            errors += s.errors.load(Ordering::Relaxed);
+            total_us = total_us.saturating_add(s.total_us.load(Ordering::Relaxed));
+        }
         let n: u64 = counts.iter().sum();
         let pct = |q: f64| -> Option<f64> {
             if n == 0 {
@@ -81,10 +91,9 @@ impl ServingStats {
             None
         };
         ServingFigures {
-            requests: self.requests.load(Ordering::Relaxed),
-            errors: self.errors.load(Ordering::Relaxed),
-            mean_ms: (n > 0)
-                .then(|| self.total_us.load(Ordering::Relaxed) as f64 / n as f64 / 1000.0),
+            requests,
+            errors,
+            mean_ms: (n > 0).then(|| total_us as f64 / n as f64 / 1000.0),
             p50_ms: pct(0.50),
             p90_ms: pct(0.90),
             p99_ms: pct(0.99),
@@ -92,36 +101,52 @@ impl ServingStats {
     }
 }
 
-/// Prometheus text of every (model, version, figures) row.
-pub(super) fn render(rows: &[(String, u32, &ServingStats)], out: &mut String) {
+/// One exported series: a model version answering as one variant.
+pub(super) struct Row<'a> {
+    pub model: &'a str,
+    pub version: u32,
+    pub variant: &'a str,
+    pub stats: &'a ServingStats,
+}
+
+/// Prometheus text of every row.
+pub(super) fn render(rows: &[Row<'_>], out: &mut String) {
     out.push_str(
-        "# HELP tracseq_predict_requests_total Prediction requests answered by this api replica, per model version.\n\
+        "# HELP tracseq_predict_requests_total Prediction requests answered by this api replica, per model version and traffic variant.\n\
          # TYPE tracseq_predict_requests_total counter\n",
     );
-    for (name, version, s) in rows {
+    let labels = |r: &Row<'_>| {
+        format!(
+            "model=\"{}\",version=\"{}\",variant=\"{}\"",
+            r.model, r.version, r.variant
+        )
+    };
+    for r in rows {
         let _ = writeln!(
             out,
-            "tracseq_predict_requests_total{{model=\"{name}\",version=\"{version}\"}} {}",
-            s.requests.load(Ordering::Relaxed)
+            "tracseq_predict_requests_total{{{}}} {}",
+            labels(r),
+            r.stats.requests.load(Ordering::Relaxed)
         );
     }
     out.push_str(
         "# HELP tracseq_predict_errors_total Prediction requests that failed after the model was chosen.\n\
          # TYPE tracseq_predict_errors_total counter\n",
     );
-    for (name, version, s) in rows {
+    for r in rows {
         let _ = writeln!(
             out,
-            "tracseq_predict_errors_total{{model=\"{name}\",version=\"{version}\"}} {}",
-            s.errors.load(Ordering::Relaxed)
+            "tracseq_predict_errors_total{{{}}} {}",
+            labels(r),
+            r.stats.errors.load(Ordering::Relaxed)
         );
     }
     out.push_str(
         "# HELP tracseq_predict_latency_seconds Time from a prediction request's parsed body to its answer.\n\
          # TYPE tracseq_predict_latency_seconds histogram\n",
     );
-    for (name, version, s) in rows {
-        let labels = format!("model=\"{name}\",version=\"{version}\"");
+    for r in rows {
+        let (labels, s) = (labels(r), r.stats);
         let counts = s.counts();
         let mut cumulative = 0;
         for (i, c) in counts.iter().enumerate() {
@@ -175,9 +200,19 @@ mod tests {
         s.record(Duration::from_micros(10), true);
         s.record(Duration::from_secs(20), true);
         let mut out = String::new();
-        render(&[("m".into(), 2, &s)], &mut out);
-        assert!(out.contains("bucket{model=\"m\",version=\"2\",le=\"0.00005\"} 1\n"));
-        assert!(out.contains("bucket{model=\"m\",version=\"2\",le=\"+Inf\"} 2\n"));
-        assert!(out.contains("tracseq_predict_latency_seconds_count{model=\"m\",version=\"2\"} 2"));
+        let row = Row {
+            model: "m",
+            version: 2,
+            variant: "b",
+            stats: &s,
+        };
+        render(&[row], &mut out);
+        let labels = "model=\"m\",version=\"2\",variant=\"b\"";
+        assert!(out.contains(&format!("bucket{{{labels},le=\"0.00005\"}} 1\n")));
+        assert!(out.contains(&format!("bucket{{{labels},le=\"30\"}} 2\n")));
+        assert!(out.contains(&format!("bucket{{{labels},le=\"+Inf\"}} 2\n")));
+        assert!(out.contains(&format!(
+            "tracseq_predict_latency_seconds_count{{{labels}}} 2"
+        )));
     }
 }

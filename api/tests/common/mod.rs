@@ -17,6 +17,8 @@ use warp::http::{header, Request};
 
 pub struct Fixture {
     pub app: App,
+    /// The replica's loaded models (to refresh its deployments at once).
+    pub models: Arc<tracseq_api::serving::ModelCache>,
     pub platform: Platform,
     pub security: Arc<dyn SecurityStore>,
     pub tokens: BTreeMap<Role, String>,
@@ -65,11 +67,23 @@ impl Fixture {
             Arc::new(tokio::sync::Notify::new()),
         );
         Fixture {
+            models: ctx.models.clone(),
             app: App::new(ctx),
             platform,
             security,
             tokens,
         }
+    }
+
+    /// A replica of `base` (its tokens) over another view of its platform
+    /// (a wrapped store, say).
+    pub fn over_platform(base: &Fixture, platform: Platform) -> Fixture {
+        Fixture::over(
+            platform,
+            base.security.clone(),
+            base.tokens.clone(),
+            ServingSetup::default(),
+        )
     }
 
     /// A second api replica over the same platform and tokens.
@@ -117,6 +131,13 @@ impl Fixture {
     pub fn token(&self, role: Role) -> &str {
         &self.tokens[&role]
     }
+
+    /// `POST /predict` of `body` with the predictor's token.
+    pub async fn predict(&self, body: &Value) -> Answer {
+        let token = self.token(Role::Predictor);
+        self.call("POST", "/predict", Some(token), &body.to_string())
+            .await
+    }
 }
 
 pub fn artifact_bytes() -> bytes::Bytes {
@@ -140,6 +161,30 @@ pub async fn register(p: &Platform, version: u32, bytes: &bytes::Bytes, corrupt:
         .register_model_version(new, chrono::Utc::now())
         .await
         .unwrap();
+}
+
+/// A new platform deployment of "sq" `version` (pending, not stored).
+pub fn deployment(
+    version: u32,
+    traffic: Option<tracseq_core::lifecycle::traffic::TrafficPolicy>,
+) -> tracseq_core::lifecycle::deployment::Deployment {
+    use tracseq_core::lifecycle::deployment::{Deployment, NewDeployment, Target};
+    Deployment::new(
+        NewDeployment {
+            model: "sq".into(),
+            version,
+            target: Target::Platform,
+            replicas: 1,
+            resources: None,
+            job_id: None,
+            requested_by: tracseq_core::security::Actor {
+                id: tracseq_core::ids::TokenId::new(),
+                name: "sci".into(),
+            },
+            traffic,
+        },
+        chrono::Utc::now(),
+    )
 }
 
 /// The whole body of a response.

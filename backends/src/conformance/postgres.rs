@@ -335,9 +335,15 @@ async fn the_worker_role_cannot_read_tokens_or_write_the_audit_log() {
         .execute("SELECT count(*) FROM prediction_logs")
         .await
         .expect("the drift monitor reads the prediction log");
+    // It audits what it does on nobody's request (a canary's automatic
+    // rollback), and reads the chain it appends to; never changes it.
+    scheduler
+        .execute("SELECT count(*) FROM audit_log")
+        .await
+        .expect("the scheduler reads the audit chain's end");
     for sql in [
         "SELECT * FROM api_tokens",
-        "SELECT * FROM audit_log",
+        "UPDATE audit_log SET action = 'y'",
         "INSERT INTO prediction_logs (request_id, at, model, version, variant, body) \
          VALUES (gen_random_uuid(), 0, 'm', 1, 'primary', '{}')",
     ] {
@@ -508,7 +514,7 @@ async fn check_schema_reports_missing_and_newer_migrations() {
     admin.close().await.unwrap();
     match store.check_schema().await {
         Err(Error::Invalid(m)) => assert!(
-            m.contains("newer than this binary (version 9999 > 5)"),
+            m.contains("newer than this binary (version 9999 > 6)"),
             "{m}"
         ),
         other => panic!("expected newer schema, got {other:?}"),

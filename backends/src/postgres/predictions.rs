@@ -4,13 +4,15 @@
 
 use super::*;
 use crate::predictions::{
-    already_logged, check_batch, check_outcome, outcome_exists, prediction_not_found,
+    already_logged, check_answered, check_batch, check_outcome, counts_from_rows, counts_sql,
+    outcome_exists, prediction_not_found,
 };
+use std::sync::LazyLock;
 use tracseq_core::ids::RequestId;
 use tracseq_core::paging::Page;
 use tracseq_core::ports::PredictionLogStore;
 use tracseq_core::predictions::{
-    Labelled, Outcome, PredictionFilter, PredictionRecord, VariantCount,
+    Labelled, LiveFilter, Outcome, PredictionFilter, PredictionRecord, VariantCount,
 };
 
 #[async_trait]
@@ -27,7 +29,15 @@ impl PredictionLogStore for PostgresStateStore {
         let mut variants = Vec::with_capacity(records.len());
         let mut entities = Vec::with_capacity(records.len());
         let mut bodies = Vec::with_capacity(records.len());
+        let mut deployments = Vec::with_capacity(records.len());
+        let mut shadows = Vec::with_capacity(records.len());
+        let mut failed = Vec::with_capacity(records.len());
+        let mut latencies = Vec::with_capacity(records.len());
         for r in records {
+            deployments.push(r.deployment_id.map(|d| d.to_string()));
+            shadows.push(r.shadow_of.map(|d| d.to_string()));
+            failed.push(r.error.is_some());
+            latencies.push(i64::try_from(r.latency_us).unwrap_or(i64::MAX));
             ids.push(r.request_id.to_string());
             ats.push(r.at.timestamp_micros());
             models.push(r.model.as_str());
@@ -39,6 +49,8 @@ impl PredictionLogStore for PostgresStateStore {
         let (ids, ats, models, versions, variants, entities, bodies) = (
             &ids, &ats, &models, &versions, &variants, &entities, &bodies,
         );
+        let (deployments, shadows, failed, latencies) =
+            (&deployments, &shadows, &failed, &latencies);
         self.run(|attempt| async move {
             if attempt > 0 {
                 // An earlier attempt may have committed before its
@@ -66,9 +78,12 @@ impl PredictionLogStore for PostgresStateStore {
             // One statement: the batch is stored whole or not at all (a
             // writer racing on one id fails it with a unique violation).
             sqlx::query(
-                "INSERT INTO prediction_logs (request_id, at, model, version, variant, entity_id, body)
+                "INSERT INTO prediction_logs (request_id, at, model, version, variant, entity_id, body,
+                     deployment_id, shadow_of, failed, latency_us)
                  SELECT * FROM UNNEST($1::text[]::uuid[], $2::bigint[], $3::text[], $4::bigint[],
-                                      $5::text[], $6::text[], $7::text[]::jsonb[])",
+                                      $5::text[], $6::text[], $7::text[]::jsonb[],
+                                      $8::text[]::uuid[], $9::text[]::uuid[], $10::bool[],
+                                      $11::bigint[])",
             )
             .bind(ids)
             .bind(ats)
@@ -77,6 +92,10 @@ impl PredictionLogStore for PostgresStateStore {
             .bind(variants)
             .bind(entities)
             .bind(bodies)
+            .bind(deployments)
+            .bind(shadows)
+            .bind(failed)
+            .bind(latencies)
             .execute(&self.pool)
             .await?;
             Ok(())
@@ -94,6 +113,7 @@ impl PredictionLogStore for PostgresStateStore {
                 "SELECT body FROM prediction_logs
                  WHERE ($1::uuid IS NULL OR request_id < $1::uuid) AND ($2::text IS NULL OR model = $2)
                    AND ($3::text IS NULL OR entity_id = $3) AND ($4::bigint IS NULL OR at >= $4)
+                   AND (NOT $6 OR (shadow_of IS NULL AND NOT failed))
                  ORDER BY request_id DESC LIMIT $5",
             )
             .bind(page.after.as_deref())
@@ -101,6 +121,7 @@ impl PredictionLogStore for PostgresStateStore {
             .bind(filter.entity_id.as_deref())
             .bind(filter.since.map(|t| t.timestamp_micros()))
             .bind(page.sql_limit())
+            .bind(filter.answered_only)
             .fetch_all(&self.pool)
             .await?;
             bodies(&rows)
@@ -136,6 +157,7 @@ impl PredictionLogStore for PostgresStateStore {
                 Some(r) => body(&r)?,
                 None => return Err(prediction_not_found(id).into()),
             };
+            check_answered(&prediction)?;
             check_outcome(outcome, &prediction)?;
             let res = sqlx::query(
                 "INSERT INTO prediction_outcomes (request_id, model, version, variant, reported_at, body)
@@ -171,21 +193,26 @@ impl PredictionLogStore for PostgresStateStore {
         .await
     }
 
-    async fn labelled_predictions(
-        &self,
-        model: &str,
-        since: Option<DateTime<Utc>>,
-        limit: u32,
-    ) -> Result<Vec<Labelled>> {
+    async fn labelled_predictions(&self, filter: &LiveFilter, limit: u32) -> Result<Vec<Labelled>> {
         self.run(|_| async move {
+            // The answer itself, and the shadows' copies of it (judged by
+            // the same outcome).
             let rows = sqlx::query(
-                "SELECT p.body AS prediction, o.body AS outcome
-                 FROM prediction_outcomes o JOIN prediction_logs p ON p.request_id = o.request_id
-                 WHERE o.model = $1 AND ($2::bigint IS NULL OR p.at >= $2)
-                 ORDER BY o.request_id DESC LIMIT $3",
+                "SELECT prediction, outcome FROM (
+                     SELECT p.body AS prediction, o.body AS outcome, o.request_id AS oid, 0 AS shadow
+                     FROM prediction_outcomes o JOIN prediction_logs p ON p.request_id = o.request_id
+                     WHERE o.model = $1 AND ($2::bigint IS NULL OR p.at >= $2)
+                       AND ($3::uuid IS NULL OR p.deployment_id = $3::uuid)
+                     UNION ALL
+                     SELECT p.body, o.body, o.request_id, 1
+                     FROM prediction_outcomes o JOIN prediction_logs p ON p.shadow_of = o.request_id
+                     WHERE o.model = $1 AND ($2::bigint IS NULL OR p.at >= $2)
+                       AND ($3::uuid IS NULL OR p.deployment_id = $3::uuid)) both_kinds
+                 ORDER BY oid DESC, shadow LIMIT $4",
             )
-            .bind(model)
-            .bind(since.map(|t| t.timestamp_micros()))
+            .bind(&filter.model)
+            .bind(filter.since.map(|t| t.timestamp_micros()))
+            .bind(filter.deployment.map(|d| d.to_string()))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
@@ -203,31 +230,29 @@ impl PredictionLogStore for PostgresStateStore {
         .await
     }
 
-    async fn prediction_counts(
-        &self,
-        model: &str,
-        since: Option<DateTime<Utc>>,
-    ) -> Result<Vec<VariantCount>> {
-        self.run(|_| async move {
-            let rows = sqlx::query(
-                "SELECT version, variant, COUNT(*) AS n FROM prediction_logs
-                 WHERE model = $1 AND ($2::bigint IS NULL OR at >= $2)
-                 GROUP BY version, variant ORDER BY version, variant",
+    async fn prediction_counts(&self, filter: &LiveFilter) -> Result<Vec<VariantCount>> {
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            counts_sql(
+                "failed",
+                "model = $1 AND ($2::bigint IS NULL OR at >= $2)
+                   AND ($3::uuid IS NULL OR deployment_id = $3::uuid)",
             )
-            .bind(model)
-            .bind(since.map(|t| t.timestamp_micros()))
-            .fetch_all(&self.pool)
+        });
+        let rows = self
+            .run(|_| async move {
+                Ok(sqlx::query(SQL.as_str())
+                    .bind(&filter.model)
+                    .bind(filter.since.map(|t| t.timestamp_micros()))
+                    .bind(filter.deployment.map(|d| d.to_string()))
+                    .fetch_all(&self.pool)
+                    .await?)
+            })
             .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in &rows {
-                out.push(VariantCount {
-                    version: r.try_get::<i64, _>("version")? as u32,
-                    variant: r.try_get("variant")?,
-                    predictions: r.try_get::<i64, _>("n")? as u64,
-                });
-            }
-            Ok(out)
-        })
-        .await
+        counts_from_rows(
+            &rows,
+            // SUM over integers is a bigint in PostgreSQL, as COUNT is.
+            |r, c| r.try_get::<i64, _>(c).map_err(db_error),
+            |r, c| r.try_get::<String, _>(c).map_err(db_error),
+        )
     }
 }

@@ -4,16 +4,17 @@
 use super::{bodies, body, SqliteStateStore};
 use crate::error::Classify;
 use crate::predictions::{
-    already_logged, check_batch, check_outcome, outcome_exists, prediction_not_found,
+    already_logged, check_answered, check_batch, check_outcome, counts_from_rows, counts_sql,
+    outcome_exists, prediction_not_found,
 };
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::Row;
+use std::sync::LazyLock;
 use tracseq_core::ids::RequestId;
 use tracseq_core::paging::Page;
 use tracseq_core::ports::PredictionLogStore;
 use tracseq_core::predictions::{
-    Labelled, Outcome, PredictionFilter, PredictionRecord, VariantCount,
+    Labelled, LiveFilter, Outcome, PredictionFilter, PredictionRecord, VariantCount,
 };
 use tracseq_core::Result;
 
@@ -27,8 +28,9 @@ impl PredictionLogStore for SqliteStateStore {
         let mut tx = self.writer.begin().await.classify()?;
         for r in records {
             let res = sqlx::query(
-                "INSERT INTO prediction_logs (request_id, at, model, version, variant, entity_id, body)
-                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING",
+                "INSERT INTO prediction_logs (request_id, at, model, version, variant, entity_id,
+                     deployment_id, shadow_of, failed, latency_us, body)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING",
             )
             .bind(r.request_id.to_string())
             .bind(r.at.timestamp_micros())
@@ -36,6 +38,10 @@ impl PredictionLogStore for SqliteStateStore {
             .bind(i64::from(r.version))
             .bind(&r.variant)
             .bind(r.entity_id.as_deref())
+            .bind(r.deployment_id.map(|d| d.to_string()))
+            .bind(r.shadow_of.map(|d| d.to_string()))
+            .bind(r.error.is_some())
+            .bind(i64::try_from(r.latency_us).unwrap_or(i64::MAX))
             .bind(serde_json::to_string(r)?)
             .execute(&mut *tx)
             .await
@@ -57,6 +63,7 @@ impl PredictionLogStore for SqliteStateStore {
             "SELECT body FROM prediction_logs
              WHERE (?1 IS NULL OR request_id < ?1) AND (?2 IS NULL OR model = ?2)
                AND (?3 IS NULL OR entity_id = ?3) AND (?4 IS NULL OR at >= ?4)
+               AND (?6 = 0 OR (shadow_of IS NULL AND failed = 0))
              ORDER BY request_id DESC LIMIT ?5",
         )
         .bind(page.after.as_deref())
@@ -64,6 +71,7 @@ impl PredictionLogStore for SqliteStateStore {
         .bind(filter.entity_id.as_deref())
         .bind(filter.since.map(|t| t.timestamp_micros()))
         .bind(page.sql_limit())
+        .bind(filter.answered_only)
         .fetch_all(&self.reader)
         .await
         .classify()?;
@@ -95,6 +103,7 @@ impl PredictionLogStore for SqliteStateStore {
             .map(body)
             .transpose()?
             .ok_or_else(|| prediction_not_found(id))?;
+        check_answered(&prediction)?;
         check_outcome(outcome, &prediction)?;
         let res = sqlx::query(
             "INSERT INTO prediction_outcomes (request_id, model, version, variant, reported_at, body)
@@ -115,20 +124,25 @@ impl PredictionLogStore for SqliteStateStore {
         tx.commit().await.classify()
     }
 
-    async fn labelled_predictions(
-        &self,
-        model: &str,
-        since: Option<DateTime<Utc>>,
-        limit: u32,
-    ) -> Result<Vec<Labelled>> {
+    async fn labelled_predictions(&self, filter: &LiveFilter, limit: u32) -> Result<Vec<Labelled>> {
+        // The answer itself, and the shadows' copies of it (judged by the
+        // same outcome).
         let rows = sqlx::query(
-            "SELECT p.body AS prediction, o.body AS outcome
-             FROM prediction_outcomes o JOIN prediction_logs p ON p.request_id = o.request_id
-             WHERE o.model = ?1 AND (?2 IS NULL OR p.at >= ?2)
-             ORDER BY o.request_id DESC LIMIT ?3",
+            "SELECT prediction, outcome FROM (
+                 SELECT p.body AS prediction, o.body AS outcome, o.request_id AS oid, 0 AS shadow
+                 FROM prediction_outcomes o JOIN prediction_logs p ON p.request_id = o.request_id
+                 WHERE o.model = ?1 AND (?2 IS NULL OR p.at >= ?2)
+                   AND (?3 IS NULL OR p.deployment_id = ?3)
+                 UNION ALL
+                 SELECT p.body, o.body, o.request_id, 1
+                 FROM prediction_outcomes o JOIN prediction_logs p ON p.shadow_of = o.request_id
+                 WHERE o.model = ?1 AND (?2 IS NULL OR p.at >= ?2)
+                   AND (?3 IS NULL OR p.deployment_id = ?3))
+             ORDER BY oid DESC, shadow LIMIT ?4",
         )
-        .bind(model)
-        .bind(since.map(|t| t.timestamp_micros()))
+        .bind(&filter.model)
+        .bind(filter.since.map(|t| t.timestamp_micros()))
+        .bind(filter.deployment.map(|d| d.to_string()))
         .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await
@@ -143,28 +157,24 @@ impl PredictionLogStore for SqliteStateStore {
             .collect()
     }
 
-    async fn prediction_counts(
-        &self,
-        model: &str,
-        since: Option<DateTime<Utc>>,
-    ) -> Result<Vec<VariantCount>> {
-        let rows = sqlx::query(
-            "SELECT version, variant, COUNT(*) AS n FROM prediction_logs
-             WHERE model = ?1 AND (?2 IS NULL OR at >= ?2)
-             GROUP BY version, variant ORDER BY version, variant",
+    async fn prediction_counts(&self, filter: &LiveFilter) -> Result<Vec<VariantCount>> {
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            counts_sql(
+                "failed",
+                "model = ?1 AND (?2 IS NULL OR at >= ?2) AND (?3 IS NULL OR deployment_id = ?3)",
+            )
+        });
+        let rows = sqlx::query(SQL.as_str())
+            .bind(&filter.model)
+            .bind(filter.since.map(|t| t.timestamp_micros()))
+            .bind(filter.deployment.map(|d| d.to_string()))
+            .fetch_all(&self.reader)
+            .await
+            .classify()?;
+        counts_from_rows(
+            &rows,
+            |r, c| r.try_get::<i64, _>(c).classify(),
+            |r, c| r.try_get::<String, _>(c).classify(),
         )
-        .bind(model)
-        .bind(since.map(|t| t.timestamp_micros()))
-        .fetch_all(&self.reader)
-        .await
-        .classify()?;
-        Ok(rows
-            .iter()
-            .map(|r| VariantCount {
-                version: r.get::<i64, _>("version") as u32,
-                variant: r.get("variant"),
-                predictions: r.get::<i64, _>("n") as u64,
-            })
-            .collect())
     }
 }

@@ -32,6 +32,7 @@ fn new_deployment(model: &str, version: u32, target: Target, seconds: i64) -> De
             resources: None,
             job_id: None,
             requested_by: actor("deployer"),
+            traffic: None,
         },
         at(seconds),
     )

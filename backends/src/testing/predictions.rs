@@ -5,11 +5,12 @@
 use chrono::Duration;
 use serde_json::{json, Map};
 use std::sync::Arc;
-use tracseq_core::ids::RequestId;
+use tracseq_core::ids::{DeploymentId, RequestId};
 use tracseq_core::paging::Page;
 use tracseq_core::ports::PredictionLogStore;
 use tracseq_core::predictions::{
-    Outcome, PredictionFilter, PredictionRecord, VariantCount, PRIMARY,
+    LiveFilter, Outcome, PredictionFilter, PredictionRecord, VariantCount, LATENCY_BOUNDS_US,
+    PRIMARY,
 };
 use tracseq_core::Error;
 
@@ -31,7 +32,14 @@ pub fn prediction(model: &str, seconds: i64, entity: Option<&str>) -> Prediction
         output: json!({"value": 0.5 + seconds as f64 / 100.0}),
         latency_us: 120,
         caller: Some("lab-client".into()),
+        deployment_id: None,
+        shadow_of: None,
+        error: None,
     }
+}
+
+fn of(model: &str) -> LiveFilter {
+    LiveFilter::model(model, None)
 }
 
 pub async fn prediction_log_suite(s: Arc<dyn PredictionLogStore>) {
@@ -41,6 +49,8 @@ pub async fn prediction_log_suite(s: Arc<dyn PredictionLogStore>) {
     pages_walk_the_log_once(s.as_ref()).await;
     outcomes_join_their_prediction_once(s.as_ref()).await;
     counts_and_labelled_predictions_by_version_and_variant(s.as_ref()).await;
+    failures_and_latencies_are_counted_per_variant_and_deployment(s.as_ref()).await;
+    a_shadow_copy_is_judged_by_its_answers_outcome_and_takes_none_itself(s.as_ref()).await;
     concurrent_writers_lose_nothing(s).await;
 }
 
@@ -226,7 +236,7 @@ async fn outcomes_join_their_prediction_once(s: &dyn PredictionLogStore) {
         matches!(again, Error::Conflict(_)),
         "never replaced: {again}"
     );
-    let labelled = s.labelled_predictions("outcome", None, 10).await.unwrap();
+    let labelled = s.labelled_predictions(&of("outcome"), 10).await.unwrap();
     assert_eq!(labelled.len(), 1);
     assert_eq!(
         (&labelled[0].prediction, &labelled[0].outcome),
@@ -250,40 +260,158 @@ async fn counts_and_labelled_predictions_by_version_and_variant(s: &dyn Predicti
         version,
         variant: variant.into(),
         predictions,
+        errors: 0,
+        latency_le: LATENCY_BOUNDS_US
+            .iter()
+            .map(|&b| if b >= 120 { predictions } else { 0 })
+            .collect(),
     };
     assert_eq!(
-        s.prediction_counts("counted", None).await.unwrap(),
+        s.prediction_counts(&of("counted")).await.unwrap(),
         vec![count(1, "a", 2), count(1, "b", 1), count(2, "a", 3)]
     );
     assert_eq!(
-        s.prediction_counts("counted", Some(t0() + Duration::seconds(3)))
-            .await
-            .unwrap(),
+        s.prediction_counts(&LiveFilter::model(
+            "counted",
+            Some(t0() + Duration::seconds(3))
+        ))
+        .await
+        .unwrap(),
         vec![count(2, "a", 3)],
         "since counts by prediction time"
     );
     for p in &batch[1..] {
         s.record_outcome(&outcome(p, json!(1.0))).await.unwrap();
     }
-    let all = s.labelled_predictions("counted", None, 100).await.unwrap();
+    let all = s.labelled_predictions(&of("counted"), 100).await.unwrap();
     let ids: Vec<_> = all.iter().map(|l| l.prediction.request_id).collect();
     let want: Vec<_> = batch[1..].iter().rev().map(|p| p.request_id).collect();
     assert_eq!(ids, want, "newest first, only those with an outcome");
     let recent = s
-        .labelled_predictions("counted", Some(t0() + Duration::seconds(4)), 100)
+        .labelled_predictions(
+            &LiveFilter::model("counted", Some(t0() + Duration::seconds(4))),
+            100,
+        )
         .await
         .unwrap();
     assert_eq!(recent.len(), 2);
     assert_eq!(
-        s.labelled_predictions("counted", None, 2)
+        s.labelled_predictions(&of("counted"), 2)
             .await
             .unwrap()
             .len(),
         2
     );
     assert!(s
-        .labelled_predictions("nobody", None, 9)
+        .labelled_predictions(&of("nobody"), 9)
         .await
         .unwrap()
         .is_empty());
+}
+
+async fn failures_and_latencies_are_counted_per_variant_and_deployment(s: &dyn PredictionLogStore) {
+    let deployment = DeploymentId::new();
+    let mut batch = Vec::new();
+    for (i, (variant, latency_us, failed, routed)) in [
+        ("primary", 40, false, true),
+        ("primary", 900, false, true),
+        ("primary", 3_000, true, true),
+        ("b", 7_000_000, false, true),
+        ("primary", 40, false, false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut p = prediction("histogram", i as i64, None);
+        p.variant = variant.into();
+        p.latency_us = latency_us;
+        if failed {
+            p.output = serde_json::Value::Null;
+            p.error = Some("feature 'x' is missing".into());
+        }
+        p.deployment_id = routed.then_some(deployment);
+        batch.push(p);
+    }
+    s.append_predictions(&batch).await.unwrap();
+    let routed = LiveFilter {
+        model: "histogram".into(),
+        since: None,
+        deployment: Some(deployment),
+    };
+    let counts = s.prediction_counts(&routed).await.unwrap();
+    assert_eq!(counts.len(), 2);
+    let (b, primary) = (&counts[0], &counts[1]);
+    assert_eq!((b.variant.as_str(), b.predictions, b.errors), ("b", 1, 0));
+    assert_eq!(
+        (
+            primary.variant.as_str(),
+            primary.predictions,
+            primary.errors
+        ),
+        ("primary", 3, 1),
+        "the request outside the deployment is not counted"
+    );
+    let le = |us: u64| {
+        let i = LATENCY_BOUNDS_US.iter().position(|&b| b == us).unwrap();
+        primary.latency_le[i]
+    };
+    assert_eq!((le(50), le(500), le(1_000), le(5_000)), (1, 1, 2, 3));
+    assert_eq!(b.latency_le[LATENCY_BOUNDS_US.len() - 3], 0);
+    assert_eq!(*b.latency_le.last().unwrap(), 1);
+    let all = s.prediction_counts(&of("histogram")).await.unwrap();
+    assert_eq!(all[1].predictions, 4);
+    // A failure takes no outcome: it gave nothing to compare with.
+    let err = s
+        .record_outcome(&outcome(&batch[2], json!(1.0)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err}");
+}
+
+async fn a_shadow_copy_is_judged_by_its_answers_outcome_and_takes_none_itself(
+    s: &dyn PredictionLogStore,
+) {
+    let answer = prediction("shadowed", 0, Some("S-77"));
+    let mut copy = prediction("shadowed", 0, Some("S-77"));
+    copy.version = 2;
+    copy.variant = "shadow".into();
+    copy.shadow_of = Some(answer.request_id);
+    copy.output = json!({"value": 0.9});
+    s.append_predictions(&[answer.clone(), copy.clone()])
+        .await
+        .unwrap();
+    let err = s
+        .record_outcome(&outcome(&copy, json!(0.4)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Invalid(m) if m.contains(&answer.request_id.to_string())),
+        "{err}"
+    );
+    // The entity's latest answer is the one it received, not the copy.
+    let received = PredictionFilter {
+        entity_id: Some("S-77".into()),
+        answered_only: true,
+        ..only("shadowed")
+    };
+    let latest = s
+        .list_predictions(&received, &Page::default())
+        .await
+        .unwrap();
+    assert_eq!(latest, vec![answer.clone()]);
+    s.record_outcome(&outcome(&answer, json!(0.4)))
+        .await
+        .unwrap();
+    let labelled = s.labelled_predictions(&of("shadowed"), 10).await.unwrap();
+    let got: Vec<(u32, &str, f64)> = labelled
+        .iter()
+        .map(|l| {
+            (
+                l.prediction.version,
+                l.prediction.variant.as_str(),
+                l.outcome.actual.as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, vec![(1, "primary", 0.4), (2, "shadow", 0.4)]);
 }

@@ -86,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
                 id: TokenId::new(),
                 name: "bench".into(),
             },
+            traffic: None,
         },
         Utc::now(),
     );

@@ -22,6 +22,7 @@
 //! the production version, so an unreviewed version never reaches lab
 //! software by a deploy.
 
+use super::traffic::{Rollout, RolloutState, TrafficPolicy};
 use crate::ids::{DeploymentId, JobId};
 use crate::registry::Stage;
 use crate::security::Actor;
@@ -112,6 +113,12 @@ pub struct Deployment {
     pub note: Option<String>,
     pub error: Option<String>,
     pub history: Vec<Step>,
+    /// How the deployment shares its traffic (platform target only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<TrafficPolicy>,
+    /// A canary rollout's progress, from the moment it went live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
     /// Compare-and-set key, bumped by every stored change.
     pub revision: u64,
 }
@@ -213,6 +220,7 @@ pub struct NewDeployment {
     pub resources: Option<crate::resources::ResourceRequest>,
     pub job_id: Option<JobId>,
     pub requested_by: Actor,
+    pub traffic: Option<TrafficPolicy>,
 }
 
 impl Deployment {
@@ -241,6 +249,8 @@ impl Deployment {
             outputs: Vec::new(),
             note: None,
             error: None,
+            traffic: new.traffic.filter(|t| !t.is_empty()),
+            rollout: None,
             revision: 0,
         }
     }
@@ -270,9 +280,13 @@ pub fn on_event(
             // Redeploying the live deployment's own version still records
             // a new live deployment; rolling back from it returns to the
             // one before.
-            if let Some(old) = live.filter(|p| p.id != d.id) {
+            let live = live.filter(|p| p.id != d.id);
+            if let Some(old) = live {
                 d.previous = Some(old);
                 effects.push(Effect::Supersede(old.id));
+            }
+            if let Some(plan) = d.traffic.as_ref().and_then(|t| t.canary.as_ref()) {
+                d.rollout = Some(Rollout::start(plan, d.version, live, now));
             }
             if d.target == Target::Platform {
                 effects.push(Effect::Serve { version: d.version });
@@ -312,6 +326,9 @@ pub fn on_event(
                 effects.push(Effect::Serve {
                     version: previous.version,
                 });
+            }
+            if let Some(r) = d.rollout.as_mut().filter(|r| r.state.running()) {
+                r.state = RolloutState::RolledBack;
             }
             step(d, RolledBack, now, Some(by), reason);
             effects.push(Effect::Finished(RolledBack));

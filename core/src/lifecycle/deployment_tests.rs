@@ -24,6 +24,7 @@ fn fresh(version: u32, target: Target) -> Deployment {
             resources: None,
             job_id: Some(JobId::new()),
             requested_by: actor("scientist"),
+            traffic: None,
         },
         t(0),
     )

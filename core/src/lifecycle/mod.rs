@@ -11,6 +11,9 @@
 //!   approved / rejected / cancelled (production needs a second identity).
 //! - [`deployment`]: pending → deploying → live → superseded / rolled_back,
 //!   or failed.
+//! - [`traffic`]: how a live deployment shares its traffic (A/B, shadow)
+//!   and a canary rollout's steps: progressing / holding → completed, or
+//!   rolled back when its gates fail.
 //!
 //! The registry's own rules (one production version, aliases) are in
 //! [`crate::registry`]: they are not a record's lifecycle but a function of
@@ -20,5 +23,6 @@ pub mod deployment;
 pub mod experiment;
 pub mod job;
 pub mod promotion;
+pub mod traffic;
 
 pub use job::{on_event, Effect, Event, Rejection, RetryPolicy};

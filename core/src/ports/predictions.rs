@@ -1,9 +1,10 @@
 use crate::ids::RequestId;
 use crate::paging::Page;
-use crate::predictions::{Labelled, Outcome, PredictionFilter, PredictionRecord, VariantCount};
+use crate::predictions::{
+    Labelled, LiveFilter, Outcome, PredictionFilter, PredictionRecord, VariantCount,
+};
 use crate::Result;
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 
 /// The prediction log (see [`crate::predictions`]) and the outcomes
 /// reported for it: both append-only, listed newest first by request id
@@ -26,19 +27,12 @@ pub trait PredictionLogStore: Send + Sync {
     /// prediction is not logged, `Conflict` when it already has one
     /// (outcomes are never replaced).
     async fn record_outcome(&self, outcome: &Outcome) -> Result<()>;
-    /// The model's predictions made at or after `since` that have an
-    /// outcome, newest first, at most `limit`.
-    async fn labelled_predictions(
-        &self,
-        model: &str,
-        since: Option<DateTime<Utc>>,
-        limit: u32,
-    ) -> Result<Vec<Labelled>>;
-    /// How many predictions each version and variant of the model answered
-    /// at or after `since`, by version then variant.
-    async fn prediction_counts(
-        &self,
-        model: &str,
-        since: Option<DateTime<Utc>>,
-    ) -> Result<Vec<VariantCount>>;
+    /// The predictions the filter matches that have an outcome, newest
+    /// outcome first, at most `limit`. A shadow's copy is paired with the
+    /// outcome of the answer it shadowed.
+    async fn labelled_predictions(&self, filter: &LiveFilter, limit: u32) -> Result<Vec<Labelled>>;
+    /// How many predictions each version and variant answered among those
+    /// the filter matches, with failures and latency histograms, by
+    /// version then variant.
+    async fn prediction_counts(&self, filter: &LiveFilter) -> Result<Vec<VariantCount>>;
 }

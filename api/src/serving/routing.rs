@@ -77,10 +77,7 @@ impl Routed {
                 Some(e) => traffic::bucket(self.deployment, e),
                 None => rand::random::<u32>() % BUCKETS,
             };
-            self.slots
-                .iter()
-                .position(|s| bucket < s.upper)
-                .unwrap_or(self.slots.len() - 1)
+            traffic::slot_of(self.slots.iter().map(|s| s.upper), bucket)
         };
         Answerer {
             model: self.slots[i].model.clone(),

@@ -396,10 +396,18 @@ pub fn bucket(deployment: DeploymentId, entity_id: &str) -> u32 {
 
 /// The slot a bucket falls in (`slots` as [`slots`] made them).
 pub fn choose(slots: &[Slot], bucket: u32) -> usize {
-    slots
-        .iter()
-        .position(|s| bucket < s.upper)
-        .unwrap_or(slots.len().saturating_sub(1))
+    slot_of(slots.iter().map(|s| s.upper), bucket)
+}
+
+/// The index of the first slot whose upper bound is above `bucket` (the
+/// last slot when none is: its bound is [`BUCKETS`]); serving's slots carry
+/// the same bounds beside their loaded models.
+pub fn slot_of(uppers: impl ExactSizeIterator<Item = u32>, bucket: u32) -> usize {
+    let n = uppers.len();
+    let mut uppers = uppers;
+    uppers
+        .position(|upper| bucket < upper)
+        .unwrap_or(n.saturating_sub(1))
 }
 
 /// Where a canary rollout is.

@@ -7,7 +7,9 @@
 --                      only);
 --   tracseq_scheduler  jobs, experiments, trials, models, workers and the
 --                      registry's records; reads the prediction log and
---                      its outcomes; no tokens, no audit log;
+--                      its outcomes; raises and delivers alerts and keeps
+--                      drift scores (the api reads both); appends to the
+--                      audit log (automatic rollbacks); no tokens;
 --   tracseq_worker     reads what a job needs; writes only jobs, trials, new
 --                      model versions (never their stage) and its own worker
 --                      row; nothing of the registry's records, no tokens, no
@@ -41,8 +43,8 @@ BEGIN
     IF s IS NULL THEN
         RAISE EXCEPTION 'no schema on the search path: set it to the platform''s schema';
     END IF;
-    -- prediction_outcomes is the newest migration's table.
-    IF to_regclass(quote_ident(s) || '.prediction_outcomes') IS NULL THEN
+    -- drift_scores is the newest migration's table.
+    IF to_regclass(quote_ident(s) || '.drift_scores') IS NULL THEN
         RAISE EXCEPTION 'schema % is not migrated: run `tracseq-ml migrate` first', s;
     END IF;
     -- Roles are global to the cluster: creating them is serialised so two
@@ -83,6 +85,12 @@ BEGIN
     FOREACH t IN ARRAY ARRAY['prediction_logs', 'prediction_outcomes'] LOOP
         EXECUTE format('GRANT SELECT, INSERT ON %I.%I TO tracseq_api', s, t);
         EXECUTE format('GRANT SELECT ON %I.%I TO tracseq_scheduler', s, t);
+    END LOOP;
+    -- The scheduler's monitor raises and delivers alerts and keeps drift
+    -- scores; the api lists them (GET /alerts, /metrics).
+    FOREACH t IN ARRAY ARRAY['alerts', 'drift_scores'] LOOP
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE ON %I.%I TO tracseq_scheduler', s, t);
+        EXECUTE format('GRANT SELECT ON %I.%I TO tracseq_api', s, t);
     END LOOP;
 END
 $roles$;

@@ -160,7 +160,8 @@ impl Running {
                 wake.clone(),
             )
             .with_republish_after(Duration::from_secs(cfg.scheduler.republish_secs))
-            .with_unschedulable_after(Duration::from_secs(cfg.scheduler.unschedulable_secs));
+            .with_unschedulable_after(Duration::from_secs(cfg.scheduler.unschedulable_secs))
+            .with_alerts(cfg.alerts.clone());
             if let Some(store) = &security {
                 scheduler = scheduler.with_audit(store.clone());
             }

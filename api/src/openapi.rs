@@ -4,6 +4,7 @@
 use crate::problem::PROBLEM_CODES;
 use crate::route_table::{Access, ROUTES};
 use serde_json::{json, Value};
+use tracseq_core::lifecycle::alert::AlertKind;
 use tracseq_core::lifecycle::deployment::{DeploymentState, Target};
 use tracseq_core::lifecycle::promotion::{PromotionState, MAX_REASON_CHARS};
 use tracseq_core::registry::Stage;
@@ -369,6 +370,25 @@ fn query_params(method: &str, path: &str) -> Vec<Value> {
                 "only at or after this time (RFC 3339)",
             ),
             q("entity_id", entity_id_schema(), "only about this entity"),
+            limit,
+            after(uuid),
+        ],
+        ("get", "/alerts") => vec![
+            q(
+                "kind",
+                json!({"type": "string", "enum": AlertKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>()}),
+                "only of this kind",
+            ),
+            q(
+                "model",
+                json!({"type": "string", "pattern": NAME_PATTERN}),
+                "only about this model",
+            ),
+            q(
+                "since",
+                json!({"type": "string", "format": "date-time"}),
+                "only raised at or after this time (RFC 3339)",
+            ),
             limit,
             after(uuid),
         ],

@@ -282,6 +282,16 @@ pub(crate) const ROUTES: &[Route] = &[
         "Per-feature drift of live features (the prediction log) from the training profile: PSI, KS, chi-squared, Jensen-Shannon, sample sizes (?version=&since=&limit=)",
     ),
     get(
+        "/alerts",
+        Needs(Read),
+        "Alerts the monitor raised (drift, canary rollback, error rate) and each webhook delivery, newest first (?kind=&model=&since=&limit=&after=)",
+    ),
+    get(
+        "/alerts/{id}",
+        Needs(Read),
+        "One alert and its deliveries",
+    ),
+    get(
         "/models/{name}/history",
         Needs(Read),
         "Every stage and alias move: who asked, who approved, when (?after=&limit=)",

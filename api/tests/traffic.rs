@@ -8,7 +8,7 @@ mod common;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::Utc;
-use common::{artifact_bytes, fixture, register, Fixture};
+use common::{artifact_bytes, fixture, go_live, logged, register, Fixture};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,54 +16,16 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tracseq_api::ServingSetup;
 use tracseq_backends::MemorySecurityStore;
-use tracseq_core::lifecycle::deployment::{on_event, Deployment, DeploymentState, Event, Previous};
+use tracseq_core::config::AlertsConfig;
+use tracseq_core::lifecycle::alert::AlertKind;
+use tracseq_core::lifecycle::deployment::DeploymentState;
 use tracseq_core::lifecycle::traffic::{
     Arm, CanaryPlan, Gates, RolloutState, Shadow, TrafficPolicy,
 };
-use tracseq_core::ports::{
-    ArtifactMeta, ArtifactPath, ArtifactStore, DeploymentWrite, SecurityStore,
-};
+use tracseq_core::ports::{ArtifactMeta, ArtifactPath, ArtifactStore, SecurityStore};
 use tracseq_core::security::audit::AuditFilter;
 use tracseq_core::security::Role;
 use tracseq_core::{Platform, Result};
-
-/// A live platform deployment of "sq" `version` with `traffic`, replacing
-/// `before` (stored superseded in the same write).
-async fn go_live(
-    p: &Platform,
-    version: u32,
-    traffic: Option<TrafficPolicy>,
-    before: Option<&Deployment>,
-) -> Deployment {
-    let mut d = common::deployment(version, traffic);
-    let live = before.map(|b| Previous {
-        id: b.id,
-        version: b.version,
-    });
-    on_event(
-        &mut d,
-        Event::Succeeded {
-            outputs: vec![],
-            note: None,
-            live,
-        },
-        Utc::now(),
-    )
-    .unwrap();
-    let mut updates = Vec::new();
-    if let Some(b) = before {
-        let mut old = p.registry.get_deployment(b.id).await.unwrap();
-        on_event(&mut old, Event::Superseded { by: d.id }, Utc::now()).unwrap();
-        updates.push(old);
-    }
-    let write = DeploymentWrite {
-        inserts: vec![d.clone()],
-        updates,
-        registry: None,
-    };
-    assert!(p.registry.commit_deployments(write).await.unwrap());
-    p.registry.get_deployment(d.id).await.unwrap()
-}
 
 async fn predict(f: &Fixture, entity: Option<&str>, seed: u64) -> Value {
     let mut body = json!({"model": "sq", "features": tracseq_learn::lab::example_record(seed)});
@@ -73,27 +35,6 @@ async fn predict(f: &Fixture, entity: Option<&str>, seed: u64) -> Value {
     let got = f.predict(&body).await;
     assert_eq!(got.status, 200, "{}", got.body);
     got.body
-}
-
-/// The log's records of "sq" once it holds at least `n` (the writer
-/// flushes every 200 ms).
-async fn logged(p: &Platform, n: usize) -> Vec<tracseq_core::predictions::PredictionRecord> {
-    let filter = tracseq_core::predictions::PredictionFilter {
-        model: Some("sq".into()),
-        ..Default::default()
-    };
-    for _ in 0..500 {
-        let got = p
-            .predictions
-            .list_predictions(&filter, &tracseq_core::paging::Page::all())
-            .await
-            .unwrap();
-        if got.len() >= n {
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("fewer than {n} predictions logged");
 }
 
 #[tokio::test]
@@ -375,7 +316,7 @@ async fn the_analysis_compares_each_arm_with_primary_once_outcomes_arrive() {
 /// step's interval (1 s) has passed.
 async fn check(p: &Platform, audit: &Arc<dyn SecurityStore>) {
     tokio::time::sleep(Duration::from_millis(1_050)).await;
-    tracseq_scheduler::canary::check_all(p, Some(audit), Utc::now())
+    tracseq_scheduler::canary::check_all(p, Some(audit), &AlertsConfig::default(), Utc::now())
         .await
         .unwrap();
 }
@@ -423,9 +364,14 @@ async fn a_healthy_canary_steps_up_to_everyone_and_a_slow_one_is_rolled_back() {
         "{canary_share} of 200 at 20%"
     );
     // Not yet time: nothing moves.
-    tracseq_scheduler::canary::check_all(&f.platform, Some(&audit), Utc::now())
-        .await
-        .unwrap();
+    tracseq_scheduler::canary::check_all(
+        &f.platform,
+        Some(&audit),
+        &AlertsConfig::default(),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
     let now = f.platform.registry.get_deployment(d.id).await.unwrap();
     assert!(now.rollout.as_ref().unwrap().checks.is_empty());
     check(&f.platform, &audit).await;
@@ -490,6 +436,22 @@ async fn a_healthy_canary_steps_up_to_everyone_and_a_slow_one_is_rolled_back() {
         .iter()
         .any(|e| e.entry.action == "deployments.auto_rollback"
             && e.entry.targets.contains(&slow.id.to_string())));
+    // And it was raised as a critical alert about the rolled-back deployment.
+    let alerts = f
+        .platform
+        .alerts
+        .list_alerts(&Default::default(), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let alert = &alerts[0];
+    assert_eq!(alert.kind, AlertKind::CanaryRollback);
+    assert_eq!(
+        (alert.deployment_id, alert.version),
+        (Some(slow.id), Some(3))
+    );
+    assert!(alert.summary.contains("p99 latency"), "{}", alert.summary);
+    assert_eq!(alert.detail["restored_version"], 2);
     // The replicas follow: version 2 answers everyone again.
     send(&f, 5000, 5).await;
     let latest = logged(&f.platform, 630).await;

@@ -14,6 +14,7 @@
 //! workers and api can rely on one behaviour whichever backend is behind.
 
 #[cfg(feature = "amqp")]
+mod alerts;
 pub mod amqp;
 pub mod cache;
 #[cfg(test)]

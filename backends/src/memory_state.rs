@@ -38,6 +38,9 @@ pub(crate) struct Inner {
     pub(crate) outcomes: BTreeMap<tracseq_core::ids::RequestId, tracseq_core::predictions::Outcome>,
     /// The shadows' copies of each answer, by the answer's request id.
     pub(crate) shadows: BTreeMap<tracseq_core::ids::RequestId, Vec<tracseq_core::ids::RequestId>>,
+    /// Alerts by id and drift scores by model version (`crate::alerts`).
+    pub(crate) alerts: BTreeMap<tracseq_core::ids::AlertId, tracseq_core::monitoring::Alert>,
+    pub(crate) drift: BTreeMap<(String, u32), tracseq_core::monitoring::DriftScores>,
 }
 
 impl MemoryStateStore {

@@ -31,6 +31,7 @@ use tracseq_core::types::{
 };
 use tracseq_core::{Error, Result};
 
+mod alerts;
 mod paging;
 mod predictions;
 mod registry;

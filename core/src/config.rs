@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+mod alerts;
 mod serving;
+pub use alerts::{AlertsConfig, Webhook};
 pub use serving::ServingConfig;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -28,6 +30,8 @@ pub struct Config {
     pub deploy: DeployConfig,
     /// The prediction log (and what else `/predict` does beside answering).
     pub serving: ServingConfig,
+    /// The monitor (drift, error rates) and where alerts go.
+    pub alerts: AlertsConfig,
 }
 
 /// The deploy targets' settings. Nothing here is a credential: rendered
@@ -192,6 +196,7 @@ impl Default for Config {
             distributed: DistributedConfig::default(),
             deploy: DeployConfig::default(),
             serving: ServingConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -368,6 +373,7 @@ impl Config {
             );
         }
         self.serving.validate()?;
+        self.alerts.validate()?;
         if self.encryption.disabled && self.encryption.require {
             return bad(
                 "encryption.require",

@@ -51,6 +51,7 @@ uuid_id!(TokenId, "token");
 uuid_id!(PromotionId, "promotion request");
 uuid_id!(DeploymentId, "deployment");
 uuid_id!(RequestId, "prediction request");
+uuid_id!(AlertId, "alert");
 
 /// A worker's name: chosen by the operator or generated, unique in a fleet.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -15,6 +15,7 @@ pub mod fixtures;
 pub mod fleet;
 pub mod ids;
 pub mod lifecycle;
+pub mod monitoring;
 pub mod paging;
 pub mod placement;
 pub mod platform;

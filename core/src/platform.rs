@@ -5,7 +5,9 @@
 
 use crate::ids::ExperimentId;
 use crate::lifecycle::RetryPolicy;
-use crate::ports::{ArtifactStore, JobQueue, PredictionLogStore, RegistryStore, StateStore};
+use crate::ports::{
+    AlertStore, ArtifactStore, JobQueue, PredictionLogStore, RegistryStore, StateStore,
+};
 use crate::trial_cache::TrialCache;
 use crate::types::Trial;
 use crate::Result;
@@ -19,6 +21,8 @@ pub struct Platform {
     pub registry: Arc<dyn RegistryStore>,
     /// The prediction log: the same database again, its own port.
     pub predictions: Arc<dyn PredictionLogStore>,
+    /// Alerts and drift scores: the same database, its own port.
+    pub alerts: Arc<dyn AlertStore>,
     pub queue: Arc<dyn JobQueue>,
     pub artifacts: Arc<dyn ArtifactStore>,
     pub policy: RetryPolicy,
@@ -40,8 +44,8 @@ impl Platform {
 impl Platform {
     /// The backends with the retry policy of this deployment and an empty
     /// trial cache; `store` is the state store, the registry and the
-    /// prediction log.
-    pub fn new<S: StateStore + RegistryStore + PredictionLogStore + 'static>(
+    /// prediction log, and alerts.
+    pub fn new<S: StateStore + RegistryStore + PredictionLogStore + AlertStore + 'static>(
         store: Arc<S>,
         queue: Arc<dyn JobQueue>,
         artifacts: Arc<dyn ArtifactStore>,
@@ -50,7 +54,8 @@ impl Platform {
         Platform {
             state: store.clone(),
             registry: store.clone(),
-            predictions: store,
+            predictions: store.clone(),
+            alerts: store,
             queue,
             artifacts,
             policy,

@@ -143,6 +143,33 @@ impl ModelArtifact {
         Ok(artifact)
     }
 
+    /// Only the training profile of an artifact's bytes, after the same
+    /// digest and format checks as [`ModelArtifact::from_bytes`]: what the
+    /// drift monitor needs, without decoding (or being able to run) the
+    /// model itself.
+    pub fn profile_from_bytes(bytes: &[u8], expected_sha256: &str) -> Result<DataProfile> {
+        #[derive(Deserialize)]
+        struct ProfileOnly {
+            format_version: u32,
+            profile: DataProfile,
+        }
+        let actual = sha256_hex(bytes);
+        if !actual.eq_ignore_ascii_case(expected_sha256.trim()) {
+            return Err(LearnError::Corrupt(format!(
+                "SHA-256 mismatch: expected {expected_sha256}, got {actual}"
+            )));
+        }
+        let part: ProfileOnly = serde_json::from_slice(bytes)
+            .map_err(|e| LearnError::Corrupt(format!("artifact profile does not decode: {e}")))?;
+        if part.format_version != FORMAT_VERSION {
+            return Err(LearnError::Corrupt(format!(
+                "unsupported artifact format_version {}; this build reads {FORMAT_VERSION}",
+                part.format_version
+            )));
+        }
+        Ok(part.profile)
+    }
+
     /// Rebuilds lookups that are not stored. Called by the constructors;
     /// call it after deserialising an artifact by other means to keep
     /// prediction on its fast path.
@@ -208,5 +235,16 @@ mod tests {
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn the_profile_alone_reads_back_as_the_whole_artifact_holds_it() {
+        let bytes = crate::lab::example_artifact_bytes(300, 7).unwrap();
+        let digest = sha256_hex(&bytes);
+        let whole = ModelArtifact::from_bytes(&bytes, &digest).unwrap();
+        let profile = ModelArtifact::profile_from_bytes(&bytes, &digest).unwrap();
+        assert_eq!(profile, whole.profile);
+        let err = ModelArtifact::profile_from_bytes(&bytes, &sha256_hex(b"other")).unwrap_err();
+        assert!(err.to_string().contains("SHA-256 mismatch"), "{err}");
     }
 }

@@ -7,11 +7,16 @@
 //! categories (the rest pooled as one). A feature counts as drifted on its
 //! effect size — PSI at or above [`PSI_DRIFT`], or a Jensen–Shannon
 //! distance at or above [`JS_DRIFT`] — never on a p-value alone: with the
-//! sample sizes a prediction log reaches, every p-value is small.
+//! sample sizes a prediction log reaches, every p-value is small. The
+//! test still has a say the other way: an effect its test cannot tell from
+//! sampling noise (p ≥ [`NOISE_P`]) is not called drift. Small samples
+//! need this — with a few hundred training rows, PSI's floored empty bins
+//! and a category's noisy shares pass the thresholds on data drawn from
+//! the training distribution itself.
 
 use crate::drift::{chi_squared, jensen_shannon, ks_against_quantiles, psi, ChiSquared, Ks, Psi};
 use crate::live::label_of;
-use crate::profile::FeatureProfile;
+use crate::profile::{DataProfile, FeatureProfile};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -22,6 +27,11 @@ pub const PSI_DRIFT: f64 = 0.2;
 /// The Jensen–Shannon distance from which a categorical feature counts as
 /// drifted.
 pub const JS_DRIFT: f64 = 0.1;
+/// The p-value at or above which a feature's shift is taken for sampling
+/// noise whatever its effect size. Strict, because a report tests every
+/// feature: over the lab model's 18, the chance that noise alone passes it
+/// somewhere stays under 2%.
+pub const NOISE_P: f64 = 0.001;
 /// Live values below which a feature is not judged.
 pub const MIN_LIVE: usize = 100;
 /// The name the categories outside the profile's most frequent go under.
@@ -91,7 +101,8 @@ pub fn feature_drift(profile: &FeatureProfile, live: &[Option<&Value>]) -> Featu
             }
             out.psi = psi(quantiles, &values);
             out.ks = ks_against_quantiles(quantiles, *count, &values);
-            out.drifted = out.psi.as_ref().is_some_and(|p| p.value >= PSI_DRIFT);
+            out.drifted = out.psi.as_ref().is_some_and(|p| p.value >= PSI_DRIFT)
+                && out.ks.as_ref().is_some_and(|k| k.p_value < NOISE_P);
         }
         FeatureProfile::Categorical { count, top, .. } => {
             out.kind = "categorical";
@@ -117,7 +128,11 @@ pub fn feature_drift(profile: &FeatureProfile, live: &[Option<&Value>]) -> Featu
             out.missing_live = live.len() - out.n_live;
             out.chi_squared = chi_squared(&reference, &counts);
             out.jensen_shannon = jensen_shannon(&reference, &counts);
-            out.drifted = out.jensen_shannon.is_some_and(|js| js >= JS_DRIFT);
+            out.drifted = out.jensen_shannon.is_some_and(|js| js >= JS_DRIFT)
+                && out
+                    .chi_squared
+                    .as_ref()
+                    .is_some_and(|c| c.p_value < NOISE_P);
         }
     }
     if out.n_live < MIN_LIVE {
@@ -130,6 +145,36 @@ pub fn feature_drift(profile: &FeatureProfile, live: &[Option<&Value>]) -> Featu
     out
 }
 
+impl FeatureDrift {
+    /// The effect size a feature is judged on: `("psi", value)` for a
+    /// number, `("jensen_shannon", value)` for a category; `None` when
+    /// there was nothing to score.
+    pub fn score(&self) -> Option<(&'static str, f64)> {
+        match (&self.psi, self.jensen_shannon) {
+            (Some(p), _) => Some(("psi", p.value)),
+            (None, Some(js)) => Some(("jensen_shannon", js)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Every profiled feature's drift over the live records' features (each
+/// record's feature map, as the prediction log keeps it): what
+/// `GET /models/{name}/drift` answers and the scheduler's monitor judges.
+pub fn profile_drift(
+    profile: &DataProfile,
+    live: &[&serde_json::Map<String, Value>],
+) -> Vec<FeatureDrift> {
+    profile
+        .features
+        .iter()
+        .map(|feature| {
+            let values: Vec<_> = live.iter().map(|r| r.get(feature.name())).collect();
+            feature_drift(feature, &values)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,9 +182,14 @@ mod tests {
     use serde_json::json;
 
     fn numeric(quantiles: Vec<f64>) -> FeatureProfile {
+        numeric_of(5_000, quantiles)
+    }
+
+    /// A numeric profile of `count` training rows.
+    fn numeric_of(count: usize, quantiles: Vec<f64>) -> FeatureProfile {
         FeatureProfile::Numeric {
             name: "age".into(),
-            count: 5_000,
+            count,
             missing: 0,
             mean: None,
             std: None,
@@ -219,6 +269,22 @@ mod tests {
             d.drifted && d.chi_squared.as_ref().unwrap().cramers_v > 0.5,
             "{d:?}"
         );
+    }
+
+    #[test]
+    fn a_shift_its_test_cannot_tell_from_noise_is_not_drift_however_large_the_psi() {
+        let quantiles: Vec<f64> = (0..200).map(|i| i as f64 / 199.0).collect();
+        let shifted = values((0..100).map(|i| 0.2 + (i as f64 + 0.5) / 100.0));
+        let live: Vec<Option<&Value>> = shifted.iter().map(Some).collect();
+        // Twenty training rows: the KS test cannot say the shift is real.
+        let small = numeric_of(20, quantiles.clone());
+        let d = feature_drift(&small, &live);
+        assert!(d.psi.as_ref().unwrap().value >= PSI_DRIFT, "{d:?}");
+        assert!(d.ks.as_ref().unwrap().p_value >= NOISE_P, "{d:?}");
+        assert!(!d.drifted, "{d:?}");
+        // The same shift against 5,000 training rows is drift.
+        let d = feature_drift(&numeric(quantiles), &live);
+        assert!(d.drifted, "{d:?}");
     }
 
     #[test]

@@ -6,14 +6,19 @@
 //! compare-and-set. A rollout that failed its gates `fail_after` times in a
 //! row is rolled back in the same write as the check that decided it
 //! (recorded on the deployment and in the model's history), written to the
-//! audit log when this scheduler holds it, and reported at error level.
+//! audit log when this scheduler holds it, and raised as a critical alert
+//! (logged, recorded, sent to the webhooks).
 
+use crate::alerts::raise;
 use crate::deployments::rollback_from;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
+use tracseq_core::config::AlertsConfig;
 use tracseq_core::ids::TokenId;
+use tracseq_core::lifecycle::alert::AlertKind;
 use tracseq_core::lifecycle::deployment::{Deployment, Target};
 use tracseq_core::lifecycle::traffic::{self, ArmFigures, Outcome, CANARY, STABLE};
+use tracseq_core::monitoring::{Raise, Severity};
 use tracseq_core::ports::{DeploymentWrite, SecurityStore};
 use tracseq_core::predictions::{LiveFilter, VariantCount};
 use tracseq_core::security::audit::{NewAuditEntry, Outcome as AuditOutcome};
@@ -37,6 +42,7 @@ pub fn controller() -> Actor {
 pub async fn check_all(
     p: &Platform,
     audit: Option<&Arc<dyn SecurityStore>>,
+    alerts: &AlertsConfig,
     now: DateTime<Utc>,
 ) -> Result<()> {
     for d in p.registry.live_deployments(Target::Platform).await? {
@@ -45,7 +51,7 @@ pub async fn check_all(
             .as_ref()
             .is_some_and(|r| r.state.running() && now >= r.next_check);
         if due {
-            if let Err(e) = check_one(p, audit, d.clone(), now).await {
+            if let Err(e) = check_one(p, audit, alerts, d.clone(), now).await {
                 tracing::warn!(deployment_id = %d.id, error = %e, "canary check failed; retrying next tick");
             }
         }
@@ -121,6 +127,7 @@ async fn figures(p: &Platform, d: &Deployment) -> Result<Option<(ArmFigures, Arm
 async fn check_one(
     p: &Platform,
     audit: Option<&Arc<dyn SecurityStore>>,
+    alerts: &AlertsConfig,
     mut d: Deployment,
     now: DateTime<Utc>,
 ) -> Result<()> {
@@ -153,8 +160,25 @@ async fn check_one(
             let Some(done) = rollback_from(p, d, &by, Some(reason.clone()), now).await? else {
                 return Ok(());
             };
-            tracing::error!(deployment_id = %done.id, model = %done.model, version = done.version,
-                reason = %reason, "ALERT: canary rolled back automatically");
+            let alert = Raise {
+                kind: AlertKind::CanaryRollback,
+                severity: Severity::Critical,
+                model: done.model.clone(),
+                version: Some(done.version),
+                deployment_id: Some(done.id),
+                summary: format!("{} v{}: {reason}", done.model, done.version),
+                detail: serde_json::json!({
+                    "reason": reason,
+                    "step": step + 1,
+                    "percent": percent,
+                    "restored_version": done.previous.map(|p| p.version),
+                    "checks": done.rollout.as_ref().map(|r| &r.checks),
+                }),
+            };
+            if let Err(e) = raise(p, alerts, alert, now).await {
+                tracing::error!(deployment_id = %done.id, error = %e,
+                    "ALERT: canary rolled back automatically, and the alert could not be recorded");
+            }
             if let Some(store) = audit {
                 let entry = NewAuditEntry {
                     at: now,

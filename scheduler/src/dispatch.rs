@@ -5,7 +5,10 @@
 //! ([`crate::automl`]), finishes interrupted cancels, moves deployments
 //! along with their deploy jobs ([`crate::deployments`]) and checks canary
 //! rollouts ([`crate::canary`]). The loop itself
-//! is thin: wait, read the store, call pure code, write, publish.
+//! is thin: wait, read the store, call pure code, write, publish. Beside it
+//! runs the monitor task: alert deliveries every second, and every
+//! `alerts.monitor_secs` the drift and error-rate checks
+//! ([`crate::monitor`], [`crate::alerts`]).
 
 use crate::service;
 use chrono::{DateTime, Utc};
@@ -15,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+use tracseq_core::config::AlertsConfig;
 use tracseq_core::ports::{JobFilter, SecurityStore};
 use tracseq_core::types::{DispatchMessage, ExperimentKind, ExperimentState, Job, JobState};
 use tracseq_core::{JobId, Platform, Result};
@@ -34,6 +38,8 @@ pub struct Scheduler {
     /// Where what the scheduler does on nobody's request (a canary's
     /// automatic rollback) is audited, when this process holds the log.
     pub(crate) audit: Option<Arc<dyn SecurityStore>>,
+    /// The monitor's settings and where alerts go.
+    pub(crate) alerts: AlertsConfig,
 }
 
 impl Scheduler {
@@ -47,7 +53,14 @@ impl Scheduler {
             unplaceable: Mutex::new(HashMap::new()),
             wake,
             audit: None,
+            alerts: AlertsConfig::default(),
         }
+    }
+
+    /// Runs the monitor and delivers alerts as `alerts` says.
+    pub fn with_alerts(mut self, alerts: AlertsConfig) -> Self {
+        self.alerts = alerts;
+        self
     }
 
     /// Audits the scheduler's own actions (automatic rollbacks) in `store`.
@@ -74,6 +87,12 @@ impl Scheduler {
     /// store is the truth, queue messages may have been lost with a process.
     pub async fn run(&self, cancel: CancellationToken) -> Result<()> {
         self.republish_queued().await?;
+        let monitor = tokio::spawn(monitor_loop(
+            self.platform.clone(),
+            self.alerts.clone(),
+            cancel.clone(),
+        ));
+        let _stop_monitor = AbortOnDrop(monitor);
         loop {
             if let Err(e) = self.tick(Utc::now()).await {
                 warn!(error = %e, "scheduler tick failed; retrying");
@@ -165,7 +184,49 @@ impl Scheduler {
             service::cancel_jobs(&self.platform, exp.id, now).await?;
         }
         crate::deployments::advance(&self.platform, now).await?;
-        crate::canary::check_all(&self.platform, self.audit.as_ref(), now).await?;
+        crate::canary::check_all(&self.platform, self.audit.as_ref(), &self.alerts, now).await?;
         Ok(())
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How often due alert deliveries are looked for.
+const DELIVERY_EVERY: Duration = Duration::from_secs(1);
+
+/// The monitor task: delivers due alerts every second and runs the
+/// monitor's checks every `alerts.monitor_secs` (never, at 0).
+async fn monitor_loop(p: Platform, cfg: AlertsConfig, cancel: CancellationToken) {
+    let client = match crate::alerts::client(&cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "no alert deliveries: the webhook client cannot be built");
+            return;
+        }
+    };
+    let profiles = crate::monitor::Profiles::default();
+    let every = chrono::Duration::seconds(cfg.monitor_secs as i64);
+    let mut next_check = Utc::now() + every;
+    loop {
+        let now = Utc::now();
+        if cfg.monitor_secs > 0 && now >= next_check {
+            next_check = now + every;
+            if let Err(e) = crate::monitor::check_all(&p, &cfg, &profiles, now).await {
+                warn!(error = %e, "monitor pass failed; retrying at the next");
+            }
+        }
+        if let Err(e) = crate::alerts::deliver_due(&p, &cfg, &client, Utc::now()).await {
+            warn!(error = %e, "alert delivery pass failed; retrying");
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(DELIVERY_EVERY) => {}
+        }
     }
 }

@@ -6,8 +6,10 @@
 //! driver around a pure plan; and the model registry's operations
 //! (versions registered from outside, promotion requests, approvals,
 //! aliases) and deployments (deploy jobs,
-//! going live, rollback), with the canary controller.
+//! going live, rollback), with the canary controller; and the monitor
+//! (drift, error rates) with the alerts it raises and delivers.
 
+pub mod alerts;
 pub mod automl;
 pub mod canary;
 pub mod deployments;
@@ -15,6 +17,7 @@ pub mod dispatch;
 pub mod history;
 pub mod jobs;
 pub mod lifecycle;
+pub mod monitor;
 pub mod objective;
 pub mod objectives;
 pub mod register;

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use tracseq_core::paging::Page;
 use tracseq_core::predictions::PredictionFilter;
 use tracseq_core::types::validate_name;
-use tracseq_learn::drift_report::{feature_drift, JS_DRIFT, MIN_LIVE, PSI_DRIFT};
+use tracseq_learn::drift_report::{profile_drift, JS_DRIFT, MIN_LIVE, PSI_DRIFT};
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
@@ -76,20 +76,12 @@ async fn drift(ctx: Ctx, name: String, q: HashMap<String, String>) -> ApiResult 
         .predictions
         .list_predictions(&filter, &page)
         .await?;
-    let live: Vec<_> = records.iter().filter(|r| r.version == version).collect();
-    let features: Vec<_> = loaded
-        .artifact
-        .profile
-        .features
+    let live: Vec<_> = records
         .iter()
-        .map(|profile| {
-            let values: Vec<_> = live
-                .iter()
-                .map(|r| r.features.get(profile.name()))
-                .collect();
-            feature_drift(profile, &values)
-        })
+        .filter(|r| r.version == version)
+        .map(|r| &r.features)
         .collect();
+    let features = profile_drift(&loaded.artifact.profile, &live);
     let drifted: Vec<&str> = features
         .iter()
         .filter(|f| f.drifted)

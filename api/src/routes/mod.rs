@@ -1,5 +1,6 @@
 //! Route table: each submodule owns one resource.
 
+pub(crate) mod alerts;
 mod analysis;
 mod artifacts;
 mod audit;
@@ -64,6 +65,8 @@ pub fn all(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + 
         .or(feedback::routes(ctx.clone()))
         .unify()
         .or(drift::routes(ctx.clone()))
+        .unify()
+        .or(alerts::routes(ctx.clone()))
         .unify()
         .or(artifacts::routes(ctx.clone()))
         .unify()

@@ -120,6 +120,8 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
                 ctx.prediction_log.render_metrics(&mut text);
                 ctx.cache.render_metrics(&mut text);
                 ctx.shadows.render_metrics(&mut text);
+                let drift = ctx.platform.alerts.drift_scores().await?;
+                super::alerts::render_drift(&drift, &mut text);
                 Ok(warp::reply::with_header(
                     text,
                     "content-type",
@@ -254,7 +256,7 @@ pub(crate) fn render_metrics(
 }
 
 /// `{a="x",b="y"}` with the exposition format's escapes.
-fn labels(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn labels(pairs: &[(&str, &str)]) -> String {
     let body: Vec<String> = pairs
         .iter()
         .map(|(k, v)| {

@@ -2,13 +2,16 @@
 //! role, and calls through `App::handle`, the same entry the server uses.
 #![allow(dead_code)]
 
+use chrono::Utc;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tracseq_api::{ApiState, App, ServingSetup};
 use tracseq_backends::MemorySecurityStore;
+use tracseq_core::lifecycle::deployment::{on_event, Deployment, Event, Previous};
 use tracseq_core::lifecycle::RetryPolicy;
+use tracseq_core::ports::DeploymentWrite;
 use tracseq_core::ports::SecurityStore;
 use tracseq_core::security::token::{issue, TokenRequest};
 use tracseq_core::security::Role;
@@ -185,6 +188,65 @@ pub fn deployment(
         },
         chrono::Utc::now(),
     )
+}
+
+/// A live platform deployment of "sq" `version` with `traffic`, replacing
+/// `before` (stored superseded in the same write).
+pub async fn go_live(
+    p: &Platform,
+    version: u32,
+    traffic: Option<tracseq_core::lifecycle::traffic::TrafficPolicy>,
+    before: Option<&Deployment>,
+) -> Deployment {
+    let mut d = deployment(version, traffic);
+    let live = before.map(|b| Previous {
+        id: b.id,
+        version: b.version,
+    });
+    on_event(
+        &mut d,
+        Event::Succeeded {
+            outputs: vec![],
+            note: None,
+            live,
+        },
+        Utc::now(),
+    )
+    .unwrap();
+    let mut updates = Vec::new();
+    if let Some(b) = before {
+        let mut old = p.registry.get_deployment(b.id).await.unwrap();
+        on_event(&mut old, Event::Superseded { by: d.id }, Utc::now()).unwrap();
+        updates.push(old);
+    }
+    let write = DeploymentWrite {
+        inserts: vec![d.clone()],
+        updates,
+        registry: None,
+    };
+    assert!(p.registry.commit_deployments(write).await.unwrap());
+    p.registry.get_deployment(d.id).await.unwrap()
+}
+
+/// The log's records of "sq" once it holds at least `n` (the writer
+/// flushes every 200 ms).
+pub async fn logged(p: &Platform, n: usize) -> Vec<tracseq_core::predictions::PredictionRecord> {
+    let filter = tracseq_core::predictions::PredictionFilter {
+        model: Some("sq".into()),
+        ..Default::default()
+    };
+    for _ in 0..500 {
+        let got = p
+            .predictions
+            .list_predictions(&filter, &tracseq_core::paging::Page::all())
+            .await
+            .unwrap();
+        if got.len() >= n {
+            return got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("fewer than {n} predictions logged");
 }
 
 /// The whole body of a response.

@@ -11,8 +11,8 @@ mod redis;
 mod s3;
 
 use crate::testing::{
-    artifact_store_suite, audit_entry, job_queue_suite, prediction_log_suite, registry_store_suite,
-    security_store_suite, state_store_suite,
+    alert_store_suite, artifact_store_suite, audit_entry, job_queue_suite, prediction_log_suite,
+    registry_store_suite, security_store_suite, state_store_suite,
 };
 use crate::*;
 use std::sync::Arc;
@@ -74,6 +74,20 @@ async fn sqlite_prediction_log_conforms() {
         .await
         .unwrap();
     prediction_log_suite(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn memory_alert_store_conforms() {
+    alert_store_suite(Arc::new(MemoryStateStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_alert_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStateStore::open(&dir.path().join("state.db"))
+        .await
+        .unwrap();
+    alert_store_suite(Arc::new(store)).await;
 }
 
 #[tokio::test]

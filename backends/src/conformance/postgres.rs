@@ -3,8 +3,8 @@
 //! Each test works in its own schema; without a server they skip (fail under CI).
 use crate::postgres::testing::TestSchema;
 use crate::testing::{
-    audit_entry, new_experiment, new_job, prediction_log_suite, security_store_suite,
-    state_store_suite, t0,
+    alert_store_suite, audit_entry, new_experiment, new_job, prediction_log_suite,
+    security_store_suite, state_store_suite, t0,
 };
 use crate::*;
 use serde_json::{json, Map};
@@ -177,6 +177,12 @@ async fn postgres_prediction_log_conforms() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_alert_store_conforms() {
+    let schema = schema_or_skip!();
+    alert_store_suite(Arc::new(schema.store(8).await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_security_store_conforms() {
     let schema = schema_or_skip!();
     security_store_suite(Arc::new(schema.store(8).await)).await;
@@ -286,6 +292,7 @@ async fn the_worker_role_cannot_read_tokens_or_write_the_audit_log() {
         "UPDATE datasets SET name = 'x'",
         "DROP TABLE jobs",
         "SELECT * FROM prediction_logs",
+        "SELECT * FROM alerts",
     ];
     for sql in denied {
         let err = worker.execute(sql).await.expect_err(sql);
@@ -341,7 +348,27 @@ async fn the_worker_role_cannot_read_tokens_or_write_the_audit_log() {
         .execute("SELECT count(*) FROM audit_log")
         .await
         .expect("the scheduler reads the audit chain's end");
+    // Its monitor raises alerts, delivers them and keeps drift scores.
     for sql in [
+        "INSERT INTO alerts (id, at, kind, key, model, body) \
+         VALUES (gen_random_uuid(), 0, 'drift', 'k', 'm', '{}')",
+        "UPDATE alerts SET due_at = NULL",
+        "INSERT INTO drift_scores (model, version, at, body) VALUES ('m', 1, 0, '{}')",
+    ] {
+        scheduler.execute(sql).await.expect(sql);
+    }
+    api.execute("SELECT count(*) FROM alerts")
+        .await
+        .expect("the api lists alerts");
+    for sql in [
+        "UPDATE alerts SET due_at = NULL",
+        "INSERT INTO drift_scores (model, version, at, body) VALUES ('n', 1, 0, '{}')",
+    ] {
+        let err = api.execute(sql).await.expect_err(sql);
+        assert!(is_permission_denied(&err), "{sql}: {err}");
+    }
+    for sql in [
+        "DELETE FROM alerts",
         "SELECT * FROM api_tokens",
         "UPDATE audit_log SET action = 'y'",
         "INSERT INTO prediction_logs (request_id, at, model, version, variant, body) \
@@ -514,7 +541,7 @@ async fn check_schema_reports_missing_and_newer_migrations() {
     admin.close().await.unwrap();
     match store.check_schema().await {
         Err(Error::Invalid(m)) => assert!(
-            m.contains("newer than this binary (version 9999 > 6)"),
+            m.contains("newer than this binary (version 9999 > 7)"),
             "{m}"
         ),
         other => panic!("expected newer schema, got {other:?}"),

@@ -1,6 +1,7 @@
 //! Conformance suites (one per port) and builders, shared by every backend's
 //! tests: a backend is correct when it passes the same suite as the others.
 
+mod alerts;
 mod artifacts;
 mod cache;
 mod deployments;
@@ -14,6 +15,7 @@ mod security;
 pub mod services;
 mod state;
 
+pub use alerts::{alert, alert_store_suite};
 pub use artifacts::artifact_store_suite;
 pub use cache::prediction_cache_suite;
 pub use encryption::{encryption_suite, new_key, sealed_with};

@@ -14,11 +14,14 @@
 //! - [`traffic`]: how a live deployment shares its traffic (A/B, shadow)
 //!   and a canary rollout's steps: progressing / holding → completed, or
 //!   rolled back when its gates fail.
+//! - [`alert`]: an alert's delivery to each webhook: pending → delivered,
+//!   or retried with a backoff until it fails for good.
 //!
 //! The registry's own rules (one production version, aliases) are in
 //! [`crate::registry`]: they are not a record's lifecycle but a function of
 //! a model's slots.
 
+pub mod alert;
 pub mod deployment;
 pub mod experiment;
 pub mod job;

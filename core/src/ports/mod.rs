@@ -7,7 +7,10 @@
 //! promotions, deployments) is separate for the same reason, and so is
 //! [`PredictionLogStore`] (the prediction log, which only the api writes).
 //! [`PredictionCache`] is the prediction cache's shared tier (Redis).
+//! [`AlertStore`] holds alerts and drift scores: the scheduler's monitor
+//! writes them, the api reads them.
 
+mod alerts;
 mod artifacts;
 mod cache;
 mod predictions;
@@ -17,6 +20,7 @@ mod reporter;
 mod security;
 mod state;
 
+pub use alerts::AlertStore;
 pub use artifacts::{
     ArtifactMeta, ArtifactPath, ArtifactStore, ByteStream, DIGEST_SUFFIX, KEY_SUFFIX,
 };

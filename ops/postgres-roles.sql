@@ -82,9 +82,11 @@ BEGIN
     -- The scheduler records what it does on nobody's request (a canary's
     -- automatic rollback) in the same chain.
     EXECUTE format('GRANT SELECT, INSERT ON %I.audit_log TO tracseq_scheduler', s);
+    -- The api appends; the scheduler reads (drift) and deletes what is past
+    -- serving.log_retention_days. Nobody updates.
     FOREACH t IN ARRAY ARRAY['prediction_logs', 'prediction_outcomes'] LOOP
         EXECUTE format('GRANT SELECT, INSERT ON %I.%I TO tracseq_api', s, t);
-        EXECUTE format('GRANT SELECT ON %I.%I TO tracseq_scheduler', s, t);
+        EXECUTE format('GRANT SELECT, DELETE ON %I.%I TO tracseq_scheduler', s, t);
     END LOOP;
     -- The scheduler's monitor raises and delivers alerts and keeps drift
     -- scores; the api lists them (GET /alerts, /metrics).

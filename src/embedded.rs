@@ -161,7 +161,8 @@ impl Running {
             )
             .with_republish_after(Duration::from_secs(cfg.scheduler.republish_secs))
             .with_unschedulable_after(Duration::from_secs(cfg.scheduler.unschedulable_secs))
-            .with_alerts(cfg.alerts.clone());
+            .with_alerts(cfg.alerts.clone())
+            .with_log_retention(cfg.serving.log_retention_days);
             if let Some(store) = &security {
                 scheduler = scheduler.with_audit(store.clone());
             }

@@ -7,6 +7,13 @@ mod gpu_check;
 mod keys_cli;
 mod security_cli;
 
+/// Every request allocates a few dozen small objects (the JSON body's map,
+/// strings, the prediction log's record); mimalloc's per-thread free lists
+/// serve them for a fraction of glibc malloc's cost, which was a fifth of
+/// `/predict`'s CPU time (bench/RESULTS.md, "/predict per model family").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;

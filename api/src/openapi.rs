@@ -37,6 +37,8 @@ fn schemas() -> Value {
         "additionalProperties": {"type": "string", "maxLength": tracseq_core::registry::MAX_TAG_VALUE,
             "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}});
     let entity_id = entity_id_schema();
+    let explain = json!({"type": "boolean", "default": true,
+        "description": "false: the answer without contributions, base_value and risk factors (much cheaper)"});
     let serving_alias = json!({"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,63}$",
         "description": "an alias (champion...), or latest (the newest version), or v<n>"});
     let stage = json!({"type": "string", "enum": Stage::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()});
@@ -108,7 +110,8 @@ fn schemas() -> Value {
             "model": name, "version": {"type": "integer", "minimum": 1, "maximum": u32::MAX},
             "alias": serving_alias.clone(),
             "entity_id": entity_id.clone(),
-            "features": {"type": "object", "additionalProperties": feature}}},
+            "features": {"type": "object", "additionalProperties": feature},
+            "explain": explain.clone()}},
         "FeedbackRequest": {"type": "object", "required": ["actual"], "additionalProperties": false,
             "description": "exactly one of request_id (from the answer) and entity_id (its latest prediction, of model if given)",
             "example": {"request_id": "01938f7a-0000-7000-8000-000000000000", "actual": 0.82},
@@ -133,6 +136,7 @@ fn schemas() -> Value {
             "records": {"type": "array", "minItems": 1, "items": {"type": "object", "additionalProperties": feature}},
             "entity_ids": {"type": "array", "items": entity_id,
                 "description": "with records only: one per record, in order"},
+            "explain": explain,
             "dataset_id": {"type": "string", "format": "uuid"}}},
         "PromoteRequest": {"type": "object", "required": ["name", "version", "stage", "reason"], "additionalProperties": false,
             "example": {"name": "sample-quality", "version": 3, "stage": "production", "reason": "best AUC of the run",

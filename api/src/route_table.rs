@@ -411,14 +411,28 @@ pub(crate) enum Lookup {
     NotFound,
 }
 
+/// The table's path templates, split into segments once: every request is
+/// looked up here, so matching must not re-split 80 templates each time.
+static TEMPLATES: std::sync::LazyLock<Vec<Vec<&'static str>>> = std::sync::LazyLock::new(|| {
+    ROUTES
+        .iter()
+        .map(|r| r.path.split('/').skip(1).collect())
+        .collect()
+});
+
 /// Finds the route of `method` (any case) on `path` (as requested, before
 /// percent-decoding: a `%2F` never splits a segment).
 pub(crate) fn lookup(method: &str, path: &str) -> Lookup {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Lookup::NotFound;
+    };
+    let have: Vec<&str> = rest.split('/').collect();
     // As OpenAPI matches paths: a template with fewer `{…}` segments is
     // more specific and wins (`/models/promote` before `/models/{name}`).
     let matching: Vec<(&'static Route, Vec<String>)> = ROUTES
         .iter()
-        .filter_map(|r| match_path(r.path, path).map(|p| (r, p)))
+        .zip(TEMPLATES.iter())
+        .filter_map(|(r, want)| match_segments(want, &have).map(|p| (r, p)))
         .collect();
     let Some(fewest) = matching.iter().map(|(_, p)| p.len()).min() else {
         return Lookup::NotFound;
@@ -435,30 +449,31 @@ pub(crate) fn lookup(method: &str, path: &str) -> Lookup {
     Lookup::WrongMethod(allowed)
 }
 
-fn match_path(template: &str, path: &str) -> Option<Vec<String>> {
-    let mut want = template.split('/').skip(1).peekable();
-    let mut have = path.strip_prefix('/')?.split('/');
+/// The parameters of a path (its segments `have`) that fits the template
+/// segments `want`.
+fn match_segments(want: &[&str], have: &[&str]) -> Option<Vec<String>> {
     let mut params = Vec::new();
-    while let Some(seg) = want.next() {
-        if seg == "{path}" && want.peek().is_none() {
-            let rest: Vec<&str> = have.by_ref().collect();
+    for (i, seg) in want.iter().enumerate() {
+        if *seg == "{path}" && i + 1 == want.len() {
+            // Every segment before this one matched, so `have` has them.
+            let rest = &have[i..];
             if rest.is_empty() || rest.iter().any(|s| s.is_empty()) {
                 return None;
             }
             params.push(rest.join("/"));
             return Some(params);
         }
-        let got = have.next()?;
+        let got = *have.get(i)?;
         if seg.starts_with('{') {
             if got.is_empty() {
                 return None;
             }
             params.push(got.to_string());
-        } else if seg != got {
+        } else if *seg != got {
             return None;
         }
     }
-    have.next().is_none().then_some(params)
+    (have.len() == want.len()).then_some(params)
 }
 
 #[cfg(test)]

@@ -59,6 +59,8 @@ impl ServedModel {
 struct Request {
     features: Option<Map<String, Value>>,
     records: Option<Vec<Map<String, Value>>>,
+    /// `false`: answers without per-feature contributions (faster).
+    explain: Option<bool>,
 }
 
 /// The routes of a standalone server; `max_body_bytes` bounds each request.
@@ -120,9 +122,11 @@ async fn predict(model: Arc<ServedModel>, body: std::result::Result<Bytes, ApiEr
         check_record(r)?;
     }
     let m = model.clone();
-    let predictions = tokio::task::spawn_blocking(move || m.artifact.predict(&records))
-        .await
-        .map_err(|e| Error::Internal(format!("prediction panicked: {e}")))??;
+    let explain = crate::routes::predict::explain_of(req.explain);
+    let predictions =
+        tokio::task::spawn_blocking(move || m.artifact.predict_with(&records, explain))
+            .await
+            .map_err(|e| Error::Internal(format!("prediction panicked: {e}")))??;
     let sample_quality = model.artifact.target == lab::TARGET;
     let answers: Vec<Value> = predictions
         .iter()

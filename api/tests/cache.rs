@@ -1,5 +1,6 @@
 //! The prediction cache over HTTP: a cached answer is the computed one
 //! (same version, value and contributions), another version never gets it,
+//! an answer without contributions never stands in for an explained one,
 //! replicas share answers through Redis, and a Redis outage (a private
 //! server, stopped) degrades to no shared cache, never to an error.
 
@@ -76,6 +77,54 @@ async fn a_cached_answer_is_the_computed_one_and_only_for_its_version() {
         "tracseq_prediction_cache_hits_total{model=\"sq\",tier=\"memory\"} 1",
         "tracseq_prediction_cache_misses_total{model=\"sq\"} 2",
         "tracseq_prediction_cache_hit_ratio{model=\"sq\"} 0.333",
+    ] {
+        assert!(text.contains(line), "{line}\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn an_answer_without_contributions_is_cached_apart_from_the_explained_one() {
+    let f = fixture_with(setup(100, None)).await;
+    register(&f.platform, 1, &artifact_bytes(), false).await;
+    let features = tracseq_learn::lab::example_record(5);
+    let ask = |explain: bool| {
+        let body = json!({"model": "sq", "version": 1, "features": features, "explain": explain});
+        let f = &f;
+        async move {
+            let got = f.predict(&body).await;
+            assert_eq!(got.status, 200, "{}", got.body);
+            got.body
+        }
+    };
+    let plain = ask(false).await;
+    assert!(plain.get("contributions").is_none() && plain.get("base_value").is_none());
+    let quality = &plain["quality"];
+    assert!(quality["category"].is_string() && quality.get("risk_factors").is_none());
+    let explained = ask(true).await;
+    assert_eq!(
+        explained["contributions"].as_array().map(Vec::len),
+        Some(18)
+    );
+    assert!(explained["quality"]["risk_factors"].is_array());
+    let (a, b) = (plain["value"].as_f64(), explained["value"].as_f64());
+    assert!(
+        matches!((a, b), (Some(a), Some(b)) if (a - b).abs() < 1e-9),
+        "{a:?} {b:?}"
+    );
+    assert_eq!(
+        answer(ask(false).await),
+        answer(plain),
+        "the plain one, cached"
+    );
+    assert_eq!(
+        answer(ask(true).await),
+        answer(explained),
+        "the explained one, cached"
+    );
+    let text = metrics(&f).await;
+    for line in [
+        "tracseq_prediction_cache_hits_total{model=\"sq\",tier=\"memory\"} 2",
+        "tracseq_prediction_cache_misses_total{model=\"sq\"} 2",
     ] {
         assert!(text.contains(line), "{line}\n{text}");
     }

@@ -8,6 +8,7 @@
 
 use crate::memory_state::MemoryStateStore;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 use tracseq_core::ids::RequestId;
 use tracseq_core::paging::Page;
@@ -233,5 +234,29 @@ impl PredictionLogStore for MemoryStateStore {
     async fn prediction_counts(&self, filter: &LiveFilter) -> Result<Vec<VariantCount>> {
         let g = self.lock();
         Ok(tally(g.predictions.values().filter(|p| filter.matches(p))))
+    }
+
+    async fn prune_predictions(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
+        let mut g = self.lock();
+        let mut old: Vec<(DateTime<Utc>, RequestId)> = g
+            .predictions
+            .values()
+            .filter(|r| r.at < before)
+            .map(|r| (r.at, r.request_id))
+            .collect();
+        old.sort_unstable();
+        old.truncate(limit as usize);
+        for (_, id) in &old {
+            if let Some(r) = g.predictions.remove(id) {
+                if let Some(of) = r.shadow_of {
+                    if let Some(copies) = g.shadows.get_mut(&of) {
+                        copies.retain(|c| c != id);
+                    }
+                }
+            }
+            g.outcomes.remove(id);
+            g.shadows.remove(id);
+        }
+        Ok(old.len() as u64)
     }
 }

@@ -30,15 +30,18 @@ def ensure_wrk():
         subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], env=env, check=True)
 
 
-def automl(s, binary, model, trials=6):
+def automl(s, binary, model, trials=6, search_space=None):
     """Runs a small AutoML experiment (2,000 generated samples, `trials`
-    trials) on server `s`; returns the version it registered as `model`."""
+    trials; the families' default space unless `search_space` is given) on
+    server `s`; returns the version it registered as `model`."""
     csv = subprocess.run([binary, "generate", "--rows", "2000", "--seed", "7"],
                          capture_output=True, check=True).stdout
     ds = s.post(f"/datasets?name={model}", csv, content_type="text/csv")
-    exp = s.post("/experiments", {
-        "name": model, "dataset_id": ds["id"], "target": "quality_score",
-        "budget": {"trials": trials}, "parallelism": 2, "seed": 7, "model_name": model})
+    spec = {"name": model, "dataset_id": ds["id"], "target": "quality_score",
+            "budget": {"trials": trials}, "parallelism": 2, "seed": 7, "model_name": model}
+    if search_space is not None:
+        spec["search_space"] = search_space
+    exp = s.post("/experiments", spec)
     deadline = time.time() + 600
     while True:
         e = s.get(f"/experiments/{exp['id']}")
@@ -71,9 +74,17 @@ def wrk_env(body_file, token, hit):
     return env
 
 
-def run_wrk(args, url, body_file, token, hit=None):
+def cpu_seconds(pid):
+    """User plus system CPU seconds process `pid` has used (all threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(args, url, body_file, token, hit=None, pid=None):
     """A warmup and a measured wrk run (args: threads, connections, warmup,
-    duration); returns req/s, p50/p99 ms, requests and errors."""
+    duration); returns req/s, p50/p99 ms, requests and errors, and with
+    `pid` the CPU time that process spent per measured request (cpu_us)."""
     if args.threads > 9:
         sys.exit("--threads: at most 9 (cold values are made of the run, the thread and a counter)")
     lua = os.path.join(ROOT, "bench", "post.lua")
@@ -81,15 +92,19 @@ def run_wrk(args, url, body_file, token, hit=None):
     subprocess.run(common[:3] + [f"-d{args.warmup}s"] + common[3:] + [url],
                    env=wrk_env(body_file, token, hit),
                    capture_output=True, check=True, timeout=args.warmup + 60)
+    cpu0 = cpu_seconds(pid) if pid else None
     out = subprocess.run(common[:3] + [f"-d{args.duration}s", "--latency"] + common[3:] + [url],
                          env=wrk_env(body_file, token, hit), capture_output=True, text=True,
                          check=True, timeout=args.duration + 60).stdout
+    cpu = cpu_seconds(pid) - cpu0 if pid else None
     line = next(l for l in out.splitlines() if l.startswith("BENCH "))
     kv = dict(p.split("=", 1) for p in line.split()[1:])
     errors = sum(int(v) for k, v in kv.items() if k.startswith("errors_"))
-    return {"rps": int(kv["requests"]) / (int(kv["duration_us"]) / 1e6),
+    requests = int(kv["requests"])
+    return {"rps": requests / (int(kv["duration_us"]) / 1e6),
             "p50_ms": int(kv["p50_us"]) / 1000, "p99_ms": int(kv["p99_us"]) / 1000,
-            "requests": int(kv["requests"]), "errors": errors}
+            "requests": requests, "errors": errors,
+            "cpu_us": 1e6 * cpu / requests if cpu is not None and requests else None}
 
 
 def counter(metrics, name, **labels):

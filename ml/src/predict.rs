@@ -1,6 +1,10 @@
 //! Serving-time prediction from a [`ModelArtifact`]: input validation,
 //! outputs and per-feature contributions.
 //!
+//! Contributions cost more than the answer itself for most families (a
+//! tree's every path, a network's integrated gradients), so they are
+//! optional: [`Explain::No`] answers with the output alone.
+//!
 //! Records are JSON objects keyed by feature name. A missing feature, or
 //! `null`, is a missing value and is imputed like in training. A field named
 //! like the target is ignored, so callers can send whole rows.
@@ -37,11 +41,28 @@ pub struct Prediction {
     /// Probability per class (classification only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probabilities: Option<BTreeMap<String, f64>>,
-    /// One per input feature, largest absolute contribution first.
+    /// One per input feature, largest absolute contribution first; empty
+    /// when the answer was not explained (a model always has features).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contributions: Vec<Contribution>,
     /// Margin with every feature at its training reference; base plus the
-    /// contributions equals the explained margin.
-    pub base_value: f64,
+    /// contributions equals the explained margin. `None` when not explained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_value: Option<f64>,
+}
+
+impl Prediction {
+    /// Whether the answer carries its contributions.
+    pub fn explained(&self) -> bool {
+        self.base_value.is_some()
+    }
+}
+
+/// Whether a prediction comes with its per-feature contributions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Explain {
+    Yes,
+    No,
 }
 
 fn kind_error(record: usize, feature: &str, expected: &str, got: &Value) -> LearnError {
@@ -70,9 +91,19 @@ impl ModelArtifact {
         }
     }
 
-    /// Predicts every record; any invalid record fails the whole call with a
-    /// message naming the record (0-based) and feature.
+    /// Predicts and explains every record; any invalid record fails the
+    /// whole call with a message naming the record (0-based) and feature.
     pub fn predict(&self, records: &[Map<String, Value>]) -> Result<Vec<Prediction>> {
+        self.predict_with(records, Explain::Yes)
+    }
+
+    /// [`ModelArtifact::predict`], with contributions only when `explain`
+    /// asks for them.
+    pub fn predict_with(
+        &self,
+        records: &[Map<String, Value>],
+        explain: Explain,
+    ) -> Result<Vec<Prediction>> {
         let features = &self.preprocessor.features;
         let n_out = self.preprocessor.n_outputs();
         let mut encoded = vec![0.0; n_out];
@@ -136,29 +167,17 @@ impl ModelArtifact {
                 .collect::<Result<Vec<_>>>()?;
 
             self.preprocessor.encode_row(&values, &mut encoded);
-            self.model.explain_row(&encoded, &mut output, &mut contrib);
-
-            per_feature.fill(0.0);
-            for (&source, c) in self.preprocessor.output_source.iter().zip(&contrib) {
-                per_feature[source] += c;
-            }
-            let mut contributions: Vec<Contribution> = features
-                .iter()
-                .zip(&per_feature)
-                .zip(&slots)
-                .map(|((f, &c), v)| Contribution {
-                    feature: f.name().to_string(),
-                    value: v.cloned().unwrap_or(Value::Null),
-                    contribution: c,
-                })
-                .collect();
-            contributions.sort_by(|a, b| {
-                b.contribution
-                    .abs()
-                    .total_cmp(&a.contribution.abs())
-                    .then_with(|| a.feature.cmp(&b.feature))
-            });
-            let base_value = contrib[n_out];
+            let (contributions, base_value) = match explain {
+                Explain::No => {
+                    self.model.predict_row(&encoded, &mut output);
+                    (Vec::new(), None)
+                }
+                Explain::Yes => {
+                    self.model.explain_row(&encoded, &mut output, &mut contrib);
+                    let contributions = self.contributions(&contrib, &mut per_feature, &slots);
+                    (contributions, Some(contrib[n_out]))
+                }
+            };
 
             predictions.push(match &self.task {
                 Task::Regression => Prediction {
@@ -187,6 +206,39 @@ impl ModelArtifact {
             });
         }
         Ok(predictions)
+    }
+
+    /// Per-feature contributions from per-column ones (a one-hot feature's
+    /// columns add up), largest absolute first.
+    fn contributions(
+        &self,
+        per_column: &[f64],
+        per_feature: &mut [f64],
+        slots: &[Option<&Value>],
+    ) -> Vec<Contribution> {
+        per_feature.fill(0.0);
+        for (&source, c) in self.preprocessor.output_source.iter().zip(per_column) {
+            per_feature[source] += c;
+        }
+        let mut contributions: Vec<Contribution> = self
+            .preprocessor
+            .features
+            .iter()
+            .zip(per_feature.iter())
+            .zip(slots)
+            .map(|((f, &c), v)| Contribution {
+                feature: f.name().to_string(),
+                value: v.cloned().unwrap_or(Value::Null),
+                contribution: c,
+            })
+            .collect();
+        contributions.sort_by(|a, b| {
+            b.contribution
+                .abs()
+                .total_cmp(&a.contribution.abs())
+                .then_with(|| a.feature.cmp(&b.feature))
+        });
+        contributions
     }
 }
 
@@ -291,6 +343,42 @@ mod tests {
             }
             // An all-missing record is imputed, not rejected.
             assert!(out[1].contributions.iter().all(|c| c.value.is_null()));
+        }
+    }
+
+    #[test]
+    fn an_unexplained_answer_is_the_explained_one_without_its_contributions() {
+        let records = [
+            lab::example_record(4),
+            lab::example_record(5),
+            record(json!({})),
+        ];
+        for family in crate::model::Family::ALL
+            .into_iter()
+            .filter(|f| f.available())
+        {
+            let a = train(family.name());
+            let (Ok(explained), Ok(plain)) = (
+                a.predict_with(&records, Explain::Yes),
+                a.predict_with(&records, Explain::No),
+            ) else {
+                panic!("{family:?}: predict failed");
+            };
+            for (e, p) in explained.iter().zip(&plain) {
+                assert!(e.explained() && !p.explained(), "{family:?}");
+                assert!(p.contributions.is_empty(), "{family:?}");
+                // Boosted trees add the margin up from the contributions
+                // when explaining, so the two sums may differ in rounding.
+                assert!(
+                    (e.value - p.value).abs() <= 1e-9 * (1.0 + e.value.abs()),
+                    "{family:?}: {} vs {}",
+                    e.value,
+                    p.value
+                );
+                assert_eq!((&e.label, &e.probabilities), (&p.label, &p.probabilities));
+                let json = serde_json::to_value(p).unwrap_or_default();
+                assert!(json.get("contributions").is_none() && json.get("base_value").is_none());
+            }
         }
     }
 

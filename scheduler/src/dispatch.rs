@@ -8,7 +8,8 @@
 //! is thin: wait, read the store, call pure code, write, publish. Beside it
 //! runs the monitor task: alert deliveries every second, and every
 //! `alerts.monitor_secs` the drift and error-rate checks
-//! ([`crate::monitor`], [`crate::alerts`]).
+//! ([`crate::monitor`], [`crate::alerts`]); and the prediction log's
+//! retention, hourly ([`crate::retention`]).
 
 use crate::service;
 use chrono::{DateTime, Utc};
@@ -40,6 +41,8 @@ pub struct Scheduler {
     pub(crate) audit: Option<Arc<dyn SecurityStore>>,
     /// The monitor's settings and where alerts go.
     pub(crate) alerts: AlertsConfig,
+    /// Days the prediction log keeps a prediction (0: forever).
+    pub(crate) log_retention_days: u32,
 }
 
 impl Scheduler {
@@ -54,7 +57,15 @@ impl Scheduler {
             wake,
             audit: None,
             alerts: AlertsConfig::default(),
+            log_retention_days: 0,
         }
+    }
+
+    /// Deletes logged predictions older than `days` days, hourly
+    /// ([`crate::retention`]); 0 keeps them all.
+    pub fn with_log_retention(mut self, days: u32) -> Self {
+        self.log_retention_days = days;
+        self
     }
 
     /// Runs the monitor and delivers alerts as `alerts` says.
@@ -93,6 +104,12 @@ impl Scheduler {
             cancel.clone(),
         ));
         let _stop_monitor = AbortOnDrop(monitor);
+        let retention = tokio::spawn(crate::retention::retention_loop(
+            self.platform.clone(),
+            self.log_retention_days,
+            cancel.clone(),
+        ));
+        let _stop_retention = AbortOnDrop(retention);
         loop {
             if let Err(e) = self.tick(Utc::now()).await {
                 warn!(error = %e, "scheduler tick failed; retrying");

@@ -23,6 +23,7 @@ pub mod objectives;
 pub mod register;
 pub mod registry;
 pub mod reporter;
+pub mod retention;
 pub mod service;
 pub mod spec;
 pub mod summary;

@@ -17,7 +17,7 @@ use tracseq_core::predictions::{validate_entity_id, PredictionRecord};
 use tracseq_core::security::Caller;
 use tracseq_core::DatasetId;
 use tracseq_learn::lab::{self, Assessment};
-use tracseq_learn::predict::Prediction;
+use tracseq_learn::predict::{Explain, Prediction};
 use tracseq_scheduler::jobs;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -49,6 +49,18 @@ struct PredictRequest {
     /// outcomes can be reported under.
     entity_id: Option<String>,
     features: Map<String, Value>,
+    /// Per-feature contributions with the answer (the default); `false`
+    /// answers with the output alone, at a fraction of the cost.
+    explain: Option<bool>,
+}
+
+/// What a request's `explain` asks for (explained unless it says false).
+pub(crate) fn explain_of(explain: Option<bool>) -> Explain {
+    if explain.unwrap_or(true) {
+        Explain::Yes
+    } else {
+        Explain::No
+    }
 }
 
 #[derive(Serialize)]
@@ -173,17 +185,24 @@ fn log_prediction(
 }
 
 /// The model's answer to one record: from the prediction cache when it
-/// holds it, else computed (and cached).
+/// holds it, else computed (and cached). Explained and plain answers are
+/// cached apart, so each request gets exactly what it asked for.
 pub(crate) async fn answer(
     ctx: &Ctx,
     loaded: &LoadedModel,
     features: &Map<String, Value>,
+    explain: Explain,
 ) -> Result<Arc<Prediction>, ApiError> {
     let version = &loaded.version;
-    let key = ctx
-        .cache
-        .enabled()
-        .then(|| cache::key(&version.name, version.version, &version.sha256, features));
+    let key = ctx.cache.enabled().then(|| {
+        cache::key(
+            &version.name,
+            version.version,
+            &version.sha256,
+            features,
+            explain,
+        )
+    });
     if let Some(key) = &key {
         if let Some(hit) = ctx.cache.get(&version.name, key).await {
             return Ok(hit);
@@ -191,7 +210,7 @@ pub(crate) async fn answer(
     }
     let prediction = loaded
         .artifact
-        .predict(std::slice::from_ref(features))?
+        .predict_with(std::slice::from_ref(features), explain)?
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::bad_request("no prediction produced"))?;
@@ -216,7 +235,7 @@ async fn predict(ctx: Ctx, who: Option<Caller>, body: Result<Bytes, ApiError>) -
         .route(&ctx.platform, &req.model, pick, req.entity_id.as_deref())
         .await?;
     let arm = Arm::of(&routed);
-    let prediction = answer(&ctx, arm.loaded, &req.features).await;
+    let prediction = answer(&ctx, arm.loaded, &req.features, explain_of(req.explain)).await;
     let latency = started.elapsed();
     arm.loaded.record(arm.variant, latency, prediction.is_ok());
     let request_id = RequestId::new();
@@ -284,6 +303,8 @@ struct BatchPredictRequest {
     /// One per record, in order (logged with each prediction).
     entity_ids: Option<Vec<String>>,
     dataset_id: Option<DatasetId>,
+    /// As for `/predict`: `false` answers the records without contributions.
+    explain: Option<bool>,
 }
 
 /// One answer of an inline batch: its log key and who answered, beside
@@ -311,6 +332,9 @@ async fn batch_predict(ctx: Ctx, who: Option<Caller>, body: Result<Bytes, ApiErr
     match (req.records, req.dataset_id) {
         (None, Some(_)) if req.entity_ids.is_some() => Err(ApiError::bad_request(
             "entity_ids go with records; a data set's rows are predicted by a job",
+        )),
+        (None, Some(_)) if req.explain.is_some() => Err(ApiError::bad_request(
+            "explain goes with records; a data set's job always writes the contributions",
         )),
         (Some(records), None) => {
             if records.is_empty() {
@@ -369,7 +393,10 @@ async fn batch_predict(ctx: Ctx, who: Option<Caller>, body: Result<Bytes, ApiErr
                 let arm = Arm::of(&arms[*lead]);
                 let batch: Vec<Map<String, Value>> =
                     members.iter().map(|&i| records[i].clone()).collect();
-                let answered = arm.loaded.artifact.predict(&batch);
+                let answered = arm
+                    .loaded
+                    .artifact
+                    .predict_with(&batch, explain_of(req.explain));
                 let latency = started.elapsed();
                 arm.loaded.record(arm.variant, latency, answered.is_ok());
                 for (&i, p) in members.iter().zip(answered?) {

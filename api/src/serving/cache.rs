@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tracseq_core::config::ServingConfig;
 use tracseq_core::ports::PredictionCache;
-use tracseq_learn::predict::Prediction;
+use tracseq_learn::predict::{Explain, Prediction};
 
 struct Entry {
     expires: Instant,
@@ -92,8 +92,15 @@ fn hash_value(h: &mut Sha256, v: &Value) {
 }
 
 /// The cache key of `features` answered by `version` of `model`, whose
-/// artifact has the SHA-256 `digest`.
-pub fn key(model: &str, version: u32, digest: &str, features: &Map<String, Value>) -> String {
+/// artifact has the SHA-256 `digest`, with or without its contributions
+/// (`x` or `p` after the digest).
+pub fn key(
+    model: &str,
+    version: u32,
+    digest: &str,
+    features: &Map<String, Value>,
+    explain: Explain,
+) -> String {
     let mut names: Vec<&String> = features.keys().collect();
     names.sort_unstable();
     let mut h = Sha256::new();
@@ -103,7 +110,11 @@ pub fn key(model: &str, version: u32, digest: &str, features: &Map<String, Value
         hash_value(&mut h, &features[name]);
     }
     let digest = &digest[..digest.len().min(16)];
-    let mut out = format!("{model}@{version}/{digest}/");
+    let answer = match explain {
+        Explain::Yes => 'x',
+        Explain::No => 'p',
+    };
+    let mut out = format!("{model}@{version}/{digest}/{answer}");
     for b in &h.finalize()[..16] {
         out.push_str(&format!("{b:02x}"));
     }

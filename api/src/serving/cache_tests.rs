@@ -10,7 +10,7 @@ fn answer(value: f64) -> Arc<Prediction> {
         label: None,
         probabilities: None,
         contributions: Vec::new(),
-        base_value: 0.0,
+        base_value: Some(0.0),
     })
 }
 
@@ -29,35 +29,42 @@ fn config(entries: usize, ttl_ms: u64) -> ServingConfig {
 const DIGEST: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 #[test]
-fn the_key_is_canonical_in_names_and_numbers_but_names_the_version_and_digest() {
+fn the_key_is_canonical_in_names_and_numbers_but_names_the_version_digest_and_explanation() {
     let a = features(json!({"rin": 7, "site": "north", "age": 1.5}));
     let b = features(json!({"age": 1.5, "site": "north", "rin": 7.0}));
-    assert_eq!(key("sq", 1, DIGEST, &a), key("sq", 1, DIGEST, &b));
-    assert!(key("sq", 1, DIGEST, &a).starts_with("sq@1/0123456789abcdef/"));
+    assert_eq!(
+        key("sq", 1, DIGEST, &a, Explain::Yes),
+        key("sq", 1, DIGEST, &b, Explain::Yes)
+    );
+    assert!(key("sq", 1, DIGEST, &a, Explain::Yes).starts_with("sq@1/0123456789abcdef/"));
     let other_digest = DIGEST.replace('0', "f");
     for different in [
-        key("sq", 2, DIGEST, &a),
-        key("sq", 1, &other_digest, &a),
-        key("sq2", 1, DIGEST, &a),
+        key("sq", 2, DIGEST, &a, Explain::Yes),
+        key("sq", 1, &other_digest, &a, Explain::Yes),
+        key("sq2", 1, DIGEST, &a, Explain::Yes),
         key(
             "sq",
             1,
             DIGEST,
             &features(json!({"rin": 7, "site": "south", "age": 1.5})),
+            Explain::Yes,
         ),
         key(
             "sq",
             1,
             DIGEST,
             &features(json!({"rin": null, "site": "north", "age": 1.5})),
+            Explain::Yes,
         ),
+        // An answer without contributions is never served for one with.
+        key("sq", 1, DIGEST, &a, Explain::No),
     ] {
-        assert_ne!(different, key("sq", 1, DIGEST, &a));
+        assert_ne!(different, key("sq", 1, DIGEST, &a, Explain::Yes));
     }
     // Names and texts carry their lengths: no two records share a stream.
     assert_ne!(
-        key("m", 1, DIGEST, &features(json!({"ab": "c"}))),
-        key("m", 1, DIGEST, &features(json!({"a": "bc"})))
+        key("m", 1, DIGEST, &features(json!({"ab": "c"})), Explain::Yes),
+        key("m", 1, DIGEST, &features(json!({"a": "bc"})), Explain::Yes)
     );
 }
 

@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracseq_core::config::ServingConfig;
@@ -36,6 +36,9 @@ pub struct PredictionLog {
     stop: watch::Sender<bool>,
     writer: Mutex<Option<JoinHandle<()>>>,
     counters: Arc<Counters>,
+    /// Rung when a whole batch is queued, so the writer need not wait out
+    /// `flush`.
+    full: Arc<Notify>,
 }
 
 #[derive(Default)]
@@ -75,6 +78,7 @@ impl PredictionLog {
             stop: watch::channel(false).0,
             writer: Mutex::new(None),
             counters: Arc::default(),
+            full: Arc::default(),
         }
     }
 
@@ -89,6 +93,8 @@ impl PredictionLog {
         }
         if self.tx.try_send(record).is_err() {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        } else if self.capacity - self.tx.capacity() >= self.batch {
+            self.full.notify_one();
         }
     }
 
@@ -103,6 +109,7 @@ impl PredictionLog {
             batch: self.batch,
             flush: self.flush,
             counters: self.counters.clone(),
+            full: self.full.clone(),
         };
         let handle = tokio::spawn(writer.run(rx, self.stop.subscribe()));
         *lock(&self.writer) = Some(handle);
@@ -163,6 +170,7 @@ struct Writer {
     batch: usize,
     flush: Duration,
     counters: Arc<Counters>,
+    full: Arc<Notify>,
 }
 
 impl Writer {
@@ -175,16 +183,22 @@ impl Writer {
                 _ = stop.changed() => true,
                 n = rx.recv_many(&mut batch, self.batch) => n == 0,
             };
-            if !stopping {
-                // Let the batch fill for at most `flush`.
+            if !stopping && batch.len() < self.batch {
+                // Let the batch fill for at most `flush`, asleep: waiting
+                // on the queue itself would wake this task for every
+                // record `/predict` sends. `record` rings `full` once a
+                // batch is queued.
                 let deadline = Instant::now() + self.flush;
+                tokio::select! {
+                    biased;
+                    _ = stop.changed() => {}
+                    _ = tokio::time::sleep_until(deadline) => {}
+                    _ = self.full.notified() => {}
+                }
                 while batch.len() < self.batch {
-                    let room = self.batch - batch.len();
-                    tokio::select! {
-                        biased;
-                        _ = stop.changed() => break,
-                        _ = tokio::time::sleep_until(deadline) => break,
-                        n = rx.recv_many(&mut batch, room) => if n == 0 { break },
+                    match rx.try_recv() {
+                        Ok(r) => batch.push(r),
+                        Err(_) => break,
                     }
                 }
             }

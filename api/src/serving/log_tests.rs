@@ -1,6 +1,6 @@
 use super::*;
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::{json, Map};
 use std::sync::atomic::AtomicU32;
 use tokio::sync::Semaphore;
@@ -90,6 +90,10 @@ impl PredictionLogStore for Gate {
 
     async fn prediction_counts(&self, filter: &LiveFilter) -> Result<Vec<VariantCount>> {
         self.inner.prediction_counts(filter).await
+    }
+
+    async fn prune_predictions(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
+        self.inner.prune_predictions(before, limit).await
     }
 }
 

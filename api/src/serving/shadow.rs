@@ -72,7 +72,14 @@ impl Shadows {
             let version = copy.shadow.version;
             let run = async {
                 let model = ctx.models.load(&ctx.platform, &copy.model, version).await?;
-                let answer = crate::routes::predict::answer(&ctx, &model, &copy.features).await?;
+                let answer = crate::routes::predict::answer(
+                    &ctx,
+                    &model,
+                    &copy.features,
+                    // Only the output is logged and compared.
+                    tracseq_learn::predict::Explain::No,
+                )
+                .await?;
                 Ok::<_, crate::problem::ApiError>((model, answer))
             };
             let outcome = tokio::time::timeout(limit, run).await;

@@ -342,6 +342,15 @@ async fn the_worker_role_cannot_read_tokens_or_write_the_audit_log() {
         .execute("SELECT count(*) FROM prediction_logs")
         .await
         .expect("the drift monitor reads the prediction log");
+    for sql in [
+        "DELETE FROM prediction_outcomes WHERE false",
+        "DELETE FROM prediction_logs WHERE false",
+    ] {
+        scheduler
+            .execute(sql)
+            .await
+            .expect("retention deletes old predictions");
+    }
     // It audits what it does on nobody's request (a canary's automatic
     // rollback), and reads the chain it appends to; never changes it.
     scheduler
@@ -369,6 +378,7 @@ async fn the_worker_role_cannot_read_tokens_or_write_the_audit_log() {
     }
     for sql in [
         "DELETE FROM alerts",
+        "UPDATE prediction_logs SET model = 'y'",
         "SELECT * FROM api_tokens",
         "UPDATE audit_log SET action = 'y'",
         "INSERT INTO prediction_logs (request_id, at, model, version, variant, body) \

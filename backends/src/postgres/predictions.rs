@@ -7,6 +7,7 @@ use crate::predictions::{
     already_logged, check_answered, check_batch, check_outcome, counts_from_rows, counts_sql,
     outcome_exists, prediction_not_found,
 };
+use chrono::{DateTime, Utc};
 use std::sync::LazyLock;
 use tracseq_core::ids::RequestId;
 use tracseq_core::paging::Page;
@@ -254,5 +255,28 @@ impl PredictionLogStore for PostgresStateStore {
             |r, c| r.try_get::<i64, _>(c).map_err(db_error),
             |r, c| r.try_get::<String, _>(c).map_err(db_error),
         )
+    }
+
+    async fn prune_predictions(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
+        // One statement: every part sees the same snapshot, so the outcomes
+        // deleted are exactly those of the predictions deleted, and the
+        // foreign key is checked once both are gone.
+        let res = self
+            .run(|_| async move {
+                Ok(sqlx::query(
+                    "WITH old AS (
+                         SELECT request_id FROM prediction_logs WHERE at < $1 ORDER BY at LIMIT $2
+                     ), outcomes AS (
+                         DELETE FROM prediction_outcomes WHERE request_id IN (SELECT request_id FROM old)
+                     )
+                     DELETE FROM prediction_logs WHERE request_id IN (SELECT request_id FROM old)",
+                )
+                .bind(before.timestamp_micros())
+                .bind(i64::from(limit))
+                .execute(&self.pool)
+                .await?)
+            })
+            .await?;
+        Ok(res.rows_affected())
     }
 }

@@ -8,7 +8,8 @@ use crate::predictions::{
     outcome_exists, prediction_not_found,
 };
 use async_trait::async_trait;
-use sqlx::Row;
+use chrono::{DateTime, Utc};
+use sqlx::{QueryBuilder, Row, Sqlite};
 use std::sync::LazyLock;
 use tracseq_core::ids::RequestId;
 use tracseq_core::paging::Page;
@@ -18,6 +19,31 @@ use tracseq_core::predictions::{
 };
 use tracseq_core::Result;
 
+/// Rows in one INSERT statement: 11 parameters each stay far below
+/// SQLite's limit of 32,766 per statement, and one statement per few
+/// hundred rows instead of one per row is most of the writer's saving.
+const ROWS_PER_INSERT: usize = 256;
+
+impl SqliteStateStore {
+    /// The conflict of a batch that some earlier write already logged (in
+    /// part): the first of its ids the log holds.
+    async fn first_logged(&self, chunk: &[PredictionRecord]) -> tracseq_core::Error {
+        for r in chunk {
+            let found = sqlx::query("SELECT 1 FROM prediction_logs WHERE request_id = ?")
+                .bind(r.request_id.to_string())
+                .fetch_optional(&self.writer)
+                .await
+                .classify();
+            match found {
+                Ok(Some(_)) => return already_logged(r.request_id),
+                Ok(None) => {}
+                Err(e) => return e,
+            }
+        }
+        already_logged(chunk[0].request_id)
+    }
+}
+
 #[async_trait]
 impl PredictionLogStore for SqliteStateStore {
     async fn append_predictions(&self, records: &[PredictionRecord]) -> Result<()> {
@@ -25,33 +51,70 @@ impl PredictionLogStore for SqliteStateStore {
         if records.is_empty() {
             return Ok(());
         }
+        // Bodies are encoded before the transaction takes the writer.
+        let bodies = records
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let mut tx = self.writer.begin().await.classify()?;
-        for r in records {
-            let res = sqlx::query(
+        for (chunk, bodies) in records
+            .chunks(ROWS_PER_INSERT)
+            .zip(bodies.chunks(ROWS_PER_INSERT))
+        {
+            let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO prediction_logs (request_id, at, model, version, variant, entity_id,
-                     deployment_id, shadow_of, failed, latency_us, body)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING",
-            )
-            .bind(r.request_id.to_string())
-            .bind(r.at.timestamp_micros())
-            .bind(&r.model)
-            .bind(i64::from(r.version))
-            .bind(&r.variant)
-            .bind(r.entity_id.as_deref())
-            .bind(r.deployment_id.map(|d| d.to_string()))
-            .bind(r.shadow_of.map(|d| d.to_string()))
-            .bind(r.error.is_some())
-            .bind(i64::try_from(r.latency_us).unwrap_or(i64::MAX))
-            .bind(serde_json::to_string(r)?)
-            .execute(&mut *tx)
-            .await
-            .classify()?;
-            if res.rows_affected() == 0 {
-                // Dropping the transaction rolls the batch back.
-                return Err(already_logged(r.request_id));
+                     deployment_id, shadow_of, failed, latency_us, body) ",
+            );
+            insert.push_values(chunk.iter().zip(bodies), |mut row, (r, body)| {
+                row.push_bind(r.request_id.to_string())
+                    .push_bind(r.at.timestamp_micros())
+                    .push_bind(r.model.as_str())
+                    .push_bind(i64::from(r.version))
+                    .push_bind(r.variant.as_str())
+                    .push_bind(r.entity_id.as_deref())
+                    .push_bind(r.deployment_id.map(|d| d.to_string()))
+                    .push_bind(r.shadow_of.map(|d| d.to_string()))
+                    .push_bind(r.error.is_some())
+                    .push_bind(i64::try_from(r.latency_us).unwrap_or(i64::MAX))
+                    .push_bind(body.as_str());
+            });
+            insert.push(" ON CONFLICT (request_id) DO NOTHING");
+            let res = insert.build().execute(&mut *tx).await.classify()?;
+            if res.rows_affected() < chunk.len() as u64 {
+                // Some id was logged before: roll the batch back and name it.
+                tx.rollback().await.classify()?;
+                return Err(self.first_logged(chunk).await);
             }
         }
         tx.commit().await.classify()
+    }
+
+    async fn prune_predictions(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.classify()?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT request_id FROM prediction_logs WHERE at < ? ORDER BY at LIMIT ?",
+        )
+        .bind(before.timestamp_micros())
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .classify()?;
+        // Outcomes first: they refer to their predictions.
+        for table in ["prediction_outcomes", "prediction_logs"] {
+            for chunk in ids.chunks(ROWS_PER_INSERT) {
+                let mut delete = QueryBuilder::<Sqlite>::new(format!(
+                    "DELETE FROM {table} WHERE request_id IN ("
+                ));
+                let mut list = delete.separated(", ");
+                for id in chunk {
+                    list.push_bind(id.as_str());
+                }
+                delete.push(")");
+                delete.build().execute(&mut *tx).await.classify()?;
+            }
+        }
+        tx.commit().await.classify()?;
+        Ok(ids.len() as u64)
     }
 
     async fn list_predictions(

@@ -1,6 +1,7 @@
 //! The prediction log's suite: batches stored whole or not at all, request
-//! ids never logged twice, listings newest first with every filter, and
-//! pages that walk the log once.
+//! ids never logged twice, listings newest first with every filter, pages
+//! that walk the log once, and retention that deletes only what is older
+//! than its cutoff.
 
 use chrono::Duration;
 use serde_json::{json, Map};
@@ -51,6 +52,7 @@ pub async fn prediction_log_suite(s: Arc<dyn PredictionLogStore>) {
     counts_and_labelled_predictions_by_version_and_variant(s.as_ref()).await;
     failures_and_latencies_are_counted_per_variant_and_deployment(s.as_ref()).await;
     a_shadow_copy_is_judged_by_its_answers_outcome_and_takes_none_itself(s.as_ref()).await;
+    retention_deletes_the_oldest_predictions_with_their_outcomes_in_bounded_steps(s.as_ref()).await;
     concurrent_writers_lose_nothing(s).await;
 }
 
@@ -202,6 +204,81 @@ async fn concurrent_writers_lose_nothing(s: Arc<dyn PredictionLogStore>) {
         .await
         .unwrap();
     assert_eq!(all.len(), 200);
+}
+
+async fn retention_deletes_the_oldest_predictions_with_their_outcomes_in_bounded_steps(
+    s: &dyn PredictionLogStore,
+) {
+    // Far before every other test's records, which must all survive.
+    const DAY: i64 = 86_400;
+    let old: Vec<PredictionRecord> = (0..5)
+        .map(|i| prediction("retention", -400 * DAY + i, Some("S-old")))
+        .collect();
+    let mut copy = prediction("retention", -400 * DAY + 9, None);
+    copy.shadow_of = Some(old[1].request_id);
+    copy.variant = "shadow".into();
+    let kept = prediction("retention", -200 * DAY, Some("S-new"));
+    s.append_predictions(&old).await.unwrap();
+    s.append_predictions(&[copy.clone(), kept.clone()])
+        .await
+        .unwrap();
+    s.record_outcome(&outcome(&old[1], json!(0.4)))
+        .await
+        .unwrap();
+    s.record_outcome(&outcome(&kept, json!(0.9))).await.unwrap();
+    let everyone_else = s
+        .list_predictions(&PredictionFilter::default(), &Page::all())
+        .await
+        .unwrap()
+        .len();
+
+    let cutoff = t0() - Duration::days(300);
+    assert_eq!(s.prune_predictions(cutoff, 2).await.unwrap(), 2);
+    for p in &old[..2] {
+        let gone = s.get_prediction(p.request_id).await.unwrap_err();
+        assert!(matches!(gone, Error::NotFound(_)), "oldest first: {gone}");
+    }
+    assert!(s.get_prediction(old[2].request_id).await.is_ok());
+    let mut steps = vec![2];
+    loop {
+        let n = s.prune_predictions(cutoff, 2).await.unwrap();
+        steps.push(n);
+        if n < 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        steps,
+        vec![2, 2, 2, 0],
+        "six old records (the copy too), two at a time"
+    );
+    let left = s
+        .list_predictions(&only("retention"), &Page::all())
+        .await
+        .unwrap();
+    assert_eq!(left, vec![kept.clone()]);
+    let labelled = s.labelled_predictions(&of("retention"), 10).await.unwrap();
+    assert_eq!(
+        labelled.len(),
+        1,
+        "the pruned outcome went with its prediction"
+    );
+    assert_eq!(labelled[0].prediction, kept);
+    let late = s
+        .record_outcome(&outcome(&old[3], json!(0.1)))
+        .await
+        .unwrap_err();
+    assert!(matches!(late, Error::NotFound(_)), "{late}");
+    let after = s
+        .list_predictions(&PredictionFilter::default(), &Page::all())
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(
+        after,
+        everyone_else - 6,
+        "nothing newer than the cutoff went"
+    );
 }
 
 async fn outcomes_join_their_prediction_once(s: &dyn PredictionLogStore) {

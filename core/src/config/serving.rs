@@ -18,6 +18,9 @@ pub struct ServingConfig {
     pub log_batch: usize,
     /// Longest a record waits for its batch to fill, in ms.
     pub log_flush_ms: u64,
+    /// Days a logged prediction (and its outcome) is kept; the scheduler
+    /// deletes older ones every hour. 0 keeps them forever.
+    pub log_retention_days: u32,
     /// Answers each api process keeps in its in-process cache, keyed by
     /// model, version, artifact digest and the canonical features (0: no
     /// cache).
@@ -41,6 +44,7 @@ impl Default for ServingConfig {
             log_queue: 50_000,
             log_batch: 500,
             log_flush_ms: 200,
+            log_retention_days: 90,
             cache_entries: 0,
             cache_ttl_ms: 300_000,
             redis_url: String::new(),
@@ -48,6 +52,9 @@ impl Default for ServingConfig {
         }
     }
 }
+
+/// A century: past it a cutoff date stops meaning anything.
+const MAX_RETENTION_DAYS: u32 = 36_500;
 
 impl ServingConfig {
     pub(super) fn validate(&self) -> Result<()> {
@@ -63,6 +70,12 @@ impl ServingConfig {
         }
         if !(1..=60_000).contains(&self.log_flush_ms) {
             return bad("serving.log_flush_ms", "must be 1 to 60000");
+        }
+        if self.log_retention_days > MAX_RETENTION_DAYS {
+            return bad(
+                "serving.log_retention_days",
+                "must be at most 36500 (0 keeps predictions forever)",
+            );
         }
         if self.cache_entries > 10_000_000 {
             return bad("serving.cache_entries", "must be at most 10000000");
@@ -93,11 +106,14 @@ mod tests {
     fn the_defaults_are_valid_and_each_bound_names_its_key() {
         ServingConfig::default().validate().unwrap();
         type Break = fn(&mut ServingConfig);
-        let cases: [(&str, Break); 7] = [
+        let cases: [(&str, Break); 8] = [
             ("serving.log_queue", |c| c.log_queue = 0),
             ("serving.log_batch", |c| c.log_batch = 0),
             ("serving.log_batch", |c| c.log_batch = c.log_queue + 1),
             ("serving.log_flush_ms", |c| c.log_flush_ms = 0),
+            ("serving.log_retention_days", |c| {
+                c.log_retention_days = 36_501
+            }),
             ("serving.cache_ttl_ms", |c| c.cache_ttl_ms = 0),
             ("serving.redis_url", |c| {
                 c.redis_url = "localhost:6379".into()

@@ -5,6 +5,7 @@ use crate::predictions::{
 };
 use crate::Result;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 /// The prediction log (see [`crate::predictions`]) and the outcomes
 /// reported for it: both append-only, listed newest first by request id
@@ -35,4 +36,9 @@ pub trait PredictionLogStore: Send + Sync {
     /// the filter matches, with failures and latency histograms, by
     /// version then variant.
     async fn prediction_counts(&self, filter: &LiveFilter) -> Result<Vec<VariantCount>>;
+    /// Deletes at most `limit` of the predictions logged before `before`,
+    /// oldest first, with their outcomes; returns how many predictions went.
+    /// Retention calls it until fewer than `limit` go, so no one statement
+    /// holds the log for long.
+    async fn prune_predictions(&self, before: DateTime<Utc>, limit: u32) -> Result<u64>;
 }

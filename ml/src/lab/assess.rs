@@ -25,9 +25,14 @@ pub struct Assessment {
     /// Predicted quality score, clamped to 0..100.
     pub score: f64,
     pub category: String,
-    pub risk_factors: Vec<RiskFactor>,
-    /// For the risk factors, in their order; advice shared by related features appears once.
-    pub recommendations: Vec<String>,
+    /// Absent when the prediction was not explained: risk factors are read
+    /// off the contributions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_factors: Option<Vec<RiskFactor>>,
+    /// For the risk factors, in their order; advice shared by related
+    /// features appears once. Absent with the risk factors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recommendations: Option<Vec<String>>,
 }
 
 /// Quality bands: excellent >= 85, good >= 70, acceptable >= 50, else poor.
@@ -104,13 +109,23 @@ fn display_value(v: &Value) -> String {
 
 /// Category, top risk factors (the features whose contributions lower the
 /// predicted score most, as the model itself attributes them) and the
-/// recommendations for those risk factors, each said once.
+/// recommendations for those risk factors, each said once; the category
+/// alone for an answer given without contributions.
 pub fn assess(prediction: &Prediction) -> Assessment {
     let score = if prediction.value.is_finite() {
         prediction.value.clamp(0.0, 100.0)
     } else {
         0.0
     };
+    let category = quality_category(score).to_string();
+    if !prediction.explained() {
+        return Assessment {
+            score,
+            category,
+            risk_factors: None,
+            recommendations: None,
+        };
+    }
     let mut negative: Vec<_> = prediction
         .contributions
         .iter()
@@ -142,9 +157,9 @@ pub fn assess(prediction: &Prediction) -> Assessment {
     }
     Assessment {
         score,
-        category: quality_category(score).to_string(),
-        risk_factors,
-        recommendations,
+        category,
+        risk_factors: Some(risk_factors),
+        recommendations: Some(recommendations),
     }
 }
 
@@ -181,19 +196,35 @@ mod tests {
                 c("transport_time_hours", -0.5),
                 c("temperature_deviation", -6.0),
             ],
-            base_value: 70.0,
+            base_value: Some(70.0),
         };
         let a = assess(&prediction);
         assert_eq!(a.category, "acceptable");
-        let names: Vec<&str> = a.risk_factors.iter().map(|r| r.feature.as_str()).collect();
+        let (Some(risks), Some(advice)) = (&a.risk_factors, &a.recommendations) else {
+            panic!("an explained prediction has risk factors: {a:?}");
+        };
+        let names: Vec<&str> = risks.iter().map(|r| r.feature.as_str()).collect();
         assert_eq!(
             names,
             vec!["freeze_thaw_cycles", "temperature_deviation", "sample_type"]
         );
-        assert_eq!(a.recommendations.len(), 3);
-        assert!(a.recommendations[0].contains("freeze-thaw"));
-        assert!(a.recommendations[1].contains("temperature"));
-        assert!(a.recommendations[2].contains("'sample_type'"));
-        assert!(a.risk_factors[0].description.contains("by 9.0 points"));
+        assert_eq!(advice.len(), 3);
+        assert!(advice[0].contains("freeze-thaw"));
+        assert!(advice[1].contains("temperature"));
+        assert!(advice[2].contains("'sample_type'"));
+        assert!(risks[0].description.contains("by 9.0 points"));
+
+        // Without contributions there is nothing to read risks from: the
+        // category alone, and no empty lists that would say "no risks".
+        let plain = Prediction {
+            contributions: Vec::new(),
+            base_value: None,
+            ..prediction
+        };
+        let a = assess(&plain);
+        assert_eq!(a.category, "acceptable");
+        assert_eq!((a.risk_factors, a.recommendations), (None, None));
+        let json = serde_json::to_value(assess(&plain)).unwrap_or_default();
+        assert!(json.get("risk_factors").is_none());
     }
 }

@@ -91,7 +91,7 @@ pub fn assert_explains(model: &FittedModel, row: &[f64], tol: f64) {
 
 /// What a prediction's contributions add up to, its base value included.
 pub fn contributions_total(p: &Prediction) -> f64 {
-    p.base_value + p.contributions.iter().map(|c| c.contribution).sum::<f64>()
+    p.base_value.unwrap_or(f64::NAN) + p.contributions.iter().map(|c| c.contribution).sum::<f64>()
 }
 
 /// `artifact` written to bytes and read back through the digest check:

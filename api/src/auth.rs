@@ -10,6 +10,7 @@
 //! in all of them on its first use.
 
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -57,13 +58,20 @@ impl Denial {
 
 struct Cached {
     token: TokenRecord,
+    /// Who the token names, built once: a hit only checks the token is
+    /// still active and clones this.
+    caller: Caller,
     fetched: Instant,
 }
 
-/// Active tokens by the hash of their secret.
+/// The SHA-256 of a secret, as bytes: the cache's key (the store keys
+/// tokens by its hex form, [`hash_secret`], computed on a miss only).
+type SecretDigest = [u8; 32];
+
+/// Active tokens by the digest of their secret.
 pub struct TokenCache {
     max_age: Duration,
-    entries: RwLock<HashMap<String, Cached>>,
+    entries: RwLock<HashMap<SecretDigest, Cached>>,
 }
 
 impl TokenCache {
@@ -74,15 +82,21 @@ impl TokenCache {
         }
     }
 
-    fn cached(&self, hash: &str) -> Option<TokenRecord> {
+    /// The caller of a cached token, or why it may not call; `None` when
+    /// the cache does not hold it (or holds it too long).
+    fn cached(
+        &self,
+        key: &SecretDigest,
+        now: DateTime<Utc>,
+    ) -> Option<std::result::Result<Caller, Denial>> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        entries
-            .get(hash)
-            .filter(|c| c.fetched.elapsed() < self.max_age)
-            .map(|c| c.token.clone())
+        let c = entries
+            .get(key)
+            .filter(|c| c.fetched.elapsed() < self.max_age)?;
+        Some(verdict(&c.token, now).map(|()| c.caller.clone()))
     }
 
-    fn remember(&self, token: TokenRecord) {
+    fn remember(&self, key: SecretDigest, token: TokenRecord) {
         if self.max_age.is_zero() {
             return;
         }
@@ -91,8 +105,9 @@ impl TokenCache {
             entries.clear();
         }
         entries.insert(
-            token.hash.clone(),
+            key,
             Cached {
+                caller: caller_of(&token),
                 token,
                 fetched: Instant::now(),
             },
@@ -118,27 +133,33 @@ impl TokenCache {
         let Some(secret) = bearer(header) else {
             return Ok(Err(Denial::Unknown));
         };
-        let hash = hash_secret(secret);
-        let token = match self.cached(&hash) {
-            Some(t) => t,
-            None => match store.token_by_hash(&hash).await? {
-                Some(t) => {
-                    if t.check_active(now).is_ok() {
-                        self.remember(t.clone());
-                    }
-                    t
-                }
-                None => return Ok(Err(Denial::Unknown)),
-            },
+        let key: SecretDigest = Sha256::digest(secret.as_bytes()).into();
+        if let Some(verdict) = self.cached(&key, now) {
+            return Ok(verdict);
+        }
+        let Some(token) = store.token_by_hash(&hash_secret(secret)).await? else {
+            return Ok(Err(Denial::Unknown));
         };
-        Ok(match token.check_active(now) {
-            Ok(()) => Ok(Caller {
-                actor: token.actor(),
-                role: token.role,
-            }),
-            Err(Inactive::Revoked) => Err(Denial::Revoked),
-            Err(Inactive::Expired) => Err(Denial::Expired),
-        })
+        let verdict = verdict(&token, now).map(|()| caller_of(&token));
+        if verdict.is_ok() {
+            self.remember(key, token);
+        }
+        Ok(verdict)
+    }
+}
+
+/// Whether `token` may call at `now`.
+fn verdict(token: &TokenRecord, now: DateTime<Utc>) -> std::result::Result<(), Denial> {
+    token.check_active(now).map_err(|e| match e {
+        Inactive::Revoked => Denial::Revoked,
+        Inactive::Expired => Denial::Expired,
+    })
+}
+
+fn caller_of(token: &TokenRecord) -> Caller {
+    Caller {
+        actor: token.actor(),
+        role: token.role,
     }
 }
 

@@ -411,13 +411,37 @@ pub(crate) enum Lookup {
     NotFound,
 }
 
-/// The table's path templates, split into segments once: every request is
-/// looked up here, so matching must not re-split 80 templates each time.
-static TEMPLATES: std::sync::LazyLock<Vec<Vec<&'static str>>> = std::sync::LazyLock::new(|| {
-    ROUTES
+/// The table's path templates, split into segments once, and the routes
+/// each first segment can lead to: every request is looked up here, so
+/// matching neither re-splits 80 templates nor compares a path with all of
+/// them.
+struct Templates {
+    segments: Vec<Vec<&'static str>>,
+    /// Route indices (in table order) by their template's first segment.
+    by_first: std::collections::HashMap<&'static str, Vec<usize>>,
+    /// Routes whose template starts with a `{…}` segment: candidates for
+    /// every path.
+    any_first: Vec<usize>,
+}
+
+static TEMPLATES: std::sync::LazyLock<Templates> = std::sync::LazyLock::new(|| {
+    let segments: Vec<Vec<&'static str>> = ROUTES
         .iter()
         .map(|r| r.path.split('/').skip(1).collect())
-        .collect()
+        .collect();
+    let mut by_first: std::collections::HashMap<&'static str, Vec<usize>> = Default::default();
+    let mut any_first = Vec::new();
+    for (i, want) in segments.iter().enumerate() {
+        match want.first() {
+            Some(seg) if !seg.starts_with('{') => by_first.entry(*seg).or_default().push(i),
+            _ => any_first.push(i),
+        }
+    }
+    Templates {
+        segments,
+        by_first,
+        any_first,
+    }
 });
 
 /// Finds the route of `method` (any case) on `path` (as requested, before
@@ -427,12 +451,17 @@ pub(crate) fn lookup(method: &str, path: &str) -> Lookup {
         return Lookup::NotFound;
     };
     let have: Vec<&str> = rest.split('/').collect();
+    let t = &*TEMPLATES;
+    let mut candidates: Vec<usize> = t.by_first.get(have[0]).cloned().unwrap_or_default();
+    if !t.any_first.is_empty() {
+        candidates.extend(&t.any_first);
+        candidates.sort_unstable();
+    }
     // As OpenAPI matches paths: a template with fewer `{…}` segments is
     // more specific and wins (`/models/promote` before `/models/{name}`).
-    let matching: Vec<(&'static Route, Vec<String>)> = ROUTES
-        .iter()
-        .zip(TEMPLATES.iter())
-        .filter_map(|(r, want)| match_segments(want, &have).map(|p| (r, p)))
+    let matching: Vec<(&'static Route, Vec<String>)> = candidates
+        .into_iter()
+        .filter_map(|i| match_segments(&t.segments[i], &have).map(|p| (&ROUTES[i], p)))
         .collect();
     let Some(fewest) = matching.iter().map(|(_, p)| p.len()).min() else {
         return Lookup::NotFound;

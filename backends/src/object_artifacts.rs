@@ -35,6 +35,11 @@ pub struct ObjectArtifactStore {
 /// Part size for multipart uploads (S3's minimum is 5 MiB).
 pub const MULTIPART_PART_SIZE: usize = 8 * 1024 * 1024;
 
+/// How long one S3 request keeps retrying through an outage (connection
+/// refused, timeouts, 5xx) before its caller sees `Unavailable`.
+#[cfg(feature = "s3")]
+pub const S3_OUTAGE_BUDGET: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Where an S3 artifact store lives. `None` fields fall back to `AWS_*`.
 #[cfg(feature = "s3")]
 #[derive(Clone, Debug, Default)]
@@ -129,10 +134,18 @@ impl ObjectArtifactStore {
                 opts.url
             )));
         }
+        // An outage is ridden out for `S3_OUTAGE_BUDGET`, however the
+        // jittered backoff falls: a retry count would make that budget a
+        // dice roll (ten short draws end it in about a second), so the count
+        // is only a ceiling the time budget reaches first.
         let retry = object_store::RetryConfig {
-            max_retries: 10,
-            retry_timeout: std::time::Duration::from_secs(120),
-            ..Default::default()
+            backoff: object_store::BackoffConfig {
+                init_backoff: std::time::Duration::from_millis(100),
+                max_backoff: std::time::Duration::from_secs(5),
+                base: 2.0,
+            },
+            max_retries: usize::MAX,
+            retry_timeout: S3_OUTAGE_BUDGET,
         };
         let mut b = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)

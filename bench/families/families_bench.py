@@ -50,7 +50,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "bench", "pylib"))
 from tracseq_bench import Server, free_port, git_commit, log, machine  # noqa: E402
-from serving_load import (automl, checked, counter, example_features,  # noqa: E402
+from serving_load import (as_token, automl, checked, counter, example_features,  # noqa: E402
                           parser, run_wrk, write_results)
 
 SECTION = "## /predict per model family"
@@ -154,15 +154,6 @@ def groups_of(perf_data):
     return shares, top
 
 
-def touch(s, token, body):
-    """One request, so the version is loaded before wrk's warmup starts."""
-    admin, s.token = s.token, token
-    try:
-        s.post("/predict", body)
-    finally:
-        s.token = admin
-
-
 def measure(args, binary, hello_bin, data_dir, models, features, work):
     rows, hellos, profiles = [], [], {}
     hello = Hello(hello_bin)
@@ -210,7 +201,8 @@ def measure(args, binary, hello_bin, data_dir, models, features, work):
             token = s.post("/tokens", {"name": "bench-lims", "role": "predictor"})["token"]
             for family in FAMILIES:
                 baseline()
-                touch(s, token, body_of(family, True))
+                # One request, so the version is loaded before wrk's warmup.
+                as_token(s, token, "POST", "/predict", body_of(family, True))
                 for explain in (True, False):
                     one(s, token, family, explain, True)
             baseline()
@@ -230,7 +222,8 @@ def measure(args, binary, hello_bin, data_dir, models, features, work):
         with Server(binary, data_dir=data_dir, env=env) as s:
             token = s.post("/tokens", {"name": "bench-lims-nolog", "role": "predictor"})["token"]
             for family in FAMILIES:
-                touch(s, token, body_of(family, False))
+                baseline()
+                as_token(s, token, "POST", "/predict", body_of(family, False))
                 one(s, token, family, False, False)
             baseline()
     finally:
@@ -260,9 +253,9 @@ def report(args, rows, hellos, profiles, models):
         "prediction log on (SQLite, as shipped) or off (a second start with "
         "`serving.log = false`, to show what the log costs). Baseline: "
         "`bench/src/bin/hello.rs` (warp, parses the same body as JSON, answers a constant), "
-        "measured before each family, after the last and after the log-off rows; \"vs hello\" "
-        "is against the mean of the two rounds around a log-on row, and against the mean of "
-        "all rounds for the log-off rows. \"CPU µs\": the server process's CPU time (all its "
+        "measured before each family's rows and after the last of each pass; \"vs hello\" "
+        "is against the mean of the two rounds around the row (the machine's speed drifts "
+        "over a run). \"CPU µs\": the server process's CPU time (all its "
         "threads, the log's writer and SQLite included) per answered request over the "
         "measured run. \"logged\": predictions the log wrote during the run (warmup "
         "included), and dropped.",
@@ -272,12 +265,8 @@ def report(args, rows, hellos, profiles, models):
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        if r["log"]:
-            around = hellos[r["hello_index"]]["rps"], hellos[r["hello_index"] + 1]["rps"]
-            base = sum(around) / 2
-        else:
-            base = mean_hello
-        r["ratio"] = r["rps"] / base
+        around = hellos[r["hello_index"]]["rps"], hellos[r["hello_index"] + 1]["rps"]
+        r["ratio"] = r["rps"] / (sum(around) / 2)
         lines.append(
             f"| {r['family']} | {models[r['family']][1]} | "
             f"{'explained' if r['explain'] else 'plain'} | {'on' if r['log'] else 'off'} | "

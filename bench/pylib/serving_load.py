@@ -30,6 +30,15 @@ def ensure_wrk():
         subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], env=env, check=True)
 
 
+def as_token(s, token, method, path, body=None):
+    """One request with another token than the server's admin one."""
+    admin, s.token = s.token, token
+    try:
+        return s.request(method, path, body)
+    finally:
+        s.token = admin
+
+
 def automl(s, binary, model, trials=6, search_space=None):
     """Runs a small AutoML experiment (2,000 generated samples, `trials`
     trials; the families' default space unless `search_space` is given) on

@@ -35,7 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "bench", "pylib"))
 from tracseq_bench import Server, git_commit, log, machine  # noqa: E402
-from serving_load import (automl, checked, counter, example_features,  # noqa: E402
+from serving_load import (as_token, automl, checked, counter, example_features,  # noqa: E402
                           parser, run_wrk, write_results)
 
 SECTION = "## Traffic policies"
@@ -47,15 +47,6 @@ POLICIES = [
     ("A/B + shadow", {"split": [{"variant": "b", "version": 2, "weight": 50}],
                       "shadow": {"version": 3, "timeout_ms": 1000}}),
 ]
-
-
-def as_token(s, token, method, path, body=None):
-    """One request with another token than the server's admin one."""
-    admin, s.token = s.token, token
-    try:
-        return s.request(method, path, body)
-    finally:
-        s.token = admin
 
 
 def prepare(s, binary):

@@ -132,39 +132,58 @@ impl ModelArtifact {
                 }
             }
             // Numbers and booleans given for a categorical feature are
-            // matched by their text, so owned strings live here.
-            let texts: Vec<Option<String>> = features
-                .iter()
-                .zip(&slots)
-                .map(|(f, v)| match (f, v) {
-                    (FeatureEncoder::Categorical(_), Some(Value::Number(n))) => Some(n.to_string()),
-                    (FeatureEncoder::Categorical(_), Some(Value::Bool(b))) => Some(b.to_string()),
-                    _ => None,
-                })
-                .collect();
-            let values = features
-                .iter()
-                .zip(&slots)
-                .zip(&texts)
-                .map(|((f, v), text)| match (f, v) {
-                    (_, None | Some(Value::Null)) => Ok(FeatureValue::Missing),
+            // matched by their text, so owned strings live here (made only
+            // for such a record: most send texts).
+            let texts: Vec<Option<String>> = if features.iter().zip(&slots).any(|(f, v)| {
+                matches!(
+                    (f, v),
+                    (
+                        FeatureEncoder::Categorical(_),
+                        Some(Value::Number(_) | Value::Bool(_))
+                    )
+                )
+            }) {
+                features
+                    .iter()
+                    .zip(&slots)
+                    .map(|(f, v)| match (f, v) {
+                        (FeatureEncoder::Categorical(_), Some(Value::Number(n))) => {
+                            Some(n.to_string())
+                        }
+                        (FeatureEncoder::Categorical(_), Some(Value::Bool(b))) => {
+                            Some(b.to_string())
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let mut values = Vec::with_capacity(features.len());
+            for (j, (f, v)) in features.iter().zip(&slots).enumerate() {
+                values.push(match (f, v) {
+                    (_, None | Some(Value::Null)) => FeatureValue::Missing,
                     (FeatureEncoder::Numeric(e), Some(v)) => match v.as_f64() {
-                        Some(x) if x.is_finite() => Ok(FeatureValue::Number(x)),
-                        Some(_) => Err(kind_error(i, &e.name, "a finite number", v)),
-                        None => Err(kind_error(i, &e.name, "a number or null", v)),
+                        Some(x) if x.is_finite() => FeatureValue::Number(x),
+                        Some(_) => return Err(kind_error(i, &e.name, "a finite number", v)),
+                        None => return Err(kind_error(i, &e.name, "a number or null", v)),
                     },
-                    (FeatureEncoder::Categorical(e), Some(v)) => match (v, text) {
-                        (Value::String(s), _) => Ok(FeatureValue::Text(s)),
-                        (_, Some(t)) => Ok(FeatureValue::Text(t)),
-                        _ => Err(kind_error(
-                            i,
-                            &e.name,
-                            "a string, number, boolean or null",
-                            v,
-                        )),
-                    },
-                })
-                .collect::<Result<Vec<_>>>()?;
+                    (FeatureEncoder::Categorical(e), Some(v)) => {
+                        match (v, texts.get(j).and_then(Option::as_deref)) {
+                            (Value::String(s), _) => FeatureValue::Text(s),
+                            (_, Some(t)) => FeatureValue::Text(t),
+                            _ => {
+                                return Err(kind_error(
+                                    i,
+                                    &e.name,
+                                    "a string, number, boolean or null",
+                                    v,
+                                ))
+                            }
+                        }
+                    }
+                });
+            }
 
             self.preprocessor.encode_row(&values, &mut encoded);
             let (contributions, base_value) = match explain {

@@ -21,7 +21,7 @@ use tracseq_core::lifecycle::traffic::SHADOW;
 use tracseq_core::monitoring::{DriftScores, FeatureScore, Raise, Severity};
 use tracseq_core::paging::Page;
 use tracseq_core::ports::ArtifactPath;
-use tracseq_core::predictions::{LiveFilter, PredictionFilter};
+use tracseq_core::predictions::{LiveFilter, PredictionFilter, PredictionRecord};
 use tracseq_core::{Error, Platform, Result};
 use tracseq_learn::artifact::ModelArtifact;
 use tracseq_learn::drift_report::{profile_drift, JS_DRIFT, PSI_DRIFT};
@@ -84,8 +84,17 @@ pub async fn check_all(
         if let Err(e) = error_rate(p, cfg, &d, now).await {
             tracing::warn!(deployment_id = %d.id, error = %e, "error-rate check failed");
         }
+        // One read of the model's newest answers serves every version
+        // the deployment answers with.
+        let records = match live_window(p, cfg, &d.model).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(model = %d.model, error = %e, "drift window unreadable");
+                continue;
+            }
+        };
         for version in served_versions(&d) {
-            if let Err(e) = drift(p, cfg, profiles, &d.model, version, now).await {
+            if let Err(e) = drift(p, cfg, profiles, &d.model, version, &records, now).await {
                 tracing::warn!(model = %d.model, version, error = %e, "drift check failed");
             }
         }
@@ -148,17 +157,13 @@ pub async fn error_rate(
     Ok(())
 }
 
-/// Scores one served version's drift, keeps the scores, and raises a
-/// `drift` alert when a feature drifted.
-pub async fn drift(
+/// The model's newest `alerts.drift_window` answered predictions (not
+/// shadows' copies, not failures), newest first.
+pub async fn live_window(
     p: &Platform,
     cfg: &AlertsConfig,
-    profiles: &Profiles,
     model: &str,
-    version: u32,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    let profile = profiles.get(p, model, version).await?;
+) -> Result<Vec<PredictionRecord>> {
     let filter = PredictionFilter {
         model: Some(model.to_string()),
         since: None,
@@ -169,7 +174,22 @@ pub async fn drift(
         limit: cfg.drift_window,
         after: None,
     };
-    let records = p.predictions.list_predictions(&filter, &page).await?;
+    p.predictions.list_predictions(&filter, &page).await
+}
+
+/// Scores one served version's drift over the model's live window (from
+/// [`live_window`]), keeps the scores, and raises a `drift` alert when a
+/// feature drifted.
+pub async fn drift(
+    p: &Platform,
+    cfg: &AlertsConfig,
+    profiles: &Profiles,
+    model: &str,
+    version: u32,
+    records: &[PredictionRecord],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let profile = profiles.get(p, model, version).await?;
     let live: Vec<_> = records
         .iter()
         .filter(|r| r.version == version)

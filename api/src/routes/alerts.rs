@@ -38,8 +38,7 @@ const FILTERS: &[&str] = &["kind", "model", "since"];
 
 /// The filter a query string asks for; each problem names its parameter.
 fn filter(q: &HashMap<String, String>) -> Result<AlertFilter, ApiError> {
-    let known: Vec<&str> = FILTERS.iter().chain(&["limit", "after"]).copied().collect();
-    paging::only(q, &known)?;
+    paging::only_filters(q, FILTERS)?;
     let kind = q
         .get("kind")
         .map(|k| {
@@ -60,12 +59,7 @@ fn filter(q: &HashMap<String, String>) -> Result<AlertFilter, ApiError> {
 
 async fn list(ctx: Ctx, q: HashMap<String, String>) -> ApiResult {
     let filter = filter(&q)?;
-    let paged: HashMap<String, String> = q
-        .iter()
-        .filter(|(k, _)| matches!(k.as_str(), "limit" | "after"))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let page = paging::page(&paged, |a| {
+    let page = paging::filtered_page(&q, |a| {
         a.parse::<AlertId>()
             .map(drop)
             .map_err(|_| tracseq_core::Error::Invalid("after must be an alert id".into()))
@@ -73,16 +67,8 @@ async fn list(ctx: Ctx, q: HashMap<String, String>) -> ApiResult {
     let items = ctx.platform.alerts.list_alerts(&filter, &page).await?;
     let mut resp = json_reply(&items, StatusCode::OK);
     let last = items.last().map(|a| a.id.to_string());
-    let kept: Vec<String> = FILTERS
-        .iter()
-        .filter_map(|k| q.get(*k).map(|v| format!("{k}={}", paging::encode(v))))
-        .collect();
-    let path = if kept.is_empty() {
-        "/alerts".to_string()
-    } else {
-        format!("/alerts?{}", kept.join("&"))
-    };
-    paging::link_next(&mut resp, &path, &page, items.len(), last);
+    let next = paging::filtered_path("/alerts", &q, FILTERS);
+    paging::link_next(&mut resp, &next, &page, items.len(), last);
     Ok(resp)
 }
 

@@ -41,7 +41,11 @@ pub fn all(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + 
     let openapi = warp::path!("openapi.json")
         .and(warp::get())
         .map(|| json_reply(&crate::openapi(), StatusCode::OK));
-    health
+    // `/predict` first: it is the hot path, and every filter before it
+    // would be tried and rejected on each prediction.
+    predict::routes(ctx.clone())
+        .or(health)
+        .unify()
         .or(openapi)
         .unify()
         .or(datasets::routes(ctx.clone()))
@@ -57,8 +61,6 @@ pub fn all(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + 
         .or(analysis::routes(ctx.clone()))
         .unify()
         .or(models::routes(ctx.clone()))
-        .unify()
-        .or(predict::routes(ctx.clone()))
         .unify()
         .or(predictions::routes(ctx.clone()))
         .unify()

@@ -76,6 +76,41 @@ pub(crate) fn only(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), 
     }
 }
 
+/// Refuses parameters other than a filtered listing's `filters`, `limit`
+/// and `after`, naming the first.
+pub(crate) fn only_filters(q: &HashMap<String, String>, filters: &[&str]) -> Result<(), ApiError> {
+    let known: Vec<&str> = filters.iter().chain(&["limit", "after"]).copied().collect();
+    only(q, &known)
+}
+
+/// The page a filtered listing's query asks for, its filters left aside
+/// (checked by the listing, with [`only_filters`]).
+pub(crate) fn filtered_page(
+    q: &HashMap<String, String>,
+    cursor: impl Fn(&str) -> tracseq_core::Result<()>,
+) -> Result<Page, ApiError> {
+    let paged: HashMap<String, String> = q
+        .iter()
+        .filter(|(k, _)| matches!(k.as_str(), "limit" | "after"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    page(&paged, cursor)
+}
+
+/// `base` with the query's `filters` (encoded, in the order given) and not
+/// its page: where a filtered listing's next link points.
+pub(crate) fn filtered_path(base: &str, q: &HashMap<String, String>, filters: &[&str]) -> String {
+    let kept: Vec<String> = filters
+        .iter()
+        .filter_map(|k| q.get(*k).map(|v| format!("{k}={}", encode(v))))
+        .collect();
+    if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
+}
+
 /// `?limit=` as the listings read it (1 to the page bound, a default when absent).
 pub(crate) fn limit(q: &HashMap<String, String>) -> Result<u32, ApiError> {
     let only_limit: HashMap<String, String> = q

@@ -20,11 +20,11 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
         .then(|ctx, q| run(list(ctx, q)))
 }
 
-const PARAMETERS: &[&str] = &["model", "since", "entity_id", "limit", "after"];
+const FILTERS: &[&str] = &["model", "since", "entity_id"];
 
 /// The filter a query string asks for; each problem names its parameter.
 fn filter(q: &HashMap<String, String>) -> Result<PredictionFilter, ApiError> {
-    paging::only(q, PARAMETERS)?;
+    paging::only_filters(q, FILTERS)?;
     let model = q.get("model").cloned();
     if let Some(m) = &model {
         validate_name("model", m)?;
@@ -47,12 +47,7 @@ fn filter(q: &HashMap<String, String>) -> Result<PredictionFilter, ApiError> {
 
 async fn list(ctx: Ctx, q: HashMap<String, String>) -> ApiResult {
     let filter = filter(&q)?;
-    let paged: HashMap<String, String> = q
-        .iter()
-        .filter(|(k, _)| matches!(k.as_str(), "limit" | "after"))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let page = paging::page(&paged, |a| {
+    let page = paging::filtered_page(&q, |a| {
         a.parse::<RequestId>()
             .map(drop)
             .map_err(|_| tracseq_core::Error::Invalid("after must be a request id".into()))
@@ -64,21 +59,9 @@ async fn list(ctx: Ctx, q: HashMap<String, String>) -> ApiResult {
         .await?;
     let mut resp = json_reply(&items, StatusCode::OK);
     let last = items.last().map(|r| r.request_id.to_string());
-    paging::link_next(&mut resp, &next_path(&q), &page, items.len(), last);
+    let next = paging::filtered_path("/predictions", &q, FILTERS);
+    paging::link_next(&mut resp, &next, &page, items.len(), last);
     Ok(resp)
-}
-
-/// `/predictions` with the query's filters (not its page), for the next link.
-fn next_path(q: &HashMap<String, String>) -> String {
-    let kept: Vec<String> = ["model", "since", "entity_id"]
-        .iter()
-        .filter_map(|k| q.get(*k).map(|v| format!("{k}={}", paging::encode(v))))
-        .collect();
-    if kept.is_empty() {
-        "/predictions".into()
-    } else {
-        format!("/predictions?{}", kept.join("&"))
-    }
 }
 
 #[cfg(test)]
@@ -102,11 +85,15 @@ mod tests {
 
     #[test]
     fn the_next_link_keeps_the_filters_but_not_the_page() {
-        let got = next_path(&q(&[
-            ("model", "m"),
-            ("since", "2026-12-01T00:00:00+01:00"),
-            ("after", "x"),
-        ]));
+        let got = paging::filtered_path(
+            "/predictions",
+            &q(&[
+                ("model", "m"),
+                ("since", "2026-12-01T00:00:00+01:00"),
+                ("after", "x"),
+            ]),
+            FILTERS,
+        );
         assert_eq!(
             got,
             "/predictions?model=m&since=2026-12-01T00%3A00%3A00%2B01%3A00"

@@ -141,6 +141,7 @@ mod tests {
                 base: vec![0.0],
                 scale: 1.0,
                 trees: vec![stump(-2.0, 2.0)],
+                walk: Default::default(),
             },
             native: String::new(),
         };
@@ -159,6 +160,7 @@ mod tests {
                 base: vec![0.0; 3],
                 scale: 0.5,
                 trees: vec![stump(1.0, 0.0), stump(0.0, 1.0), stump(0.0, 0.0)],
+                walk: Default::default(),
             },
             native: String::new(),
         };

@@ -19,6 +19,9 @@ use serde_json::Value;
 
 use crate::error::{invalid, Result};
 
+mod walk;
+pub use walk::WalkCache;
+
 /// How a split compares a feature with its threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -113,6 +116,10 @@ pub struct TreeEnsemble {
     /// 1 for boosting; 1 / rounds for forests that average their trees.
     pub scale: f64,
     pub trees: Vec<Tree>,
+    /// The trees laid out for serving ([`walk`]), built on the first walk:
+    /// change no tree after that.
+    #[serde(skip)]
+    pub walk: WalkCache,
 }
 
 impl TreeEnsemble {
@@ -150,8 +157,13 @@ impl TreeEnsemble {
             out.fill(0.0);
             &mut *out
         };
-        for (i, tree) in self.trees.iter().enumerate() {
-            sums[i % self.groups] += tree.nodes[self.leaf_of(tree, x)].value;
+        match self.walk.get(self) {
+            Some(layout) => layout.leaves(self.rule, x, |i, v| sums[i % self.groups] += v),
+            None => {
+                for (i, tree) in self.trees.iter().enumerate() {
+                    sums[i % self.groups] += tree.nodes[self.leaf_of(tree, x)].value;
+                }
+            }
         }
         if self.groups == 1 {
             out[0] = self.base[0] + self.scale * sums[0];
@@ -164,6 +176,13 @@ impl TreeEnsemble {
 
     /// The margin of one group.
     pub fn margin_row(&self, x: &[f64], group: usize) -> f64 {
+        if self.groups == 1 {
+            if let Some(layout) = self.walk.get(self) {
+                let mut sum = 0.0;
+                layout.leaves(self.rule, x, |_, v| sum += v);
+                return self.base[0] + self.scale * sum;
+            }
+        }
         let sum: f64 = self
             .trees
             .iter()
@@ -426,6 +445,7 @@ pub fn from_lightgbm(text: &str, n_features: usize) -> Result<TreeEnsemble> {
             1.0
         },
         trees,
+        walk: WalkCache::default(),
     };
     ensemble
         .validate()
@@ -537,6 +557,7 @@ pub fn from_xgboost(model: &Value, n_features: usize, groups: usize) -> Result<T
         base: vec![0.0; groups],
         scale: 1.0,
         trees,
+        walk: WalkCache::default(),
     };
     ensemble
         .validate()

@@ -18,7 +18,7 @@ pub mod serving;
 pub mod standalone;
 
 use problem::{recover, ApiError};
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -193,7 +193,7 @@ pub async fn serve(
 
 /// Parses a JSON body with serde's precise messages (unknown fields, wrong
 /// types, with line and column) instead of a generic rejection.
-pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     if body.is_empty() {
         return Err(ApiError::bad_request(
             "request body is empty; expected JSON",

@@ -226,7 +226,7 @@ fn records(
             version: d.version,
             variant: PRIMARY.into(),
             entity_id: None,
-            features: Map::new(),
+            features: Map::new().into(),
             output: if i < failed {
                 Value::Null
             } else {

@@ -247,7 +247,7 @@ async fn every_answer_is_logged_with_its_request_id_variant_entity_and_caller() 
 }
 
 #[tokio::test]
-async fn bad_entity_ids_are_refused_by_name_and_nothing_is_logged() {
+async fn bad_entity_ids_and_features_are_refused_by_name_and_nothing_is_logged() {
     let f = fixture().await;
     register(&f.platform, 1, &artifact_bytes(), false).await;
     let predictor = f.token(Role::Predictor);
@@ -262,6 +262,16 @@ async fn bad_entity_ids_are_refused_by_name_and_nothing_is_logged() {
             "/predict",
             json!({"model": "sq", "version": 1, "entity_id": "a\u{7}b", "features": features}),
             "entity_id",
+        ),
+        (
+            "/predict",
+            json!({"model": "sq", "version": 1, "features": [1.0, 2.0]}),
+            "features must be an object",
+        ),
+        (
+            "/predict",
+            json!({"model": "sq", "version": 1, "features": {"sample_age_hours": [1]}}),
+            "sample_age_hours",
         ),
         (
             "/batch_predict",

@@ -13,6 +13,7 @@ use crate::ids::{DeploymentId, RequestId};
 use crate::{Error, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// The longest entity id in characters (a sample's or a unit's id, not a
@@ -40,7 +41,7 @@ pub struct PredictionRecord {
     /// What the prediction is about, when the caller said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entity_id: Option<String>,
-    pub features: Map<String, Value>,
+    pub features: LoggedFeatures,
     /// The answer without its explanation: `value`, and for classifiers
     /// `label` and `probabilities`.
     pub output: Value,
@@ -67,6 +68,72 @@ impl PredictionRecord {
     /// not a failure): what an outcome can be reported for.
     pub fn answered(&self) -> bool {
         self.shadow_of.is_none() && self.error.is_none()
+    }
+}
+
+/// A logged record's features: the JSON object as the caller sent it.
+///
+/// Kept as text rather than a parsed map because the log is written on the
+/// serving machine's CPU for every answer: text goes into the record's body
+/// as it is, where a map would have every name escaped and every number
+/// formatted again, and then freed node by node. The few readers (the
+/// drift monitor, `GET /predictions` clients) parse it when they need it.
+/// Two are equal when they hold the same features, however spaced.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LoggedFeatures(Box<RawValue>);
+
+impl LoggedFeatures {
+    /// The text of `raw` as it is; the caller has checked that it is a JSON
+    /// object of features (the request's `features`).
+    pub fn verbatim(raw: &RawValue) -> LoggedFeatures {
+        LoggedFeatures(raw.to_owned())
+    }
+
+    /// The features of a parsed record, written as JSON.
+    pub fn of(features: &Map<String, Value>) -> LoggedFeatures {
+        // A map of strings to values always serialises.
+        let raw = serde_json::value::to_raw_value(features)
+            .unwrap_or_else(|_| RawValue::from_string("{}".into()).unwrap_or_default());
+        LoggedFeatures(raw)
+    }
+
+    /// The features as a map (`Invalid` when the text is not an object).
+    pub fn parse(&self) -> Result<Map<String, Value>> {
+        serde_json::from_str(self.0.get())
+            .map_err(|e| Error::Invalid(format!("logged features are not a JSON object: {e}")))
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+}
+
+/// The features of the records one version answered, parsed (what the
+/// drift checks compare with the version's training profile). A record
+/// whose features are not an object is left out: the log only holds what
+/// `/predict` accepted, so that is a damaged row, not live traffic.
+pub fn version_features(records: &[PredictionRecord], version: u32) -> Vec<Map<String, Value>> {
+    records
+        .iter()
+        .filter(|r| r.version == version)
+        .filter_map(|r| r.features.parse().ok())
+        .collect()
+}
+
+impl From<Map<String, Value>> for LoggedFeatures {
+    fn from(features: Map<String, Value>) -> LoggedFeatures {
+        LoggedFeatures::of(&features)
+    }
+}
+
+impl PartialEq for LoggedFeatures {
+    fn eq(&self, other: &LoggedFeatures) -> bool {
+        match (self.parse(), other.parse()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => self.as_str() == other.as_str(),
+        }
     }
 }
 
@@ -251,7 +318,7 @@ mod tests {
                 version: 1,
                 variant: PRIMARY.into(),
                 entity_id: None,
-                features: Map::new(),
+                features: Map::new().into(),
                 output: Value::Null,
                 latency_us: l,
                 caller: None,
@@ -261,6 +328,34 @@ mod tests {
             })
             .collect();
         tally(records.iter()).remove(0)
+    }
+
+    #[test]
+    fn logged_features_keep_the_callers_text_and_compare_by_content() {
+        let raw: Box<RawValue> = serde_json::from_str(r#"{ "b": 2.50, "a": "x" }"#).unwrap();
+        let logged = LoggedFeatures::verbatim(&raw);
+        assert_eq!(logged.as_str(), r#"{ "b": 2.50, "a": "x" }"#);
+        let parsed = logged.parse().unwrap();
+        assert_eq!(parsed["b"], serde_json::json!(2.5));
+        assert_eq!(
+            logged,
+            LoggedFeatures::of(&parsed),
+            "spacing does not matter"
+        );
+        assert_ne!(logged, LoggedFeatures::of(&Map::new()));
+        // In a record's body the text goes as it is, and comes back.
+        let text = serde_json::to_string(&[&logged]).unwrap();
+        assert_eq!(text, r#"[{ "b": 2.50, "a": "x" }]"#);
+        let back: LoggedFeatures =
+            serde_json::from_value(serde_json::json!({"a": "x", "b": 2.5})).unwrap();
+        assert_eq!(back, logged, "also read from a parsed value");
+        let not_object =
+            LoggedFeatures::verbatim(&serde_json::from_str::<Box<RawValue>>("[1]").unwrap());
+        assert!(not_object
+            .parse()
+            .unwrap_err()
+            .to_string()
+            .contains("features"));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tracseq_core::lifecycle::traffic::SHADOW;
 use tracseq_core::monitoring::{DriftScores, FeatureScore, Raise, Severity};
 use tracseq_core::paging::Page;
 use tracseq_core::ports::ArtifactPath;
-use tracseq_core::predictions::{LiveFilter, PredictionFilter, PredictionRecord};
+use tracseq_core::predictions::{version_features, LiveFilter, PredictionFilter, PredictionRecord};
 use tracseq_core::{Error, Platform, Result};
 use tracseq_learn::artifact::ModelArtifact;
 use tracseq_learn::drift_report::{profile_drift, JS_DRIFT, PSI_DRIFT};
@@ -190,11 +190,8 @@ pub async fn drift(
     now: DateTime<Utc>,
 ) -> Result<()> {
     let profile = profiles.get(p, model, version).await?;
-    let live: Vec<_> = records
-        .iter()
-        .filter(|r| r.version == version)
-        .map(|r| &r.features)
-        .collect();
+    let parsed = version_features(records, version);
+    let live: Vec<_> = parsed.iter().collect();
     let features = profile_drift(&profile, &live);
     let scores = DriftScores {
         model: model.to_string(),

@@ -76,7 +76,7 @@ mod tests {
             version: 1,
             variant: PRIMARY.into(),
             entity_id: None,
-            features: serde_json::Map::new(),
+            features: serde_json::Map::new().into(),
             output: serde_json::json!({"value": 1.0}),
             latency_us: 10,
             caller: None,

@@ -9,7 +9,7 @@ use crate::serving::Pick;
 use crate::Ctx;
 use std::collections::HashMap;
 use tracseq_core::paging::Page;
-use tracseq_core::predictions::PredictionFilter;
+use tracseq_core::predictions::{version_features, PredictionFilter};
 use tracseq_core::types::validate_name;
 use tracseq_learn::drift_report::{profile_drift, JS_DRIFT, MIN_LIVE, PSI_DRIFT};
 use warp::http::StatusCode;
@@ -76,11 +76,8 @@ async fn drift(ctx: Ctx, name: String, q: HashMap<String, String>) -> ApiResult 
         .predictions
         .list_predictions(&filter, &page)
         .await?;
-    let live: Vec<_> = records
-        .iter()
-        .filter(|r| r.version == version)
-        .map(|r| &r.features)
-        .collect();
+    let parsed = version_features(&records, version);
+    let live: Vec<_> = parsed.iter().collect();
     let features = profile_drift(&loaded.artifact.profile, &live);
     let drifted: Vec<&str> = features
         .iter()

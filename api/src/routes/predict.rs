@@ -9,11 +9,12 @@ use crate::{parse_json, Ctx};
 use bytes::Bytes;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracseq_core::ids::{DeploymentId, RequestId};
-use tracseq_core::predictions::{validate_entity_id, PredictionRecord};
+use tracseq_core::predictions::{validate_entity_id, LoggedFeatures, PredictionRecord};
 use tracseq_core::security::Caller;
 use tracseq_core::DatasetId;
 use tracseq_learn::lab::{self, Assessment};
@@ -41,17 +42,28 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PredictRequest {
+struct PredictRequest<'a> {
     model: String,
     version: Option<u32>,
     alias: Option<String>,
     /// What the prediction is about (a sample id): logged, and the key
     /// outcomes can be reported under.
     entity_id: Option<String>,
-    features: Map<String, Value>,
+    /// The text as sent: parsed for the model, logged as it is.
+    #[serde(borrow)]
+    features: &'a RawValue,
     /// Per-feature contributions with the answer (the default); `false`
     /// answers with the output alone, at a fraction of the cost.
     explain: Option<bool>,
+}
+
+/// A request's `features`, which must be an object of names to values.
+fn features_of(raw: &RawValue) -> Result<Map<String, Value>, ApiError> {
+    serde_json::from_str(raw.get()).map_err(|e| {
+        ApiError::bad_request(format!(
+            "invalid JSON body: features must be an object of feature names to values ({e})"
+        ))
+    })
 }
 
 /// What a request's `explain` asks for (explained unless it says false).
@@ -155,7 +167,7 @@ fn log_prediction(
     request_id: RequestId,
     arm: &Arm<'_>,
     entity_id: Option<String>,
-    features: Map<String, Value>,
+    features: LoggedFeatures,
     prediction: Result<&Prediction, &ApiError>,
     latency: Duration,
     caller: &Option<Caller>,
@@ -225,7 +237,8 @@ async fn predict(ctx: Ctx, who: Option<Caller>, body: Result<Bytes, ApiError>) -
     let started = Instant::now();
     let body = body?;
     let req: PredictRequest = parse_json(&body)?;
-    check_record(&req.features)?;
+    let features = features_of(req.features)?;
+    check_record(&features)?;
     if let Some(id) = &req.entity_id {
         validate_entity_id(id)?;
     }
@@ -235,20 +248,19 @@ async fn predict(ctx: Ctx, who: Option<Caller>, body: Result<Bytes, ApiError>) -
         .route(&ctx.platform, &req.model, pick, req.entity_id.as_deref())
         .await?;
     let arm = Arm::of(&routed);
-    let prediction = answer(&ctx, arm.loaded, &req.features, explain_of(req.explain)).await;
+    let prediction = answer(&ctx, arm.loaded, &features, explain_of(req.explain)).await;
     let latency = started.elapsed();
     arm.loaded.record(arm.variant, latency, prediction.is_ok());
     let request_id = RequestId::new();
     let prediction = match prediction {
         Ok(p) => p,
         Err(e) => {
-            let features = req.features;
             log_prediction(
                 &ctx,
                 request_id,
                 &arm,
                 req.entity_id,
-                features,
+                LoggedFeatures::verbatim(req.features),
                 Err(&e),
                 latency,
                 &who,
@@ -275,7 +287,7 @@ async fn predict(ctx: Ctx, who: Option<Caller>, body: Result<Bytes, ApiError>) -
                 shadow_of: request_id,
                 deployment: arm.deployment,
                 entity_id: req.entity_id.clone(),
-                features: req.features.clone(),
+                features: LoggedFeatures::verbatim(req.features),
                 caller: who.as_ref().map(|c| c.actor.name.clone()),
             },
         );
@@ -285,7 +297,7 @@ async fn predict(ctx: Ctx, who: Option<Caller>, body: Result<Bytes, ApiError>) -
         request_id,
         &arm,
         req.entity_id,
-        req.features,
+        LoggedFeatures::verbatim(req.features),
         Ok(&prediction),
         latency,
         &who,
@@ -441,7 +453,7 @@ async fn batch_predict(ctx: Ctx, who: Option<Caller>, body: Result<Bytes, ApiErr
                     request_id,
                     &Arm::of(a),
                     entity_id,
-                    features,
+                    LoggedFeatures::of(&features),
                     Ok(prediction),
                     share,
                     &who,

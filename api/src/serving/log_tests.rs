@@ -20,7 +20,7 @@ fn record(i: u64) -> PredictionRecord {
         version: 1,
         variant: PRIMARY.into(),
         entity_id: None,
-        features: Map::from_iter([("x".to_string(), json!(i))]),
+        features: Map::from_iter([("x".to_string(), json!(i))]).into(),
         output: json!({"value": i}),
         latency_us: 10,
         caller: None,

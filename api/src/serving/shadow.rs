@@ -11,7 +11,7 @@
 
 use crate::Ctx;
 use chrono::Utc;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tracseq_core::ids::{DeploymentId, RequestId};
 use tracseq_core::lifecycle::traffic::{Shadow, SHADOW};
-use tracseq_core::predictions::PredictionRecord;
+use tracseq_core::predictions::{LoggedFeatures, PredictionRecord};
 
 /// Shadow copies one replica runs at once.
 pub const MAX_IN_FLIGHT: usize = 256;
@@ -51,7 +51,9 @@ pub struct Copy {
     pub shadow_of: RequestId,
     pub deployment: Option<DeploymentId>,
     pub entity_id: Option<String>,
-    pub features: Map<String, Value>,
+    /// As the caller sent them: parsed on the shadow's task, not on the
+    /// answer's.
+    pub features: LoggedFeatures,
     pub caller: Option<String>,
 }
 
@@ -72,10 +74,11 @@ impl Shadows {
             let version = copy.shadow.version;
             let run = async {
                 let model = ctx.models.load(&ctx.platform, &copy.model, version).await?;
+                let features = copy.features.parse()?;
                 let answer = crate::routes::predict::answer(
                     &ctx,
                     &model,
-                    &copy.features,
+                    &features,
                     // Only the output is logged and compared.
                     tracseq_learn::predict::Explain::No,
                 )

@@ -29,7 +29,7 @@ pub fn prediction(model: &str, seconds: i64, entity: Option<&str>) -> Prediction
         version: 1,
         variant: PRIMARY.into(),
         entity_id: entity.map(str::to_string),
-        features,
+        features: features.into(),
         output: json!({"value": 0.5 + seconds as f64 / 100.0}),
         latency_us: 120,
         caller: Some("lab-client".into()),

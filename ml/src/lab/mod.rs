@@ -38,6 +38,7 @@
 //! models have something to find that linear ones cannot.
 
 mod assess;
+mod sample;
 
 use chrono::{Duration, NaiveDate, NaiveDateTime};
 use rand::{Rng, SeedableRng};
@@ -46,6 +47,7 @@ use rand_distr::{Distribution, LogNormal, Normal, Poisson};
 use serde_json::{Map, Number, Value};
 
 pub use assess::{assess, quality_category, Assessment, RiskFactor};
+pub use sample::{feature_index, ideal_260_280, lab_features, LabSample, TemperatureStats};
 
 /// The column a lab model predicts.
 pub const TARGET: &str = "quality_score";
@@ -86,29 +88,30 @@ pub const SAMPLE_TYPES: [(&str, f64); 8] = [
 
 const TEMPERATURE_READINGS: usize = 48;
 
-/// A raw simulated sample, before feature engineering.
-#[derive(Debug, Clone)]
-struct Sample {
-    sample_type: usize,
-    collected_at: NaiveDateTime,
-    processed_at: NaiveDateTime,
-    storage_target_c: f64,
-    temperature_log: Vec<f64>,
-    freeze_thaw_cycles: u32,
-    volume_ml: f64,
-    concentration_ng_ul: f64,
-    purity_260_280: f64,
-    purity_260_230: Option<f64>,
-    rin: Option<f64>,
-    transport_time_hours: f64,
-    storage_fill_fraction: f64,
+/// One feature value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LabValue {
+    Number(Option<f64>),
+    Text(Option<String>),
 }
 
-/// One feature value.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Cell {
-    Number(Option<f64>),
-    Text(&'static str),
+impl LabValue {
+    /// The value as JSON: a number, a string, or `null` when missing.
+    pub fn to_json(&self) -> Value {
+        match self {
+            LabValue::Number(x) => x
+                .and_then(Number::from_f64)
+                .map_or(Value::Null, Value::Number),
+            LabValue::Text(t) => t.clone().map_or(Value::Null, Value::String),
+        }
+    }
+
+    fn number(&self) -> Option<f64> {
+        match self {
+            LabValue::Number(x) => *x,
+            LabValue::Text(_) => None,
+        }
+    }
 }
 
 fn reference_time() -> NaiveDateTime {
@@ -125,7 +128,7 @@ fn log_normal(rng: &mut ChaCha8Rng, median: f64, sigma: f64) -> f64 {
     LogNormal::new(median.ln(), sigma).map_or(median, |d| d.sample(rng))
 }
 
-fn simulate(rng: &mut ChaCha8Rng) -> Sample {
+fn simulate(rng: &mut ChaCha8Rng) -> LabSample {
     let sample_type = rng.gen_range(0..SAMPLE_TYPES.len());
     let name = SAMPLE_TYPES[sample_type].0;
     let age_days = rng.gen_range(1.0..900.0_f64);
@@ -167,7 +170,7 @@ fn simulate(rng: &mut ChaCha8Rng) -> Sample {
         "tissue" => log_normal(rng, 150.0, 0.6),
         _ => log_normal(rng, 25.0, 0.7),
     };
-    let ideal = ideal_260_280(sample_type);
+    let ideal = ideal_260_280(name);
     let contamination = rng.gen::<f64>().powi(3);
     let purity_260_280 = normal(rng, ideal - 0.25 * contamination, 0.06);
     let purity_260_230 =
@@ -176,29 +179,23 @@ fn simulate(rng: &mut ChaCha8Rng) -> Sample {
     let rin_mean =
         9.3 - 0.45 * f64::from(freeze_thaw_cycles) - 0.02 * delay_hours - age_days / 600.0;
     let rin = measures_rin.then(|| normal(rng, rin_mean, 0.5).clamp(1.0, 10.0));
-    Sample {
-        sample_type,
-        collected_at,
-        processed_at,
-        storage_target_c,
-        temperature_log,
+    let mut temperature = TemperatureStats::default();
+    for reading in temperature_log {
+        temperature.push(reading, storage_target_c);
+    }
+    LabSample {
+        sample_type: Some(name.to_string()),
+        collected_at: Some(collected_at),
+        processed_at: Some(processed_at),
+        temperature,
         freeze_thaw_cycles,
-        volume_ml,
-        concentration_ng_ul,
-        purity_260_280,
+        volume_ml: Some(volume_ml),
+        concentration_ng_ul: Some(concentration_ng_ul),
+        purity_260_280: Some(purity_260_280),
         purity_260_230,
         rin,
-        transport_time_hours: log_normal(rng, 6.0, 0.7).min(96.0),
-        storage_fill_fraction: rng.gen_range(0.2..0.99),
-    }
-}
-
-/// Pure DNA reads ~1.8, pure RNA ~2.0.
-fn ideal_260_280(sample_type: usize) -> f64 {
-    if SAMPLE_TYPES[sample_type].0 == "rna_extract" {
-        2.0
-    } else {
-        1.8
+        transport_time_hours: Some(log_normal(rng, 6.0, 0.7).min(96.0)),
+        storage_fill_fraction: Some(rng.gen_range(0.2..0.99)),
     }
 }
 
@@ -234,70 +231,23 @@ pub fn quality_risk_score(
             + 0.15 * (sample_age_days / 730.0).min(1.0))
 }
 
-/// The 18 features of a sample, in [`FEATURES`] order.
-fn features(s: &Sample) -> [Cell; 18] {
-    let hours = |d: Duration| d.num_seconds() as f64 / 3600.0;
-    let age_days = hours(reference_time() - s.collected_at) / 24.0;
-    let delay = hours(s.processed_at - s.collected_at);
-    let n = s.temperature_log.len().max(1) as f64;
-    let deviations: Vec<f64> = s
-        .temperature_log
-        .iter()
-        .map(|t| t - s.storage_target_c)
-        .collect();
-    let deviation = deviations.iter().map(|d| d.abs()).sum::<f64>() / n;
-    let max_excursion = deviations.iter().copied().fold(0.0, f64::max);
-    let mean = s.temperature_log.iter().sum::<f64>() / n;
-    let variability = (s
-        .temperature_log
-        .iter()
-        .map(|t| (t - mean).powi(2))
-        .sum::<f64>()
-        / n)
-        .sqrt();
-    let purity_deviation = (s.purity_260_280 - ideal_260_280(s.sample_type)).abs();
-    let ft = f64::from(s.freeze_thaw_cycles);
-    let num = |x: f64| Cell::Number(Some(x));
-    [
-        Cell::Text(SAMPLE_TYPES[s.sample_type].0),
-        num(age_days),
-        num(delay),
-        Cell::Text(processing_delay_category(delay)),
-        num(deviation),
-        num(max_excursion),
-        num(variability),
-        num(ft),
-        num(s.volume_ml),
-        num(s.concentration_ng_ul),
-        num(s.purity_260_280),
-        Cell::Number(s.purity_260_230),
-        num(purity_deviation),
-        Cell::Number(s.rin),
-        num(s.transport_time_hours),
-        num(s.storage_fill_fraction),
-        num(s.volume_ml * s.concentration_ng_ul),
-        num(quality_risk_score(
-            ft,
-            deviation,
-            delay,
-            purity_deviation,
-            age_days,
-        )),
-    ]
+fn number(cells: &[LabValue; 18], name: &str) -> Option<f64> {
+    cells[feature_index(name)?].number()
 }
 
-fn number(cells: &[Cell; 18], name: &str) -> Option<f64> {
-    let i = FEATURES.iter().position(|f| *f == name)?;
-    match cells[i] {
-        Cell::Number(x) => x,
-        Cell::Text(_) => None,
-    }
+/// A sample type's degradation sensitivity (1.0 for types outside
+/// [`SAMPLE_TYPES`]).
+fn sensitivity(sample_type: Option<&str>) -> f64 {
+    SAMPLE_TYPES
+        .iter()
+        .find(|(name, _)| Some(*name) == sample_type)
+        .map_or(1.0, |(_, s)| *s)
 }
 
 /// The documented ground truth (see the module docs), noise excluded.
-fn true_quality(s: &Sample, cells: &[Cell; 18]) -> f64 {
+fn true_quality(s: &LabSample, cells: &[LabValue; 18]) -> f64 {
     let f = |name| number(cells, name).unwrap_or(0.0);
-    let sens = SAMPLE_TYPES[s.sample_type].1;
+    let sens = sensitivity(s.sample_type.as_deref());
     let purity_230_penalty =
         number(cells, "purity_260_230").map_or(0.0, |p| 6.0 * (1.8 - p).max(0.0));
     let rin_penalty = number(cells, "rin").map_or(0.0, |r| 2.5 * (8.0 - r).max(0.0));
@@ -315,11 +265,11 @@ fn true_quality(s: &Sample, cells: &[Cell; 18]) -> f64 {
         - 0.2 * f("transport_time_hours")
 }
 
-fn format_cell(cell: &Cell, out: &mut String) {
+fn format_cell(cell: &LabValue, out: &mut String) {
     match cell {
-        Cell::Text(s) => out.push_str(s),
-        Cell::Number(Some(x)) => out.push_str(&format!("{x:.4}")),
-        Cell::Number(None) => out.push_str("NA"),
+        LabValue::Text(Some(s)) => out.push_str(s),
+        LabValue::Number(Some(x)) => out.push_str(&format!("{x:.4}")),
+        LabValue::Number(None) | LabValue::Text(None) => out.push_str("NA"),
     }
 }
 
@@ -333,7 +283,7 @@ pub fn generate_csv(n: usize, seed: u64) -> String {
     out.push('\n');
     for _ in 0..n {
         let sample = simulate(&mut rng);
-        let cells = features(&sample);
+        let cells = lab_features(&sample, reference_time());
         let score = (true_quality(&sample, &cells) + normal(&mut rng, 0.0, 3.0)).clamp(0.0, 100.0);
         for cell in &cells {
             format_cell(cell, &mut out);
@@ -356,19 +306,17 @@ pub fn example_record(seed: u64) -> Map<String, Value> {
 pub fn example_sample(seed: u64) -> (Map<String, Value>, f64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let sample = simulate(&mut rng);
-    let cells = features(&sample);
+    let cells = lab_features(&sample, reference_time());
     let measured = (true_quality(&sample, &cells) + normal(&mut rng, 0.0, 3.0)).clamp(0.0, 100.0);
     let record = FEATURES
         .iter()
         .zip(cells)
         .map(|(name, cell)| {
             let value = match cell {
-                Cell::Text(s) => Value::String(s.to_string()),
-                Cell::Number(x) => x
-                    .map(|x| (x * 1e4).round() / 1e4)
-                    .and_then(Number::from_f64)
-                    .map_or(Value::Null, Value::Number),
-            };
+                LabValue::Number(x) => LabValue::Number(x.map(|x| (x * 1e4).round() / 1e4)),
+                text => text,
+            }
+            .to_json();
             (name.to_string(), value)
         })
         .collect();

@@ -100,7 +100,7 @@ impl<'w, 't> Reporter<'w, 't> {
         let Some(w) = &mut self.watch else {
             return Ok(Step::Continue);
         };
-        if round % self.every != 0 && !last {
+        if !round.is_multiple_of(self.every) && !last {
             return Ok(Step::Continue);
         }
         let outputs = TreeModel::widen_binary(Link::for_task(self.task), &outputs()?);

@@ -226,7 +226,7 @@ impl TreeEnsemble {
                 self.groups
             ));
         }
-        if self.trees.len() % self.groups != 0 {
+        if !self.trees.len().is_multiple_of(self.groups) {
             return Err(format!(
                 "{} trees do not divide into {} groups",
                 self.trees.len(),
@@ -347,7 +347,7 @@ pub fn from_lightgbm(text: &str, n_features: usize) -> Result<TreeEnsemble> {
         .get("num_tree_per_iteration")
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| invalid("LightGBM model lacks num_tree_per_iteration"))?;
-    if groups == 0 || blocks.len() % groups != 0 {
+    if groups == 0 || !blocks.len().is_multiple_of(groups) {
         return Err(invalid(format!(
             "LightGBM model has {} trees for {groups} per round",
             blocks.len()

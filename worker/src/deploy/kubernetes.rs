@@ -142,7 +142,7 @@ pub(super) fn manifests(ctx: &Context<'_>) -> Vec<Value> {
 /// millicores.
 fn cpu_quantity(cpus: f64) -> String {
     let milli = (cpus.max(0.001) * 1000.0).round() as u64;
-    if milli % 1000 == 0 {
+    if milli.is_multiple_of(1000) {
         (milli / 1000).to_string()
     } else {
         format!("{milli}m")

@@ -1,6 +1,6 @@
 //! Point-in-time join at scale through the feature store's offline engine
-//! (`tracseq_features::offline::OfflineStore`, the code `/batch-features`
-//! and the training-set builder call): writes `--values` generated feature
+//! (`tracseq_features::offline::OfflineStore`; no route calls it yet, so
+//! this measures the engine, not an HTTP request): writes `--values` generated feature
 //! values as Parquet into a local directory, then joins `--rows` entity rows
 //! with `--features` features, and prints wall times, peak memory and bytes
 //! per stored value as JSON.
